@@ -1,0 +1,40 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+/// Loom: sequence-to-sequence modeling of text and audio on OpenBLAS, FFTW and libsndfile.
+/// Dependencies point one way: kernels <- tensor <- layers <- training <- recipes and the CLI.
+let package = Package(
+    name: "Loom",
+    products: [
+        .library(name: "Loom", targets: ["Loom"]),
+        .executable(name: "loom", targets: ["loom"]),
+        .executable(name: "Benchmarks", targets: ["Benchmarks"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // System libraries, each a module map over a one-line shim header.
+        .systemLibrary(name: "CBLAS", path: "Sources/CBLAS"),
+        .systemLibrary(name: "CFFTW", path: "Sources/CFFTW"),
+        .systemLibrary(name: "CSndFile", path: "Sources/CSndFile"),
+        .systemLibrary(name: "CSampleRate", path: "Sources/CSampleRate"),
+
+        .target(name: "LoomKernels", dependencies: ["CBLAS"]),
+        .target(name: "LoomTensor", dependencies: ["LoomKernels"]),
+        .target(name: "LoomLayers", dependencies: ["LoomTensor"]),
+        .target(name: "LoomTraining", dependencies: ["LoomTensor", "LoomLayers"]),
+        .target(name: "Loom", dependencies: ["LoomKernels", "LoomTensor", "LoomLayers", "LoomTraining"]),
+
+        .executableTarget(
+            name: "loom",
+            dependencies: ["Loom", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+        .executableTarget(name: "Benchmarks", dependencies: ["Loom"], path: "Benchmarks"),
+
+        .testTarget(name: "LoomKernelsTests", dependencies: ["LoomKernels", "CFFTW", "CSndFile", "CSampleRate"]),
+        .testTarget(name: "LoomTensorTests", dependencies: ["LoomTensor"]),
+        .testTarget(name: "LoomLayersTests", dependencies: ["LoomLayers"]),
+        .testTarget(name: "LoomTrainingTests", dependencies: ["LoomTraining", "LoomLayers"]),
+    ],
+    swiftLanguageModes: [.v5]
+)

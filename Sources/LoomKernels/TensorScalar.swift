@@ -1,0 +1,166 @@
+import CBLAS
+import Foundation
+
+/// The element types Loom computes in: `Float` for training and inference, `Double` for the
+/// finite-difference gradient checks that hold every differentiable op to account.
+///
+/// Each requirement is a loop over raw buffers. The two conformances instantiate one generic
+/// template each (so the loop body is written once and specialized twice); `Float` routes the
+/// activations through the SIMD approximations of `Activations.swift`, `Double` through libm,
+/// because `Double` is the checking precision, never a hot path.
+public protocol TensorScalar: BinaryFloatingPoint, SIMDScalar, Sendable, Codable
+where Self.RawSignificand: FixedWidthInteger {
+    /// `c = alpha * op(a) * op(b) + beta * c`, row-major, through OpenBLAS.
+    /// Shapes: op(a) [m, k], op(b) [k, n], c [m, n]; `lda`, `ldb`, `ldc` are row strides.
+    static func gemm(
+        transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
+        alpha: Self, a: UnsafePointer<Self>, lda: Int,
+        b: UnsafePointer<Self>, ldb: Int,
+        beta: Self, c: UnsafeMutablePointer<Self>, ldc: Int)
+
+    /// `out[i] = f(x[i])` for `i < count`; `out` may alias `x`.
+    static func map(_ function: UnaryFunction, _ x: UnsafePointer<Self>, _ out: UnsafeMutablePointer<Self>, count: Int)
+
+    /// `out[i] = a[i * strideA] (op) b[i * strideB]` for `i < count`; a stride of 0 broadcasts.
+    static func combine(
+        _ op: BinaryOperation, _ a: UnsafePointer<Self>, strideA: Int,
+        _ b: UnsafePointer<Self>, strideB: Int, _ out: UnsafeMutablePointer<Self>, count: Int)
+
+    /// `out[i] += a[i]`.
+    static func accumulate(_ a: UnsafePointer<Self>, into out: UnsafeMutablePointer<Self>, count: Int)
+
+    /// The scalar functions, for the few places that take one value at a time (a loss, a norm).
+    static func elementaryExp(_ x: Self) -> Self
+    static func elementaryLog(_ x: Self) -> Self
+    static func elementarySqrt(_ x: Self) -> Self
+}
+
+/// Elementwise functions of one argument.
+public enum UnaryFunction: Sendable {
+    case exp, log, tanh, sigmoid, relu, negate, square, sqrt, abs, reciprocal
+}
+
+/// Elementwise operations of two arguments.
+public enum BinaryOperation: Sendable {
+    case add, subtract, multiply, divide, maximum, minimum
+}
+
+@inline(__always)
+private func blasTranspose(_ t: Bool) -> CBLAS_TRANSPOSE { t ? CblasTrans : CblasNoTrans }
+
+extension Float: TensorScalar {
+    public static func gemm(
+        transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
+        alpha: Float, a: UnsafePointer<Float>, lda: Int,
+        b: UnsafePointer<Float>, ldb: Int,
+        beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
+    ) {
+        cblas_sgemm(
+            CblasRowMajor, blasTranspose(transA), blasTranspose(transB),
+            blasint(m), blasint(n), blasint(k), alpha, a, blasint(lda), b, blasint(ldb), beta, c, blasint(ldc))
+    }
+
+    public static func map(_ function: UnaryFunction, _ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, count: Int) {
+        switch function {
+        case .exp: Activations.exp(x, out, count: count)
+        case .tanh: Activations.tanh(x, out, count: count)
+        case .sigmoid: Activations.sigmoid(x, out, count: count)
+        default: mapTemplate(function, x, out, count: count)
+        }
+    }
+
+    public static func combine(
+        _ op: BinaryOperation, _ a: UnsafePointer<Float>, strideA: Int,
+        _ b: UnsafePointer<Float>, strideB: Int, _ out: UnsafeMutablePointer<Float>, count: Int
+    ) {
+        combineTemplate(op, a, strideA, b, strideB, out, count)
+    }
+
+    public static func accumulate(_ a: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>, count: Int) {
+        for i in 0..<count { out[i] += a[i] }
+    }
+
+    public static func elementaryExp(_ x: Float) -> Float { Foundation.exp(x) }
+    public static func elementaryLog(_ x: Float) -> Float { Foundation.log(x) }
+    public static func elementarySqrt(_ x: Float) -> Float { x.squareRoot() }
+}
+
+extension Double: TensorScalar {
+    public static func gemm(
+        transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
+        alpha: Double, a: UnsafePointer<Double>, lda: Int,
+        b: UnsafePointer<Double>, ldb: Int,
+        beta: Double, c: UnsafeMutablePointer<Double>, ldc: Int
+    ) {
+        cblas_dgemm(
+            CblasRowMajor, blasTranspose(transA), blasTranspose(transB),
+            blasint(m), blasint(n), blasint(k), alpha, a, blasint(lda), b, blasint(ldb), beta, c, blasint(ldc))
+    }
+
+    public static func map(_ function: UnaryFunction, _ x: UnsafePointer<Double>, _ out: UnsafeMutablePointer<Double>, count: Int) {
+        mapTemplate(function, x, out, count: count)
+    }
+
+    public static func combine(
+        _ op: BinaryOperation, _ a: UnsafePointer<Double>, strideA: Int,
+        _ b: UnsafePointer<Double>, strideB: Int, _ out: UnsafeMutablePointer<Double>, count: Int
+    ) {
+        combineTemplate(op, a, strideA, b, strideB, out, count)
+    }
+
+    public static func accumulate(_ a: UnsafePointer<Double>, into out: UnsafeMutablePointer<Double>, count: Int) {
+        for i in 0..<count { out[i] += a[i] }
+    }
+
+    public static func elementaryExp(_ x: Double) -> Double { Foundation.exp(x) }
+    public static func elementaryLog(_ x: Double) -> Double { Foundation.log(x) }
+    public static func elementarySqrt(_ x: Double) -> Double { x.squareRoot() }
+}
+
+/// The scalar loop of `map`, written once; libm for the transcendental functions.
+@inline(__always)
+private func mapTemplate<S: TensorScalar>(_ function: UnaryFunction, _ x: UnsafePointer<S>, _ out: UnsafeMutablePointer<S>, count: Int) {
+    switch function {
+    case .exp: for i in 0..<count { out[i] = S.elementaryExp(x[i]) }
+    case .log: for i in 0..<count { out[i] = S.elementaryLog(x[i]) }
+    case .tanh: for i in 0..<count { out[i] = S(Foundation.tanh(Double(x[i]))) }
+    case .sigmoid: for i in 0..<count { out[i] = 1 / (1 + S.elementaryExp(-x[i])) }
+    case .relu: for i in 0..<count { out[i] = x[i] > 0 ? x[i] : 0 }
+    case .negate: for i in 0..<count { out[i] = -x[i] }
+    case .square: for i in 0..<count { out[i] = x[i] * x[i] }
+    case .sqrt: for i in 0..<count { out[i] = x[i].squareRoot() }
+    case .abs: for i in 0..<count { out[i] = Swift.abs(x[i]) }
+    case .reciprocal: for i in 0..<count { out[i] = 1 / x[i] }
+    }
+}
+
+/// The strided loop of `combine`, written once, with the unit-stride cases split out so the
+/// compiler vectorizes them.
+@inline(__always)
+private func combineTemplate<S: TensorScalar>(
+    _ op: BinaryOperation, _ a: UnsafePointer<S>, _ sa: Int, _ b: UnsafePointer<S>, _ sb: Int,
+    _ out: UnsafeMutablePointer<S>, _ n: Int
+) {
+    @inline(__always) func loop(_ f: (S, S) -> S) {
+        if sa == 1 && sb == 1 {
+            for i in 0..<n { out[i] = f(a[i], b[i]) }
+        } else if sa == 1 && sb == 0 {
+            let y = b[0]
+            for i in 0..<n { out[i] = f(a[i], y) }
+        } else if sa == 0 && sb == 1 {
+            let x = a[0]
+            for i in 0..<n { out[i] = f(x, b[i]) }
+        } else {
+            for i in 0..<n { out[i] = f(a[i * sa], b[i * sb]) }
+        }
+    }
+    switch op {
+    case .add: loop { $0 + $1 }
+    case .subtract: loop { $0 - $1 }
+    case .multiply: loop { $0 * $1 }
+    case .divide: loop { $0 / $1 }
+    // NaN in either argument propagates, as in PyTorch's maximum/minimum.
+    case .maximum: loop { $0.isNaN || $0 >= $1 ? $0 : $1 }
+    case .minimum: loop { $0.isNaN || $0 <= $1 ? $0 : $1 }
+    }
+}
