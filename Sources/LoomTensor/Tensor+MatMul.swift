@@ -17,7 +17,7 @@ extension Tensor {
         if b.rank == 2 && (a.rank == 2 || !transposeA) {
             // Leading axes of `a` fold into the rows of one product.
             let rows = a.count / Swift.max(k, 1)
-            let outShape = a.shape.dropLast() + [n]
+            let outShape = a.rank == 2 ? [m, n] : a.shape.dropLast() + [n]
             let value = Tensor.gemmUnchecked(a, b, transposeA: transposeA, transposeB: transposeB, m: a.rank == 2 ? m : rows, n: n, k: k, batch: 1, outShape: Array(outShape))
             return value.recorded(from: [a, b]) { g in
                 Tensor.matmulPullback(g, a, b, transposeA: transposeA, transposeB: transposeB, m: a.rank == 2 ? m : rows, n: n, k: k, batch: 1)
