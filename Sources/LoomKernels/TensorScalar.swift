@@ -29,6 +29,11 @@ where Self.RawSignificand: FixedWidthInteger {
     /// `out[i] += a[i]`.
     static func accumulate(_ a: UnsafePointer<Self>, into out: UnsafeMutablePointer<Self>, count: Int)
 
+    /// Applies one optimizer update in place (see `OptimizerKernels`); a requirement so that
+    /// each element type runs a specialized loop.
+    static func optimizerStep(_ update: OptimizerUpdate<Self>, parameter: UnsafeMutablePointer<Self>,
+                              gradient: UnsafePointer<Self>, state: [UnsafeMutablePointer<Self>], count: Int)
+
     /// The scalar functions, for the few places that take one value at a time (a loss, a norm).
     static func elementaryExp(_ x: Self) -> Self
     static func elementaryLog(_ x: Self) -> Self
@@ -43,6 +48,34 @@ public enum UnaryFunction: Sendable {
 /// Elementwise operations of two arguments.
 public enum BinaryOperation: Sendable {
     case add, subtract, multiply, divide, maximum, minimum
+}
+
+/// Which update `optimizerStep` applies, with its hyperparameters.
+public enum OptimizerUpdate<S: TensorScalar> {
+    /// state: [velocity]
+    case sgd(learningRate: Double, momentum: Double, weightDecay: Double, nesterov: Bool)
+    /// state: [first moment, second moment]
+    case adam(learningRate: Double, beta1: Double, beta2: Double, epsilon: Double, step: Int, weightDecay: Double, decoupled: Bool)
+    /// state: [mean square, velocity]
+    case rmsprop(learningRate: Double, alpha: Double, epsilon: Double, momentum: Double, weightDecay: Double)
+}
+
+@inline(__always)
+private func optimizerTemplate<S: TensorScalar>(
+    _ update: OptimizerUpdate<S>, _ p: UnsafeMutablePointer<S>, _ g: UnsafePointer<S>, _ state: [UnsafeMutablePointer<S>], _ n: Int
+) {
+    switch update {
+    case let .sgd(lr, momentum, decay, nesterov):
+        OptimizerKernels.sgd(parameter: p, gradient: g, velocity: state[0], count: n, learningRate: lr,
+                             momentum: momentum, weightDecay: decay, nesterov: nesterov)
+    case let .adam(lr, b1, b2, eps, t, decay, decoupled):
+        OptimizerKernels.adam(parameter: p, gradient: g, firstMoment: state[0], secondMoment: state[1], count: n,
+                              learningRate: lr, beta1: b1, beta2: b2, epsilon: eps, step: t,
+                              weightDecay: decay, decoupledDecay: decoupled)
+    case let .rmsprop(lr, alpha, eps, momentum, decay):
+        OptimizerKernels.rmsprop(parameter: p, gradient: g, meanSquare: state[0], velocity: state[1], count: n,
+                                 learningRate: lr, alpha: alpha, epsilon: eps, momentum: momentum, weightDecay: decay)
+    }
 }
 
 @inline(__always)
@@ -80,6 +113,11 @@ extension Float: TensorScalar {
         for i in 0..<count { out[i] += a[i] }
     }
 
+    public static func optimizerStep(_ update: OptimizerUpdate<Float>, parameter: UnsafeMutablePointer<Float>,
+                                     gradient: UnsafePointer<Float>, state: [UnsafeMutablePointer<Float>], count: Int) {
+        optimizerTemplate(update, parameter, gradient, state, count)
+    }
+
     public static func elementaryExp(_ x: Float) -> Float { Foundation.exp(x) }
     public static func elementaryLog(_ x: Float) -> Float { Foundation.log(x) }
     public static func elementarySqrt(_ x: Float) -> Float { x.squareRoot() }
@@ -110,6 +148,11 @@ extension Double: TensorScalar {
 
     public static func accumulate(_ a: UnsafePointer<Double>, into out: UnsafeMutablePointer<Double>, count: Int) {
         for i in 0..<count { out[i] += a[i] }
+    }
+
+    public static func optimizerStep(_ update: OptimizerUpdate<Double>, parameter: UnsafeMutablePointer<Double>,
+                                     gradient: UnsafePointer<Double>, state: [UnsafeMutablePointer<Double>], count: Int) {
+        optimizerTemplate(update, parameter, gradient, state, count)
     }
 
     public static func elementaryExp(_ x: Double) -> Double { Foundation.exp(x) }

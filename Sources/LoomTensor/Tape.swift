@@ -31,8 +31,12 @@ public func withoutGradients<R>(_ body: () throws -> R) rethrows -> R {
 extension Tensor {
     /// Returns `self` carrying a tape record when gradient recording is on and any input is
     /// recorded; otherwise `self` unchanged. Every differentiable op ends with this call, its
-    /// pullback written right beside the forward code.
-    func recorded(from inputs: [Tensor], pullback: @escaping (Tensor) -> [Tensor?]) -> Tensor {
+    /// pullback written right beside the forward code; fused ops outside this module (a loss,
+    /// a recurrent kernel) enter the tape the same way, as one record.
+    ///
+    /// The pullback receives the gradient of the output (shape of `self`) and returns one
+    /// gradient per input, of that input's shape, or `nil` for an input that gets none.
+    public func recorded(from inputs: [Tensor], pullback: @escaping (Tensor) -> [Tensor?]) -> Tensor {
         guard GradientRecording.isEnabled, inputs.contains(where: { $0.node != nil }) else { return self }
         var result = self
         result.node = TapeNode(inputs: inputs.map(\.node), pullback: pullback)

@@ -90,6 +90,13 @@ public struct Tensor<Scalar: TensorScalar>: @unchecked Sendable {
         Tensor(unchecked: shape, scalars: scalars, node: TapeNode())
     }
 
+    /// Writes the elements in place (an optimizer's update). The result is cut from the tape:
+    /// a value changed in place no longer is what the tape recorded.
+    public mutating func withUnsafeMutableScalars<R>(_ body: (UnsafeMutableBufferPointer<Scalar>) throws -> R) rethrows -> R {
+        node = nil
+        return try scalars.withUnsafeMutableBufferPointer { try body($0) }
+    }
+
     static func validate(shape: [Int]) throws {
         guard shape.allSatisfy({ $0 >= 0 }) else { throw TensorError.negativeDimension(shape: shape) }
     }
