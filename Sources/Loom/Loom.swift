@@ -1,0 +1,5 @@
+// The umbrella module: `import Loom` brings in tensors, kernels, layers and training.
+@_exported import LoomKernels
+@_exported import LoomLayers
+@_exported import LoomTensor
+@_exported import LoomTraining
