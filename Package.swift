@@ -35,6 +35,7 @@ let package = Package(
         .testTarget(name: "LoomTensorTests", dependencies: ["LoomTensor"]),
         .testTarget(name: "LoomLayersTests", dependencies: ["LoomLayers"]),
         .testTarget(name: "LoomTrainingTests", dependencies: ["LoomTraining", "LoomLayers"]),
+        .testTarget(name: "LoomCLITests", dependencies: ["loom"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -1,0 +1,29 @@
+import Foundation
+
+/// Progress of a long run: one redrawn line on a terminal, plain lines every `logEvery` updates
+/// otherwise (so a log file gets a readable history, not carriage returns).
+struct Progress {
+    let isTerminal = isatty(STDOUT_FILENO) != 0
+    let total: Int
+    let logEvery: Int
+    let start = Date()
+
+    init(total: Int, logEvery: Int) {
+        self.total = total
+        self.logEvery = max(logEvery, 1)
+    }
+
+    /// Shows step `done` of `total` with `fields` (name, value) and an ETA from the mean rate.
+    func update(_ done: Int, _ fields: [(String, String)]) {
+        let elapsed = Date().timeIntervalSince(start)
+        let eta = done > 0 ? elapsed / Double(done) * Double(total - done) : 0
+        let text = (["\(done)/\(total)"] + fields.map { "\($0) \($1)" } + [String(format: "eta %.1fs", eta)])
+            .joined(separator: "  ")
+        if isTerminal {
+            print("\r\u{1B}[K" + text, terminator: done == total ? "\n" : "")
+            fflush(stdout)
+        } else if done % logEvery == 0 || done == total {
+            print(text)
+        }
+    }
+}
