@@ -30,7 +30,7 @@ public struct Tensor<Scalar: TensorScalar>: @unchecked Sendable {
     }
 
     /// Creates a tensor whose shape and element count are already known to agree.
-    init(unchecked shape: [Int], scalars: [Scalar], node: TapeNode<Scalar>? = nil) {
+    package init(unchecked shape: [Int], scalars: [Scalar], node: TapeNode<Scalar>? = nil) {
         assert(shape.reduce(1, *) == scalars.count, "shape \(shape) holds \(shape.reduce(1, *)) elements, got \(scalars.count)")
         self.shape = shape
         self.scalars = scalars
@@ -65,7 +65,7 @@ public struct Tensor<Scalar: TensorScalar>: @unchecked Sendable {
     public static func ones(_ shape: [Int]) throws -> Tensor { try Tensor(repeating: 1, shape: shape) }
 
     /// Zeros of a shape already validated (the gradient of something that exists).
-    static func zeros(unchecked shape: [Int]) -> Tensor {
+    package static func zeros(unchecked shape: [Int]) -> Tensor {
         Tensor(unchecked: shape, scalars: Array(repeating: 0, count: shape.reduce(1, *)))
     }
 

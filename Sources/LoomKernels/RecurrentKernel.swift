@@ -1,0 +1,151 @@
+/// The three recurrent cells, with their number of gate blocks.
+public enum RecurrentCell: String, Sendable, Codable {
+    case rnn, gru, lstm
+    public var gates: Int { self == .rnn ? 1 : self == .gru ? 3 : 4 }
+}
+
+/// Fused forward and backward passes of the RNN (tanh), GRU and LSTM layers over a packed batch.
+///
+/// Legend: B batch, T steps, N packed rows (sum of lengths), I input features, H hidden units,
+/// G gates (RNN 1, GRU 3, LSTM 4). Weight layout and equations are PyTorch's:
+///
+///     RNN   h' = tanh(W_ih x + b_ih + W_hh h + b_hh)
+///     LSTM  i, f, g, o = s(.), s(.), tanh(.), s(.) of W_i* x + b_i* + W_h* h + b_h*
+///           c' = f c + i g,  h' = o tanh(c')
+///     GRU   r = s(W_ir x + b_ir + W_hr h + b_hr),  z = s(W_iz x + b_iz + W_hz h + b_hz)
+///           n = tanh(W_in x + b_in + r (W_hn h + b_hn)),  h' = (1 - z) n + z h
+///
+/// Work: the input projection of all steps is one GEMM [N, I] x [I, G H] before the loop; each
+/// step runs one GEMM over its live rows and one elementwise pass; backward runs one GEMM per step
+/// for the state gradient and, after the loop, one GEMM each for the input and recurrent weight
+/// gradients and for the input gradient. Buffers are allocated once per call, never in the loop.
+///
+/// Dropout hooks (masks already scaled by 1/(1-p)): `stateMask` [B, H] multiplies the state that
+/// enters the recurrent product at every step (variational state dropout); `updateMask` [N, H]
+/// multiplies the candidate update (LSTM g, GRU n, RNN h) per step (state-update dropout).
+public final class RecurrentKernel<S: TensorScalar> {
+    public typealias Cell = RecurrentCell
+
+    public let cell: Cell
+    public let inputSize: Int, hiddenSize: Int
+    public let layout: PackedLayout
+
+    /// Outputs: the state after every step [N, H]; the final states [B, H] (each sequence's own
+    /// last step); the LSTM cell state after every step [N, H].
+    public let hidden: UnsafeMutablePointer<S>
+    public let finalHidden: UnsafeMutablePointer<S>
+    public let cellStates: UnsafeMutablePointer<S>
+    public let finalCell: UnsafeMutablePointer<S>
+    /// Saved for backward: activated gates [N, G H] (RNN: tanh of the pre-activation);
+    /// LSTM tanh(c') or GRU W_hn h + b_hn [N, H].
+    let gates: UnsafeMutablePointer<S>
+    let extra: UnsafeMutablePointer<S>
+    /// One step's scratch: the masked previous state [B, H] and the GRU's h-side projection [B, G H].
+    let scratchState: UnsafeMutablePointer<S>
+    let scratchProjection: UnsafeMutablePointer<S>
+
+    private var allocations: [UnsafeMutablePointer<S>] = []
+
+    public init(cell: Cell, inputSize: Int, hiddenSize: Int, layout: PackedLayout) {
+        self.cell = cell
+        self.inputSize = inputSize
+        self.hiddenSize = hiddenSize
+        self.layout = layout
+        let n = layout.rows, b = layout.batch, h = hiddenSize, g = cell.gates * hiddenSize
+        func buffer(_ count: Int) -> UnsafeMutablePointer<S> {
+            let p = UnsafeMutablePointer<S>.allocate(capacity: Swift.max(count, 1))
+            p.initialize(repeating: 0, count: Swift.max(count, 1))
+            return p
+        }
+        hidden = buffer(n * h)
+        finalHidden = buffer(b * h)
+        cellStates = buffer(cell == .lstm ? n * h : 0)
+        finalCell = buffer(cell == .lstm ? b * h : 0)
+        gates = buffer(n * g)
+        extra = buffer(cell == .rnn ? 0 : n * h)
+        scratchState = buffer(b * h)
+        scratchProjection = buffer(cell == .gru ? b * g : 0)
+        allocations = [hidden, finalHidden, cellStates, finalCell, gates, extra, scratchState, scratchProjection]
+    }
+
+    deinit { for p in allocations { p.deallocate() } }
+
+    /// Read-only weights and inputs of one call.
+    public struct Inputs {
+        public var input: UnsafePointer<S>            // [N, I] packed
+        public var inputWeight: UnsafePointer<S>      // [G H, I]
+        public var recurrentWeight: UnsafePointer<S>  // [G H, H]
+        public var inputBias: UnsafePointer<S>        // [G H]
+        public var recurrentBias: UnsafePointer<S>    // [G H]
+        public var initialHidden: UnsafePointer<S>    // [B, H]
+        public var initialCell: UnsafePointer<S>?     // [B, H], LSTM only
+        public var stateMask: UnsafePointer<S>?       // [B, H]
+        public var updateMask: UnsafePointer<S>?      // [N, H]
+
+        public init(input: UnsafePointer<S>, inputWeight: UnsafePointer<S>, recurrentWeight: UnsafePointer<S>,
+                    inputBias: UnsafePointer<S>, recurrentBias: UnsafePointer<S>, initialHidden: UnsafePointer<S>,
+                    initialCell: UnsafePointer<S>? = nil, stateMask: UnsafePointer<S>? = nil, updateMask: UnsafePointer<S>? = nil) {
+            self.input = input
+            self.inputWeight = inputWeight
+            self.recurrentWeight = recurrentWeight
+            self.inputBias = inputBias
+            self.recurrentBias = recurrentBias
+            self.initialHidden = initialHidden
+            self.initialCell = initialCell
+            self.stateMask = stateMask
+            self.updateMask = updateMask
+        }
+    }
+
+    /// Gradient buffers the backward pass *adds* into (zero them for a fresh gradient).
+    public struct Gradients {
+        public var input: UnsafeMutablePointer<S>            // [N, I]
+        public var inputWeight: UnsafeMutablePointer<S>      // [G H, I]
+        public var recurrentWeight: UnsafeMutablePointer<S>  // [G H, H]
+        public var inputBias: UnsafeMutablePointer<S>        // [G H]
+        public var recurrentBias: UnsafeMutablePointer<S>    // [G H]
+        public var initialHidden: UnsafeMutablePointer<S>    // [B, H]
+        public var initialCell: UnsafeMutablePointer<S>?     // [B, H], LSTM only
+
+        public init(input: UnsafeMutablePointer<S>, inputWeight: UnsafeMutablePointer<S>,
+                    recurrentWeight: UnsafeMutablePointer<S>, inputBias: UnsafeMutablePointer<S>,
+                    recurrentBias: UnsafeMutablePointer<S>, initialHidden: UnsafeMutablePointer<S>,
+                    initialCell: UnsafeMutablePointer<S>?) {
+            self.input = input
+            self.inputWeight = inputWeight
+            self.recurrentWeight = recurrentWeight
+            self.inputBias = inputBias
+            self.recurrentBias = recurrentBias
+            self.initialHidden = initialHidden
+            self.initialCell = initialCell
+        }
+    }
+
+    /// Runs the recurrence; fills `hidden`, `finalHidden` (and the cell states for an LSTM).
+    public func forward(_ x: Inputs) {
+        precondition(cell != .lstm || x.initialCell != nil, "an LSTM kernel needs an initial cell state")
+        if S.self == Float.self {
+            RecurrentPasses<Float>.forward(unsafeBitCast(self, to: RecurrentKernel<Float>.self),
+                                           unsafeBitCast(x, to: RecurrentKernel<Float>.Inputs.self))
+        } else {
+            RecurrentPasses<S>.forward(self, x)
+        }
+    }
+
+    /// Backpropagates `dHidden` [N, H] (gradient of every output state) and the gradients of the
+    /// final states `dFinalHidden` [B, H], `dFinalCell` [B, H] (LSTM) through the last `forward`.
+    public func backward(_ x: Inputs, dHidden: UnsafePointer<S>, dFinalHidden: UnsafePointer<S>,
+                         dFinalCell: UnsafePointer<S>?, into gradients: Gradients) {
+        if S.self == Float.self {
+            typealias K = RecurrentKernel<Float>
+            RecurrentPasses<Float>.backward(
+                unsafeBitCast(self, to: K.self), unsafeBitCast(x, to: K.Inputs.self),
+                UnsafeRawPointer(dHidden).assumingMemoryBound(to: Float.self),
+                UnsafeRawPointer(dFinalHidden).assumingMemoryBound(to: Float.self),
+                dFinalCell.map { UnsafeRawPointer($0).assumingMemoryBound(to: Float.self) },
+                unsafeBitCast(gradients, to: K.Gradients.self))
+        } else {
+            RecurrentPasses<S>.backward(self, x, dHidden, dFinalHidden, dFinalCell, gradients)
+        }
+    }
+}
