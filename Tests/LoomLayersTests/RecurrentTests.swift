@@ -1,0 +1,134 @@
+import LoomLayers
+import XCTest
+
+/// The fused recurrent kernels against their unfused composition, and the layers' gradients
+/// against finite differences in Double, over edge shapes and every dropout method.
+final class RecurrentTests: XCTestCase {
+    let source = RandomSource(seed: 31)
+
+    func random(_ shape: [Int]) throws -> Tensor<Double> {
+        try Tensor.randomUniform(shape, lower: -1, upper: 1, using: source)
+    }
+
+    /// Runs fused and reference paths with the same masks; compares outputs, states and all
+    /// gradients. Both are Double, so they agree to rounding: 1e-12 relative to O(1) values.
+    func compareFusedWithReference<K: RecurrentCellKind>(
+        _ kind: K.Type, steps: Int, lengths: [Int], inputSize: Int, hiddenSize: Int, layers: Int, bidirectional: Bool,
+        dropout: RecurrentDropout = .none, merge: Recurrent<Double, K>.Merge = .concatenate,
+        file: StaticString = #filePath, line: UInt = #line
+    ) throws {
+        let layer = try Recurrent<Double, K>(inputSize: inputSize, hiddenSize: hiddenSize, numLayers: layers,
+                                              bidirectional: bidirectional, merge: merge, dropout: dropout,
+                                              interLayerDropout: dropout.alwaysActive ? 0.3 : 0, using: source)
+        let batch = lengths.count
+        let x = try random([steps, batch, inputSize])
+        let stateShape = [layers * layer.directions, batch, hiddenSize]
+        let h0 = try random(stateShape), c0 = try random(stateShape)
+        let input = try SequenceBatch(values: x, lengths: lengths)
+        let masks = try layer.drawMasks(for: input)
+        if dropout.alwaysActive { XCTAssertFalse(masks.isEmpty, file: file, line: line) }
+        let weightsOut = try random([steps, batch, layer.outputSize]), weightsH = try random(stateShape)
+
+        var results: [[Tensor<Double>]] = []
+        for implementation in [Recurrent<Double, K>.Implementation.fused, .reference] {
+            let leaves = [x.requiringGradient(), h0.requiringGradient(), c0.requiringGradient()]
+            let state = RecurrentState(hidden: leaves[1], cell: K.cell == .lstm ? leaves[2] : nil)
+            let (out, final) = try layer.run(SequenceBatch(values: leaves[0], lengths: lengths), initialState: state,
+                                             masks: masks, implementation: implementation)
+            var loss = try (out.values * weightsOut).sum() + (final.hidden * weightsH).sum()
+            if let cell = final.cell { loss = try loss + (cell * weightsH).sum() }
+            let inputGrads = try loss.gradients(wrt: K.cell == .lstm ? leaves : Array(leaves[0...1]))
+            let (out2, final2) = try layer.run(SequenceBatch(values: x, lengths: lengths),
+                                               initialState: RecurrentState(hidden: h0, cell: K.cell == .lstm ? c0 : nil),
+                                               masks: masks, implementation: implementation)
+            var loss2 = try (out2.values * weightsOut).sum() + (final2.hidden * weightsH).sum()
+            if let cell = final2.cell { loss2 = try loss2 + (cell * weightsH).sum() }
+            results.append([out.values, final.hidden] + (final.cell.map { [$0] } ?? []) + inputGrads
+                           + (try loss2.gradients(for: layer.parameters)))
+        }
+        XCTAssertEqual(results[0].count, results[1].count, file: file, line: line)
+        for (i, (a, b)) in zip(results[0], results[1]).enumerated() {
+            XCTAssertEqual(a.shape, b.shape, file: file, line: line)
+            let worst = zip(a.scalars, b.scalars).map { Swift.abs($0 - $1) }.max() ?? 0
+            XCTAssertLessThanOrEqual(worst, 1e-12, "\(K.cell) tensor \(i) differs by \(worst)", file: file, line: line)
+        }
+        // Outputs at padded steps are exactly zero.
+        let out = results[0][0]
+        for (b, length) in lengths.enumerated() {
+            for t in length..<steps {
+                for j in 0..<layer.outputSize { XCTAssertEqual(out.scalars[(t * batch + b) * layer.outputSize + j], 0, file: file, line: line) }
+            }
+        }
+    }
+
+    func testFusedEqualsReferenceOnEdgeShapes() throws {
+        func all(_ steps: Int, _ lengths: [Int], _ i: Int, _ h: Int, _ layers: Int, _ bi: Bool) throws {
+            try compareFusedWithReference(RNNKind.self, steps: steps, lengths: lengths, inputSize: i, hiddenSize: h, layers: layers, bidirectional: bi)
+            try compareFusedWithReference(GRUKind.self, steps: steps, lengths: lengths, inputSize: i, hiddenSize: h, layers: layers, bidirectional: bi)
+            try compareFusedWithReference(LSTMKind.self, steps: steps, lengths: lengths, inputSize: i, hiddenSize: h, layers: layers, bidirectional: bi)
+        }
+        try all(1, [1], 1, 1, 1, false)                 // T = 1, B = 1
+        try all(1, [1, 1, 1], 2, 3, 1, true)            // T = 1
+        try all(6, [6], 3, 5, 2, true)                  // B = 1, odd hidden
+        try all(4, [4, 4, 4], 5, 7, 1, false)           // all equal lengths
+        try all(7, [2, 7, 4, 1, 5], 3, 9, 2, true)      // all different, unsorted
+        try all(5, [3, 0, 5], 2, 3, 1, true)            // a zero-length sequence keeps its initial state
+    }
+
+    func testFusedEqualsReferenceWithEveryDropoutMethod() throws {
+        let dropout = RecurrentDropout(weights: 0.3, input: 0.2, state: 0.25, stateUpdate: 0.2, alwaysActive: true)
+        try compareFusedWithReference(RNNKind.self, steps: 5, lengths: [5, 2, 4], inputSize: 3, hiddenSize: 4, layers: 2, bidirectional: true, dropout: dropout)
+        try compareFusedWithReference(GRUKind.self, steps: 5, lengths: [5, 2, 4], inputSize: 3, hiddenSize: 4, layers: 2, bidirectional: true, dropout: dropout)
+        try compareFusedWithReference(LSTMKind.self, steps: 5, lengths: [5, 2, 4], inputSize: 3, hiddenSize: 4, layers: 2, bidirectional: true, dropout: dropout)
+        try compareFusedWithReference(LSTMKind.self, steps: 4, lengths: [4, 3], inputSize: 2, hiddenSize: 3, layers: 1, bidirectional: true, merge: .sum)
+        try compareFusedWithReference(GRUKind.self, steps: 4, lengths: [4, 3], inputSize: 2, hiddenSize: 3, layers: 2, bidirectional: true, merge: .mean)
+    }
+
+    /// Finite differences over inputs, initial states and parameters, dropout masks fixed.
+    func gradientCheck<K: RecurrentCellKind>(_ kind: K.Type, dropout: RecurrentDropout, file: StaticString = #filePath, line: UInt = #line) throws {
+        let layer = try Recurrent<Double, K>(inputSize: 2, hiddenSize: 3, numLayers: 2, bidirectional: true, dropout: dropout, using: source)
+        let lengths = [4, 2, 3]
+        let x = try random([4, 3, 2]), h0 = try random([4, 3, 3]), c0 = try random([4, 3, 3])
+        let masks = try layer.drawMasks(for: SequenceBatch(values: x, lengths: lengths))
+        let weights = try random([4, 3, 6])
+        let report = try GradientCheck.compare(at: [x, h0, c0], parameters: layer.parameters) { xs in
+            let (out, state) = try layer.run(SequenceBatch(values: xs[0], lengths: lengths),
+                                             initialState: RecurrentState(hidden: xs[1], cell: K.cell == .lstm ? xs[2] : nil), masks: masks)
+            var loss = try (out.values * weights).sum() + state.hidden.squared().sum()
+            if let cell = state.cell { loss = try loss + cell.squared().sum() }
+            return loss
+        }
+        XCTAssertTrue(report.passed, "\(K.cell) \(dropout): \(report)", file: file, line: line)
+    }
+
+    func testGradientsMatchFiniteDifferences() throws {
+        for dropout in [RecurrentDropout.none, RecurrentDropout(weights: 0.3, alwaysActive: true),
+                        RecurrentDropout(input: 0.3, alwaysActive: true), RecurrentDropout(state: 0.3, alwaysActive: true),
+                        RecurrentDropout(stateUpdate: 0.3, alwaysActive: true)] {
+            try gradientCheck(RNNKind.self, dropout: dropout)
+            try gradientCheck(GRUKind.self, dropout: dropout)
+            try gradientCheck(LSTMKind.self, dropout: dropout)
+        }
+    }
+
+    func testDropoutOnlyInTrainingAndBadInputErrors() throws {
+        let layer = try LSTM<Float>(inputSize: 2, hiddenSize: 3, dropout: RecurrentDropout(0.5))
+        let input = try SequenceBatch(values: Tensor<Float>.ones([3, 2, 2]), lengths: [3, 1])
+        XCTAssertTrue(try layer.drawMasks(for: input).isEmpty)
+        XCTAssertFalse(try withLearningPhase(.training) { try layer.drawMasks(for: input) }.isEmpty)
+        XCTAssertEqual(try layer(input).output.values, try layer(input).output.values, "inference is deterministic")
+        XCTAssertThrowsError(try layer(SequenceBatch(values: Tensor<Float>.ones([3, 2, 5])))) { XCTAssertTrue("\($0)".contains("[3, 2, 5]")) }
+        XCTAssertThrowsError(try SequenceBatch(values: Tensor<Float>.ones([3, 2, 2]), lengths: [4, 1])) { XCTAssertTrue("\($0)".contains("4")) }
+        XCTAssertThrowsError(try layer(input, initialState: RecurrentState(hidden: Tensor.zeros([1, 2, 3])))) { XCTAssertTrue("\($0)".contains("initial state")) }
+        XCTAssertThrowsError(try LSTM<Float>(inputSize: 2, hiddenSize: 3, dropout: RecurrentDropout(state: 1)))
+    }
+
+    func testNamesFollowPyTorch() throws {
+        let gru = try GatedRecurrentLayer<Float>(inputSize: 3, hiddenSize: 4, numLayers: 2, bidirectional: true)
+        XCTAssertEqual(gru.parameters.prefix(8).map(\.name), [
+            "weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0",
+            "weight_ih_l0_reverse", "weight_hh_l0_reverse", "bias_ih_l0_reverse", "bias_hh_l0_reverse",
+        ])
+        XCTAssertEqual(gru.parameters[8].shape, [12, 8], "layer 1 reads both directions of layer 0")
+    }
+}
