@@ -20,7 +20,10 @@ let package = Package(
         .systemLibrary(name: "CSndFile", path: "Sources/CSndFile"),
         .systemLibrary(name: "CSampleRate", path: "Sources/CSampleRate"),
 
-        .target(name: "LoomKernels", dependencies: ["CBLAS"]),
+        // The AVX-512 micro-kernel for small-batch products against packed weights; C, so that
+        // it can carry its own target attribute and be dispatched at run time.
+        .target(name: "CLoomKernels", cSettings: [.unsafeFlags(["-O3"])]),
+        .target(name: "LoomKernels", dependencies: ["CBLAS", "CLoomKernels"]),
         .target(name: "LoomTensor", dependencies: ["LoomKernels"]),
         .target(name: "LoomLayers", dependencies: ["LoomTensor"]),
         .target(name: "LoomTraining", dependencies: ["LoomTensor", "LoomLayers"]),

@@ -49,12 +49,79 @@ func sgemmPeak(n: Int) throws {
     }
 }
 
+/// One "-train" step as the foundation issue defines it: forward over the whole batch, loss =
+/// sum(output * R) for a fixed random R, backward to every parameter, one Adam update.
+/// Returns a closure running one step (or a forward only, with no tape, when `train` is false).
+func recurrentStep<K: RecurrentCellKind>(
+    _ kind: K.Type, input: Int, hidden: Int, layers: Int, bidirectional: Bool, batch: Int, steps: Int, train: Bool
+) throws -> () throws -> Void {
+    let source = RandomSource(seed: 7)
+    let layer = try Recurrent<Float, K>(inputSize: input, hiddenSize: hidden, numLayers: layers, bidirectional: bidirectional, using: source)
+    let x = try SequenceBatch(values: Tensor<Float>.randomUniform([steps, batch, input], lower: -1, upper: 1, using: source))
+    let r = try Tensor<Float>.randomUniform([steps, batch, layer.outputSize], lower: -1, upper: 1, using: source)
+    let adam = Adam<Float>(learningRate: 1e-3)
+    if !train {
+        return { _ = try withoutGradients { try layer(x) } }
+    }
+    return {
+        let loss = try (layer(x).output.values * r).sum()
+        try adam.update(layer.parameters, gradients: loss.gradients(for: layer.parameters))
+    }
+}
+
+func recurrentWorkloads() throws {
+    let small = try recurrentStep(LSTMKind.self, input: 16, hidden: 128, layers: 1, bidirectional: false, batch: 128, steps: 8, train: true)
+    _ = try report("lstm-small-train", unit: "steps/s", repetitions: 30, figure: { 1 / $0 }, small)
+
+    let frames = 32.0 * 200
+    let medium = try recurrentStep(LSTMKind.self, input: 80, hidden: 256, layers: 2, bidirectional: true, batch: 32, steps: 200, train: true)
+    _ = try report("lstm-medium-train", unit: "frames/s", figure: { frames / $0 }, medium)
+    let gru = try recurrentStep(GRUKind.self, input: 80, hidden: 256, layers: 2, bidirectional: true, batch: 32, steps: 200, train: true)
+    _ = try report("gru-medium-train", unit: "frames/s", figure: { frames / $0 }, gru)
+    let infer = try recurrentStep(LSTMKind.self, input: 80, hidden: 256, layers: 2, bidirectional: true, batch: 32, steps: 200, train: false)
+    _ = try report("lstm-medium-infer", unit: "frames/s", figure: { frames / $0 }, infer)
+
+    // FLOPs = 3 * 2 (in + hidden) 4 hidden batch len: forward and the two backward products.
+    let flops = 3 * 2 * Double(512 + 1024) * 4 * 1024 * 64 * 50
+    let large = try recurrentStep(LSTMKind.self, input: 512, hidden: 1024, layers: 1, bidirectional: false, batch: 64, steps: 50, train: true)
+    let gflops = try report("lstm-large-train", unit: "GFLOP/s", repetitions: 5, figure: { flops / $0 / 1e9 }, large)
+    _ = gflops
+}
+
 BLAS.selectOptimizedCoreAndRelaunchIfNeeded()
 let threads = ProcessInfo.processInfo.environment["LOOM_THREADS"].flatMap(Int.init) ?? 2
 BLAS.setThreadCount(threads)
 let requested = Set(CommandLine.arguments.dropFirst())
 let workloads: [(String, () throws -> Void)] = [
     ("sgemm-peak", { try sgemmPeak(n: 1024); try sgemmPeak(n: 2048) }),
+    ("recurrent", recurrentWorkloads),
+    ("gemm-shapes", {
+        // The per-step recurrent product shapes: (m, n, k) = (batch, gates * hidden, hidden).
+        for (m, n, k) in [(32, 1024, 256), (128, 512, 128), (64, 4096, 1024), (32, 768, 256), (6400, 1024, 512)] {
+            let source = RandomSource(seed: 1)
+            let a = try Tensor<Float>.randomUniform([m, k], using: source), b = try Tensor<Float>.randomUniform([n, k], using: source)
+            var c = try Tensor<Float>.zeros([m, n])
+            let flops = 2.0 * Double(m * n * k)
+            let reps = max(1, 200_000_000 / (m * n * k))
+            _ = try report("gemm-\(m)x\(n)x\(k)", unit: "GFLOP/s", extra: ["threads": BLAS.threadCount], figure: { flops * Double(reps) / $0 / 1e9 }) {
+                a.withBase { pa in b.withBase { pb in c.withUnsafeMutableScalars { pc in
+                    for _ in 0..<reps {
+                        Float.gemm(transA: false, transB: true, m: m, n: n, k: k, alpha: 1, a: pa, lda: k, b: pb, ldb: k, beta: 1, c: pc.baseAddress.unsafelyUnwrapped, ldc: n)
+                    }
+                } } }
+            }
+            let packed = b.withBase { PackedWeights(transposed: true, n: n, k: k, weights: $0, ldw: k) }
+            _ = try report("packed-\(m)x\(n)x\(k)", unit: "GFLOP/s", extra: ["threads": 1], figure: { flops * Double(reps) / $0 / 1e9 }) {
+                a.withBase { pa in c.withUnsafeMutableScalars { pc in
+                    for _ in 0..<reps { packed.multiply(m: m, a: pa, lda: k, beta: 1, c: pc.baseAddress.unsafelyUnwrapped, ldc: n) }
+                } }
+            }
+        }
+    }),
+    ("profile-small", {
+        let step = try recurrentStep(LSTMKind.self, input: 16, hidden: 128, layers: 1, bidirectional: false, batch: 128, steps: 8, train: true)
+        for _ in 0..<200 { try step() }
+    }),
 ]
 for (name, run) in workloads where requested.isEmpty || requested.contains(name) {
     do { try run() } catch { FileHandle.standardError.write(Data("\(name): \(error)\n".utf8)) }

@@ -54,7 +54,7 @@ public final class RecurrentKernel<S: TensorScalar> {
         let n = layout.rows, b = layout.batch, h = hiddenSize, g = cell.gates * hiddenSize
         func buffer(_ count: Int) -> UnsafeMutablePointer<S> {
             let p = UnsafeMutablePointer<S>.allocate(capacity: Swift.max(count, 1))
-            p.initialize(repeating: 0, count: Swift.max(count, 1))
+            Memory.zero(p, count: Swift.max(count, 1))
             return p
         }
         hidden = buffer(n * h)

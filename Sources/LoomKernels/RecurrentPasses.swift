@@ -1,12 +1,55 @@
 /// The loops behind `RecurrentKernel`, written once and specialized for Float (called with a
 /// concrete type from the kernel's entry points) and Double.
+///
+/// Each step is a function of a range of rows (the recurrent product of those rows, then their
+/// elementwise pass): rows are independent within a step, so with the packed AVX-512 product the
+/// two halves of a step run on the two threads of `WorkerTeam`, one hand-over per step.
 enum RecurrentPasses<S: TensorScalar> {
     typealias Kernel = RecurrentKernel<S>
 
-    /// Previous state rows of step t (t = 0: the initial state), the first b of them.
+    /// Previous state rows of step t (t = 0: the initial state).
     @inline(__always)
     static func previous(_ k: Kernel, _ initial: UnsafePointer<S>, _ t: Int) -> UnsafePointer<S> {
         t == 0 ? initial : UnsafePointer(k.hidden + k.layout.offsets[t - 1] * k.hiddenSize)
+    }
+
+    /// Previous cell rows of step t (LSTM).
+    @inline(__always)
+    static func previousCell(_ k: Kernel, _ x: Kernel.Inputs, _ t: Int) -> UnsafePointer<S> {
+        if t > 0 { return UnsafePointer(k.cellStates + k.layout.offsets[t - 1] * k.hiddenSize) }
+        return x.initialCell ?? UnsafePointer(k.scratchState)
+    }
+
+    /// The recurrent weights packed for the AVX-512 product, when S is Float and the CPU has it.
+    static func packedWeights(_ w: UnsafePointer<S>, transposed: Bool, n: Int, k: Int) -> PackedWeights? {
+        guard S.self == Float.self, PackedWeights.isAvailable, n > 0, k > 0 else { return nil }
+        let ldw = transposed ? k : n
+        return PackedWeights(transposed: transposed, n: n, k: k, weights: UnsafeRawPointer(w).assumingMemoryBound(to: Float.self), ldw: ldw)
+    }
+
+    /// C[m, n] = beta C + A[m, k] op(W), with the packed kernel when there is one, else BLAS.
+    /// op(W) = W^T (W stored [n, k]) when `transposeW`, else W (stored [k, n]).
+    @inline(__always)
+    static func product(_ packed: PackedWeights?, m: Int, a: UnsafePointer<S>, lda: Int, weights: UnsafePointer<S>,
+                        transposeW: Bool, n: Int, k: Int, beta: S, c: UnsafeMutablePointer<S>, ldc: Int) {
+        guard m > 0 else { return }
+        if let packed {
+            packed.multiply(m: m, a: UnsafeRawPointer(a).assumingMemoryBound(to: Float.self), lda: lda, beta: Float(beta),
+                            c: UnsafeMutableRawPointer(c).assumingMemoryBound(to: Float.self), ldc: ldc)
+        } else {
+            S.gemm(transA: false, transB: transposeW, m: m, n: n, k: k, alpha: 1, a: a, lda: lda,
+                   b: weights, ldb: transposeW ? k : n, beta: beta, c: c, ldc: ldc)
+        }
+    }
+
+    /// Runs `body` over rows 0..<count, split across the worker team when `split`.
+    @inline(__always)
+    static func parallel(_ split: Bool, _ count: Int, _ body: (Range<Int>) -> Void) {
+        if split, let team = WorkerTeam.shared {
+            team.run { part in body(WorkerTeam.half(count, part: part)) }
+        } else {
+            body(0..<count)
+        }
     }
 
     static func forward(_ k: Kernel, _ x: Kernel.Inputs) {
@@ -20,81 +63,92 @@ enum RecurrentPasses<S: TensorScalar> {
         }
         for row in 0..<n {
             let g = k.gates + row * gh
-            for j in 0..<gh { g[j] += x.inputBias[j] }
-            if k.cell != .gru { for j in 0..<gh { g[j] += x.recurrentBias[j] } }
+            S.accumulate(x.inputBias, into: g, count: gh)
+            if k.cell != .gru { S.accumulate(x.recurrentBias, into: g, count: gh) }
         }
+        let packed = packedWeights(x.recurrentWeight, transposed: true, n: gh, k: h)
         for t in 0..<layout.steps {
             let b = layout.batchSizes[t], offset = layout.offsets[t]
             let previousHidden = previous(k, x.initialHidden, t)
-            // The state entering the recurrent product, masked by variational state dropout.
-            var recurrentInput = previousHidden
-            if let mask = x.stateMask {
-                for j in 0..<(b * h) { k.scratchState[j] = previousHidden[j] * mask[j] }
-                recurrentInput = UnsafePointer(k.scratchState)
-            }
             let g = k.gates + offset * gh
-            switch k.cell {
-            case .rnn, .lstm:
-                S.gemm(transA: false, transB: true, m: b, n: gh, k: h, alpha: 1, a: recurrentInput, lda: h,
-                       b: x.recurrentWeight, ldb: h, beta: 1, c: g, ldc: gh)
-            case .gru:
-                for r in 0..<b { for j in 0..<gh { k.scratchProjection[r * gh + j] = x.recurrentBias[j] } }
-                S.gemm(transA: false, transB: true, m: b, n: gh, k: h, alpha: 1, a: recurrentInput, lda: h,
-                       b: x.recurrentWeight, ldb: h, beta: 1, c: k.scratchProjection, ldc: gh)
-            }
-            for r in 0..<b {
-                let row = offset + r
-                let gate = g + r * gh, out = k.hidden + row * h
-                let hp = previousHidden + r * h
-                let update = x.updateMask.map { $0 + row * h }
-                switch k.cell {
-                case .rnn:
-                    S.map(.tanh, gate, gate, count: h)
-                    for j in 0..<h { out[j] = gate[j] * (update?[j] ?? 1) }
-                case .lstm:
-                    // i f g o
-                    S.map(.sigmoid, gate, gate, count: 2 * h)
-                    S.map(.tanh, gate + 2 * h, gate + 2 * h, count: h)
-                    S.map(.sigmoid, gate + 3 * h, gate + 3 * h, count: h)
-                    let cp = t == 0 ? (x.initialCell ?? UnsafePointer(k.scratchState)) + r * h
-                                    : UnsafePointer(k.cellStates + (layout.offsets[t - 1] + r) * h)
-                    let c = k.cellStates + row * h, tc = k.extra + row * h
-                    if let update {
-                        for j in 0..<h { c[j] = gate[h + j] * cp[j] + gate[j] * gate[2 * h + j] * update[j] }
-                    } else {
-                        for j in 0..<h { c[j] = gate[h + j] * cp[j] + gate[j] * gate[2 * h + j] }
-                    }
-                    S.map(.tanh, c, tc, count: h)
-                    for j in 0..<h { out[j] = gate[3 * h + j] * tc[j] }
-                case .gru:
-                    // r z n; the h-side projection of this row is in scratchProjection.
-                    let hs = k.scratchProjection + r * gh
-                    for j in 0..<(2 * h) { gate[j] += hs[j] }
-                    S.map(.sigmoid, gate, gate, count: 2 * h)
-                    let savedN = k.extra + row * h
-                    for j in 0..<h {
-                        savedN[j] = hs[2 * h + j]
-                        gate[2 * h + j] += gate[j] * hs[2 * h + j]
-                    }
-                    S.map(.tanh, gate + 2 * h, gate + 2 * h, count: h)
-                    for j in 0..<h {
-                        let candidate = gate[2 * h + j] * (update?[j] ?? 1)
-                        let z = gate[h + j]
-                        out[j] = (1 - z) * candidate + z * hp[j]
-                    }
+            parallel(packed != nil && b >= 2, b) { rows in
+                guard let first = rows.first else { return }
+                // The state entering the recurrent product, masked by variational state dropout.
+                var recurrentInput = previousHidden + first * h
+                if let mask = x.stateMask {
+                    for j in (first * h)..<(rows.upperBound * h) { k.scratchState[j] = previousHidden[j] * mask[j] }
+                    recurrentInput = UnsafePointer(k.scratchState + first * h)
                 }
+                switch k.cell {
+                case .rnn, .lstm:
+                    product(packed, m: rows.count, a: recurrentInput, lda: h, weights: x.recurrentWeight, transposeW: true,
+                            n: gh, k: h, beta: 1, c: g + first * gh, ldc: gh)
+                case .gru:
+                    for r in rows { Memory.copy(x.recurrentBias, to: k.scratchProjection + r * gh, count: gh) }
+                    product(packed, m: rows.count, a: recurrentInput, lda: h, weights: x.recurrentWeight, transposeW: true,
+                            n: gh, k: h, beta: 1, c: k.scratchProjection + first * gh, ldc: gh)
+                }
+                for r in rows { forwardRow(k, x, t: t, r: r, row: offset + r, previousHidden: previousHidden + r * h) }
             }
             // Sequences whose last step this is hand over their final state.
             let next = t + 1 < layout.steps ? layout.batchSizes[t + 1] : 0
             for r in next..<b {
-                (k.finalHidden + r * h).update(from: k.hidden + (offset + r) * h, count: h)
-                if k.cell == .lstm { (k.finalCell + r * h).update(from: k.cellStates + (offset + r) * h, count: h) }
+                Memory.copy(k.hidden + (offset + r) * h, to: k.finalHidden + r * h, count: h)
+                if k.cell == .lstm { Memory.copy(k.cellStates + (offset + r) * h, to: k.finalCell + r * h, count: h) }
             }
         }
         // Sequences of length 0 keep their initial state.
         for r in (layout.batchSizes.first ?? 0)..<layout.batch {
-            (k.finalHidden + r * h).update(from: x.initialHidden + r * h, count: h)
-            if k.cell == .lstm, let c0 = x.initialCell { (k.finalCell + r * h).update(from: c0 + r * h, count: h) }
+            Memory.copy(x.initialHidden + r * h, to: k.finalHidden + r * h, count: h)
+            if k.cell == .lstm, let c0 = x.initialCell { Memory.copy(c0 + r * h, to: k.finalCell + r * h, count: h) }
+        }
+    }
+
+    /// The elementwise pass of one row of step t (packed row `row`, batch position r): gates
+    /// (pre-activations in, activations out), the new state and cell.
+    @inline(__always)
+    static func forwardRow(_ k: Kernel, _ x: Kernel.Inputs, t: Int, r: Int, row: Int, previousHidden hp: UnsafePointer<S>) {
+        let h = k.hiddenSize, gh = k.cell.gates * h
+        let gate = k.gates + row * gh, out = k.hidden + row * h
+        let update = x.updateMask.map { $0 + row * h }
+        switch k.cell {
+        case .rnn:
+            S.map(.tanh, gate, gate, count: h)
+            if let update {
+                for j in 0..<h { out[j] = gate[j] * update[j] }
+            } else {
+                Memory.copy(gate, to: out, count: h)
+            }
+        case .lstm:
+            // i f g o
+            S.map(.sigmoid, gate, gate, count: 2 * h)
+            S.map(.tanh, gate + 2 * h, gate + 2 * h, count: h)
+            S.map(.sigmoid, gate + 3 * h, gate + 3 * h, count: h)
+            let cp = previousCell(k, x, t) + r * h
+            let c = k.cellStates + row * h, tc = k.extra + row * h
+            if let update {
+                for j in 0..<h { c[j] = gate[h + j] * cp[j] + gate[j] * gate[2 * h + j] * update[j] }
+            } else {
+                for j in 0..<h { c[j] = gate[h + j] * cp[j] + gate[j] * gate[2 * h + j] }
+            }
+            S.map(.tanh, c, tc, count: h)
+            for j in 0..<h { out[j] = gate[3 * h + j] * tc[j] }
+        case .gru:
+            // r z n; the h-side projection of this row is in scratchProjection.
+            let hs = k.scratchProjection + r * gh
+            for j in 0..<(2 * h) { gate[j] += hs[j] }
+            S.map(.sigmoid, gate, gate, count: 2 * h)
+            let savedN = k.extra + row * h
+            for j in 0..<h {
+                savedN[j] = hs[2 * h + j]
+                gate[2 * h + j] += gate[j] * hs[2 * h + j]
+            }
+            S.map(.tanh, gate + 2 * h, gate + 2 * h, count: h)
+            for j in 0..<h {
+                let candidate = gate[2 * h + j] * (update?[j] ?? 1)
+                let z = gate[h + j]
+                out[j] = (1 - z) * candidate + z * hp[j]
+            }
         }
     }
 
@@ -108,81 +162,39 @@ enum RecurrentPasses<S: TensorScalar> {
         // Running gradients of the state and cell entering each step, and one step's product.
         let dh = UnsafeMutablePointer<S>.allocate(capacity: Swift.max(batch * h, 1))
         let dc = UnsafeMutablePointer<S>.allocate(capacity: Swift.max(batch * h, 1))
-        let product = UnsafeMutablePointer<S>.allocate(capacity: Swift.max(batch * h, 1))
+        let stepProduct = UnsafeMutablePointer<S>.allocate(capacity: Swift.max(batch * h, 1))
         // The (masked) state that entered each step's recurrent product [N, H].
         let previousStates = UnsafeMutablePointer<S>.allocate(capacity: Swift.max(n * h, 1))
         defer {
             dxGates.deallocate()
             if k.cell == .gru { dhGates.deallocate() }
-            dh.deallocate(); dc.deallocate(); product.deallocate(); previousStates.deallocate()
+            dh.deallocate(); dc.deallocate(); stepProduct.deallocate(); previousStates.deallocate()
         }
-        dh.update(from: dFinalHidden, count: batch * h)
-        if let dFinalCell { dc.update(from: dFinalCell, count: batch * h) } else { dc.update(repeating: 0, count: batch * h) }
+        Memory.copy(dFinalHidden, to: dh, count: batch * h)
+        if let dFinalCell { Memory.copy(dFinalCell, to: dc, count: batch * h) } else { Memory.zero(dc, count: batch * h) }
+        // dh_prev = dGates W_hh: op(W) = W_hh as stored [G H, H].
+        let packed = packedWeights(x.recurrentWeight, transposed: false, n: h, k: gh)
 
         for t in stride(from: layout.steps - 1, through: 0, by: -1) {
             let b = layout.batchSizes[t], offset = layout.offsets[t]
             let previousHidden = previous(k, x.initialHidden, t)
-            for r in 0..<b {
-                let row = offset + r
-                let gate = k.gates + row * gh
-                let dxg = dxGates + row * gh, dhg = dhGates + row * gh
-                let dOut = dHidden + row * h, dhr = dh + r * h, dcr = dc + r * h
-                let update = x.updateMask.map { $0 + row * h }
-                let hp = previousHidden + r * h
-                switch k.cell {
-                case .rnn:
-                    for j in 0..<h {
-                        let a = gate[j]
-                        dxg[j] = (dOut[j] + dhr[j]) * (update?[j] ?? 1) * (1 - a * a)
-                        dhr[j] = 0
-                    }
-                case .lstm:
-                    let tc = k.extra + row * h
-                    let cp = t == 0 ? (x.initialCell ?? UnsafePointer(k.scratchState)) + r * h
-                                    : UnsafePointer(k.cellStates + (layout.offsets[t - 1] + r) * h)
-                    for j in 0..<h {
-                        let i = gate[j], f = gate[h + j], g = gate[2 * h + j], o = gate[3 * h + j]
-                        let m = update?[j] ?? 1
-                        let dhj = dOut[j] + dhr[j]
-                        let dcj = dcr[j] + dhj * o * (1 - tc[j] * tc[j])
-                        dxg[j] = dcj * g * m * i * (1 - i)
-                        dxg[h + j] = dcj * cp[j] * f * (1 - f)
-                        dxg[2 * h + j] = dcj * i * m * (1 - g * g)
-                        dxg[3 * h + j] = dhj * tc[j] * o * (1 - o)
-                        dcr[j] = dcj * f
-                        dhr[j] = 0
-                    }
-                case .gru:
-                    let hsn = k.extra + row * h
-                    for j in 0..<h {
-                        let rg = gate[j], z = gate[h + j], nn = gate[2 * h + j]
-                        let m = update?[j] ?? 1
-                        let dhj = dOut[j] + dhr[j]
-                        let dn = dhj * (1 - z) * m * (1 - nn * nn)
-                        let dz = dhj * (hp[j] - nn * m) * z * (1 - z)
-                        let dr = dn * hsn[j] * rg * (1 - rg)
-                        dxg[j] = dr; dhg[j] = dr
-                        dxg[h + j] = dz; dhg[h + j] = dz
-                        dxg[2 * h + j] = dn
-                        dhg[2 * h + j] = dn * rg
-                        dhr[j] = dhj * z  // the direct path h' = ... + z h
-                    }
+            parallel(packed != nil && b >= 2, b) { rows in
+                guard let first = rows.first else { return }
+                for r in rows {
+                    backwardRow(k, x, t: t, r: r, row: offset + r, dOut: dHidden + (offset + r) * h, dh: dh + r * h, dc: dc + r * h,
+                                dxg: dxGates + (offset + r) * gh, dhg: dhGates + (offset + r) * gh, previousHidden: previousHidden + r * h)
                 }
-            }
-            // dh[0..<b] += mask * (dhGates_t W_hh); rows that ended earlier keep their gradient.
-            S.gemm(transA: false, transB: false, m: b, n: h, k: gh, alpha: 1, a: dhGates + offset * gh, lda: gh,
-                   b: x.recurrentWeight, ldb: h, beta: 0, c: product, ldc: h)
-            if let mask = x.stateMask {
-                for j in 0..<(b * h) { dh[j] += product[j] * mask[j] }
-            } else {
-                for j in 0..<(b * h) { dh[j] += product[j] }
-            }
-            // Keep the state that entered this step's product, for the weight gradient.
-            let p = previousStates + offset * h
-            if let mask = x.stateMask {
-                for j in 0..<(b * h) { p[j] = previousHidden[j] * mask[j] }
-            } else {
-                p.update(from: previousHidden, count: b * h)
+                // dh[rows] += mask * (dhGates_t[rows] W_hh); rows that ended earlier keep their gradient.
+                let span = (first * h)..<(rows.upperBound * h)
+                product(packed, m: rows.count, a: dhGates + (offset + first) * gh, lda: gh, weights: x.recurrentWeight,
+                        transposeW: false, n: h, k: gh, beta: 0, c: stepProduct + first * h, ldc: h)
+                let p = previousStates + offset * h
+                if let mask = x.stateMask {
+                    for j in span { dh[j] += stepProduct[j] * mask[j]; p[j] = previousHidden[j] * mask[j] }
+                } else {
+                    S.accumulate(stepProduct + first * h, into: dh + first * h, count: span.count)
+                    Memory.copy(previousHidden + first * h, to: p + first * h, count: span.count)
+                }
             }
         }
         S.accumulate(dh, into: grads.initialHidden, count: batch * h)
@@ -198,6 +210,57 @@ enum RecurrentPasses<S: TensorScalar> {
         for row in 0..<n {
             S.accumulate(dxGates + row * gh, into: grads.inputBias, count: gh)
             S.accumulate(dhGates + row * gh, into: grads.recurrentBias, count: gh)
+        }
+    }
+
+    /// The elementwise backward of one row: gradients of the pre-activations into dxg/dhg; the
+    /// running state gradient becomes the direct part only (the product is added after), the
+    /// running cell gradient moves one step back.
+    @inline(__always)
+    static func backwardRow(
+        _ k: Kernel, _ x: Kernel.Inputs, t: Int, r: Int, row: Int, dOut: UnsafePointer<S>, dh dhr: UnsafeMutablePointer<S>,
+        dc dcr: UnsafeMutablePointer<S>, dxg: UnsafeMutablePointer<S>, dhg: UnsafeMutablePointer<S>, previousHidden hp: UnsafePointer<S>
+    ) {
+        let h = k.hiddenSize
+        let gate = k.gates + row * k.cell.gates * h
+        let update = x.updateMask.map { $0 + row * h }
+        switch k.cell {
+        case .rnn:
+            for j in 0..<h {
+                let a = gate[j]
+                dxg[j] = (dOut[j] + dhr[j]) * (update?[j] ?? 1) * (1 - a * a)
+                dhr[j] = 0
+            }
+        case .lstm:
+            let tc = k.extra + row * h
+            let cp = previousCell(k, x, t) + r * h
+            for j in 0..<h {
+                let i = gate[j], f = gate[h + j], g = gate[2 * h + j], o = gate[3 * h + j]
+                let m = update?[j] ?? 1
+                let dhj = dOut[j] + dhr[j]
+                let dcj = dcr[j] + dhj * o * (1 - tc[j] * tc[j])
+                dxg[j] = dcj * g * m * i * (1 - i)
+                dxg[h + j] = dcj * cp[j] * f * (1 - f)
+                dxg[2 * h + j] = dcj * i * m * (1 - g * g)
+                dxg[3 * h + j] = dhj * tc[j] * o * (1 - o)
+                dcr[j] = dcj * f
+                dhr[j] = 0
+            }
+        case .gru:
+            let hsn = k.extra + row * h
+            for j in 0..<h {
+                let rg = gate[j], z = gate[h + j], nn = gate[2 * h + j]
+                let m = update?[j] ?? 1
+                let dhj = dOut[j] + dhr[j]
+                let dn = dhj * (1 - z) * m * (1 - nn * nn)
+                let dz = dhj * (hp[j] - nn * m) * z * (1 - z)
+                let dr = dn * hsn[j] * rg * (1 - rg)
+                dxg[j] = dr; dhg[j] = dr
+                dxg[h + j] = dz; dhg[h + j] = dz
+                dxg[2 * h + j] = dn
+                dhg[2 * h + j] = dn * rg
+                dhr[j] = dhj * z  // the direct path h' = ... + z h
+            }
         }
     }
 }

@@ -54,13 +54,15 @@ enum FusedRecurrence {
         }
         withPointers(differentiable + masks) { p in kernel.forward(inputs(p)) }
 
-        var flat = Array(UnsafeBufferPointer(start: kernel.hidden, count: n * h))
-        flat += UnsafeBufferPointer(start: kernel.finalHidden, count: b * h)
-        if cell == .lstm { flat += UnsafeBufferPointer(start: kernel.finalCell, count: b * h) }
+        let flat: [S] = Memory.build(n * h + (cell == .lstm ? 2 : 1) * b * h) { out in
+            Memory.copy(kernel.hidden, to: out, count: n * h)
+            Memory.copy(kernel.finalHidden, to: out + n * h, count: b * h)
+            if cell == .lstm { Memory.copy(kernel.finalCell, to: out + n * h + b * h, count: b * h) }
+        }
         let shapes = differentiable.map { $0.shape }
         let combined = Tensor(unchecked: [flat.count], scalars: flat).recorded(from: differentiable) { g in
-            var grads = shapes.map { [S](repeating: 0, count: $0.reduce(1, *)) }
-            let dFinalCell = cell == .lstm ? Array(g.scalars[(n * h + b * h)...]) : [S](repeating: 0, count: 1)
+            var grads: [[S]] = shapes.map { Memory.zeros($0.reduce(1, *)) }
+            let dFinalCell: [S] = cell == .lstm ? Array(g.scalars[(n * h + b * h)...]) : Memory.zeros(1)
             withPointers(differentiable + masks) { p in
                 g.scalars.withUnsafeBufferPointer { gp in
                     dFinalCell.withUnsafeBufferPointer { dc in
@@ -69,7 +71,7 @@ enum FusedRecurrence {
                             UnsafeMutablePointer<S>.allocate(capacity: Swift.max(grads[i].count, 1))
                         }
                         defer { buffers.forEach { $0.deallocate() } }
-                        for (buffer, g) in zip(buffers, grads) { buffer.initialize(repeating: 0, count: Swift.max(g.count, 1)) }
+                        for (buffer, g) in zip(buffers, grads) { Memory.zero(buffer, count: Swift.max(g.count, 1)) }
                         guard let base = gp.baseAddress, let dcBase = dc.baseAddress else { return }
                         kernel.backward(
                             inputs(p), dHidden: base, dFinalHidden: base + n * h,
@@ -77,7 +79,7 @@ enum FusedRecurrence {
                             into: .init(input: buffers[0], inputWeight: buffers[1], recurrentWeight: buffers[2],
                                         inputBias: buffers[3], recurrentBias: buffers[4], initialHidden: buffers[5],
                                         initialCell: cell == .lstm ? buffers[6] : nil))
-                        for i in grads.indices { grads[i] = Array(UnsafeBufferPointer(start: buffers[i], count: grads[i].count)) }
+                        for i in grads.indices { grads[i] = Memory.array(copying: buffers[i], count: grads[i].count) }
                     }
                 }
             }

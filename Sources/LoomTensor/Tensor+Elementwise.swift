@@ -14,7 +14,7 @@ extension Tensor {
 
     /// Applies `op` elementwise after broadcasting both sides to `shape` (already validated).
     func combined(_ op: BinaryOperation, _ other: Tensor, shape outShape: [Int]) -> Tensor {
-        var out = [Scalar](repeating: 0, count: outShape.reduce(1, *))
+        var out: [Scalar] = Memory.zeros(outShape.reduce(1, *))
         let rank = outShape.count
         let stridesA = Tensor.broadcastStrides(shape, to: outShape)
         let stridesB = Tensor.broadcastStrides(other.shape, to: outShape)
@@ -113,7 +113,7 @@ extension Tensor {
 
     /// Applies an elementwise function, off the tape.
     func mapped(_ function: UnaryFunction) -> Tensor {
-        var out = [Scalar](repeating: 0, count: count)
+        var out: [Scalar] = Memory.zeros(count)
         scalars.withUnsafeBufferPointer { x in
             out.withUnsafeMutableBufferPointer { o in
                 guard let px = x.baseAddress, let po = o.baseAddress else { return }
@@ -167,7 +167,7 @@ extension Tensor {
     }
 
     init(repeatingUnchecked value: Scalar, shape: [Int]) {
-        self.init(unchecked: shape, scalars: Array(repeating: value, count: shape.reduce(1, *)))
+        self.init(unchecked: shape, scalars: Memory.filled(value, count: shape.reduce(1, *)))
     }
 
     /// e^x, vectorized for `Float`.

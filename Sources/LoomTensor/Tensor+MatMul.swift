@@ -37,7 +37,7 @@ extension Tensor {
     static func gemmUnchecked(
         _ a: Tensor, _ b: Tensor, transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, batch: Int, outShape: [Int]
     ) -> Tensor {
-        var out = [Scalar](repeating: 0, count: batch * m * n)
+        var out: [Scalar] = Memory.zeros(batch * m * n)
         guard m > 0, n > 0 else { return Tensor(unchecked: outShape, scalars: out) }
         let strideB = b.rank == 2 ? 0 : k * n
         a.scalars.withUnsafeBufferPointer { pa in
@@ -61,8 +61,8 @@ extension Tensor {
     static func matmulPullback(
         _ g: Tensor, _ a: Tensor, _ b: Tensor, transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, batch: Int
     ) -> [Tensor?] {
-        var da = [Scalar](repeating: 0, count: a.count)
-        var db = [Scalar](repeating: 0, count: b.count)
+        var da: [Scalar] = Memory.zeros(a.count)
+        var db: [Scalar] = Memory.zeros(b.count)
         let sharedB = b.rank == 2
         g.scalars.withUnsafeBufferPointer { pg in
             a.scalars.withUnsafeBufferPointer { pa in

@@ -16,7 +16,7 @@ extension Tensor {
     /// Sum over one axis, keeping it with size 1; off the tape.
     func sumUnchecked(axis: Int) -> Tensor {
         let (outer, size, inner) = split(at: axis)
-        var out = [Scalar](repeating: 0, count: outer * inner)
+        var out: [Scalar] = Memory.zeros(outer * inner)
         scalars.withUnsafeBufferPointer { x in
             out.withUnsafeMutableBufferPointer { o in
                 guard let px = x.baseAddress, let po = o.baseAddress else { return }
@@ -101,7 +101,7 @@ extension Tensor {
         let inputShape = shape
         let (_, size, inner) = split(at: a)
         return Tensor(unchecked: outShape, scalars: values).recorded(from: [self]) { g in
-            var dx = [Scalar](repeating: 0, count: inputShape.reduce(1, *))
+            var dx: [Scalar] = Memory.zeros(inputShape.reduce(1, *))
             for (o, j) in indices.enumerated() {
                 let i = o / inner, k = o % inner
                 dx[(i * size + j) * inner + k] = g.scalars[o]

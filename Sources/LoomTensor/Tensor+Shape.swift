@@ -34,7 +34,7 @@ extension Tensor {
         var inputStrides = [Int](repeating: 1, count: rank)
         for axis in stride(from: rank - 2, through: 0, by: -1) { inputStrides[axis] = inputStrides[axis + 1] * shape[axis + 1] }
         let strides = permutation.map { inputStrides[$0] }
-        var out = [Scalar](repeating: 0, count: count)
+        var out: [Scalar] = Memory.zeros(count)
         guard count > 0 else { return Tensor(unchecked: outShape, scalars: out) }
         var index = [Int](repeating: 0, count: rank)
         var offset = 0
@@ -70,19 +70,18 @@ extension Tensor {
         let (outer, size, inner) = split(at: a)
         var outShape = shape
         outShape[a] = range.count
-        var out = [Scalar]()
-        out.reserveCapacity(outer * range.count * inner)
-        for i in 0..<outer {
-            let start = (i * size + range.lowerBound) * inner
-            out.append(contentsOf: scalars[start..<(start + range.count * inner)])
+        let block = range.count * inner
+        let out: [Scalar] = withBase { x in
+            Memory.build(outer * block) { o in
+                for i in 0..<outer { Memory.copy(x + (i * size + range.lowerBound) * inner, to: o + i * block, count: block) }
+            }
         }
         let inputShape = shape
         return Tensor(unchecked: outShape, scalars: out).recorded(from: [self]) { g in
-            var dx = [Scalar](repeating: 0, count: inputShape.reduce(1, *))
-            let block = range.count * inner
-            for i in 0..<outer {
-                let start = (i * size + range.lowerBound) * inner
-                dx.replaceSubrange(start..<(start + block), with: g.scalars[(i * block)..<((i + 1) * block)])
+            let dx: [Scalar] = g.withBase { gp in
+                Memory.build(inputShape.reduce(1, *)) { d in
+                    for i in 0..<outer { Memory.copy(gp + i * block, to: d + (i * size + range.lowerBound) * inner, count: block) }
+                }
             }
             return [Tensor(unchecked: inputShape, scalars: dx)]
         }
@@ -110,25 +109,28 @@ extension Tensor {
         }
         let outer = first.shape[..<a].reduce(1, *)
         let blocks = tensors.map { $0.shape[a...].reduce(1, *) }
-        var out = [Scalar]()
-        out.reserveCapacity(outer * blocks.reduce(0, +))
-        for i in 0..<outer {
+        let total = blocks.reduce(0, +)
+        var out: [Scalar] = Memory.zeros(outer * total)
+        out.withUnsafeMutableBufferPointer { o in
+            guard let base = o.baseAddress else { return }
+            var offset = 0
             for (t, block) in zip(tensors, blocks) {
-                out.append(contentsOf: t.scalars[(i * block)..<((i + 1) * block)])
+                t.withBase { x in
+                    for i in 0..<outer { Memory.copy(x + i * block, to: base + i * total + offset, count: block) }
+                }
+                offset += block
             }
         }
         var outShape = first.shape
         outShape[a] = tensors.reduce(0) { $0 + $1.shape[a] }
         let shapes = tensors.map(\.shape)
-        let total = blocks.reduce(0, +)
         return Tensor(unchecked: outShape, scalars: out).recorded(from: tensors) { g in
             var offset = 0
             return zip(shapes, blocks).map { shape, block in
-                var dx = [Scalar]()
-                dx.reserveCapacity(outer * block)
-                for i in 0..<outer {
-                    let start = i * total + offset
-                    dx.append(contentsOf: g.scalars[start..<(start + block)])
+                let dx: [Scalar] = g.withBase { gp in
+                    Memory.build(outer * block) { d in
+                        for i in 0..<outer { Memory.copy(gp + i * total + offset, to: d + i * block, count: block) }
+                    }
                 }
                 offset += block
                 return Tensor(unchecked: shape, scalars: dx)
@@ -162,12 +164,14 @@ extension Tensor {
         if let bad = indices.firstIndex(where: { $0 < 0 || $0 >= rows }) {
             throw TensorError.index(op: "gather", index: indices[bad], bound: rows)
         }
-        var out = [Scalar]()
-        out.reserveCapacity(indices.count * width)
-        for r in indices { out.append(contentsOf: scalars[(r * width)..<((r + 1) * width)]) }
+        let out: [Scalar] = withBase { x in
+            Memory.build(indices.count * width) { o in
+                for (n, r) in indices.enumerated() { Memory.copy(x + r * width, to: o + n * width, count: width) }
+            }
+        }
         let inputShape = shape
         return Tensor(unchecked: outerShape + [width], scalars: out).recorded(from: [self]) { g in
-            var dx = [Scalar](repeating: 0, count: rows * width)
+            var dx: [Scalar] = Memory.zeros(rows * width)
             dx.withUnsafeMutableBufferPointer { d in
                 g.scalars.withUnsafeBufferPointer { gp in
                     guard let pd = d.baseAddress, let pg = gp.baseAddress else { return }
@@ -185,7 +189,7 @@ extension Tensor {
         if let bad = indices.first(where: { $0 < 0 || $0 >= depth }) {
             throw TensorError.index(op: "oneHot", index: bad, bound: depth)
         }
-        var out = [Scalar](repeating: 0, count: indices.count * depth)
+        var out: [Scalar] = Memory.zeros(indices.count * depth)
         for (n, i) in indices.enumerated() { out[n * depth + i] = 1 }
         return Tensor(unchecked: [indices.count, depth], scalars: out)
     }

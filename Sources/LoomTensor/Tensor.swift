@@ -55,7 +55,7 @@ public struct Tensor<Scalar: TensorScalar>: @unchecked Sendable {
     /// A tensor of `shape` with every element equal to `value`.
     public init(repeating value: Scalar, shape: [Int]) throws {
         try Tensor.validate(shape: shape)
-        self.init(unchecked: shape, scalars: Array(repeating: value, count: shape.reduce(1, *)))
+        self.init(unchecked: shape, scalars: Memory.filled(value, count: shape.reduce(1, *)))
     }
 
     /// A tensor of zeros.
@@ -66,7 +66,7 @@ public struct Tensor<Scalar: TensorScalar>: @unchecked Sendable {
 
     /// Zeros of a shape already validated (the gradient of something that exists).
     package static func zeros(unchecked shape: [Int]) -> Tensor {
-        Tensor(unchecked: shape, scalars: Array(repeating: 0, count: shape.reduce(1, *)))
+        Tensor(unchecked: shape, scalars: Memory.zeros(shape.reduce(1, *)))
     }
 
     /// The number of axes.
@@ -95,6 +95,14 @@ public struct Tensor<Scalar: TensorScalar>: @unchecked Sendable {
     public mutating func withUnsafeMutableScalars<R>(_ body: (UnsafeMutableBufferPointer<Scalar>) throws -> R) rethrows -> R {
         node = nil
         return try scalars.withUnsafeMutableBufferPointer { try body($0) }
+    }
+
+    /// Calls `body` with the address of the elements (a valid address even when there are none).
+    public func withBase<R>(_ body: (UnsafePointer<Scalar>) -> R) -> R {
+        scalars.withUnsafeBufferPointer { buffer in
+            if let base = buffer.baseAddress { return body(base) }
+            return withUnsafePointer(to: Scalar(0)) { body($0) }
+        }
     }
 
     static func validate(shape: [Int]) throws {

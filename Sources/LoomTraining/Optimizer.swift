@@ -23,14 +23,14 @@ final class MomentBuffers<Scalar: TensorScalar> {
         // One element at least, so that a pointer exists for an empty parameter.
         pointers = (0..<count).map { _ in
             let p = UnsafeMutablePointer<Scalar>.allocate(capacity: Swift.max(elements, 1))
-            p.initialize(repeating: 0, count: Swift.max(elements, 1))
+            Memory.zero(p, count: Swift.max(elements, 1))
             return p
         }
     }
 
     deinit { for p in pointers { p.deallocate() } }
 
-    var arrays: [[Scalar]] { pointers.map { Array(UnsafeBufferPointer(start: $0, count: elements)) } }
+    var arrays: [[Scalar]] { pointers.map { Memory.array(copying: $0, count: elements) } }
 }
 
 /// Shared bookkeeping of the optimizers: shape checks, multipliers, state, the raw-buffer call.

@@ -1,0 +1,107 @@
+#include "loom_gemm.h"
+
+#include <immintrin.h>
+#include <string.h>
+
+int loom_gemm_available(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f");
+}
+
+size_t loom_packed_size(int n, int k) {
+    size_t panels = (size_t)(n + LOOM_PANEL - 1) / LOOM_PANEL;
+    return panels * LOOM_PANEL * (size_t)k;
+}
+
+void loom_pack(int transposed, int n, int k, const float *w, int ldw, float *packed) {
+    int panels = (n + LOOM_PANEL - 1) / LOOM_PANEL;
+    for (int p = 0; p < panels; p++) {
+        float *panel = packed + (size_t)p * LOOM_PANEL * k;
+        for (int i = 0; i < k; i++) {
+            for (int j = 0; j < LOOM_PANEL; j++) {
+                int col = p * LOOM_PANEL + j;
+                float v = 0;
+                if (col < n) v = transposed ? w[(size_t)col * ldw + i] : w[(size_t)i * ldw + col];
+                panel[(size_t)i * LOOM_PANEL + j] = v;
+            }
+        }
+    }
+}
+
+void loom_gemm_reference(int m, int n0, int n1, int k, const float *a, int lda, const float *packed, float beta,
+                         float *c, int ldc) {
+    for (int r = 0; r < m; r++) {
+        for (int col = n0; col < n1; col++) {
+            const float *panel = packed + (size_t)(col / LOOM_PANEL) * LOOM_PANEL * k;
+            double sum = 0;
+            for (int i = 0; i < k; i++) sum += (double)a[(size_t)r * lda + i] * panel[(size_t)i * LOOM_PANEL + col % LOOM_PANEL];
+            float *out = c + (size_t)r * ldc + col;
+            *out = (beta != 0 ? *out : 0) + (float)sum;
+        }
+    }
+}
+
+/* One tile: MR rows by two panels (32 columns), accumulated over all k in registers.
+ * MR is a compile-time constant at every call site, so the loops unroll fully and the
+ * 2 * MR accumulators live in zmm registers (16 of the 32 at MR = 8). */
+__attribute__((target("avx512f"), always_inline)) static inline void tile(
+    const int MR, int k, const float *a, int lda, const float *p0, const float *p1, int two,
+    __mmask16 mask0, __mmask16 mask1, float beta, float *c, int ldc) {
+    __m512 acc0[8], acc1[8];
+    for (int r = 0; r < MR; r++) { acc0[r] = _mm512_setzero_ps(); acc1[r] = _mm512_setzero_ps(); }
+    for (int i = 0; i < k; i++) {
+        __m512 b0 = _mm512_loadu_ps(p0 + (size_t)i * LOOM_PANEL);
+        __m512 b1 = two ? _mm512_loadu_ps(p1 + (size_t)i * LOOM_PANEL) : _mm512_setzero_ps();
+        for (int r = 0; r < MR; r++) {
+            __m512 x = _mm512_set1_ps(a[(size_t)r * lda + i]);
+            acc0[r] = _mm512_fmadd_ps(x, b0, acc0[r]);
+            if (two) acc1[r] = _mm512_fmadd_ps(x, b1, acc1[r]);
+        }
+    }
+    for (int r = 0; r < MR; r++) {
+        float *row = c + (size_t)r * ldc;
+        if (beta != 0) {
+            acc0[r] = _mm512_add_ps(acc0[r], _mm512_maskz_loadu_ps(mask0, row));
+            if (two) acc1[r] = _mm512_add_ps(acc1[r], _mm512_maskz_loadu_ps(mask1, row + LOOM_PANEL));
+        }
+        _mm512_mask_storeu_ps(row, mask0, acc0[r]);
+        if (two) _mm512_mask_storeu_ps(row + LOOM_PANEL, mask1, acc1[r]);
+    }
+}
+
+/* All rows of one column block: tiles of 8 rows, then one tile for the remainder. */
+__attribute__((target("avx512f"), always_inline)) static inline void rows(
+    int m, int k, const float *a, int lda, const float *p0, const float *p1, const int two,
+    __mmask16 mask0, __mmask16 mask1, float beta, float *c, int ldc) {
+    int r = 0;
+    for (; r + 8 <= m; r += 8) tile(8, k, a + (size_t)r * lda, lda, p0, p1, two, mask0, mask1, beta, c + (size_t)r * ldc, ldc);
+    const float *ar = a + (size_t)r * lda;
+    float *cr = c + (size_t)r * ldc;
+    switch (m - r) {
+    case 7: tile(7, k, ar, lda, p0, p1, two, mask0, mask1, beta, cr, ldc); break;
+    case 6: tile(6, k, ar, lda, p0, p1, two, mask0, mask1, beta, cr, ldc); break;
+    case 5: tile(5, k, ar, lda, p0, p1, two, mask0, mask1, beta, cr, ldc); break;
+    case 4: tile(4, k, ar, lda, p0, p1, two, mask0, mask1, beta, cr, ldc); break;
+    case 3: tile(3, k, ar, lda, p0, p1, two, mask0, mask1, beta, cr, ldc); break;
+    case 2: tile(2, k, ar, lda, p0, p1, two, mask0, mask1, beta, cr, ldc); break;
+    case 1: tile(1, k, ar, lda, p0, p1, two, mask0, mask1, beta, cr, ldc); break;
+    default: break;
+    }
+}
+
+static inline __mmask16 columns_mask(int remaining) {
+    return remaining >= LOOM_PANEL ? (__mmask16)0xFFFF : (__mmask16)((1u << (remaining > 0 ? remaining : 0)) - 1u);
+}
+
+__attribute__((target("avx512f"))) void loom_gemm_packed(int m, int n0, int n1, int k, const float *a, int lda,
+                                                          const float *packed, float beta, float *c, int ldc) {
+    const size_t panel_size = (size_t)LOOM_PANEL * k;
+    for (int col = n0; col < n1; col += 2 * LOOM_PANEL) {
+        const float *p0 = packed + (size_t)(col / LOOM_PANEL) * panel_size;
+        int two = col + LOOM_PANEL < n1;
+        const float *p1 = two ? p0 + panel_size : p0;
+        __mmask16 mask0 = columns_mask(n1 - col), mask1 = columns_mask(n1 - col - LOOM_PANEL);
+        if (two) rows(m, k, a, lda, p0, p1, 1, mask0, mask1, beta, c + col, ldc);
+        else rows(m, k, a, lda, p0, p1, 0, mask0, mask1, beta, c + col, ldc);
+    }
+}

@@ -1,0 +1,60 @@
+import Foundation
+
+/// Bulk zero-fill and copy through memset and memcpy.
+///
+/// Generic code over `TensorScalar` that is not specialized (a generic layer in one module
+/// calling a generic tensor op in another) would otherwise initialize and copy arrays one
+/// element at a time through the type's value witnesses: measured at 9% of an LSTM training
+/// step before these helpers. Every `TensorScalar` is a plain IEEE float, so all-zero bytes are
+/// +0 and a byte copy is a value copy.
+public enum Memory {
+    /// `count` zeros.
+    @inlinable
+    public static func zeros<S: TensorScalar>(_ count: Int) -> [S] {
+        [S](unsafeUninitializedCapacity: count) { buffer, initialized in
+            if let base = buffer.baseAddress { memset(base, 0, count * MemoryLayout<S>.stride) }
+            initialized = count
+        }
+    }
+
+    /// `count` copies of `value`.
+    public static func filled<S: TensorScalar>(_ value: S, count: Int) -> [S] {
+        var out: [S] = zeros(count)
+        if value != 0 {
+            out.withUnsafeMutableBufferPointer { o in
+                guard let base = o.baseAddress else { return }
+                withUnsafePointer(to: value) { v in S.combine(.add, base, strideA: 1, v, strideB: 0, base, count: count) }
+            }
+        }
+        return out
+    }
+
+    /// A new array holding `count` elements read from `source`.
+    @inlinable
+    public static func array<S: TensorScalar>(copying source: UnsafePointer<S>, count: Int) -> [S] {
+        [S](unsafeUninitializedCapacity: count) { buffer, initialized in
+            if let base = buffer.baseAddress { memcpy(base, source, count * MemoryLayout<S>.stride) }
+            initialized = count
+        }
+    }
+
+    /// Copies `count` elements; the ranges must not overlap.
+    @inlinable
+    public static func copy<S: TensorScalar>(_ source: UnsafePointer<S>, to destination: UnsafeMutablePointer<S>, count: Int) {
+        memcpy(destination, source, count * MemoryLayout<S>.stride)
+    }
+
+    /// Zeroes `count` elements.
+    @inlinable
+    public static func zero<S: TensorScalar>(_ destination: UnsafeMutablePointer<S>, count: Int) {
+        memset(destination, 0, count * MemoryLayout<S>.stride)
+    }
+
+    /// Builds an array of `count` zeros and lets `body` write into it.
+    @inlinable
+    public static func build<S: TensorScalar>(_ count: Int, _ body: (UnsafeMutablePointer<S>) -> Void) -> [S] {
+        var out: [S] = zeros(count)
+        out.withUnsafeMutableBufferPointer { o in if let base = o.baseAddress { body(base) } }
+        return out
+    }
+}

@@ -1,0 +1,40 @@
+import CLoomKernels
+
+/// A weight matrix packed once for many small-batch products C (+)= A op(W) (see loom_gemm.h):
+/// the recurrent product of every step of a sequence reuses one packing.
+///
+/// Shapes: op(W) [k, n]; A [m, k] row-major; C [m, n] row-major. Float only, and only on CPUs
+/// with AVX-512 (`isAvailable`); callers fall back to BLAS otherwise.
+public final class PackedWeights {
+    /// Whether the AVX-512 micro-kernel runs on this CPU.
+    public static let isAvailable = loom_gemm_available() != 0
+
+    public let n: Int, k: Int
+    let buffer: UnsafeMutablePointer<Float>
+
+    /// Packs op(W): W^T when `transposed` (W stored [n, k]), else W (stored [k, n]); `ldw` is W's row stride.
+    public init(transposed: Bool, n: Int, k: Int, weights: UnsafePointer<Float>, ldw: Int) {
+        self.n = n
+        self.k = k
+        let size = Swift.max(loom_packed_size(Int32(n), Int32(k)), 1)
+        buffer = .allocate(capacity: size)
+        loom_pack(transposed ? 1 : 0, Int32(n), Int32(k), weights, Int32(ldw), buffer)
+    }
+
+    deinit { buffer.deallocate() }
+
+    /// C[m, columns] = beta C + A[m, k] op(W)[:, columns]; beta is 0 or 1; `columns` starts at a
+    /// multiple of 16 (so two threads can split the columns of one product).
+    public func multiply(m: Int, a: UnsafePointer<Float>, lda: Int, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int,
+                         columns: Range<Int>? = nil) {
+        let range = columns ?? 0..<n
+        guard m > 0, !range.isEmpty else { return }
+        precondition(range.lowerBound % 16 == 0 && range.upperBound <= n, "column range \(range) must start at a multiple of 16 within 0..<\(n)")
+        loom_gemm_packed(Int32(m), Int32(range.lowerBound), Int32(range.upperBound), Int32(k), a, Int32(lda), buffer, beta, c, Int32(ldc))
+    }
+
+    /// The plain loop over the same packed panels: the oracle `multiply` is tested against.
+    public func multiplyReference(m: Int, a: UnsafePointer<Float>, lda: Int, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        loom_gemm_reference(Int32(m), 0, Int32(n), Int32(k), a, Int32(lda), buffer, beta, c, Int32(ldc))
+    }
+}

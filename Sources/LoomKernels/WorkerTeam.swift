@@ -1,0 +1,72 @@
+import Foundation
+import Synchronization
+
+/// Two threads (the caller and one persistent worker) that split the work of one recurrent step.
+///
+/// A step of a recurrent layer takes tens of microseconds, so handing half of it to a thread
+/// pool (microseconds of overhead) would eat the gain; this team hands work over through an
+/// atomic counter the worker spins on, and puts the worker to sleep on a semaphore after a
+/// short idle spell so it does not burn a core between layers.
+public final class WorkerTeam: @unchecked Sendable {
+    /// The process-wide team; `nil` on a one-core machine.
+    public static let shared: WorkerTeam? = ProcessInfo.processInfo.activeProcessorCount >= 2 ? WorkerTeam() : nil
+
+    private let posted = Atomic<Int>(0)
+    private let finished = Atomic<Int>(0)
+    private let sleeping = Atomic<Bool>(false)
+    private let wake = DispatchSemaphore(value: 0)
+    private let busy = NSLock()
+    private nonisolated(unsafe) var task: ((Int) -> Void)?
+
+    private init() {
+        let thread = Thread { [unowned self] in self.work() }
+        thread.name = "loom-worker"
+        thread.start()
+    }
+
+    private func work() {
+        var seen = 0
+        while true {
+            var spins = 0
+            while posted.load(ordering: .acquiring) == seen {
+                spins += 1
+                if spins > 200_000 {
+                    sleeping.store(true, ordering: .sequentiallyConsistent)
+                    if posted.load(ordering: .sequentiallyConsistent) == seen { wake.wait() }
+                    sleeping.store(false, ordering: .sequentiallyConsistent)
+                    spins = 0
+                }
+            }
+            seen = posted.load(ordering: .acquiring)
+            task?(1)
+            finished.store(seen, ordering: .releasing)
+        }
+    }
+
+    /// Runs `body(0)` on the calling thread and `body(1)` on the worker, returning when both are
+    /// done. When the team is already in use (another thread, or a nested call) both parts run
+    /// here, one after the other, so the result is the same either way.
+    public func run(_ body: (Int) -> Void) {
+        guard busy.try() else {
+            body(0)
+            body(1)
+            return
+        }
+        defer { busy.unlock() }
+        withoutActuallyEscaping(body) { escapable in
+            task = escapable
+            let generation = posted.add(1, ordering: .sequentiallyConsistent).newValue
+            if sleeping.load(ordering: .sequentiallyConsistent) { wake.signal() }
+            escapable(0)
+            while finished.load(ordering: .acquiring) != generation {}
+            task = nil
+        }
+    }
+
+    /// Rows `part` of `count` split in two (part 0 the first half).
+    @inline(__always)
+    public static func half(_ count: Int, part: Int) -> Range<Int> {
+        let middle = (count + 1) / 2
+        return part == 0 ? 0..<middle : middle..<count
+    }
+}
