@@ -69,23 +69,12 @@ func recurrentStep<K: RecurrentCellKind>(
     }
 }
 
-func recurrentWorkloads() throws {
-    let small = try recurrentStep(LSTMKind.self, input: 16, hidden: 128, layers: 1, bidirectional: false, batch: 128, steps: 8, train: true)
-    _ = try report("lstm-small-train", unit: "steps/s", repetitions: 30, figure: { 1 / $0 }, small)
+let mediumFrames = 32.0 * 200
+/// FLOPs of lstm-large-train: 3 * 2 (in + hidden) 4 hidden batch len, forward and the two backward products.
+let largeFlops = 3 * 2 * Double(512 + 1024) * 4 * 1024 * 64 * 50
 
-    let frames = 32.0 * 200
-    let medium = try recurrentStep(LSTMKind.self, input: 80, hidden: 256, layers: 2, bidirectional: true, batch: 32, steps: 200, train: true)
-    _ = try report("lstm-medium-train", unit: "frames/s", figure: { frames / $0 }, medium)
-    let gru = try recurrentStep(GRUKind.self, input: 80, hidden: 256, layers: 2, bidirectional: true, batch: 32, steps: 200, train: true)
-    _ = try report("gru-medium-train", unit: "frames/s", figure: { frames / $0 }, gru)
-    let infer = try recurrentStep(LSTMKind.self, input: 80, hidden: 256, layers: 2, bidirectional: true, batch: 32, steps: 200, train: false)
-    _ = try report("lstm-medium-infer", unit: "frames/s", figure: { frames / $0 }, infer)
-
-    // FLOPs = 3 * 2 (in + hidden) 4 hidden batch len: forward and the two backward products.
-    let flops = 3 * 2 * Double(512 + 1024) * 4 * 1024 * 64 * 50
-    let large = try recurrentStep(LSTMKind.self, input: 512, hidden: 1024, layers: 1, bidirectional: false, batch: 64, steps: 50, train: true)
-    let gflops = try report("lstm-large-train", unit: "GFLOP/s", repetitions: 5, figure: { flops / $0 / 1e9 }, large)
-    _ = gflops
+func medium<K: RecurrentCellKind>(_ kind: K.Type, train: Bool) throws -> () throws -> Void {
+    try recurrentStep(kind, input: 80, hidden: 256, layers: 2, bidirectional: true, batch: 32, steps: 200, train: train)
 }
 
 BLAS.selectOptimizedCoreAndRelaunchIfNeeded()
@@ -94,7 +83,18 @@ BLAS.setThreadCount(threads)
 let requested = Set(CommandLine.arguments.dropFirst())
 let workloads: [(String, () throws -> Void)] = [
     ("sgemm-peak", { try sgemmPeak(n: 1024); try sgemmPeak(n: 2048) }),
-    ("recurrent", recurrentWorkloads),
+    ("lstm-small-train", {
+        let step = try recurrentStep(LSTMKind.self, input: 16, hidden: 128, layers: 1, bidirectional: false, batch: 128, steps: 8, train: true)
+        _ = try report("lstm-small-train", unit: "steps/s", repetitions: 30, figure: { 1 / $0 }, step)
+    }),
+    ("lstm-medium-train", { _ = try report("lstm-medium-train", unit: "frames/s", figure: { mediumFrames / $0 }, medium(LSTMKind.self, train: true)) }),
+    ("gru-medium-train", { _ = try report("gru-medium-train", unit: "frames/s", figure: { mediumFrames / $0 }, medium(GRUKind.self, train: true)) }),
+    ("lstm-medium-infer", { _ = try report("lstm-medium-infer", unit: "frames/s", figure: { mediumFrames / $0 }, medium(LSTMKind.self, train: false)) }),
+    ("lstm-large-train", {
+        let step = try recurrentStep(LSTMKind.self, input: 512, hidden: 1024, layers: 1, bidirectional: false, batch: 64, steps: 50, train: true)
+        _ = try report("lstm-large-train", unit: "GFLOP/s", repetitions: 5, figure: { largeFlops / $0 / 1e9 }, step)
+    }),
+    // Diagnostics, run only when named.
     ("gemm-shapes", {
         // The per-step recurrent product shapes: (m, n, k) = (batch, gates * hidden, hidden).
         for (m, n, k) in [(32, 1024, 256), (128, 512, 128), (64, 4096, 1024), (32, 768, 256), (6400, 1024, 512)] {
@@ -123,6 +123,11 @@ let workloads: [(String, () throws -> Void)] = [
         for _ in 0..<200 { try step() }
     }),
 ]
-for (name, run) in workloads where requested.isEmpty || requested.contains(name) {
+let diagnostics: Set = ["gemm-shapes", "profile-small"]
+if let unknown = requested.first(where: { name in !workloads.contains { $0.0 == name } }) {
+    FileHandle.standardError.write(Data("unknown workload \(unknown); known: \(workloads.map(\.0).joined(separator: ", "))\n".utf8))
+    exit(2)
+}
+for (name, run) in workloads where requested.isEmpty ? !diagnostics.contains(name) : requested.contains(name) {
     do { try run() } catch { FileHandle.standardError.write(Data("\(name): \(error)\n".utf8)) }
 }

@@ -21,7 +21,8 @@ public enum Activations {
     /// 0.347^8 / 8! = 5.2e-9, a tenth of an ULP at 1; the result is within 2 ULP of exp(x).
     @inlinable @inline(__always)
     public static func exp(_ x: Vector) -> Vector {
-        let clamped = x.clamped(lowerBound: Vector(repeating: expMin), upperBound: Vector(repeating: expMax))
+        // (Selects rather than SIMD `clamped`, which compiles to out-of-line pointwiseMin/Max calls.)
+        let clamped = x.replacing(with: expMin, where: .!(x .>= expMin)).replacing(with: expMax, where: x .> expMax)
         // Adding 1.5 * 2^23 rounds to the nearest integer and leaves it in the low mantissa bits.
         let shifted = clamped * log2e + roundingShift
         let n = shifted - roundingShift

@@ -1,16 +1,67 @@
 import CBLAS
+import CLoomKernels
 import Foundation
+import Synchronization
 
 /// Settings of the OpenBLAS library every matrix product goes through.
 public enum BLAS {
-    /// Sets the number of threads OpenBLAS uses for one product. Results are bit-reproducible
-    /// only for a fixed thread count: the split of a product's inner sums depends on it.
+    /// Sets the number of threads Loom's matrix products use. Results are bit-reproducible only
+    /// for a fixed thread count: the split of a product depends on it.
+    ///
+    /// With two threads (the default on a machine with two or more cores) Loom splits each large
+    /// product in two halves itself, one per thread of `WorkerTeam`, and keeps OpenBLAS at one
+    /// thread: the recurrent kernels hand work to the same team every few microseconds, and
+    /// OpenBLAS's own pool, spinning on `sched_yield` between calls, would compete with it for
+    /// the two cores (measured: a quarter of lstm-small-train's time went to `sched_yield`).
+    /// Any other count is handed to OpenBLAS.
     public static func setThreadCount(_ count: Int) {
-        openblas_set_num_threads(Int32(max(1, count)))
+        _ = processDefaults
+        let viaTeam = count == 2 && WorkerTeam.shared != nil
+        splitsAcrossTeam.store(viaTeam, ordering: .relaxed)
+        openblas_set_num_threads(Int32(viaTeam ? 1 : max(1, count)))
     }
 
-    /// The number of threads OpenBLAS currently uses.
-    public static var threadCount: Int { Int(openblas_get_num_threads()) }
+    /// The number of threads a matrix product uses.
+    public static var threadCount: Int {
+        _ = processDefaults
+        return splitsAcrossTeam.load(ordering: .relaxed) ? 2 : Int(openblas_get_num_threads())
+    }
+
+    static let splitsAcrossTeam = Atomic<Bool>(false)
+
+    /// Process-wide settings made once, before the first product: two threads through the team
+    /// when the machine has them; and glibc's malloc told to serve blocks of up to 32 MiB from its heap and keep 512 MiB of freed memory
+    /// for reuse (32 MiB is the largest threshold glibc accepts on 64-bit). Without that, every temporary above its dynamic mmap threshold (a few MiB: the
+    /// gate buffers of one recurrent layer) is a fresh mmap whose pages fault in again on first
+    /// touch (measured: 7% of lstm-small-train in page faults).
+    static let processDefaults: Void = {
+        loom_configure_malloc(32 << 20, 512 << 20)
+        let viaTeam = WorkerTeam.shared != nil
+        splitsAcrossTeam.store(viaTeam, ordering: .relaxed)
+        if viaTeam { openblas_set_num_threads(1) }
+    }()
+
+    /// Products below this many multiply-adds (m n k) run on one thread: handing half to the
+    /// worker costs about a microsecond, which small products do not repay.
+    static let splitThreshold = 1 << 17
+
+    /// Runs `product(rows)` over row ranges of an [m, n] result: both halves on the team when the
+    /// product is large and splitting is on, else one call over everything. `columns` splits
+    /// along n instead (when n is the longer side), at a multiple of 16.
+    @inline(__always)
+    static func split(m: Int, n: Int, k: Int, _ product: (_ rows: Range<Int>, _ columns: Range<Int>) -> Void) {
+        _ = processDefaults
+        guard m * n * k >= splitThreshold, splitsAcrossTeam.load(ordering: .relaxed), let team = WorkerTeam.shared else {
+            product(0..<m, 0..<n)
+            return
+        }
+        if m >= n {
+            team.run { part in product(WorkerTeam.half(m, part: part), 0..<n) }
+        } else {
+            let middle = Swift.min(n, ((n / 2) + 15) / 16 * 16)
+            team.run { part in product(0..<m, part == 0 ? 0..<middle : middle..<n) }
+        }
+    }
 
     /// OpenBLAS's description of its build (version, target core, threading).
     public static var configuration: String {

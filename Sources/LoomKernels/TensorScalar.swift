@@ -88,9 +88,16 @@ extension Float: TensorScalar {
         b: UnsafePointer<Float>, ldb: Int,
         beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
     ) {
-        cblas_sgemm(
-            CblasRowMajor, blasTranspose(transA), blasTranspose(transB),
-            blasint(m), blasint(n), blasint(k), alpha, a, blasint(lda), b, blasint(ldb), beta, c, blasint(ldc))
+        BLAS.split(m: m, n: n, k: k) { rows, columns in
+            guard !rows.isEmpty, !columns.isEmpty else { return }
+            // Rows of op(a) and c, columns of op(b) and c.
+            let a = transA ? a + rows.lowerBound : a + rows.lowerBound * lda
+            let b = transB ? b + columns.lowerBound * ldb : b + columns.lowerBound
+            cblas_sgemm(
+                CblasRowMajor, blasTranspose(transA), blasTranspose(transB),
+                blasint(rows.count), blasint(columns.count), blasint(k), alpha, a, blasint(lda), b, blasint(ldb), beta,
+                c + rows.lowerBound * ldc + columns.lowerBound, blasint(ldc))
+        }
     }
 
     public static func map(_ function: UnaryFunction, _ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, count: Int) {

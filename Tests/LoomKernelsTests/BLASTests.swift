@@ -22,6 +22,30 @@ final class BLASTests: XCTestCase {
         return c
     }
 
+    /// Products above the split threshold run in two halves (rows or 16-aligned columns) on the
+    /// worker team; every transpose case must still equal the naive product.
+    func testSplitSgemmMatchesNaive() {
+        var g = SystemRandomNumberGenerator()
+        for (m, n, k) in [(301, 70, 11), (20, 301, 41), (64, 64, 64)] {
+            XCTAssertGreaterThanOrEqual(m * n * k, 1 << 17, "shape must be large enough to split")
+            for transA in [false, true] {
+                for transB in [false, true] {
+                    let a = (0..<(m * k)).map { _ in Float.random(in: -1...1, using: &g) }
+                    let b = (0..<(k * n)).map { _ in Float.random(in: -1...1, using: &g) }
+                    var c = [Float](repeating: 1, count: m * n)
+                    Float.gemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: 2, a: a, lda: transA ? m : k,
+                               b: b, ldb: transB ? k : n, beta: 1, c: &c, ldc: n)
+                    let expected = naive(transA, transB, m, n, k, a.map(Double.init), b.map(Double.init))
+                    // 2 * (k products in [-1, 1]) + 1: error <= (2k + 1) eps.
+                    let tolerance = Double(2 * k + 1) * Double(Float.ulpOfOne)
+                    for (x, y) in zip(c, expected) {
+                        XCTAssertEqual(Double(x), 2 * y + 1, accuracy: tolerance, "m \(m) n \(n) k \(k) tA \(transA) tB \(transB)")
+                    }
+                }
+            }
+        }
+    }
+
     func testSgemmMatchesNaiveOnOddShapes() {
         var g = SystemRandomNumberGenerator()
         for (m, n, k) in [(1, 1, 1), (3, 5, 7), (17, 1, 33), (1, 29, 2), (65, 31, 19)] {

@@ -1,0 +1,2 @@
+#include "loom_gemm.h"
+#include "loom_runtime.h"
