@@ -39,6 +39,11 @@ public struct Recurrent<Scalar: TensorScalar, Kind: RecurrentCellKind> {
     public var interLayerDropout: Double
     /// Where dropout masks come from.
     public let source: RandomSource
+    /// Gradient checkpointing (Wolfram's "mirroring"): when set to k, training keeps only the
+    /// state at every k-th step and recomputes each k-step segment in the backward pass, so
+    /// memory grows with T / k + k instead of T, for about one more forward pass of time.
+    /// Unidirectional stacks only (a reverse direction's state flows the other way).
+    public var checkpointEvery: Int?
     /// Weights per layer and direction (0 forward, 1 reverse).
     public let weights: [[RecurrentCellWeights<Scalar>]]
 
@@ -86,7 +91,11 @@ public struct Recurrent<Scalar: TensorScalar, Kind: RecurrentCellKind> {
     public func callAsFunction(_ input: SequenceBatch<Scalar>, initialState: RecurrentState<Scalar>? = nil) throws
         -> (output: SequenceBatch<Scalar>, state: RecurrentState<Scalar>)
     {
-        try run(input, initialState: initialState, masks: drawMasks(for: input))
+        let masks = try drawMasks(for: input)
+        if let every = checkpointEvery, GradientRecording.isEnabled {
+            return try runCheckpointed(input, initialState: initialState, masks: masks, every: every)
+        }
+        return try run(input, initialState: initialState, masks: masks)
     }
 
     /// The fused kernels (the default) or the unfused composition of `RecurrentCellWeights.step`

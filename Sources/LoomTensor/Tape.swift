@@ -115,7 +115,7 @@ extension Tensor {
     }
 
     /// Elementwise sum of two tensors of one shape, off the tape (gradient accumulation).
-    func addingUnchecked(_ other: Tensor) -> Tensor {
+    package func addingUnchecked(_ other: Tensor) -> Tensor {
         precondition(shape == other.shape, "gradient accumulation: shapes \(shape) and \(other.shape) differ")
         var result = self.detached()
         result.scalars.withUnsafeMutableBufferPointer { out in
