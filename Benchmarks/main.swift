@@ -77,7 +77,49 @@ func medium<K: RecurrentCellKind>(_ kind: K.Type, train: Bool) throws -> () thro
     try recurrentStep(kind, input: 80, hidden: 256, layers: 2, bidirectional: true, batch: 32, steps: 200, train: train)
 }
 
+/// One training step of an LSTM (input 16, hidden 128, batch 1) over a 100,000-step sequence,
+/// with gradient checkpointing every `every` steps or none; returns the peak resident memory
+/// of this process in MB (getrusage's ru_maxrss).
+func longSequenceStep(every: Int?) throws -> Double {
+    let source = RandomSource(seed: 3)
+    var lstm = try LSTM<Float>(inputSize: 16, hiddenSize: 128, using: source)
+    lstm.checkpointEvery = every
+    let x = try SequenceBatch(values: Tensor<Float>.randomUniform([100_000, 1, 16], lower: -1, upper: 1, using: source))
+    let (output, _) = try lstm(x)
+    let gradients = try output.values.sum().gradients(for: lstm.parameters)
+    precondition(gradients.allSatisfy { $0.scalars.allSatisfy(\.isFinite) })
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    return Double(usage.ru_maxrss) / 1024
+}
+
+/// Runs the memory workload in a child process (peak RSS is per process) and reports its figure.
+func memoryWorkload(_ name: String, mode: String) throws {
+    let child = Process()
+    child.executableURL = URL(fileURLWithPath: "/proc/self/exe")
+    child.arguments = ["--memory-child", mode]
+    let pipe = Pipe()
+    child.standardOutput = pipe
+    let start = DispatchTime.now().uptimeNanoseconds
+    try child.run()
+    let data = pipe.fileHandleForReading.readDataToEndOfFile()
+    child.waitUntilExit()
+    let elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+    guard child.terminationStatus == 0, let text = String(data: data, encoding: .utf8),
+          let megabytes = Double(text.trimmingCharacters(in: .whitespacesAndNewlines)) else {
+        throw TensorError.invalidArgument(op: name, message: "child process failed (status \(child.terminationStatus))")
+    }
+    let line: [String: Any] = ["workload": name, "impl": "loom", "median": megabytes, "min": megabytes, "max": megabytes,
+                               "unit": "MB peak RSS", "seconds": elapsed, "repetitions": 1]
+    if let json = try? JSONSerialization.data(withJSONObject: line, options: [.sortedKeys]) { print(String(decoding: json, as: UTF8.self)) }
+}
+
 BLAS.selectOptimizedCoreAndRelaunchIfNeeded()
+if CommandLine.arguments.count == 3, CommandLine.arguments[1] == "--memory-child" {
+    let every = CommandLine.arguments[2] == "checkpoint" ? 316 : nil
+    do { print(try longSequenceStep(every: every)) } catch { FileHandle.standardError.write(Data("\(error)\n".utf8)); exit(1) }
+    exit(0)
+}
 let threads = ProcessInfo.processInfo.environment["LOOM_THREADS"].flatMap(Int.init) ?? 2
 BLAS.setThreadCount(threads)
 let requested = Set(CommandLine.arguments.dropFirst())
@@ -94,6 +136,8 @@ let workloads: [(String, () throws -> Void)] = [
         let step = try recurrentStep(LSTMKind.self, input: 512, hidden: 1024, layers: 1, bidirectional: false, batch: 64, steps: 50, train: true)
         _ = try report("lstm-large-train", unit: "GFLOP/s", repetitions: 5, figure: { largeFlops / $0 / 1e9 }, step)
     }),
+    ("lstm-100k-memory-checkpointed", { try memoryWorkload("lstm-100k-memory-checkpointed", mode: "checkpoint") }),
+    ("lstm-100k-memory-plain", { try memoryWorkload("lstm-100k-memory-plain", mode: "plain") }),
     // Diagnostics, run only when named.
     ("gemm-shapes", {
         // The per-step recurrent product shapes: (m, n, k) = (batch, gates * hidden, hidden).

@@ -34,30 +34,33 @@ extension Recurrent {
         }
         func segmentMasks(_ range: Range<Int>) throws -> [RecurrentLayerMasks<Scalar>] { try masks.map { try $0.steps(range) } }
 
-        // Forward off the tape, keeping each segment's initial state.
+        // Forward off the tape, keeping each segment's initial state; outputs and the final
+        // state are written straight into one flat buffer (the single tape record below), so
+        // the T-long output exists once.
+        let hasCell = cell == .lstm
+        let width = outputSize, rowsPerStep = batch * width
+        let stateCount = numLayers * batch * hiddenSize, outputCount = steps * rowsPerStep
+        var flatScalars: [Scalar] = Memory.zeros(outputCount + (hasCell ? 2 : 1) * stateCount)
         var starts: [RecurrentState<Scalar>] = []
-        var outputs: [Tensor<Scalar>] = []
         var state = RecurrentState(hidden: state0.hidden.detached(), cell: state0.cell?.detached())
         try withoutGradients {
             for range in segments {
                 starts.append(state)
-                let (out, next) = try run(segmentInput(input.values.detached().slice(axis: 0, range), range), initialState: state, masks: segmentMasks(range))
-                outputs.append(out.values)
+                let (out, next) = try run(segmentInput(input.values.detached().slice(axis: 0, range), range), initialState: state,
+                                          masks: segmentMasks(range))
+                flatScalars.replaceSubrange((range.lowerBound * rowsPerStep)..<(range.upperBound * rowsPerStep), with: out.values.scalars)
                 state = next
             }
         }
-        let output = try Tensor.concatenate(outputs, axis: 0)
-        let hasCell = cell == .lstm
-        // One record for outputs and final state together, sliced apart below.
-        let flat = try Tensor.concatenate([output.reshaped([-1]), state.hidden.reshaped([-1])]
-                                          + (state.cell.map { [try $0.reshaped([-1])] } ?? []), axis: 0)
-        let outputShape = output.shape, stateShape = state.hidden.shape
-        let (outputCount, stateCount) = (output.count, state.hidden.count)
+        flatScalars.replaceSubrange(outputCount..<(outputCount + stateCount), with: state.hidden.scalars)
+        if let c = state.cell { flatScalars.replaceSubrange((outputCount + stateCount)..., with: c.scalars) }
+        let flat = Tensor(unchecked: [flatScalars.count], scalars: flatScalars)
+        flatScalars = []
+        let outputShape = [steps, batch, width], stateShape = state.hidden.shape
         let parameters = self.parameters
         let recordedInputs = [input.values, state0.hidden] + (hasCell ? [state0.cell ?? state0.hidden] : []) + parameters.map(\.value)
         let x = input.values.detached()
         let combined = flat.recorded(from: recordedInputs) { g in
-            let dOutput = Tensor(unchecked: outputShape, scalars: Array(g.scalars[0..<outputCount]))
             var dHidden = Tensor(unchecked: stateShape, scalars: Array(g.scalars[outputCount..<(outputCount + stateCount)]))
             var dCell = hasCell ? Tensor(unchecked: stateShape, scalars: Array(g.scalars[(outputCount + stateCount)...])) : nil
             var dParameters = parameters.map { Tensor<Scalar>.zeros(unchecked: $0.shape) }
@@ -69,7 +72,9 @@ extension Recurrent {
                         let h = starts[s].hidden.requiringGradient(), c = starts[s].cell?.requiringGradient()
                         let (out, final) = try run(segmentInput(xs, range), initialState: RecurrentState(hidden: h, cell: c),
                                                    masks: segmentMasks(range))
-                        var loss = try (out.values * dOutput.slice(axis: 0, range)).sum() + (final.hidden * dHidden).sum()
+                        let dOutput = Tensor(unchecked: [range.count, batch, width],
+                                             scalars: Array(g.scalars[(range.lowerBound * rowsPerStep)..<(range.upperBound * rowsPerStep)]))
+                        var loss = try (out.values * dOutput).sum() + (final.hidden * dHidden).sum()
                         if let fc = final.cell, let dCell { loss = try loss + (fc * dCell).sum() }
                         let found = try loss.gradients(wrt: [xs, h] + (c.map { [$0] } ?? []) + parameters.map(\.value))
                         dInputs.append(found[0])
