@@ -1,3 +1,5 @@
+import CLoomKernels
+
 /// The loops behind `RecurrentKernel`, written once and specialized for Float (called with a
 /// concrete type from the kernel's entry points) and Double.
 ///
@@ -41,6 +43,20 @@ enum RecurrentPasses<S: TensorScalar> {
                    b: weights, ldb: transposeW ? k : n, beta: beta, c: c, ldc: ldc)
         }
     }
+
+    /// A buffer of S seen as Float, for the C kernels (call only when S is Float).
+    @inline(__always)
+    static func f(_ p: UnsafePointer<S>) -> UnsafeMutablePointer<Float> {
+        UnsafeMutableRawPointer(mutating: p).assumingMemoryBound(to: Float.self)
+    }
+
+    @inline(__always)
+    static func f(_ p: UnsafeMutablePointer<S>) -> UnsafeMutablePointer<Float> {
+        UnsafeMutableRawPointer(p).assumingMemoryBound(to: Float.self)
+    }
+
+    @inline(__always)
+    static func f(_ p: UnsafePointer<S>?) -> UnsafeMutablePointer<Float>? { p.map { f($0) } }
 
     /// Runs `body` over rows 0..<count, split across the worker team when `split`.
     @inline(__always)
@@ -111,6 +127,18 @@ enum RecurrentPasses<S: TensorScalar> {
         let h = k.hiddenSize, gh = k.cell.gates * h
         let gate = k.gates + row * gh, out = k.hidden + row * h
         let update = x.updateMask.map { $0 + row * h }
+        if S.self == Float.self {
+            // The same formulas in C, compiled for the CPU's widest vectors (loom_cells.c).
+            switch k.cell {
+            case .rnn: loom_rnn_forward_row(f(gate), f(out), f(update), h)
+            case .lstm:
+                loom_lstm_forward_row(f(gate), f(previousCell(k, x, t) + r * h), f(k.cellStates + row * h), f(k.extra + row * h),
+                                      f(out), f(update), h)
+            case .gru:
+                loom_gru_forward_row(f(gate), f(k.scratchProjection + r * gh), f(k.extra + row * h), f(hp), f(out), f(update), h)
+            }
+            return
+        }
         switch k.cell {
         case .rnn:
             S.map(.tanh, gate, gate, count: h)
@@ -224,6 +252,17 @@ enum RecurrentPasses<S: TensorScalar> {
         let h = k.hiddenSize
         let gate = k.gates + row * k.cell.gates * h
         let update = x.updateMask.map { $0 + row * h }
+        if S.self == Float.self {
+            switch k.cell {
+            case .rnn: loom_rnn_backward_row(f(gate), f(dOut), f(dhr), f(dxg), f(update), h)
+            case .lstm:
+                loom_lstm_backward_row(f(gate), f(k.extra + row * h), f(previousCell(k, x, t) + r * h), f(dOut), f(dhr), f(dcr),
+                                       f(dxg), f(update), h)
+            case .gru:
+                loom_gru_backward_row(f(gate), f(k.extra + row * h), f(hp), f(dOut), f(dhr), f(dxg), f(dhg), f(update), h)
+            }
+            return
+        }
         switch k.cell {
         case .rnn:
             for j in 0..<h {

@@ -1,2 +1,3 @@
+#include "loom_cells.h"
 #include "loom_gemm.h"
 #include "loom_runtime.h"

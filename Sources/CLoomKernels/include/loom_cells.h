@@ -1,0 +1,36 @@
+#ifndef LOOM_CELLS_H
+#define LOOM_CELLS_H
+
+/* Float elementwise kernels: exp, sigmoid and tanh over buffers, and the per-row elementwise
+ * passes of the RNN, LSTM and GRU cells (forward and backward), the formulas of
+ * RecurrentPasses.swift. Each is compiled three times (AVX-512, AVX2+FMA, baseline SSE2) and
+ * the loader picks the version for the running CPU (clang's target_clones), so the loops run
+ * 16 lanes wide where the CPU allows.
+ *
+ * Accuracy (tested against libm in Double): exp within 3 ULP, sigmoid and tanh within 4 ULP.
+ * Special values: exp(+inf) = +inf, exp(-inf) = 0, NaN propagates; tanh(+-inf) = +-1.
+ * `out` may alias `x`. A NULL `update` mask means all ones. */
+
+void loom_exp(const float *x, float *out, long count);
+void loom_sigmoid(const float *x, float *out, long count);
+void loom_tanh(const float *x, float *out, long count);
+
+/* RNN: gate [h] pre-activation in, tanh out; out = tanh * update. */
+void loom_rnn_forward_row(float *gate, float *out, const float *update, long h);
+/* LSTM: gate [4h] (i f g o) pre-activations in, activations out; c = f cp + i g update;
+ * tc = tanh(c); out = o tc. */
+void loom_lstm_forward_row(float *gate, const float *cp, float *c, float *tc, float *out, const float *update, long h);
+/* GRU: gate [3h] (r z n) x-side pre-activations in, activations out; hs [3h] the h-side
+ * projection (with b_hh); saved_n = hs[2h:]; n = tanh(x_n + r hs_n); out = (1 - z) n update + z hp. */
+void loom_gru_forward_row(float *gate, const float *hs, float *saved_n, const float *hp, float *out, const float *update, long h);
+
+/* Backward of one row: gradients of the pre-activations into dxg (and dhg for the GRU), given
+ * the output gradient d_out and the running state gradient dh (which is then reset to the
+ * direct part: 0, or dh z for the GRU); the LSTM's running cell gradient dc moves one step back. */
+void loom_rnn_backward_row(const float *gate, const float *d_out, float *dh, float *dxg, const float *update, long h);
+void loom_lstm_backward_row(const float *gate, const float *tc, const float *cp, const float *d_out, float *dh, float *dc,
+                            float *dxg, const float *update, long h);
+void loom_gru_backward_row(const float *gate, const float *saved_n, const float *hp, const float *d_out, float *dh,
+                           float *dxg, float *dhg, const float *update, long h);
+
+#endif

@@ -1,0 +1,154 @@
+#include "loom_cells.h"
+
+#include <stdint.h>
+#include <string.h>
+
+/* One version per instruction set; the dynamic loader picks one through an ifunc. */
+#define LOOM_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+
+static inline float from_bits(int32_t b) { float f; memcpy(&f, &b, sizeof f); return f; }
+static inline int32_t to_bits(float f) { int32_t b; memcpy(&b, &f, sizeof b); return b; }
+
+/* exp(x) = 2^n exp(r), n = round(x / ln 2), r = x - n ln 2 in [-ln2/2, ln2/2]. ln 2 is split
+ * (Cody and Waite) into a high part with 9 significant bits, so n * LN2_HIGH is exact for
+ * |n| <= 2^15, and the rest. On |r| <= ln2/2 the degree-7 Taylor polynomial's remainder is below
+ * 0.347^8 / 8! = 5.2e-9, a tenth of an ULP at 1. 2^n is applied in two halves so that neither
+ * leaves the normal exponent range at n = 128 or -126. */
+#define LN2_HIGH 0.693359375f
+#define LN2_LOW (-2.1219444005e-4f)
+#define LOG2E 1.4426950409f
+#define EXP_MAX 88.722839f   /* beyond: overflow to +inf */
+#define EXP_MIN (-87.336544f) /* below: under the smallest normal float */
+#define ROUNDING_SHIFT 12582912.0f /* 1.5 * 2^23: adding it rounds to an integer in the low mantissa bits */
+
+static inline float exp_lane(float x) {
+    float clamped = x > EXP_MAX ? EXP_MAX : (x >= EXP_MIN ? x : EXP_MIN);
+    float shifted = clamped * LOG2E + ROUNDING_SHIFT;
+    float n = shifted - ROUNDING_SHIFT;
+    float r = (clamped - n * LN2_HIGH) - n * LN2_LOW;
+    float p = 1.0f / 5040;
+    p = p * r + 1.0f / 720;
+    p = p * r + 1.0f / 120;
+    p = p * r + 1.0f / 24;
+    p = p * r + 1.0f / 6;
+    p = p * r + 0.5f;
+    p = p * r + 1;
+    p = p * r + 1;
+    int32_t ni = to_bits(shifted) - 0x4B400000;
+    int32_t half = ni >> 1;
+    float result = p * from_bits((half + 127) << 23) * from_bits((ni - half + 127) << 23);
+    result = x > EXP_MAX ? __builtin_inff() : result;
+    result = x < EXP_MIN ? 0.0f : result;
+    return x != x ? x : result;
+}
+
+/* 1 / (1 + exp(-x)): exp's error plus one rounding each for the sum and the quotient. */
+static inline float sigmoid_lane(float x) { return 1.0f / (1.0f + exp_lane(-x)); }
+
+/* For |x| >= 0.5: 1 - 2 / (exp(2|x|) + 1) with the sign restored (the cancellation costs at most
+ * a factor 1.2 there). For |x| < 0.5: the odd Taylor series through x^15, whose next term is
+ * below 5e-9, a tenth of an ULP of tanh(0.5). */
+static inline float tanh_lane(float x) {
+    float ax = x < 0 ? -x : x;
+    float large = 1.0f - 2.0f / (exp_lane(2.0f * ax) + 1.0f);
+    large = x < 0 ? -large : large;
+    float x2 = x * x;
+    float p = -929569.0f / 638512875;
+    p = p * x2 + 21844.0f / 6081075;
+    p = p * x2 - 1382.0f / 155925;
+    p = p * x2 + 62.0f / 2835;
+    p = p * x2 - 17.0f / 315;
+    p = p * x2 + 2.0f / 15;
+    p = p * x2 - 1.0f / 3;
+    float small = x + x * x2 * p;
+    float result = ax < 0.5f ? small : large;
+    return x != x ? x : result;
+}
+
+LOOM_CLONES void loom_exp(const float *x, float *out, long count) {
+    for (long i = 0; i < count; i++) out[i] = exp_lane(x[i]);
+}
+
+LOOM_CLONES void loom_sigmoid(const float *x, float *out, long count) {
+    for (long i = 0; i < count; i++) out[i] = sigmoid_lane(x[i]);
+}
+
+LOOM_CLONES void loom_tanh(const float *x, float *out, long count) {
+    for (long i = 0; i < count; i++) out[i] = tanh_lane(x[i]);
+}
+
+LOOM_CLONES void loom_rnn_forward_row(float *gate, float *out, const float *update, long h) {
+    if (update) {
+        for (long j = 0; j < h; j++) { gate[j] = tanh_lane(gate[j]); out[j] = gate[j] * update[j]; }
+    } else {
+        for (long j = 0; j < h; j++) { gate[j] = tanh_lane(gate[j]); out[j] = gate[j]; }
+    }
+}
+
+LOOM_CLONES void loom_lstm_forward_row(float *gate, const float *cp, float *c, float *tc, float *out, const float *update, long h) {
+    float *gi = gate, *gf = gate + h, *gg = gate + 2 * h, *go = gate + 3 * h;
+    for (long j = 0; j < h; j++) {
+        float i = sigmoid_lane(gi[j]), f = sigmoid_lane(gf[j]), g = tanh_lane(gg[j]), o = sigmoid_lane(go[j]);
+        gi[j] = i; gf[j] = f; gg[j] = g; go[j] = o;
+        float m = update ? update[j] : 1.0f;
+        float cj = f * cp[j] + i * g * m;
+        float t = tanh_lane(cj);
+        c[j] = cj;
+        tc[j] = t;
+        out[j] = o * t;
+    }
+}
+
+LOOM_CLONES void loom_gru_forward_row(float *gate, const float *hs, float *saved_n, const float *hp, float *out, const float *update, long h) {
+    float *gr = gate, *gz = gate + h, *gn = gate + 2 * h;
+    for (long j = 0; j < h; j++) {
+        float r = sigmoid_lane(gr[j] + hs[j]), z = sigmoid_lane(gz[j] + hs[h + j]);
+        float hn = hs[2 * h + j];
+        float n = tanh_lane(gn[j] + r * hn);
+        gr[j] = r; gz[j] = z; gn[j] = n;
+        saved_n[j] = hn;
+        float m = update ? update[j] : 1.0f;
+        out[j] = (1 - z) * (n * m) + z * hp[j];
+    }
+}
+
+LOOM_CLONES void loom_rnn_backward_row(const float *gate, const float *d_out, float *dh, float *dxg, const float *update, long h) {
+    for (long j = 0; j < h; j++) {
+        float a = gate[j], m = update ? update[j] : 1.0f;
+        dxg[j] = (d_out[j] + dh[j]) * m * (1 - a * a);
+        dh[j] = 0;
+    }
+}
+
+LOOM_CLONES void loom_lstm_backward_row(const float *gate, const float *tc, const float *cp, const float *d_out, float *dh, float *dc,
+                                        float *dxg, const float *update, long h) {
+    for (long j = 0; j < h; j++) {
+        float i = gate[j], f = gate[h + j], g = gate[2 * h + j], o = gate[3 * h + j];
+        float m = update ? update[j] : 1.0f;
+        float dhj = d_out[j] + dh[j];
+        float dcj = dc[j] + dhj * o * (1 - tc[j] * tc[j]);
+        dxg[j] = dcj * g * m * i * (1 - i);
+        dxg[h + j] = dcj * cp[j] * f * (1 - f);
+        dxg[2 * h + j] = dcj * i * m * (1 - g * g);
+        dxg[3 * h + j] = dhj * tc[j] * o * (1 - o);
+        dc[j] = dcj * f;
+        dh[j] = 0;
+    }
+}
+
+LOOM_CLONES void loom_gru_backward_row(const float *gate, const float *saved_n, const float *hp, const float *d_out, float *dh,
+                                       float *dxg, float *dhg, const float *update, long h) {
+    for (long j = 0; j < h; j++) {
+        float r = gate[j], z = gate[h + j], n = gate[2 * h + j];
+        float m = update ? update[j] : 1.0f;
+        float dhj = d_out[j] + dh[j];
+        float dn = dhj * (1 - z) * m * (1 - n * n);
+        float dz = dhj * (hp[j] - n * m) * z * (1 - z);
+        float dr = dn * saved_n[j] * r * (1 - r);
+        dxg[j] = dr; dhg[j] = dr;
+        dxg[h + j] = dz; dhg[h + j] = dz;
+        dxg[2 * h + j] = dn;
+        dhg[2 * h + j] = dn * r;
+        dh[j] = dhj * z;
+    }
+}
