@@ -73,14 +73,15 @@ enum RecurrentPasses<S: TensorScalar> {
         let n = layout.rows
         // gates [N, G H] = input [N, I] x W_ih^T + b_ih (+ b_hh for RNN and LSTM, whose two biases
         // always add; the GRU keeps b_hh inside r * (W_hn h + b_hn)).
+        // The bias rows go in first and the product adds onto them (beta 1).
+        let bias = UnsafeMutablePointer<S>.allocate(capacity: Swift.max(gh, 1))
+        defer { bias.deallocate() }
+        Memory.copy(x.inputBias, to: bias, count: gh)
+        if k.cell != .gru { S.accumulate(x.recurrentBias, into: bias, count: gh) }
+        for row in 0..<n { Memory.copy(bias, to: k.gates + row * gh, count: gh) }
         if n > 0 {
             S.gemm(transA: false, transB: true, m: n, n: gh, k: k.inputSize, alpha: 1, a: x.input, lda: k.inputSize,
-                   b: x.inputWeight, ldb: k.inputSize, beta: 0, c: k.gates, ldc: gh)
-        }
-        for row in 0..<n {
-            let g = k.gates + row * gh
-            S.accumulate(x.inputBias, into: g, count: gh)
-            if k.cell != .gru { S.accumulate(x.recurrentBias, into: g, count: gh) }
+                   b: x.inputWeight, ldb: k.inputSize, beta: 1, c: k.gates, ldc: gh)
         }
         let packed = packedWeights(x.recurrentWeight, transposed: true, n: gh, k: h)
         for t in 0..<layout.steps {
@@ -235,10 +236,14 @@ enum RecurrentPasses<S: TensorScalar> {
                b: previousStates, ldb: h, beta: 1, c: grads.recurrentWeight, ldc: h)
         S.gemm(transA: false, transB: false, m: n, n: k.inputSize, k: gh, alpha: 1, a: dxGates, lda: gh,
                b: x.inputWeight, ldb: k.inputSize, beta: 1, c: grads.input, ldc: k.inputSize)
-        for row in 0..<n {
-            S.accumulate(dxGates + row * gh, into: grads.inputBias, count: gh)
-            S.accumulate(dhGates + row * gh, into: grads.recurrentBias, count: gh)
-        }
+        // Bias gradients: column sums of the gate gradients, as products with a vector of ones.
+        let ones = UnsafeMutablePointer<S>.allocate(capacity: n)
+        defer { ones.deallocate() }
+        ones.initialize(repeating: 1, count: n)
+        S.gemm(transA: true, transB: false, m: gh, n: 1, k: n, alpha: 1, a: dxGates, lda: gh, b: ones, ldb: 1, beta: 1,
+               c: grads.inputBias, ldc: 1)
+        S.gemm(transA: true, transB: false, m: gh, n: 1, k: n, alpha: 1, a: dhGates, lda: gh, b: ones, ldb: 1, beta: 1,
+               c: grads.recurrentBias, ldc: 1)
     }
 
     /// The elementwise backward of one row: gradients of the pre-activations into dxg/dhg; the
