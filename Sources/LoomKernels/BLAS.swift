@@ -55,12 +55,12 @@ public enum BLAS {
             product(0..<m, 0..<n)
             return
         }
-        if m >= n {
-            team.run { part in product(WorkerTeam.half(m, part: part), 0..<n) }
-        } else {
-            let middle = Swift.min(n, ((n / 2) + 15) / 16 * 16)
-            team.run { part in product(0..<m, part == 0 ? 0..<middle : middle..<n) }
-        }
+        let middle = Swift.min(n, ((n / 2) + 15) / 16 * 16)
+        let split = m >= n
+            ? team.tryRun { part in product(WorkerTeam.half(m, part: part), 0..<n) }
+            : team.tryRun { part in product(0..<m, part == 0 ? 0..<middle : middle..<n) }
+        // A busy team (this product is already one of two parallel jobs): one call here.
+        if !split { product(0..<m, 0..<n) }
     }
 
     /// OpenBLAS's description of its build (version, target core, threading).

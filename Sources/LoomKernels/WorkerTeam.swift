@@ -47,11 +47,17 @@ public final class WorkerTeam: @unchecked Sendable {
     /// done. When the team is already in use (another thread, or a nested call) both parts run
     /// here, one after the other, so the result is the same either way.
     public func run(_ body: (Int) -> Void) {
-        guard busy.try() else {
+        if !tryRun(body) {
             body(0)
             body(1)
-            return
         }
+    }
+
+    /// Runs `body(0)` here and `body(1)` on the worker, like `run`, when the team is free;
+    /// returns false without running anything when it is in use (a nested call, or another
+    /// thread), so the caller can do the whole job itself in one piece.
+    public func tryRun(_ body: (Int) -> Void) -> Bool {
+        guard busy.try() else { return false }
         defer { busy.unlock() }
         withoutActuallyEscaping(body) { escapable in
             task = escapable
@@ -61,6 +67,7 @@ public final class WorkerTeam: @unchecked Sendable {
             while finished.load(ordering: .acquiring) != generation {}
             task = nil
         }
+        return true
     }
 
     /// Rows `part` of `count` split in two (part 0 the first half).

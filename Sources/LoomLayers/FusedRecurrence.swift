@@ -26,68 +26,132 @@ enum FusedRecurrence {
         return result
     }
 
-    /// Runs one layer direction over packed rows.
-    ///
-    /// Shapes: input [N, I] packed by `layout`; weights [G H, I], [G H, H], [G H], [G H];
-    /// initial hidden and cell [B, H] (sorted like the layout); stateMask [B, H]; updateMask [N, H].
-    /// Returns (outputs [N, H], final hidden [B, H], final cell [B, H] or nil), all on the tape
-    /// through one record (its flat output is sliced into the three).
+    /// One direction's arguments to `run`.
+    struct Direction<S: TensorScalar> {
+        var cell: RecurrentCell
+        var layout: PackedLayout
+        var input: Tensor<S>
+        var weights: [Tensor<S>]
+        var initialHidden: Tensor<S>
+        var initialCell: Tensor<S>?
+        var stateMask: Tensor<S>?
+        var updateMask: Tensor<S>?
+    }
+
+    /// A direction ready for its kernel: the kernel, the tensors it reads (differentiable first),
+    /// and how to turn their base pointers into the kernel's inputs.
+    struct Prepared<S: TensorScalar> {
+        let kernel: RecurrentKernel<S>
+        let differentiable: [Tensor<S>]
+        let masks: [Tensor<S>]
+        let hasCell: Bool, hasStateMask: Bool, hasUpdateMask: Bool
+        var n: Int { kernel.layout.rows }
+        var b: Int { kernel.layout.batch }
+        var h: Int { kernel.hiddenSize }
+        /// Elements of this direction's part of the flat output: outputs, final hidden (and cell).
+        var outputCount: Int { n * h + (hasCell ? 2 : 1) * b * h }
+
+        init(_ d: Direction<S>) {
+            let b = d.layout.batch, h = d.initialHidden.shape[1]
+            kernel = RecurrentKernel<S>(cell: d.cell, inputSize: d.input.shape[1], hiddenSize: h, layout: d.layout)
+            let c0 = d.cell == .lstm ? (d.initialCell ?? Tensor.zeros(unchecked: [b, h])) : nil
+            differentiable = [d.input] + d.weights + [d.initialHidden] + (c0.map { [$0] } ?? [])
+            masks = [d.stateMask, d.updateMask].compactMap { $0 }
+            (hasCell, hasStateMask, hasUpdateMask) = (c0 != nil, d.stateMask != nil, d.updateMask != nil)
+        }
+
+        func inputs(_ p: [UnsafePointer<S>]) -> RecurrentKernel<S>.Inputs {
+            var k = 6
+            let c = hasCell ? p[k] : nil
+            if hasCell { k += 1 }
+            let sm = hasStateMask ? p[k] : nil
+            if hasStateMask { k += 1 }
+            let um = hasUpdateMask ? p[k] : nil
+            return .init(input: p[0], inputWeight: p[1], recurrentWeight: p[2], inputBias: p[3], recurrentBias: p[4],
+                         initialHidden: p[5], initialCell: c, stateMask: sm, updateMask: um)
+        }
+
+        func forward() {
+            withPointers(differentiable + masks) { p in kernel.forward(inputs(p)) }
+        }
+
+        /// Writes outputs and final states into `out` (outputCount elements).
+        func copyOutputs(to out: UnsafeMutablePointer<S>) {
+            Memory.copy(kernel.hidden, to: out, count: n * h)
+            Memory.copy(kernel.finalHidden, to: out + n * h, count: b * h)
+            if hasCell { Memory.copy(kernel.finalCell, to: out + n * h + b * h, count: b * h) }
+        }
+
+        /// The gradients of `differentiable` from this direction's part `g` of the output gradient.
+        func backward(_ g: UnsafePointer<S>) -> [Tensor<S>] {
+            let shapes = differentiable.map(\.shape)
+            let buffers = shapes.map { shape in
+                let count = Swift.max(shape.reduce(1, *), 1)
+                let p = UnsafeMutablePointer<S>.allocate(capacity: count)
+                Memory.zero(p, count: count)
+                return p
+            }
+            defer { buffers.forEach { $0.deallocate() } }
+            withPointers(differentiable + masks) { p in
+                kernel.backward(
+                    inputs(p), dHidden: g, dFinalHidden: g + n * h, dFinalCell: hasCell ? g + n * h + b * h : nil,
+                    into: .init(input: buffers[0], inputWeight: buffers[1], recurrentWeight: buffers[2],
+                                inputBias: buffers[3], recurrentBias: buffers[4], initialHidden: buffers[5],
+                                initialCell: hasCell ? buffers[6] : nil))
+            }
+            return zip(buffers, shapes).map { Tensor(unchecked: $1, scalars: Memory.array(copying: $0, count: $1.reduce(1, *))) }
+        }
+    }
+
+    /// Runs `body(k)` for k in 0..<count: two directions of a bidirectional layer concurrently
+    /// on the worker team (each then runs its steps whole, with no per-step hand-over), else
+    /// one after the other.
+    static func eachDirection(_ count: Int, _ body: (Int) -> Void) {
+        if count == 2, let team = WorkerTeam.shared, team.tryRun(body) { return }
+        for k in 0..<count { body(k) }
+    }
+
+    /// Runs one direction over packed rows (see `runAll`).
     static func run<S: TensorScalar>(
         cell: RecurrentCell, layout: PackedLayout, input: Tensor<S>, weights: [Tensor<S>],
         initialHidden: Tensor<S>, initialCell: Tensor<S>?, stateMask: Tensor<S>?, updateMask: Tensor<S>?
     ) throws -> (outputs: Tensor<S>, hidden: Tensor<S>, cell: Tensor<S>?) {
-        let inputSize = input.shape[1], hiddenSize = initialHidden.shape[1]
-        let n = layout.rows, b = layout.batch, h = hiddenSize
-        let kernel = RecurrentKernel<S>(cell: cell, inputSize: inputSize, hiddenSize: hiddenSize, layout: layout)
-        let c0 = cell == .lstm ? (initialCell ?? Tensor.zeros(unchecked: [b, h])) : nil
-        let differentiable = [input] + weights + [initialHidden] + (c0.map { [$0] } ?? [])
-        let masks = [stateMask, updateMask].compactMap { $0 }
-        func inputs(_ p: [UnsafePointer<S>]) -> RecurrentKernel<S>.Inputs {
-            var k = 6
-            let c = c0 == nil ? nil : p[k]
-            if c0 != nil { k += 1 }
-            let sm = stateMask == nil ? nil : p[k]
-            if stateMask != nil { k += 1 }
-            let um = updateMask == nil ? nil : p[k]
-            return .init(input: p[0], inputWeight: p[1], recurrentWeight: p[2], inputBias: p[3], recurrentBias: p[4],
-                         initialHidden: p[5], initialCell: c, stateMask: sm, updateMask: um)
-        }
-        withPointers(differentiable + masks) { p in kernel.forward(inputs(p)) }
+        try runAll([Direction(cell: cell, layout: layout, input: input, weights: weights, initialHidden: initialHidden,
+                              initialCell: initialCell, stateMask: stateMask, updateMask: updateMask)])[0]
+    }
 
-        let flat: [S] = Memory.build(n * h + (cell == .lstm ? 2 : 1) * b * h) { out in
-            Memory.copy(kernel.hidden, to: out, count: n * h)
-            Memory.copy(kernel.finalHidden, to: out + n * h, count: b * h)
-            if cell == .lstm { Memory.copy(kernel.finalCell, to: out + n * h + b * h, count: b * h) }
+    /// Runs layer directions over packed rows, as one record on the tape.
+    ///
+    /// Shapes per direction: input [N, I] packed by `layout`; weights [G H, I], [G H, H], [G H],
+    /// [G H]; initial hidden and cell [B, H] (sorted like the layout); stateMask [B, H];
+    /// updateMask [N, H]. Returns per direction (outputs [N, H], final hidden [B, H], final
+    /// cell [B, H] or nil), slices of the record's flat output. Two directions run concurrently
+    /// forward and backward.
+    static func runAll<S: TensorScalar>(_ directions: [Direction<S>]) throws -> [(outputs: Tensor<S>, hidden: Tensor<S>, cell: Tensor<S>?)] {
+        let prepared = directions.map(Prepared.init)
+        eachDirection(prepared.count) { k in prepared[k].forward() }
+        let offsets = prepared.reduce(into: [0]) { $0.append($0.last! + $1.outputCount) }
+        let flat: [S] = Memory.build(offsets.last!) { out in
+            for (k, d) in prepared.enumerated() { d.copyOutputs(to: out + offsets[k]) }
         }
-        let shapes = differentiable.map { $0.shape }
+        let differentiable = prepared.flatMap(\.differentiable)
         let combined = Tensor(unchecked: [flat.count], scalars: flat).recorded(from: differentiable) { g in
-            var grads: [[S]] = shapes.map { Memory.zeros($0.reduce(1, *)) }
-            let dFinalCell: [S] = cell == .lstm ? Array(g.scalars[(n * h + b * h)...]) : Memory.zeros(1)
-            withPointers(differentiable + masks) { p in
-                g.scalars.withUnsafeBufferPointer { gp in
-                    dFinalCell.withUnsafeBufferPointer { dc in
-                        // Seven gradient buffers at most; bind each to a mutable pointer.
-                        let buffers = grads.indices.map { i in
-                            UnsafeMutablePointer<S>.allocate(capacity: Swift.max(grads[i].count, 1))
-                        }
-                        defer { buffers.forEach { $0.deallocate() } }
-                        for (buffer, g) in zip(buffers, grads) { Memory.zero(buffer, count: Swift.max(g.count, 1)) }
-                        guard let base = gp.baseAddress, let dcBase = dc.baseAddress else { return }
-                        kernel.backward(
-                            inputs(p), dHidden: base, dFinalHidden: base + n * h,
-                            dFinalCell: cell == .lstm ? dcBase : nil,
-                            into: .init(input: buffers[0], inputWeight: buffers[1], recurrentWeight: buffers[2],
-                                        inputBias: buffers[3], recurrentBias: buffers[4], initialHidden: buffers[5],
-                                        initialCell: cell == .lstm ? buffers[6] : nil))
-                        for i in grads.indices { grads[i] = Memory.array(copying: buffers[i], count: grads[i].count) }
-                    }
+            var grads = [[Tensor<S>]](repeating: [], count: prepared.count)
+            g.scalars.withUnsafeBufferPointer { gp in
+                guard let base = gp.baseAddress else { return }
+                // Each direction writes only its own slot.
+                grads.withUnsafeMutableBufferPointer { slots in
+                    eachDirection(prepared.count) { k in slots[k] = prepared[k].backward(base + offsets[k]) }
                 }
             }
-            return zip(grads, shapes).map { Tensor(unchecked: $1, scalars: $0) }
+            return grads.flatMap { $0 }
         }
-        let outputs = try combined.slice(axis: 0, 0..<(n * h)).reshaped([n, h])
-        let hidden = try combined.slice(axis: 0, (n * h)..<(n * h + b * h)).reshaped([b, h])
-        let finalCell = cell == .lstm ? try combined.slice(axis: 0, (n * h + b * h)..<(n * h + 2 * b * h)).reshaped([b, h]) : nil
-        return (outputs, hidden, finalCell)
+        return try prepared.enumerated().map { k, d in
+            let (n, b, h, o) = (d.n, d.b, d.h, offsets[k])
+            let outputs = try combined.slice(axis: 0, o..<(o + n * h)).reshaped([n, h])
+            let hidden = try combined.slice(axis: 0, (o + n * h)..<(o + n * h + b * h)).reshaped([b, h])
+            let cell = d.hasCell ? try combined.slice(axis: 0, (o + n * h + b * h)..<(o + n * h + 2 * b * h)).reshaped([b, h]) : nil
+            return (outputs, hidden, cell)
+        }
     }
 }

@@ -125,7 +125,8 @@ public struct Recurrent<Scalar: TensorScalar, Kind: RecurrentCellKind> {
             let layerMasks = masks.isEmpty ? nil : masks[layer]
             if let mask = layerMasks?.interLayer { values = try values * mask }
             if let mask = layerMasks?.input { values = try values * mask }
-            var outputs: [Tensor<Scalar>] = []
+            var results: [(outputs: Tensor<Scalar>, hidden: Tensor<Scalar>, cell: Tensor<Scalar>?)] = []
+            var fusedDirections: [FusedRecurrence.Direction<Scalar>] = []
             for direction in 0..<directions {
                 let row = layer * directions + direction
                 let w = weights[layer][direction]
@@ -135,26 +136,37 @@ public struct Recurrent<Scalar: TensorScalar, Kind: RecurrentCellKind> {
                 let h0 = try state.hidden.select(axis: 0, index: row)
                 let c0 = try state.cell.map { try $0.select(axis: 0, index: row) }
                 let reverse = direction == 1
-                let result: (outputs: Tensor<Scalar>, hidden: Tensor<Scalar>, cell: Tensor<Scalar>?)
                 switch implementation {
                 case .fused:
-                    let packed = try values.reshaped([input.steps * batch, values.shape[2]])
-                        .gathering(rows: packing.packIndices(reverse: reverse))
-                    let update = try m?.update.map {
-                        try $0.reshaped([input.steps * batch, hiddenSize]).gathering(rows: packing.packIndices(reverse: reverse))
+                    // When every sequence is full length the forward packing is the identity:
+                    // no gathers, just reshapes.
+                    let identity = packing.isFull && !reverse
+                    func pack(_ t: Tensor<Scalar>, width: Int) throws -> Tensor<Scalar> {
+                        let flat = try t.reshaped([input.steps * batch, width])
+                        return identity ? flat : try flat.gathering(rows: packing.packIndices(reverse: reverse))
                     }
-                    let fused = try FusedRecurrence.run(
-                        cell: cell, layout: packing.layout, input: packed,
+                    fusedDirections.append(FusedRecurrence.Direction(
+                        cell: cell, layout: packing.layout, input: try pack(values, width: values.shape[2]),
                         weights: [inputWeight, recurrentWeight, w.inputBias.value, w.recurrentBias.value],
-                        initialHidden: h0.gathering(rows: packing.order), initialCell: c0?.gathering(rows: packing.order),
-                        stateMask: m?.state?.gathering(rows: packing.order), updateMask: update)
-                    result = (try packing.unpack(fused.outputs, reverse: reverse), try fused.hidden.gathering(rows: packing.rank),
-                              try fused.cell?.gathering(rows: packing.rank))
+                        initialHidden: try packing.sorted(h0), initialCell: try c0.map(packing.sorted),
+                        stateMask: try m?.state.map(packing.sorted), updateMask: try m?.update.map { try pack($0, width: hiddenSize) }))
                 case .reference:
-                    result = try referenceDirection(w, values: values, lengths: input.lengths, reverse: reverse,
-                                                    initial: RecurrentState(hidden: h0, cell: c0), inputWeight: inputWeight,
-                                                    recurrentWeight: recurrentWeight, masks: m)
+                    results.append(try referenceDirection(w, values: values, lengths: input.lengths, reverse: reverse,
+                                                          initial: RecurrentState(hidden: h0, cell: c0), inputWeight: inputWeight,
+                                                          recurrentWeight: recurrentWeight, masks: m))
                 }
+            }
+            if !fusedDirections.isEmpty {
+                // Both directions of a layer in one call: they run concurrently.
+                for (direction, fused) in try FusedRecurrence.runAll(fusedDirections).enumerated() {
+                    let reverse = direction == 1
+                    let outputs = packing.isFull && !reverse ? try fused.outputs.reshaped([input.steps, batch, hiddenSize])
+                        : try packing.unpack(fused.outputs, reverse: reverse)
+                    results.append((outputs, try packing.unsorted(fused.hidden), try fused.cell.map(packing.unsorted)))
+                }
+            }
+            var outputs: [Tensor<Scalar>] = []
+            for result in results {
                 outputs.append(result.outputs)
                 finalHidden.append(result.hidden)
                 if let c = result.cell { finalCell.append(c) }
@@ -272,6 +284,15 @@ struct Packing {
         self.rank = rank
         layout = PackedLayout(sortedLengths: order.map { lengths[$0] })
     }
+
+    /// Whether every sequence has the full length (then `order` and `rank` are the identity).
+    var isFull: Bool { lengths.allSatisfy { $0 == steps } }
+
+    /// Per-sequence rows [B, ...] in the kernel's order (longest first).
+    func sorted<Scalar: TensorScalar>(_ t: Tensor<Scalar>) throws -> Tensor<Scalar> { isFull ? t : try t.gathering(rows: order) }
+
+    /// Per-sequence rows [B, ...] from the kernel's order back to the batch's.
+    func unsorted<Scalar: TensorScalar>(_ t: Tensor<Scalar>) throws -> Tensor<Scalar> { isFull ? t : try t.gathering(rows: rank) }
 
     /// Row of the [T B, F] input that feeds packed row (t, k); reversed within each length.
     func packIndices(reverse: Bool) -> [Int] {
