@@ -15,11 +15,12 @@ func seconds(_ body: () throws -> Void) rethrows -> Double {
 
 /// Times `body` `repetitions` times after `warmup` untimed runs and prints one line, converting
 /// each time to the reported figure with `figure` (e.g. GFLOP/s from seconds).
-func report(_ workload: String, unit: String, extra: [String: Any] = [:], repetitions: Int = 7, warmup: Int = 2,
+func report(_ workload: String?, unit: String, extra: [String: Any] = [:], repetitions: Int = 7, warmup: Int = 2,
             figure: (Double) -> Double, _ body: () throws -> Void) rethrows -> [Double] {
     for _ in 0..<warmup { try body() }
     let figures = try (0..<max(repetitions, 5)).map { _ in figure(try seconds(body)) }.sorted()
     let median = figures[figures.count / 2]
+    guard let workload else { return figures }
     let line: [String: Any] = ["workload": workload, "impl": "loom", "median": median, "min": figures.first ?? 0,
                                "max": figures.last ?? 0, "unit": unit].merging(extra) { a, _ in a }
     if let data = try? JSONSerialization.data(withJSONObject: line, options: [.sortedKeys]),
@@ -30,13 +31,14 @@ func report(_ workload: String, unit: String, extra: [String: Any] = [:], repeti
 }
 
 /// sgemm-peak: C = A B for square float32 matrices, GFLOP/s = 2 n^3 / time.
-func sgemmPeak(n: Int) throws {
+@discardableResult
+func sgemmPeak(n: Int, quiet: Bool = false) throws -> Double {
     let source = RandomSource(seed: 1)
     let a = try Tensor<Float>.randomUniform([n, n], lower: -1, upper: 1, using: source)
     let b = try Tensor<Float>.randomUniform([n, n], lower: -1, upper: 1, using: source)
     var c = try Tensor<Float>.zeros([n, n])
     let flops = 2 * Double(n) * Double(n) * Double(n)
-    _ = try report("sgemm-peak", unit: "GFLOP/s", extra: ["n": n, "core": BLAS.coreName, "threads": BLAS.threadCount], figure: { flops / $0 / 1e9 }) {
+    let figures = try report(quiet ? nil : "sgemm-peak", unit: "GFLOP/s", extra: ["n": n, "core": BLAS.coreName, "threads": BLAS.threadCount], figure: { flops / $0 / 1e9 }) {
         a.scalars.withUnsafeBufferPointer { pa in
             b.scalars.withUnsafeBufferPointer { pb in
                 c.withUnsafeMutableScalars { pc in
@@ -47,6 +49,7 @@ func sgemmPeak(n: Int) throws {
             }
         }
     }
+    return figures[figures.count / 2]
 }
 
 /// One "-train" step as the foundation issue defines it: forward over the whole batch, loss =
@@ -134,7 +137,11 @@ let workloads: [(String, () throws -> Void)] = [
     ("lstm-medium-infer", { _ = try report("lstm-medium-infer", unit: "frames/s", figure: { mediumFrames / $0 }, medium(LSTMKind.self, train: false)) }),
     ("lstm-large-train", {
         let step = try recurrentStep(LSTMKind.self, input: 512, hidden: 1024, layers: 1, bidirectional: false, batch: 64, steps: 50, train: true)
-        _ = try report("lstm-large-train", unit: "GFLOP/s", repetitions: 5, figure: { largeFlops / $0 / 1e9 }, step)
+        // The fraction of this machine's sgemm peak, measured here in the same run.
+        let peak = try sgemmPeak(n: 2048, quiet: true)
+        let figures = try report("lstm-large-train", unit: "GFLOP/s", extra: ["sgemm_peak": peak], repetitions: 5,
+                                 figure: { largeFlops / $0 / 1e9 }, step)
+        print("{\"workload\": \"lstm-large-train\", \"fraction_of_sgemm_peak\": \(figures[figures.count / 2] / peak)}")
     }),
     ("lstm-100k-memory-checkpointed", { try memoryWorkload("lstm-100k-memory-checkpointed", mode: "checkpoint") }),
     ("lstm-100k-memory-plain", { try memoryWorkload("lstm-100k-memory-plain", mode: "plain") }),

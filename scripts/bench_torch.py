@@ -77,7 +77,26 @@ def recurrent():
     report("lstm-large-train", "GFLOP/s", lambda s: flops / s / 1e9, step, repetitions=5)
 
 
-WORKLOADS = {"sgemm-peak": sgemm_peak, "recurrent": recurrent}
+def one(name, unit, figure, step, **kw):
+    return lambda: report(name, unit, figure, step(), **kw)
+
+
+FRAMES = 32 * 200
+LARGE_FLOPS = 3 * 2 * (512 + 1024) * 4 * 1024 * 64 * 50
+WORKLOADS = {
+    "sgemm-peak": sgemm_peak,
+    "recurrent": recurrent,
+    "lstm-small-train": one("lstm-small-train", "steps/s", lambda s: 1 / s,
+                            lambda: recurrent_step(torch.nn.LSTM, 16, 128, 1, False, 128, 8, True), repetitions=30),
+    "lstm-medium-train": one("lstm-medium-train", "frames/s", lambda s: FRAMES / s,
+                             lambda: recurrent_step(torch.nn.LSTM, 80, 256, 2, True, 32, 200, True)),
+    "gru-medium-train": one("gru-medium-train", "frames/s", lambda s: FRAMES / s,
+                            lambda: recurrent_step(torch.nn.GRU, 80, 256, 2, True, 32, 200, True)),
+    "lstm-medium-infer": one("lstm-medium-infer", "frames/s", lambda s: FRAMES / s,
+                             lambda: recurrent_step(torch.nn.LSTM, 80, 256, 2, True, 32, 200, False)),
+    "lstm-large-train": one("lstm-large-train", "GFLOP/s", lambda s: LARGE_FLOPS / s / 1e9,
+                            lambda: recurrent_step(torch.nn.LSTM, 512, 1024, 1, False, 64, 50, True), repetitions=5),
+}
 
 if __name__ == "__main__":
     wanted = sys.argv[1:] or list(WORKLOADS)
