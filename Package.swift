@@ -27,7 +27,9 @@ let package = Package(
         .target(name: "LoomTensor", dependencies: ["LoomKernels"]),
         .target(name: "LoomLayers", dependencies: ["LoomTensor"]),
         .target(name: "LoomTraining", dependencies: ["LoomTensor", "LoomLayers"]),
-        .target(name: "Loom", dependencies: ["LoomKernels", "LoomTensor", "LoomLayers", "LoomTraining"]),
+        .target(name: "LoomText", dependencies: ["LoomTensor"]),
+        .target(name: "LoomAudio", dependencies: ["LoomKernels", "CFFTW", "CSndFile", "CSampleRate"]),
+        .target(name: "Loom", dependencies: ["LoomKernels", "LoomTensor", "LoomLayers", "LoomTraining", "LoomText", "LoomAudio"]),
 
         .executableTarget(
             name: "loom",
@@ -38,6 +40,8 @@ let package = Package(
         .testTarget(name: "LoomTensorTests", dependencies: ["LoomTensor"]),
         .testTarget(name: "LoomLayersTests", dependencies: ["LoomLayers"]),
         .testTarget(name: "LoomTrainingTests", dependencies: ["LoomTraining", "LoomLayers"]),
+        .testTarget(name: "LoomTextTests", dependencies: ["LoomText"]),
+        .testTarget(name: "LoomAudioTests", dependencies: ["LoomAudio", "CSndFile"]),
         .testTarget(name: "LoomCLITests", dependencies: ["loom"]),
     ],
     swiftLanguageModes: [.v5]

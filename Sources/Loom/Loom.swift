@@ -3,3 +3,5 @@
 @_exported import LoomLayers
 @_exported import LoomTensor
 @_exported import LoomTraining
+@_exported import LoomText
+@_exported import LoomAudio
