@@ -56,7 +56,7 @@ final class TextTests: XCTestCase {
         // Counts (lowercased): the 4, every other token once ("cat's" is one token).
         XCTAssertEqual(try WordTokenizer(learningFrom: corpus, lowercase: true, minimumCount: 2).vocabulary, ["the"])
         let capped = try WordTokenizer(learningFrom: corpus, lowercase: true, maximumSize: 3)
-        XCTAssertEqual(capped.vocabulary, ["the", "!", "'"].isEmpty ? [] : Array(words.vocabulary.prefix(3)))
+        XCTAssertEqual(capped.vocabulary, Array(words.vocabulary.prefix(3)), "the three most frequent")
         XCTAssertEqual(capped.size, 4 + 3)
         XCTAssertEqual(try roundTrip(words), words)
         XCTAssertThrowsError(try WordTokenizer(vocabulary: [], pattern: "(")) { XCTAssertTrue("\($0)".contains("pattern")) }

@@ -1,0 +1,233 @@
+import CFFTW
+import Foundation
+import LoomKernels
+
+/// FFTW's planner is not thread-safe; every plan is made and destroyed under this lock.
+private let planLock = NSLock()
+
+/// Audio samples to frames of spectrogram, mel or MFCC features, streaming: `push` blocks of
+/// samples as they are read, then `finish`; each returns the frames completed so far,
+/// [frames, featureCount] row-major. Memory stays bounded by one FFT length plus a block.
+///
+/// Per frame: window, FFTW real-to-complex transform (one plan, made once, reused), |X|^2 or |X|;
+/// then, for mel and MFCC, the filterbank product; the log; and, for MFCC, the orthonormal DCT-II
+/// (both products through BLAS over all frames of a block).
+///
+/// With `.decibels(topDB:)` the clamp at (maximum - topDB) needs the maximum over the whole
+/// file: frames come out unclamped, `maximumDecibels` tracks the maximum, and
+/// `clampDecibels(_:maximum:)` applies it at the end (`features(of:)` does this itself).
+public final class FeatureExtractor {
+    public let configuration: FeatureConfiguration
+    let window: [Float]
+    /// [bins, melBands], the transposed filterbank, for frames [F, bins] x this.
+    let filterbankT: [Float]
+    /// [melBands, coefficients], the transposed DCT matrix.
+    let dctT: [Float]
+    let plan: fftwf_plan
+    let fftInput: UnsafeMutablePointer<Float>
+    let fftOutput: UnsafeMutablePointer<fftwf_complex>
+
+    // Streaming state, in padded-signal positions.
+    private var head: [Float] = []
+    private var started = false
+    private var pending: [Float] = []
+    private var pendingStart = 0
+    private var nextFrame = 0
+    private var tail: [Float] = []
+    public private(set) var samplesSeen = 0
+    public private(set) var framesProduced = 0
+    /// The largest dB value produced so far (with `.decibels`).
+    public private(set) var maximumDecibels = -Double.infinity
+
+    var pad: Int { configuration.fftLength / 2 }
+
+    public init(_ configuration: FeatureConfiguration) throws {
+        try configuration.validate()
+        self.configuration = configuration
+        window = configuration.windowTable().map(Float.init)
+        let bins = configuration.bins
+        if configuration.kind != .spectrogram {
+            let fb = configuration.melFilterbank()
+            var t = [Float](repeating: 0, count: bins * configuration.melBands)
+            for m in 0..<configuration.melBands { for b in 0..<bins { t[b * configuration.melBands + m] = Float(fb[m][b]) } }
+            filterbankT = t
+        } else {
+            filterbankT = []
+        }
+        if configuration.kind == .mfcc {
+            let d = configuration.dctMatrix()
+            var t = [Float](repeating: 0, count: configuration.melBands * configuration.coefficients)
+            for k in 0..<configuration.coefficients { for m in 0..<configuration.melBands { t[m * configuration.coefficients + k] = Float(d[k][m]) } }
+            dctT = t
+        } else {
+            dctT = []
+        }
+        let n = configuration.fftLength
+        planLock.lock()
+        defer { planLock.unlock() }
+        guard let input = fftwf_malloc(MemoryLayout<Float>.stride * n)?.assumingMemoryBound(to: Float.self),
+              let output = fftwf_malloc(MemoryLayout<fftwf_complex>.stride * bins)?.assumingMemoryBound(to: fftwf_complex.self) else {
+            throw AudioError.invalidParameter("FFTW could not allocate buffers for FFT length \(n)")
+        }
+        guard let plan = fftwf_plan_dft_r2c_1d(Int32(n), input, output, UInt32(FFTW_ESTIMATE)) else {
+            fftwf_free(input); fftwf_free(output)
+            throw AudioError.invalidParameter("FFTW could not plan a real FFT of length \(n)")
+        }
+        (fftInput, fftOutput, self.plan) = (input, output, plan)
+    }
+
+    deinit {
+        planLock.lock()
+        fftwf_destroy_plan(plan)
+        planLock.unlock()
+        fftwf_free(fftInput)
+        fftwf_free(fftOutput)
+    }
+
+    /// Feeds samples; returns the frames they complete.
+    public func push(_ samples: [Float]) -> [Float] {
+        guard !samples.isEmpty else { return [] }
+        samplesSeen += samples.count
+        tail += samples
+        if tail.count > pad + 1 { tail.removeFirst(tail.count - (pad + 1)) }
+        if configuration.center && !started {
+            head += samples
+            guard head.count > pad else { return [] }
+            started = true
+            pending = leftPadding(of: head) + head
+            head = []
+        } else {
+            if !configuration.center { started = true }
+            pending += samples
+        }
+        return emit(until: pendingStart + pending.count)
+    }
+
+    /// Ends the stream: pads the end and returns the last frames. Throws on an empty stream.
+    public func finish() throws -> [Float] {
+        let n = samplesSeen
+        guard n > 0 else { throw AudioError.invalidParameter("no samples to analyse") }
+        let hop = configuration.hop, length = configuration.fftLength
+        let frameCount: Int
+        if configuration.center {
+            if !started {
+                // Shorter than the padding: pad the whole signal at once.
+                pending = leftPadding(of: head) + head + rightPadding(signal: head)
+                pendingStart = 0
+                started = true
+            } else {
+                pending += rightPadding(signal: tail)
+            }
+            frameCount = 1 + n / hop
+        } else {
+            frameCount = (n + hop - 1) / hop
+            let needed = (frameCount - 1) * hop + length
+            if pendingStart + pending.count < needed { pending += [Float](repeating: 0, count: needed - pendingStart - pending.count) }
+        }
+        return emit(until: pendingStart + pending.count, limit: frameCount)
+    }
+
+    /// The padding before a centered signal whose first samples are `x`.
+    private func leftPadding(of x: [Float]) -> [Float] {
+        guard configuration.padding == .reflect else { return [Float](repeating: 0, count: pad) }
+        // p[i] for i < pad is x at distance pad - i from the first sample, mirrored.
+        return (0..<pad).map { x[reflect(pad - $0, count: x.count)] }
+    }
+
+    /// The padding after a centered signal ending with `x` (its last samples).
+    private func rightPadding(signal x: [Float]) -> [Float] {
+        guard configuration.padding == .reflect else { return [Float](repeating: 0, count: pad) }
+        return (1...Swift.max(pad, 1)).prefix(pad).map { x[x.count - 1 - reflect($0, count: x.count)] }
+    }
+
+    /// NumPy's reflect padding index for distance `d` from an edge of `count` samples (repeated
+    /// mirroring when the signal is shorter than the padding).
+    private func reflect(_ d: Int, count: Int) -> Int {
+        guard count > 1 else { return 0 }
+        let period = 2 * (count - 1)
+        let r = d % period
+        return r < count ? r : period - r
+    }
+
+    /// Computes every frame that lies inside padded positions [pendingStart, end).
+    private func emit(until end: Int, limit: Int = .max) -> [Float] {
+        let hop = configuration.hop, length = configuration.fftLength, bins = configuration.bins
+        var spectra: [Float] = []
+        var frames = 0
+        while nextFrame < limit && nextFrame * hop + length <= end {
+            let offset = nextFrame * hop - pendingStart
+            pending.withUnsafeBufferPointer { p in
+                for i in 0..<length { fftInput[i] = p[offset + i] * window[i] }
+            }
+            fftwf_execute(plan)
+            let start = spectra.count
+            spectra += [Float](repeating: 0, count: bins)
+            for b in 0..<bins {
+                let (re, im) = (fftOutput[b].0, fftOutput[b].1)
+                let p = re * re + im * im
+                spectra[start + b] = configuration.power == 2 ? p : p.squareRoot()
+            }
+            nextFrame += 1
+            frames += 1
+        }
+        // Drop samples no later frame reads.
+        let keepFrom = Swift.min(nextFrame * hop - pendingStart, pending.count)
+        if keepFrom > 0 {
+            pending.removeFirst(keepFrom)
+            pendingStart += keepFrom
+        }
+        framesProduced += frames
+        return frames == 0 ? [] : features(fromSpectra: spectra, frames: frames)
+    }
+
+    /// Spectra [frames, bins] to the configured features [frames, featureCount].
+    func features(fromSpectra spectra: [Float], frames: Int) -> [Float] {
+        let c = configuration
+        var values = spectra
+        if c.kind != .spectrogram {
+            var mel = [Float](repeating: 0, count: frames * c.melBands)
+            Float.gemm(transA: false, transB: false, m: frames, n: c.melBands, k: c.bins, alpha: 1, a: spectra, lda: c.bins,
+                       b: filterbankT, ldb: c.melBands, beta: 0, c: &mel, ldc: c.melBands)
+            values = mel
+        }
+        switch c.log {
+        case .none: break
+        case let .offset(offset): for i in values.indices { values[i] = Foundation.log(values[i] + Float(offset)) }
+        case let .floor(floor): for i in values.indices { values[i] = Foundation.log(Swift.max(values[i], Float(floor))) }
+        case let .decibels(amin, _):
+            for i in values.indices {
+                values[i] = 10 * Foundation.log10(Swift.max(values[i], Float(amin)))
+                maximumDecibels = Swift.max(maximumDecibels, Double(values[i]))
+            }
+        }
+        if c.kind == .mfcc {
+            if case let .decibels(_, topDB?) = c.log {
+                // The DCT mixes bands, so the top-dB clamp must come first: it is applied here
+                // with the maximum so far (exact for in-memory use through features(of:)).
+                let floor = Float(maximumDecibels - topDB)
+                for i in values.indices { values[i] = Swift.max(values[i], floor) }
+            }
+            var out = [Float](repeating: 0, count: frames * c.coefficients)
+            Float.gemm(transA: false, transB: false, m: frames, n: c.coefficients, k: c.melBands, alpha: 1, a: values, lda: c.melBands,
+                       b: dctT, ldb: c.coefficients, beta: 0, c: &out, ldc: c.coefficients)
+            return out
+        }
+        return values
+    }
+
+    /// Applies the top-dB clamp to finished frames (spectrogram and mel features).
+    public static func clampDecibels(_ values: inout [Float], maximum: Double, topDB: Double) {
+        let floor = Float(maximum - topDB)
+        for i in values.indices { values[i] = Swift.max(values[i], floor) }
+    }
+
+    /// All features of a signal in memory: [frames, featureCount] and the frame count.
+    public func features(of samples: [Float]) throws -> (values: [Float], frames: Int) {
+        var values = push(samples)
+        values += try finish()
+        if configuration.kind != .mfcc, case let .decibels(_, topDB?) = configuration.log {
+            Self.clampDecibels(&values, maximum: maximumDecibels, topDB: topDB)
+        }
+        return (values, values.count / configuration.featureCount)
+    }
+}
