@@ -3,14 +3,27 @@ import Foundation
 /// Progress of a long run: one redrawn line on a terminal, plain lines every `logEvery` updates
 /// otherwise (so a log file gets a readable history, not carriage returns).
 struct Progress {
-    let isTerminal = isatty(STDOUT_FILENO) != 0
+    let isTerminal: Bool
     let total: Int
     let logEvery: Int
     let start = Date()
+    /// Standard error, for commands whose standard output is data.
+    let toStandardError: Bool
 
-    init(total: Int, logEvery: Int) {
+    init(total: Int, logEvery: Int, toStandardError: Bool = false) {
         self.total = total
         self.logEvery = max(logEvery, 1)
+        self.toStandardError = toStandardError
+        isTerminal = isatty(toStandardError ? STDERR_FILENO : STDOUT_FILENO) != 0
+    }
+
+    private func emit(_ text: String, terminator: String = "\n") {
+        if toStandardError {
+            FileHandle.standardError.write(Data((text + terminator).utf8))
+        } else {
+            print(text, terminator: terminator)
+            fflush(stdout)
+        }
     }
 
     /// Shows step `done` of `total` with `fields` (name, value) and an ETA from the mean rate.
@@ -20,10 +33,9 @@ struct Progress {
         let text = (["\(done)/\(total)"] + fields.map { "\($0) \($1)" } + [String(format: "eta %.1fs", eta)])
             .joined(separator: "  ")
         if isTerminal {
-            print("\r\u{1B}[K" + text, terminator: done == total ? "\n" : "")
-            fflush(stdout)
+            emit("\r\u{1B}[K" + text, terminator: done == total ? "\n" : "")
         } else if done % logEvery == 0 || done == total {
-            print(text)
+            emit(text)
         }
     }
 }

@@ -1,0 +1,109 @@
+import ArgumentParser
+import Foundation
+import Loom
+
+extension FeatureConfiguration.Kind: ExpressibleByArgument {}
+extension FeatureConfiguration.Preset: ExpressibleByArgument {}
+extension FeatureConfiguration.Window: ExpressibleByArgument {}
+extension FeatureConfiguration.MelScale: ExpressibleByArgument {}
+extension FeatureConfiguration.MelNorm: ExpressibleByArgument {}
+extension FeatureConfiguration.Padding: ExpressibleByArgument {}
+extension FeatureFileWriter.Format: ExpressibleByArgument {}
+
+/// `loom encode-audio`: audio files to feature matrices, one file per input.
+struct EncodeAudio: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "encode-audio",
+        abstract: "Encode audio files as spectrogram, mel or MFCC frame sequences (frames x features).",
+        discussion: """
+            Reads WAV, FLAC, OGG/Vorbis, Opus, MP3 (whatever the system's libsndfile reads), downmixes to mono \
+            by the mean, resamples to the preset's rate with libsamplerate, and writes FILE.npy (float32, NumPy \
+            .npy 1.0) or FILE.csv into --output. Unreadable files are reported by name; the others are still \
+            encoded, and the exit status is non-zero at the end.
+            """)
+
+    @Argument(help: "Audio files.") var files: [String]
+    @Option(help: "spectrogram, mel or mfcc.") var features: FeatureConfiguration.Kind = .mel
+    @Option(help: "Defaults of: librosa, torchaudio, wolfram, speech (16 kHz, 25 ms, 10 ms hop, 80 mels, ln(x+1e-6)).")
+    var preset: FeatureConfiguration.Preset = .speech
+    @Option(help: "Sample rate the audio is resampled to.") var sampleRate: Int?
+    @Option(help: "FFT length in samples.") var nFFT: Int?
+    @Option(help: "Window length in samples (<= FFT length).") var winLength: Int?
+    @Option(help: "Hop in samples.") var hop: Int?
+    @Option(help: "hann or hamming.") var window: FeatureConfiguration.Window?
+    @Flag(inversion: .prefixedNo, help: "Periodic window (else symmetric).") var periodic: Bool?
+    @Flag(inversion: .prefixedNo, help: "Center frames with padding of n_fft/2.") var center: Bool?
+    @Option(help: "reflect or constant padding when centered.") var pad: FeatureConfiguration.Padding?
+    @Option(help: "2 for power, 1 for magnitude.") var power: Double?
+    @Option(help: "Number of mel bands.") var mels: Int?
+    @Option(help: "slaney or htk mel scale.") var melScale: FeatureConfiguration.MelScale?
+    @Option(help: "slaney or none filter normalization.") var melNorm: FeatureConfiguration.MelNorm?
+    @Option(help: "Lowest mel frequency, Hz.") var fmin: Double?
+    @Option(help: "Highest mel frequency, Hz.") var fmax: Double?
+    @Option(help: "Log: none, ln+OFFSET (ln(x+OFFSET)), floor+FLOOR (ln(max(x,FLOOR))), db or db+TOPDB.") var log: String?
+    @Option(help: "Number of MFCCs.") var mfcc: Int?
+    @Option(help: "Output directory (created if missing).") var output: String
+    @Option(help: "npy or csv.") var format: FeatureFileWriter.Format = .npy
+
+    func parseLog(_ text: String) throws -> FeatureConfiguration.Log {
+        let parts = text.split(separator: "+", maxSplits: 1).map(String.init)
+        let number = parts.count == 2 ? Double(parts[1]) : nil
+        switch parts[0] {
+        case "none" where parts.count == 1: return .none
+        case "ln" where number != nil: return .offset(number!)
+        case "floor" where number != nil: return .floor(number!)
+        case "db": return .decibels(amin: 1e-10, topDB: number)
+        default: throw ValidationError("--log \(text): expected none, ln+OFFSET, floor+FLOOR, db or db+TOPDB")
+        }
+    }
+
+    func makeConfiguration() throws -> FeatureConfiguration {
+        var c = FeatureConfiguration.preset(preset, kind: features)
+        if let v = sampleRate { c.sampleRate = v }
+        if let v = nFFT { c.fftLength = v; if winLength == nil { c.windowLength = v } }
+        if let v = winLength { c.windowLength = v }
+        if let v = hop { c.hop = v }
+        if let v = window { c.window = v }
+        if let v = periodic { c.periodic = v }
+        if let v = center { c.center = v }
+        if let v = pad { c.padding = v }
+        if let v = power { c.power = v }
+        if let v = mels { c.melBands = v }
+        if let v = melScale { c.melScale = v }
+        if let v = melNorm { c.melNorm = v }
+        if let v = fmin { c.minimumFrequency = v }
+        if let v = fmax { c.maximumFrequency = v }
+        if let v = log { c.log = try parseLog(v) }
+        if let v = mfcc { c.coefficients = v }
+        do { try c.validate() } catch { throw ValidationError("\(error)") }
+        return c
+    }
+
+    func run() throws {
+        let encoder = try AudioEncoder(configuration: makeConfiguration())
+        let directory = URL(fileURLWithPath: output)
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let progress = Progress(total: files.count, logEvery: max(files.count / 20, 1), toStandardError: true)
+        var failures: [String] = []
+        var used: [String: Int] = [:]
+        for (i, file) in files.enumerated() {
+            // Inputs with the same base name in different folders get numbered outputs.
+            let base = URL(fileURLWithPath: file).deletingPathExtension().lastPathComponent
+            used[base, default: 0] += 1
+            let name = used[base]! == 1 ? base : "\(base)-\(used[base]!)"
+            let destination = directory.appendingPathComponent("\(name).\(format.rawValue)")
+            do {
+                let frames = try encoder.encode(path: file, to: destination, format: format)
+                if files.count == 1 { FileHandle.standardError.write(Data("\(file): \(frames) frames -> \(destination.path)\n".utf8)) }
+            } catch {
+                failures.append(file)
+                FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+            }
+            if files.count > 1 { progress.update(i + 1, [("failed", "\(failures.count)")]) }
+        }
+        if !failures.isEmpty {
+            FileHandle.standardError.write(Data("\(failures.count) of \(files.count) files failed: \(failures.joined(separator: ", "))\n".utf8))
+            throw ExitCode(1)
+        }
+    }
+}
