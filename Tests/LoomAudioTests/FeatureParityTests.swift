@@ -54,6 +54,29 @@ final class FeatureParityTests: XCTestCase {
         XCTAssertLessThan(worst, 1e-4, "log-mel differs from librosa by \(worst)")
     }
 
+    struct MFCCFixture: Decodable { let mel_db: Stored, mfcc: Stored }
+
+    /// dB mel (top 80 dB) and MFCC (orthonormal DCT-II, 20 coefficients) against librosa.
+    func testDecibelMelAndMFCCMatchLibrosa() throws {
+        let signal = try Self.fixture("librosa_logmel.json", as: LogMel.self).signal.values.map(Float.init)
+        let f = try Self.fixture("librosa_mfcc.json", as: MFCCFixture.self)
+        var c = FeatureConfiguration.preset(.speech, kind: .mel)
+        c.log = .decibels(amin: 1e-10, topDB: 80)
+        let db = try FeatureExtractor(c).features(of: signal)
+        var worstDB = 0.0
+        for m in 0..<80 { for t in 0..<51 { worstDB = max(worstDB, abs(Double(db.values[t * 80 + m]) - f.mel_db.values[m * 51 + t])) } }
+        // 10 / ln 10 = 4.34 times the log-mel tolerance of 1e-4.
+        XCTAssertLessThan(worstDB, 4.4e-4, "dB mel differs from librosa by \(worstDB)")
+        c.kind = .mfcc
+        c.coefficients = 20
+        let mfcc = try FeatureExtractor(c).features(of: signal)
+        var worst = 0.0
+        for k in 0..<20 { for t in 0..<51 { worst = max(worst, abs(Double(mfcc.values[t * 20 + k]) - f.mfcc.values[k * 51 + t])) } }
+        // The DCT is orthonormal: an error e per band moves a coefficient by at most sqrt(80) e.
+        XCTAssertLessThan(worst, 4.4e-4 * 80.0.squareRoot(), "MFCC differs from librosa by \(worst)")
+        print("dB mel worst \(worstDB), MFCC worst \(worst)")
+    }
+
     func testStreamingInBlocksEqualsOneShot() throws {
         let f = try Self.fixture("librosa_logmel.json", as: LogMel.self)
         let signal = f.signal.values.map(Float.init)

@@ -1,0 +1,62 @@
+import Foundation
+import XCTest
+
+/// `loom encode-audio` on real files: good ones are encoded, a bad one is named, the status is non-zero.
+final class EncodeAudioCommandTests: XCTestCase {
+    var loom: URL { URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("loom") }
+
+    func run(_ arguments: [String]) throws -> (status: Int32, output: String) {
+        let process = Process()
+        process.executableURL = loom
+        process.arguments = arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+
+    /// A 16-bit PCM mono WAV, written byte by byte (RIFF header of 44 bytes).
+    func wav(_ samples: [Float], rate: Int) -> Data {
+        var d = Data()
+        func u32(_ v: Int) { withUnsafeBytes(of: UInt32(v).littleEndian) { d.append(contentsOf: $0) } }
+        func u16(_ v: Int) { withUnsafeBytes(of: UInt16(v).littleEndian) { d.append(contentsOf: $0) } }
+        d.append(contentsOf: Array("RIFF".utf8)); u32(36 + 2 * samples.count); d.append(contentsOf: Array("WAVEfmt ".utf8))
+        u32(16); u16(1); u16(1); u32(rate); u32(rate * 2); u16(2); u16(16)
+        d.append(contentsOf: Array("data".utf8)); u32(2 * samples.count)
+        for s in samples { withUnsafeBytes(of: Int16(max(-1, min(1, s)) * 32767).littleEndian) { d.append(contentsOf: $0) } }
+        return d
+    }
+
+    func testEncodesGoodFilesAndNamesTheBadOne() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("loom-cli-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let tone = (0..<8000).map { Float(0.3 * sin(2 * Double.pi * 440 * Double($0) / 16000)) }
+        try wav(tone, rate: 16000).write(to: dir.appendingPathComponent("a.wav"))
+        try wav(tone, rate: 8000).write(to: dir.appendingPathComponent("b.wav"))
+        try Data("hello".utf8).write(to: dir.appendingPathComponent("bad.wav"))
+        let out = dir.appendingPathComponent("features")
+        let files = ["a.wav", "bad.wav", "b.wav"].map { dir.appendingPathComponent($0).path }
+        let (status, output) = try run(["encode-audio"] + files + ["--features", "mfcc", "--output", out.path])
+        XCTAssertNotEqual(status, 0, output)
+        XCTAssertTrue(output.contains("bad.wav"), output)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: out.path).sorted(), ["a.npy", "b.npy"])
+        let npy = try Data(contentsOf: out.appendingPathComponent("a.npy"))
+        let header = String(decoding: npy[10..<128], as: UTF8.self)
+        // 8000 samples at 16 kHz, hop 160, centered: 51 frames of 13 MFCCs.
+        XCTAssertTrue(header.contains("'shape': (51, 13)"), header)
+        XCTAssertEqual(npy.count, 128 + 51 * 13 * 4)
+        // b.wav is 1 s at 8 kHz, resampled to 16 kHz: about 101 frames.
+        let b = String(decoding: try Data(contentsOf: out.appendingPathComponent("b.npy"))[10..<128], as: UTF8.self)
+        XCTAssertTrue(b.contains("(100, 13)") || b.contains("(101, 13)") || b.contains("(102, 13)"), b)
+        let csv = try run(["encode-audio", files[0], "--features", "spectrogram", "--format", "csv", "--output", out.path])
+        XCTAssertEqual(csv.status, 0, csv.output)
+        let lines = try String(contentsOf: out.appendingPathComponent("a.csv"), encoding: .utf8).split(separator: "\n")
+        XCTAssertEqual(lines.count, 51); XCTAssertEqual(lines[0].split(separator: ",").count, 201)
+        let badOption = try run(["encode-audio", files[0], "--n-fft", "100", "--win-length", "400", "--output", out.path])
+        XCTAssertNotEqual(badOption.status, 0); XCTAssertTrue(badOption.output.contains("window length"), badOption.output)
+    }
+}
