@@ -28,7 +28,7 @@ let package = Package(
         .target(name: "LoomLayers", dependencies: ["LoomTensor"]),
         .target(name: "LoomTraining", dependencies: ["LoomTensor", "LoomLayers"]),
         .target(name: "LoomText", dependencies: ["LoomTensor"]),
-        .target(name: "LoomAudio", dependencies: ["LoomKernels", "CFFTW", "CSndFile", "CSampleRate"]),
+        .target(name: "LoomAudio", dependencies: ["LoomKernels", "CLoomKernels", "CFFTW", "CSndFile", "CSampleRate"]),
         .target(name: "Loom", dependencies: ["LoomKernels", "LoomTensor", "LoomLayers", "LoomTraining", "LoomText", "LoomAudio"]),
 
         .executableTarget(

@@ -143,6 +143,22 @@ let workloads: [(String, () throws -> Void)] = [
                                  figure: { largeFlops / $0 / 1e9 }, step)
         print("{\"workload\": \"lstm-large-train\", \"fraction_of_sgemm_peak\": \(figures[figures.count / 2] / peak)}")
     }),
+    ("spectrogram", {
+        // 60 s of 16 kHz mono audio (tones, a chirp and noise) to log-mel with the speech front end.
+        let rate = 16_000, count = 60 * rate
+        var generator = SeededGenerator(seed: 11)
+        let signal = (0..<count).map { k -> Float in
+            let t = Double(k) / Double(rate)
+            return Float(0.3 * sin(2 * Double.pi * 440 * t) + 0.2 * sin(2 * Double.pi * (200 * t + 60 * t * t))
+                         + 0.05 * (generator.nextUnit() - 0.5))
+        }
+        let configuration = FeatureConfiguration.preset(.speech, kind: .mel)
+        var frames = 0
+        _ = try report("spectrogram", unit: "ms per 60 s", extra: ["frames": 6001, "features": 80], figure: { $0 * 1000 }) {
+            frames = try FeatureExtractor(configuration).features(of: signal).frames
+        }
+        precondition(frames == 1 + count / 160)
+    }),
     ("lstm-100k-memory-checkpointed", { try memoryWorkload("lstm-100k-memory-checkpointed", mode: "checkpoint") }),
     ("lstm-100k-memory-plain", { try memoryWorkload("lstm-100k-memory-plain", mode: "plain") }),
     // Diagnostics, run only when named.

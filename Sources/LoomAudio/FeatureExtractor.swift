@@ -1,4 +1,5 @@
 import CFFTW
+import CLoomKernels
 import Foundation
 import LoomKernels
 
@@ -23,9 +24,13 @@ public final class FeatureExtractor {
     let filterbankT: [Float]
     /// [melBands, coefficients], the transposed DCT matrix.
     let dctT: [Float]
+    /// One FFTW plan transforms `blockSize` frames at a time (rows of fftInput / fftOutput).
     let plan: fftwf_plan
-    let fftInput: UnsafeMutablePointer<Float>
-    let fftOutput: UnsafeMutablePointer<fftwf_complex>
+    /// Two sets of buffers, one per thread of the worker team (executing one plan on different
+    /// arrays of the same alignment from two threads is allowed by FFTW).
+    let fftInputs: [UnsafeMutablePointer<Float>]
+    let fftOutputs: [UnsafeMutablePointer<fftwf_complex>]
+    static let blockSize = 64
 
     // Streaming state, in padded-signal positions.
     private var head: [Float] = []
@@ -65,37 +70,53 @@ public final class FeatureExtractor {
         let n = configuration.fftLength
         planLock.lock()
         defer { planLock.unlock() }
-        guard let input = fftwf_malloc(MemoryLayout<Float>.stride * n)?.assumingMemoryBound(to: Float.self),
-              let output = fftwf_malloc(MemoryLayout<fftwf_complex>.stride * bins)?.assumingMemoryBound(to: fftwf_complex.self) else {
-            throw AudioError.invalidParameter("FFTW could not allocate buffers for FFT length \(n)")
+        let block = Self.blockSize
+        var inputs: [UnsafeMutablePointer<Float>] = [], outputs: [UnsafeMutablePointer<fftwf_complex>] = []
+        for _ in 0..<2 {
+            guard let input = fftwf_malloc(MemoryLayout<Float>.stride * n * block)?.assumingMemoryBound(to: Float.self),
+                  let output = fftwf_malloc(MemoryLayout<fftwf_complex>.stride * bins * block)?.assumingMemoryBound(to: fftwf_complex.self) else {
+                for p in inputs { fftwf_free(p) }
+                for p in outputs { fftwf_free(p) }
+                throw AudioError.invalidParameter("FFTW could not allocate buffers for FFT length \(n)")
+            }
+            inputs.append(input)
+            outputs.append(output)
         }
-        guard let plan = fftwf_plan_dft_r2c_1d(Int32(n), input, output, UInt32(FFTW_ESTIMATE)) else {
-            fftwf_free(input); fftwf_free(output)
+        var length = Int32(n)
+        guard let plan = fftwf_plan_many_dft_r2c(1, &length, Int32(block), inputs[0], nil, 1, Int32(n), outputs[0], nil, 1, Int32(bins),
+                                                 UInt32(FFTW_ESTIMATE)) else {
+            for p in inputs { fftwf_free(p) }
+            for p in outputs { fftwf_free(p) }
             throw AudioError.invalidParameter("FFTW could not plan a real FFT of length \(n)")
         }
-        (fftInput, fftOutput, self.plan) = (input, output, plan)
+        (fftInputs, fftOutputs, self.plan) = (inputs, outputs, plan)
     }
 
     deinit {
         planLock.lock()
         fftwf_destroy_plan(plan)
         planLock.unlock()
-        fftwf_free(fftInput)
-        fftwf_free(fftOutput)
+        for p in fftInputs { fftwf_free(p) }
+        for p in fftOutputs { fftwf_free(p) }
     }
 
     /// Feeds samples; returns the frames they complete.
     public func push(_ samples: [Float]) -> [Float] {
         guard !samples.isEmpty else { return [] }
         samplesSeen += samples.count
-        tail += samples
-        if tail.count > pad + 1 { tail.removeFirst(tail.count - (pad + 1)) }
+        // The last pad + 1 samples, for the reflection at the end.
+        tail = samples.count > pad ? Array(samples.suffix(pad + 1)) : Array((tail + samples).suffix(pad + 1))
         if configuration.center && !started {
-            head += samples
-            guard head.count > pad else { return [] }
+            if head.isEmpty && samples.count > pad {
+                pending = leftPadding(of: samples)
+                pending += samples
+            } else {
+                head += samples
+                guard head.count > pad else { return [] }
+                pending = leftPadding(of: head) + head
+                head = []
+            }
             started = true
-            pending = leftPadding(of: head) + head
-            head = []
         } else {
             if !configuration.center { started = true }
             pending += samples
@@ -152,24 +173,44 @@ public final class FeatureExtractor {
     /// Computes every frame that lies inside padded positions [pendingStart, end).
     private func emit(until end: Int, limit: Int = .max) -> [Float] {
         let hop = configuration.hop, length = configuration.fftLength, bins = configuration.bins
-        var spectra: [Float] = []
-        var frames = 0
-        while nextFrame < limit && nextFrame * hop + length <= end {
-            let offset = nextFrame * hop - pendingStart
+        let available = end >= length ? (end - length) / hop + 1 : 0
+        let frames = Swift.max(0, Swift.min(available, limit) - nextFrame)
+        guard frames > 0 else { return [] }
+        // Every element is written below.
+        var spectra = [Float](unsafeUninitializedCapacity: frames * bins) { _, initialized in initialized = frames * bins }
+        spectra.withUnsafeMutableBufferPointer { out in
             pending.withUnsafeBufferPointer { p in
-                for i in 0..<length { fftInput[i] = p[offset + i] * window[i] }
+                window.withUnsafeBufferPointer { w in
+                    guard let spectraBase = out.baseAddress, let samples = p.baseAddress, let windowBase = w.baseAddress else { return }
+                    // Frames first..<last of this call, in blocks, with buffer set `part`.
+                    let (first, origin, plan, power) = (nextFrame, pendingStart, plan, Int32(configuration.power == 2 ? 2 : 1))
+                    let (inputs, outputs) = (fftInputs, fftOutputs)
+                    let transform = { (range: Range<Int>, part: Int) in
+                        let input = inputs[part], output = outputs[part]
+                        var done = range.lowerBound
+                        while done < range.upperBound {
+                            let count = Swift.min(Self.blockSize, range.upperBound - done)
+                            for j in 0..<count {
+                                let source = samples + ((first + done + j) * hop - origin)
+                                let row = input + j * length
+                                for i in 0..<length { row[i] = source[i] * windowBase[i] }
+                            }
+                            // Rows past `count` hold earlier frames; their transforms are ignored.
+                            fftwf_execute_dft_r2c(plan, input, output)
+                            UnsafeRawPointer(output).withMemoryRebound(to: Float.self, capacity: 2 * count * bins) { z in
+                                loom_complex_power(z, spectraBase + done * bins, count * bins, power)
+                            }
+                            done += count
+                        }
+                    }
+                    // Frames are independent: the two halves on the two threads of the team.
+                    let split = frames >= 2 * Self.blockSize && BLAS.threadCount >= 2
+                        && WorkerTeam.shared?.tryRun({ part in transform(WorkerTeam.half(frames, part: part), part) }) == true
+                    if !split { transform(0..<frames, 0) }
+                }
             }
-            fftwf_execute(plan)
-            let start = spectra.count
-            spectra += [Float](repeating: 0, count: bins)
-            for b in 0..<bins {
-                let (re, im) = (fftOutput[b].0, fftOutput[b].1)
-                let p = re * re + im * im
-                spectra[start + b] = configuration.power == 2 ? p : p.squareRoot()
-            }
-            nextFrame += 1
-            frames += 1
         }
+        nextFrame += frames
         // Drop samples no later frame reads.
         let keepFrom = Swift.min(nextFrame * hop - pendingStart, pending.count)
         if keepFrom > 0 {
@@ -177,7 +218,7 @@ public final class FeatureExtractor {
             pendingStart += keepFrom
         }
         framesProduced += frames
-        return frames == 0 ? [] : features(fromSpectra: spectra, frames: frames)
+        return features(fromSpectra: spectra, frames: frames)
     }
 
     /// Spectra [frames, bins] to the configured features [frames, featureCount].
@@ -192,8 +233,11 @@ public final class FeatureExtractor {
         }
         switch c.log {
         case .none: break
-        case let .offset(offset): for i in values.indices { values[i] = Foundation.log(values[i] + Float(offset)) }
-        case let .floor(floor): for i in values.indices { values[i] = Foundation.log(Swift.max(values[i], Float(floor))) }
+        case let .offset(offset):
+            values.withUnsafeMutableBufferPointer { v in loom_log_offset(v.baseAddress, v.baseAddress, v.count, Float(offset)) }
+        case let .floor(floor):
+            for i in values.indices { values[i] = Swift.max(values[i], Float(floor)) }
+            values.withUnsafeMutableBufferPointer { v in loom_log_offset(v.baseAddress, v.baseAddress, v.count, 0) }
         case let .decibels(amin, _):
             for i in values.indices {
                 values[i] = 10 * Foundation.log10(Swift.max(values[i], Float(amin)))

@@ -20,4 +20,9 @@ public enum Activations {
     public static func tanh(_ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, count: Int) {
         loom_tanh(x, out, count)
     }
+
+    /// `out[i] = ln(x[i] + offset)`; `out` may alias `x`.
+    public static func log(_ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, count: Int, offset: Float = 0) {
+        loom_log_offset(x, out, count, offset)
+    }
 }

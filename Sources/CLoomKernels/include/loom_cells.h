@@ -33,4 +33,11 @@ void loom_lstm_backward_row(const float *gate, const float *tc, const float *cp,
 void loom_gru_backward_row(const float *gate, const float *saved_n, const float *hp, const float *d_out, float *dh,
                            float *dxg, float *dhg, const float *update, long h);
 
+/* Natural logarithm of x + offset, within 2 ULP of libm for normal results; log(0) = -inf,
+ * negative or NaN inputs give NaN. */
+void loom_log_offset(const float *x, float *out, long count, float offset);
+
+/* |z|^2 (power = 2) or |z| (power = 1) of `count` interleaved complex numbers. */
+void loom_complex_power(const float *z, float *out, long count, int power);
+
 #endif
