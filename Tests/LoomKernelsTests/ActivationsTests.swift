@@ -38,6 +38,24 @@ final class ActivationsTests: XCTestCase {
         XCTAssertLessThanOrEqual(e2, 3, "exp worst at x = \(x2)")
     }
 
+    /// ln over 60 decades (log-spaced, so every exponent and mantissa region is hit), subnormals
+    /// and special values; the offset form as the log-mel uses it.
+    func testLogWithinThreeULP() {
+        let inputs = (0..<200_003).map { Float(Foundation.pow(10.0, -37.5 + 75 * Double($0) / 200_002)) }
+        let (e, x) = worstULP({ Activations.log($0, $1, count: $2) }, Foundation.log, over: inputs)
+        XCTAssertLessThanOrEqual(e, 3, "log worst at x = \(x)")
+        let subnormals: [Float] = [Float.leastNonzeroMagnitude, 1e-40, 3e-39, Float.leastNormalMagnitude.nextDown]
+        let (e2, x2) = worstULP({ Activations.log($0, $1, count: $2) }, Foundation.log, over: subnormals)
+        XCTAssertLessThanOrEqual(e2, 3, "log worst at subnormal x = \(x2)")
+        var out = [Float](repeating: 0, count: 5)
+        Activations.log([0, -1, .nan, .infinity, 1], &out, count: 5)
+        XCTAssertEqual(out[0], -.infinity); XCTAssertTrue(out[1].isNaN); XCTAssertTrue(out[2].isNaN)
+        XCTAssertEqual(out[3], .infinity); XCTAssertEqual(out[4], 0)
+        var shifted: Float = 0
+        Activations.log([Float(0)], &shifted, count: 1, offset: 1e-6)
+        XCTAssertEqual(shifted, Foundation.log(Float(1e-6)), accuracy: 2 * Foundation.log(Float(1e-6)).ulp)
+    }
+
     func testSigmoidWithinFourULP() {
         let (e, x) = worstULP({ Activations.sigmoid($0, $1, count: $2) }, { 1 / (1 + Foundation.exp(-$0)) }, over: sweep(-80, 30))
         XCTAssertLessThanOrEqual(e, 4, "sigmoid worst at x = \(x)")
