@@ -35,6 +35,8 @@ let package = Package(
             name: "loom",
             dependencies: ["Loom", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .executableTarget(name: "Benchmarks", dependencies: ["Loom"], path: "Benchmarks"),
+        // Fuzz targets (libFuzzer through scripts/fuzz.sh); a replayer of saved inputs otherwise.
+        .executableTarget(name: "LoomFuzz", dependencies: ["LoomAudio"]),
 
         .testTarget(name: "LoomKernelsTests", dependencies: ["LoomKernels", "CFFTW", "CSndFile", "CSampleRate"]),
         .testTarget(name: "LoomTensorTests", dependencies: ["LoomTensor"]),

@@ -1,0 +1,89 @@
+import Foundation
+import LoomAudio
+
+/// Fuzz targets for the hostile-input readers: the audio path (libsndfile through AudioReader
+/// and the feature front end) and the .npy reader, plus the .npy writer/reader round trip.
+///
+/// Built with libFuzzer by scripts/fuzz.sh (`-sanitize=fuzzer,address -DLIBFUZZER`); built
+/// normally, it is a replayer: `LoomFuzz audio|npy FILE...` runs the same checks on saved inputs
+/// (a crash found by the fuzzer becomes a regression input).
+enum FuzzTargets {
+    static let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("loom-fuzz-\(getpid())")
+
+    /// Any bytes as an audio file: a clear error or finite features, never a crash.
+    static func audio(_ data: Data) {
+        try? FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+        let path = scratch.appendingPathComponent("input.wav").path
+        guard FileManager.default.createFile(atPath: path, contents: data) else { return }
+        guard let reader = try? AudioReader(path: path, maximumFrames: 1 << 20) else { return }
+        guard let extractor = try? FeatureExtractor(.preset(.speech, kind: .mfcc)) else { fatalError("preset must be valid") }
+        var values: [Float] = []
+        while let block = try? reader.read(frames: 4096) { values += extractor.push(block.map { $0.isFinite ? $0 : 0 }) }
+        if reader.framesRead > 0, let rest = try? extractor.finish() { values += rest }
+        // Samples are clamped to finite values above, so every feature must be finite.
+        precondition(values.allSatisfy(\.isFinite), "non-finite feature from finite samples")
+    }
+
+    /// Any bytes as .npy: a clear error or a matrix; and any floats written then read back equal.
+    static func npy(_ data: Data) {
+        if let (shape, values) = try? Numpy.parse(data) {
+            precondition(values.count == shape.reduce(1, *), "shape and values disagree")
+        }
+        let floats = data.withUnsafeBytes { raw in (0..<(data.count / 4)).map { Float(bitPattern: raw.loadUnaligned(fromByteOffset: 4 * $0, as: UInt32.self)) } }
+        let columns = floats.isEmpty ? 1 : Swift.max(1, Int(data.first ?? 1) % 7 + 1)
+        let rows = floats.count / columns
+        try? FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+        let url = scratch.appendingPathComponent("roundtrip.npy")
+        do {
+            let writer = try FeatureFileWriter(destination: url, format: .npy, columns: columns)
+            try writer.append(Array(floats.prefix(rows * columns)))
+            try writer.commit()
+            let (shape, back) = try Numpy.read(url)
+            precondition(shape == [rows, columns], "shape \(shape) after writing [\(rows), \(columns)]")
+            precondition(zip(back, floats).allSatisfy { $0.bitPattern == $1.bitPattern }, "values changed in the round trip")
+        } catch {
+            preconditionFailure("round trip failed: \(error)")
+        }
+    }
+}
+
+#if LIBFUZZER
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzz(_ bytes: UnsafePointer<UInt8>?, _ count: Int) -> CInt {
+    guard let bytes else { return 0 }
+    let data = Data(bytes: bytes, count: count)
+    switch ProcessInfo.processInfo.environment["LOOM_FUZZ_TARGET"] ?? "audio" {
+    case "npy": FuzzTargets.npy(data)
+    default: FuzzTargets.audio(data)
+    }
+    return 0
+}
+
+@_silgen_name("LLVMFuzzerRunDriver")
+func LLVMFuzzerRunDriver(
+    _ argc: UnsafeMutablePointer<CInt>, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
+    _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> CInt) -> CInt
+
+/// SwiftPM links an executable's entry point under `<module>_main`; hand control to libFuzzer.
+@_cdecl("LoomFuzz_main")
+public func fuzzMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> CInt {
+    var count = argc, vector = argv
+    return LLVMFuzzerRunDriver(&count, &vector) { fuzz($0, $1) }
+}
+#else
+@main
+struct Replayer {
+    static func main() {
+        let arguments = CommandLine.arguments.dropFirst()
+        guard let target = arguments.first, ["audio", "npy"].contains(target) else {
+            FileHandle.standardError.write(Data("usage: LoomFuzz audio|npy FILE...\n".utf8))
+            exit(2)
+        }
+        for path in arguments.dropFirst() {
+            guard let data = FileManager.default.contents(atPath: path) else { continue }
+            target == "npy" ? FuzzTargets.npy(data) : FuzzTargets.audio(data)
+        }
+        print("replayed \(arguments.count - 1) inputs")
+    }
+}
+#endif
