@@ -10,6 +10,22 @@ public protocol Optimizer<Scalar>: AnyObject {
     var step: Int { get }
     /// Applies one update. `gradients[i]` must have the shape of `parameters[i]`.
     func update(_ parameters: [Parameter<Scalar>], gradients: [Tensor<Scalar>]) throws
+    /// The state a checkpoint needs to resume exactly: the step count and every parameter's moments.
+    func checkpoint(for parameters: [Parameter<Scalar>]) -> OptimizerCheckpoint<Scalar>
+    /// Restores a checkpoint taken for the same parameters (in the same order).
+    func restore(_ checkpoint: OptimizerCheckpoint<Scalar>, for parameters: [Parameter<Scalar>]) throws
+}
+
+/// An optimizer's resumable state: its step and, per parameter, its moment buffers (nil for a
+/// parameter never updated, such as a frozen one).
+public struct OptimizerCheckpoint<Scalar: TensorScalar>: Equatable {
+    public var step: Int
+    public var moments: [[[Scalar]]?]
+
+    public init(step: Int, moments: [[[Scalar]]?]) {
+        self.step = step
+        self.moments = moments
+    }
 }
 
 /// The moment buffers an optimizer keeps for one parameter: zeroed allocations of the
@@ -70,6 +86,28 @@ final class OptimizerState<Scalar: TensorScalar> {
 
     /// The moment buffers of one parameter (copies), for checkpoints.
     func buffers(of parameter: Parameter<Scalar>) -> [[Scalar]]? { moments[ObjectIdentifier(parameter)]?.arrays }
+
+    func checkpoint(step: Int, for parameters: [Parameter<Scalar>]) -> OptimizerCheckpoint<Scalar> {
+        OptimizerCheckpoint(step: step, moments: parameters.map { buffers(of: $0) })
+    }
+
+    /// Replaces every parameter's buffers by the checkpoint's; returns its step.
+    func restore(_ c: OptimizerCheckpoint<Scalar>, for parameters: [Parameter<Scalar>], optimizer: String) throws -> Int {
+        guard c.moments.count == parameters.count else {
+            throw TensorError.invalidArgument(op: "\(optimizer) restore", message: "checkpoint has \(c.moments.count) parameters, the model \(parameters.count)")
+        }
+        for (parameter, saved) in zip(parameters, c.moments) {
+            let id = ObjectIdentifier(parameter)
+            guard let saved else { moments[id] = nil; continue }
+            guard saved.count == buffersPerParameter, saved.allSatisfy({ $0.count == parameter.data.count }) else {
+                throw TensorError.invalidArgument(op: "\(optimizer) restore", message: "moments of '\(parameter.name)' do not match its shape \(parameter.shape)")
+            }
+            let buffers = MomentBuffers<Scalar>(count: buffersPerParameter, elements: parameter.data.count)
+            for (p, values) in zip(buffers.pointers, saved) { values.withUnsafeBufferPointer { if let b = $0.baseAddress { Memory.copy(b, to: p, count: values.count) } } }
+            moments[id] = buffers
+        }
+        return c.step
+    }
 }
 
 /// Stochastic gradient descent with optional (Nesterov) momentum and L2 weight decay.
@@ -78,7 +116,7 @@ public final class SGD<Scalar: TensorScalar>: Optimizer {
     public var momentum: Double
     public var weightDecay: Double
     public var nesterov: Bool
-    public private(set) var step = 0
+    public internal(set) var step = 0
     let state = OptimizerState<Scalar>(buffersPerParameter: 1)
 
     public init(learningRate: Double = 0.01, momentum: Double = 0, weightDecay: Double = 0, nesterov: Bool = false) {
@@ -94,6 +132,11 @@ public final class SGD<Scalar: TensorScalar>: Optimizer {
         }
         step += 1
     }
+
+    public func checkpoint(for parameters: [Parameter<Scalar>]) -> OptimizerCheckpoint<Scalar> { state.checkpoint(step: step, for: parameters) }
+    public func restore(_ c: OptimizerCheckpoint<Scalar>, for parameters: [Parameter<Scalar>]) throws {
+        step = try state.restore(c, for: parameters, optimizer: "\(Self.self)")
+    }
 }
 
 /// Adam with bias correction (defaults as PyTorch: lr 1e-3, betas 0.9 / 0.999, eps 1e-8);
@@ -103,7 +146,7 @@ public final class Adam<Scalar: TensorScalar>: Optimizer {
     public var beta1: Double, beta2: Double, epsilon: Double
     public var weightDecay: Double
     public var decoupledWeightDecay: Bool
-    public private(set) var step = 0
+    public internal(set) var step = 0
     let state = OptimizerState<Scalar>(buffersPerParameter: 2)
 
     public init(learningRate: Double = 1e-3, beta1: Double = 0.9, beta2: Double = 0.999, epsilon: Double = 1e-8,
@@ -124,13 +167,18 @@ public final class Adam<Scalar: TensorScalar>: Optimizer {
         }
         step = t
     }
+
+    public func checkpoint(for parameters: [Parameter<Scalar>]) -> OptimizerCheckpoint<Scalar> { state.checkpoint(step: step, for: parameters) }
+    public func restore(_ c: OptimizerCheckpoint<Scalar>, for parameters: [Parameter<Scalar>]) throws {
+        step = try state.restore(c, for: parameters, optimizer: "\(Self.self)")
+    }
 }
 
 /// RMSProp (defaults as PyTorch: lr 1e-2, alpha 0.99, eps 1e-8), with optional momentum.
 public final class RMSProp<Scalar: TensorScalar>: Optimizer {
     public var learningRate: Double
     public var alpha: Double, epsilon: Double, momentum: Double, weightDecay: Double
-    public private(set) var step = 0
+    public internal(set) var step = 0
     let state = OptimizerState<Scalar>(buffersPerParameter: 2)
 
     public init(learningRate: Double = 1e-2, alpha: Double = 0.99, epsilon: Double = 1e-8, momentum: Double = 0, weightDecay: Double = 0) {
@@ -146,5 +194,10 @@ public final class RMSProp<Scalar: TensorScalar>: Optimizer {
             .rmsprop(learningRate: learningRate * multiplier, alpha: alpha, epsilon: epsilon, momentum: momentum, weightDecay: weightDecay)
         }
         step += 1
+    }
+
+    public func checkpoint(for parameters: [Parameter<Scalar>]) -> OptimizerCheckpoint<Scalar> { state.checkpoint(step: step, for: parameters) }
+    public func restore(_ c: OptimizerCheckpoint<Scalar>, for parameters: [Parameter<Scalar>]) throws {
+        step = try state.restore(c, for: parameters, optimizer: "\(Self.self)")
     }
 }

@@ -9,12 +9,17 @@ struct Demo: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Train a small network on the two-spirals problem and report held-out accuracy.")
 
-    @Option(help: "Training epochs (full-batch steps).") var epochs = 600
+    @Option(help: "Training epochs.") var epochs = 300
+    @Option(help: "Examples per batch.") var batchSize = 100
     @Option(help: "Hidden units per layer.") var hidden = 32
     @Option(help: "Points per spiral in the training set.") var points = 200
     @Option(help: "Seed for data, initialization and everything random.") var seed: UInt64 = 1
-    @Option(help: "OpenBLAS threads.") var threads = 2
+    @Option(help: "Threads (1 or 2 use Loom's own team; more go to OpenBLAS).") var threads = 2
     @Option(help: "Adam learning rate.") var learningRate = 0.01
+    @Option(help: "Write checkpoints here (at each epoch's end and every --checkpoint-every steps).") var checkpointDir: String?
+    @Option(help: "Also checkpoint every this many steps.") var checkpointEvery: Int?
+    @Flag(help: "Continue from the newest checkpoint in --checkpoint-dir.") var resume = false
+    @Option(help: "Write the metrics log (metrics.jsonl) and plots (loss.svg, metrics.svg) here.") var runDir: String?
 
     func validate() throws {
         guard epochs > 0, hidden > 0, points > 0, threads > 0 else {
@@ -49,30 +54,47 @@ struct Demo: ParsableCommand {
         let train = try Demo.spirals(points: points, source: source)
         let test = try Demo.spirals(points: 500, source: source)
         let model = Chain<Float>(
-            try Linear(inputSize: 2, outputSize: hidden, using: source), Activation(.tanh),
+            try Linear(inputSize: 2, outputSize: hidden, using: source), Activation(.tanh), try Dropout(probability: 0.02, using: source),
             try Linear(inputSize: hidden, outputSize: hidden, using: source), Activation(.tanh),
             try Linear(inputSize: hidden, outputSize: 2, using: source))
-        let optimizer = Adam<Float>(learningRate: learningRate)
-        print("two spirals: \(train.labels.count) training points, \(test.labels.count) held out; "
-              + "MLP 2-\(hidden)-\(hidden)-2, Adam lr \(learningRate), \(BLAS.coreName) kernels, \(threads) threads")
-        let progress = Progress(total: epochs, logEvery: max(epochs / 10, 1))
-        let start = Date()
-        for epoch in 1...epochs {
-            let loss = try withLearningPhase(.training) { try Loss.crossEntropy(logits: model(train.x), targets: train.labels) }
-            var gradients = try loss.gradients(for: model.parameters)
-            let norm = GradientClipping.clipByGlobalNorm(&gradients, maxNorm: 5)
-            guard norm.isFinite else { throw ValidationError("gradient norm became \(norm) at epoch \(epoch)") }
-            try optimizer.update(model.parameters, gradients: gradients)
-            if epoch % 10 == 0 || epoch == epochs {
-                let trainAccuracy = try Demo.accuracy(model, train.x, train.labels)
-                progress.update(epoch, [("loss", String(format: "%.4f", loss.scalarValue)),
-                                        ("accuracy", String(format: "%.1f%%", 100 * trainAccuracy))])
+        var options = TrainerOptions()
+        options.batchSize = batchSize
+        options.order = .shuffled
+        options.gradientClipNorm = 5
+        options.seed = seed
+        options.checkpointDirectory = checkpointDir.map { URL(fileURLWithPath: $0) }
+        options.checkpointEverySteps = checkpointEvery
+        options.runDirectory = runDir.map { URL(fileURLWithPath: $0) }
+        options.progressEvery = 100
+        // An example is a row of the training matrix; a batch is (points, labels).
+        let trainer = Trainer<Float, Int, (Tensor<Float>, [Int])>(
+            parameters: model.parameters, optimizer: Adam<Float>(learningRate: learningRate), options: options, randomSource: source,
+            length: { _ in 1 },
+            collate: { rows in (try train.x.gathering(rows: rows), rows.map { train.labels[$0] }) },
+            loss: { batch in try Loss.crossEntropy(logits: model(batch.0), targets: batch.1) },
+            metrics: { batch in
+                let predicted = try model(batch.0).argmax(alongAxis: -1)
+                return ["accuracy": Double(zip(predicted, batch.1).filter { $0 == $1 }.count) / Double(batch.1.count)]
+            })
+        if resume {
+            guard checkpointDir != nil else { throw ValidationError("--resume needs --checkpoint-dir") }
+            if let url = try trainer.resume() {
+                print("resumed from \(url.lastPathComponent) at step \(trainer.globalStep), epoch \(trainer.epoch)")
+            } else {
+                print("no checkpoint yet in \(checkpointDir!); starting from the beginning")
             }
         }
+        print("two spirals: \(train.labels.count) training points, \(test.labels.count) held out; "
+              + "MLP 2-\(hidden)-\(hidden)-2, Adam lr \(learningRate), batch \(batchSize), \(BLAS.coreName) kernels, \(threads) threads")
+        let start = Date()
+        let testSet = Array(0..<test.labels.count)
+        _ = testSet
+        try trainer.fit(train: Array(0..<train.labels.count), epochs: epochs)
         let elapsed = Date().timeIntervalSince(start)
         let trainAccuracy = try Demo.accuracy(model, train.x, train.labels)
         let testAccuracy = try Demo.accuracy(model, test.x, test.labels)
-        print(String(format: "done in %.2fs (%.0f examples/s): training accuracy %.1f%%, held-out accuracy %.1f%%",
-                     elapsed, Double(epochs * train.labels.count) / elapsed, 100 * trainAccuracy, 100 * testAccuracy))
+        print(String(format: "final loss %.9g after %d steps (%d skipped)", trainer.currentLoss, trainer.globalStep, trainer.skippedSteps))
+        print(String(format: "done in %.2fs: training accuracy %.1f%%, held-out accuracy %.1f%%", elapsed, 100 * trainAccuracy, 100 * testAccuracy))
+        if let runDir { print("metrics log and plots in \(runDir)") }
     }
 }

@@ -1,0 +1,164 @@
+import Foundation
+
+/// A value in a metrics log line.
+public enum LogValue: Sendable, Equatable {
+    case number(Double)
+    case integer(Int)
+    case text(String)
+    case object([String: LogValue])
+
+    /// JSON text. Non-finite numbers become the strings "NaN", "Infinity", "-Infinity" (JSON has
+    /// no such numbers, and Foundation's encoders throw on them).
+    var json: String {
+        switch self {
+        case let .number(x):
+            if x.isNaN { return "\"NaN\"" }
+            if x.isInfinite { return x > 0 ? "\"Infinity\"" : "\"-Infinity\"" }
+            return "\(x)"
+        case let .integer(i): return "\(i)"
+        case let .text(s):
+            let data = (try? JSONSerialization.data(withJSONObject: [s], options: [.withoutEscapingSlashes])) ?? Data("[\"\"]".utf8)
+            return String(decoding: data.dropFirst().dropLast(), as: UTF8.self)
+        case let .object(map):
+            return "{" + map.sorted { $0.key < $1.key }.map { LogValue.text($0.key).json + ":" + $0.value.json }.joined(separator: ",") + "}"
+        }
+    }
+}
+
+/// A JSON-lines metrics log: one object per line, appended and flushed as training goes.
+public final class MetricsLog {
+    public let url: URL
+    private let handle: FileHandle
+
+    /// Opens `url` for appending (a resumed run continues the same log), creating it if needed.
+    public init(url: URL, truncate: Bool = false) throws {
+        self.url = url
+        try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+        if truncate || !FileManager.default.fileExists(atPath: url.path) {
+            guard FileManager.default.createFile(atPath: url.path, contents: nil) else {
+                throw TrainingError.io("cannot create the metrics log \(url.path)")
+            }
+        }
+        guard let handle = FileHandle(forWritingAtPath: url.path) else { throw TrainingError.io("cannot open the metrics log \(url.path)") }
+        handle.seekToEndOfFile()
+        self.handle = handle
+    }
+
+    deinit { try? handle.close() }
+
+    public func write(_ fields: [String: LogValue]) {
+        handle.write(Data((LogValue.object(fields).json + "\n").utf8))
+    }
+}
+
+/// Progress of a long run: one redrawn line on a terminal, plain lines every `logEvery` updates
+/// otherwise (a log file gets a readable history, not carriage returns).
+public struct ProgressLine {
+    public let isTerminal: Bool
+    public let logEvery: Int
+    let toStandardError: Bool
+
+    public init(logEvery: Int = 50, toStandardError: Bool = false) {
+        self.logEvery = Swift.max(logEvery, 1)
+        self.toStandardError = toStandardError
+        isTerminal = isatty(toStandardError ? STDERR_FILENO : STDOUT_FILENO) != 0
+    }
+
+    /// Shows `text` for update number `count`; `final` ends the line on a terminal.
+    public func show(_ text: String, count: Int, final: Bool = false) {
+        if isTerminal {
+            emit("\r\u{1B}[K" + text, terminator: final ? "\n" : "")
+        } else if final || count % logEvery == 0 {
+            emit(text, terminator: "\n")
+        }
+    }
+
+    /// A line that is always printed (end of epoch, warnings).
+    public func line(_ text: String) {
+        emit((isTerminal ? "\r\u{1B}[K" : "") + text, terminator: "\n")
+    }
+
+    private func emit(_ text: String, terminator: String) {
+        if toStandardError {
+            FileHandle.standardError.write(Data((text + terminator).utf8))
+        } else {
+            print(text, terminator: terminator)
+            fflush(stdout)
+        }
+    }
+
+    /// "1m05s" style durations for ETAs.
+    public static func duration(_ seconds: Double) -> String {
+        guard seconds.isFinite, seconds >= 0 else { return "?" }
+        let s = Int(seconds.rounded())
+        return s >= 3600 ? "\(s / 3600)h\(String(format: "%02d", s % 3600 / 60))m" : s >= 60 ? "\(s / 60)m\(String(format: "%02d", s % 60))s" : "\(s)s"
+    }
+}
+
+/// Line plots as standalone SVG, with axes, ticks and a legend; no dependency.
+public enum SVGPlot {
+    public struct Series {
+        public var name: String
+        public var points: [(x: Double, y: Double)]
+        public init(name: String, points: [(x: Double, y: Double)]) {
+            self.name = name
+            self.points = points
+        }
+    }
+
+    static let colors = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"]
+
+    static func escape(_ s: String) -> String {
+        s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
+            .replacingOccurrences(of: ">", with: "&gt;").replacingOccurrences(of: "\"", with: "&quot;")
+    }
+
+    static func label(_ v: Double) -> String {
+        abs(v) >= 1e4 || (abs(v) < 1e-3 && v != 0) ? String(format: "%.2e", v) : String(format: "%.4g", v)
+    }
+
+    /// The SVG text of a plot; non-finite points are skipped.
+    public static func render(_ series: [Series], title: String, xLabel: String, yLabel: String,
+                              width: Double = 640, height: Double = 400) -> String {
+        let finite = series.flatMap(\.points).filter { $0.x.isFinite && $0.y.isFinite }
+        var (x0, x1) = (finite.map(\.x).min() ?? 0, finite.map(\.x).max() ?? 1)
+        var (y0, y1) = (finite.map(\.y).min() ?? 0, finite.map(\.y).max() ?? 1)
+        if x1 <= x0 { x1 = x0 + 1 }
+        if y1 <= y0 { y0 -= 0.5; y1 += 0.5 }
+        let (left, right, top, bottom) = (70.0, 20.0, 40.0, 50.0)
+        let pw = width - left - right, ph = height - top - bottom
+        func px(_ x: Double) -> Double { left + (x - x0) / (x1 - x0) * pw }
+        func py(_ y: Double) -> Double { top + (1 - (y - y0) / (y1 - y0)) * ph }
+        var svg = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+        svg += "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(width))\" height=\"\(Int(height))\" viewBox=\"0 0 \(Int(width)) \(Int(height))\" font-family=\"sans-serif\" font-size=\"12\">\n"
+        svg += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
+        svg += "<text x=\"\(width / 2)\" y=\"22\" text-anchor=\"middle\" font-size=\"15\">\(escape(title))</text>\n"
+        svg += "<rect x=\"\(left)\" y=\"\(top)\" width=\"\(pw)\" height=\"\(ph)\" fill=\"none\" stroke=\"#444\"/>\n"
+        for k in 0...4 {
+            let fx = x0 + (x1 - x0) * Double(k) / 4, fy = y0 + (y1 - y0) * Double(k) / 4
+            svg += "<line x1=\"\(px(fx))\" y1=\"\(top + ph)\" x2=\"\(px(fx))\" y2=\"\(top + ph + 5)\" stroke=\"#444\"/>"
+            svg += "<text x=\"\(px(fx))\" y=\"\(top + ph + 18)\" text-anchor=\"middle\">\(label(fx))</text>\n"
+            svg += "<line x1=\"\(left - 5)\" y1=\"\(py(fy))\" x2=\"\(left)\" y2=\"\(py(fy))\" stroke=\"#444\"/>"
+            svg += "<text x=\"\(left - 8)\" y=\"\(py(fy) + 4)\" text-anchor=\"end\">\(label(fy))</text>\n"
+        }
+        svg += "<text x=\"\(left + pw / 2)\" y=\"\(height - 10)\" text-anchor=\"middle\">\(escape(xLabel))</text>\n"
+        svg += "<text x=\"16\" y=\"\(top + ph / 2)\" text-anchor=\"middle\" transform=\"rotate(-90 16 \(top + ph / 2))\">\(escape(yLabel))</text>\n"
+        for (i, s) in series.enumerated() {
+            let color = colors[i % colors.count]
+            let points = s.points.filter { $0.x.isFinite && $0.y.isFinite }
+            if points.count > 1 {
+                svg += "<polyline fill=\"none\" stroke=\"\(color)\" stroke-width=\"1.5\" points=\"" + points.map { String(format: "%.2f,%.2f", px($0.x), py($0.y)) }.joined(separator: " ") + "\"/>\n"
+            } else if let p = points.first {
+                svg += "<circle cx=\"\(px(p.x))\" cy=\"\(py(p.y))\" r=\"3\" fill=\"\(color)\"/>\n"
+            }
+            svg += "<rect x=\"\(left + pw - 150)\" y=\"\(top + 10 + 18 * Double(i))\" width=\"12\" height=\"3\" fill=\"\(color)\"/>"
+            svg += "<text x=\"\(left + pw - 132)\" y=\"\(top + 15 + 18 * Double(i))\">\(escape(s.name))</text>\n"
+        }
+        return svg + "</svg>\n"
+    }
+
+    /// Writes the plot atomically.
+    public static func write(_ series: [Series], title: String, xLabel: String, yLabel: String, to url: URL) throws {
+        try AtomicFile.write(Data(render(series, title: title, xLabel: xLabel, yLabel: yLabel).utf8), to: url)
+    }
+}

@@ -1,0 +1,189 @@
+import Foundation
+#if canImport(FoundationXML)
+import FoundationXML
+#endif
+import LoomLayers
+import LoomTraining
+import XCTest
+
+final class TrainerTests: XCTestCase {
+    /// y = 3 x0 - 2 x1 + 1 from 256 points; examples are indices.
+    func regression(seed: UInt64 = 3) throws -> (Linear<Float>, Trainer<Float, Int, (Tensor<Float>, Tensor<Float>)>, Tensor<Float>) {
+        let source = RandomSource(seed: seed)
+        let x = try Tensor<Float>.randomUniform([256, 2], lower: -1, upper: 1, using: source)
+        let y = try Tensor<Float>(shape: [256, 1], scalars: (0..<256).map { 3 * x.scalars[2 * $0] - 2 * x.scalars[2 * $0 + 1] + 1 })
+        let model = try Linear<Float>(inputSize: 2, outputSize: 1, using: source)
+        var options = TrainerOptions()
+        options.batchSize = 16
+        options.order = .shuffled
+        options.showProgress = false
+        let trainer = Trainer<Float, Int, (Tensor<Float>, Tensor<Float>)>(
+            parameters: model.parameters, optimizer: Adam<Float>(learningRate: 0.05), options: options, randomSource: source,
+            length: { _ in 1 }, collate: { rows in (try x.gathering(rows: rows), try y.gathering(rows: rows)) },
+            loss: { b in try Loss.meanSquaredError(model(b.0), b.1) })
+        return (model, trainer, x)
+    }
+
+    func testFitLearnsALinearFunction() throws {
+        let (model, trainer, _) = try regression()
+        let history = try trainer.fit(train: Array(0..<256), epochs: 30)
+        XCTAssertEqual(history.count, 30)
+        XCTAssertLessThan(history.last!.trainLoss, 1e-3, "\(history.map(\.trainLoss))")
+        XCTAssertEqual(model.weight.data.scalars[0], 3, accuracy: 0.05)
+    }
+}
+
+extension TrainerTests {
+    func temporaryDirectory() throws -> URL {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("loom-trainer-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
+        return dir
+    }
+
+    /// Lengths 1...100, 20 examples each, batches of 32: bucketing wastes under 10% of the
+    /// positions, plain shuffling about a third.
+    func testBucketingKeepsPaddingLow() {
+        let lengths = (1...100).flatMap { Array(repeating: $0, count: 20) }
+        var g = SeededGenerator(seed: 1)
+        let bucketed = BatchPlan.batches(lengths: lengths, batchSize: 32, order: TrainerOptions().order, using: &g)
+        let wolfram = BatchPlan.batches(lengths: lengths, batchSize: 32, order: .bucketed(buckets: 8), using: &g)
+        print("padded fraction with Wolfram's 8 buckets: \(BatchPlan.paddedFraction(wolfram, lengths: lengths))")
+        XCTAssertLessThan(BatchPlan.paddedFraction(wolfram, lengths: lengths), 0.12)
+        let shuffled = BatchPlan.batches(lengths: lengths, batchSize: 32, order: .shuffled, using: &g)
+        let (b, s) = (BatchPlan.paddedFraction(bucketed, lengths: lengths), BatchPlan.paddedFraction(shuffled, lengths: lengths))
+        print("padded fraction: bucketed \(b), shuffled \(s)")
+        XCTAssertLessThan(b, 0.10)
+        XCTAssertGreaterThan(s, 0.25)
+        for batches in [bucketed, shuffled] {
+            XCTAssertEqual(batches.flatMap { $0 }.sorted(), Array(lengths.indices), "every example exactly once")
+            XCTAssertTrue(batches.allSatisfy { $0.count <= 32 })
+        }
+        let sequential = BatchPlan.batches(lengths: lengths, batchSize: 32, order: .sequential, using: &g)
+        XCTAssertEqual(sequential.flatMap { $0 }, Array(lengths.indices))
+        let budget = BatchPlan.batches(lengths: lengths, batchSize: 1000, order: .bucketed(buckets: 8), tokenBudget: 512, using: &g)
+        XCTAssertTrue(budget.allSatisfy { batch in batch.count * batch.map { lengths[$0] }.max()! <= 512 || batch.count == 1 })
+    }
+
+    /// A bad batch (NaN inputs) is skipped and counted; training goes on; too many in a row stop it.
+    func testNonFiniteBatchesAreSkippedAndReported() throws {
+        let (model, trainer, x) = try regression()
+        _ = x
+        var bad = try Tensor<Float>.ones([4, 2])
+        bad.withUnsafeMutableScalars { $0[3] = .nan }
+        let before = model.weight.data
+        let loss = try trainer.step((bad, try Tensor<Float>.ones([4, 1])))
+        XCTAssertTrue(loss.isNaN)
+        XCTAssertEqual(trainer.skippedSteps, 1)
+        XCTAssertEqual(model.weight.data, before, "no update from a NaN batch")
+        XCTAssertTrue(model.weight.data.scalars.allSatisfy(\.isFinite))
+        // Training continues after it.
+        let history = try trainer.fit(train: Array(0..<256), epochs: 20)
+        XCTAssertLessThan(history.last!.trainLoss, 1e-3)
+        XCTAssertEqual(trainer.skippedSteps, 1)
+        trainer.options.maximumNonFiniteSteps = 3
+        XCTAssertNoThrow(try trainer.step((bad, try Tensor<Float>.ones([4, 1]))))
+        XCTAssertNoThrow(try trainer.step((bad, try Tensor<Float>.ones([4, 1]))))
+        XCTAssertThrowsError(try trainer.step((bad, try Tensor<Float>.ones([4, 1])))) { error in
+            XCTAssertTrue("\(error)".contains("3 steps in a row"), "\(error)")
+        }
+        XCTAssertTrue(model.weight.data.scalars.allSatisfy(\.isFinite))
+    }
+
+    /// Stopping after any step and resuming from the checkpoints continues with exactly the
+    /// losses of an uninterrupted run (same seed), dropout and shuffling included. (The test
+    /// that kills a real process is in LoomCLITests.)
+    func testResumeContinuesTheSameLossSequence() throws {
+        func run(stopAfter: Int?, directory: URL, resume: Bool) throws -> [Double] {
+            let source = RandomSource(seed: 5)
+            let x = try Tensor<Float>.randomUniform([200, 3], lower: -1, upper: 1, using: source)
+            let y = try Tensor<Float>(shape: [200, 1], scalars: (0..<200).map { sin(3 * x.scalars[3 * $0]) + x.scalars[3 * $0 + 1] })
+            let model = Chain<Float>(try Linear(inputSize: 3, outputSize: 16, using: source), Activation(.tanh),
+                                     try Dropout(probability: 0.2, using: source), try Linear(inputSize: 16, outputSize: 1, using: source))
+            var options = TrainerOptions()
+            options.batchSize = 24
+            options.order = .shuffled
+            options.showProgress = false
+            options.seed = 9
+            options.checkpointDirectory = directory
+            options.checkpointEverySteps = 4
+            options.keepCheckpoints = 2
+            let trainer = Trainer<Float, Int, (Tensor<Float>, Tensor<Float>)>(
+                parameters: model.parameters, optimizer: Adam<Float>(learningRate: 0.02), options: options, randomSource: source,
+                length: { _ in 1 }, collate: { rows in (try x.gathering(rows: rows), try y.gathering(rows: rows)) },
+                loss: { b in try Loss.meanSquaredError(model(b.0), b.1) })
+            var losses: [Double] = []
+            trainer.onStep = { _, loss in losses.append(loss) }
+            if let stopAfter { trainer.shouldStop = { trainer.globalStep >= stopAfter } }
+            if resume { XCTAssertNotNil(try trainer.resume()) }
+            try trainer.fit(train: Array(0..<200), epochs: 4)
+            return losses
+        }
+        let whole = try run(stopAfter: nil, directory: temporaryDirectory(), resume: false)
+        XCTAssertEqual(whole.count, 4 * 9)
+        for stop in [6, 9, 22] {
+            let dir = try temporaryDirectory()
+            let first = try run(stopAfter: stop, directory: dir, resume: false)
+            XCTAssertEqual(first, Array(whole.prefix(stop)))
+            let second = try run(stopAfter: nil, directory: dir, resume: true)
+            // Checkpoints every 4 steps (none on an epoch's last step) and at epoch ends (every 9
+            // steps; stopping skips the end-of-epoch work): the newest written before the stop.
+            let saved = (1...stop).filter { ($0 % 4 == 0 && $0 % 9 != 0) || ($0 % 9 == 0 && $0 < stop) }.max()!
+            XCTAssertEqual(second, Array(whole[saved...]), "resumed after stopping at \(stop) (checkpoint at step \(saved))")
+        }
+    }
+
+    func testCheckpointWriteInterruptedLeavesPreviousLoadable() throws {
+        let dir = try temporaryDirectory()
+        let (model, trainer, _) = try regression()
+        trainer.options.checkpointDirectory = dir
+        try trainer.fit(train: Array(0..<256), epochs: 2)
+        let saved = model.weight.data
+        let files = Trainer<Float, Int, (Tensor<Float>, Tensor<Float>)>.checkpoints(in: dir)
+        XCTAssertEqual(files.count, 2)
+        // A write of a newer checkpoint dies halfway: no file appears under its name.
+        let newer = dir.appendingPathComponent("checkpoint-9999999999.safetensors")
+        XCTAssertThrowsError(try AtomicFile.write(Data(repeating: 1, count: 4096), to: newer, interruptAfter: 2048))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: newer.path))
+        // And a corrupt newest file (a disk error) is skipped with a warning.
+        try Data("garbage".utf8).write(to: newer)
+        let (fresh, freshTrainer, _) = try regression(seed: 77)
+        freshTrainer.options.checkpointDirectory = dir
+        let used = try freshTrainer.resume()
+        XCTAssertEqual(used?.lastPathComponent, files.last?.lastPathComponent)
+        XCTAssertEqual(fresh.weight.data, saved)
+        XCTAssertEqual(freshTrainer.epoch, 2)
+    }
+
+    func testMetricsLogAndPlotsAreWritten() throws {
+        let dir = try temporaryDirectory()
+        let (_, trainer, _) = try regression()
+        trainer.options.runDirectory = dir
+        try trainer.fit(train: Array(0..<256), validation: Array(0..<64), epochs: 3)
+        var bad = try Tensor<Float>.ones([2, 2])
+        bad.withUnsafeMutableScalars { $0[0] = .nan }
+        try trainer.step((bad, try Tensor<Float>.ones([2, 1])))
+        let log = try MetricsLog(url: dir.appendingPathComponent("metrics.jsonl"))
+        log.write(["loss": .number(trainer.currentLoss), "inf": .number(-.infinity)])
+        let lines = try String(contentsOf: dir.appendingPathComponent("metrics.jsonl"), encoding: .utf8).split(separator: "\n")
+        XCTAssertEqual(lines.filter { $0.contains("\"kind\":\"epoch\"") }.count, 3)
+        for line in lines {
+            let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+            XCTAssertNotNil(object, String(line))
+        }
+        XCTAssertTrue(lines.last!.contains("\"loss\":\"NaN\"") && lines.last!.contains("\"-Infinity\""), String(lines.last!))
+        let svg = try Data(contentsOf: dir.appendingPathComponent("loss.svg"))
+        let parser = XMLParser(data: svg)
+        final class Counter: NSObject, XMLParserDelegate {
+            var elements: [String] = []
+            func parser(_ p: XMLParser, didStartElement name: String, namespaceURI: String?, qualifiedName: String?, attributes: [String: String] = [:]) {
+                elements.append(name)
+            }
+        }
+        let counter = Counter()
+        parser.delegate = counter
+        XCTAssertTrue(parser.parse(), "\(String(describing: parser.parserError))")
+        XCTAssertEqual(counter.elements.first, "svg")
+        XCTAssertEqual(counter.elements.filter { $0 == "polyline" }.count, 2, "train and validation loss")
+    }
+}
