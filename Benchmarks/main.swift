@@ -159,6 +159,31 @@ let workloads: [(String, () throws -> Void)] = [
         }
         precondition(frames == 1 + count / 160)
     }),
+    ("bucketing", {
+        // One epoch of an LSTM (16 -> 64) over 2,000 sequences of lengths 1...100, batches of 32:
+        // bucketed (the Trainer's default) against plain shuffling.
+        let lengths = (0..<2000).map { 1 + $0 % 100 }
+        for order in [TrainerOptions().order, .shuffled] {
+            let source = RandomSource(seed: 4)
+            let lstm = try LSTM<Float>(inputSize: 16, hiddenSize: 64, using: source)
+            var options = TrainerOptions()
+            options.order = order
+            options.showProgress = false
+            let trainer = Trainer<Float, Int, SequenceBatch<Float>>(
+                parameters: lstm.parameters, optimizer: Adam<Float>(), options: options, randomSource: source, length: { lengths[$0] },
+                collate: { items in
+                    let batchLengths = items.map { lengths[$0] }
+                    return try SequenceBatch(values: Tensor<Float>.randomUniform([batchLengths.max()!, items.count, 16], using: source), lengths: batchLengths)
+                },
+                loss: { batch in try lstm(batch).output.values.squared().mean() })
+            var g = SeededGenerator(seed: 0)
+            let padded = BatchPlan.paddedFraction(BatchPlan.batches(lengths: lengths, batchSize: 32, order: order, using: &g), lengths: lengths)
+            _ = try report("bucketing-\(order == .shuffled ? "shuffled" : "bucketed")", unit: "examples/s", extra: ["padded_fraction": padded],
+                           repetitions: 5, warmup: 1, figure: { Double(lengths.count) / $0 }) {
+                _ = try trainer.fit(train: Array(lengths.indices), epochs: trainer.epoch + 1)
+            }
+        }
+    }),
     ("lstm-100k-memory-checkpointed", { try memoryWorkload("lstm-100k-memory-checkpointed", mode: "checkpoint") }),
     ("lstm-100k-memory-plain", { try memoryWorkload("lstm-100k-memory-plain", mode: "plain") }),
     // Diagnostics, run only when named.

@@ -186,4 +186,36 @@ extension TrainerTests {
         XCTAssertEqual(counter.elements.first, "svg")
         XCTAssertEqual(counter.elements.filter { $0 == "polyline" }.count, 2, "train and validation loss")
     }
+
+    /// Stateful training (Keras stateful, the seeds' random walk): one long sequence cut into
+    /// consecutive chunks, never shuffled; the LSTM state flows chunk to chunk (truncated
+    /// backpropagation at chunk boundaries) and is reset at each epoch's start.
+    func testStatefulTrainingCarriesStateAcrossBatches() throws {
+        let source = RandomSource(seed: 21)
+        let series = (0..<401).map { Float(sin(Double($0) * 0.3) + 0.5 * sin(Double($0) * 0.07)) }
+        let lstm = try LSTM<Float>(inputSize: 1, hiddenSize: 16, using: source)
+        let stateful = StatefulModel(lstm)
+        let head = try Linear<Float>(inputSize: 16, outputSize: 1, using: source)
+        var options = TrainerOptions()
+        options.batchSize = 1
+        options.order = .sequential
+        options.showProgress = false
+        var seen: [Int] = [], resets = 0
+        let trainer = Trainer<Float, Int, Int>(
+            parameters: lstm.parameters + head.parameters, optimizer: Adam<Float>(learningRate: 0.01), options: options, randomSource: source,
+            length: { _ in 20 }, collate: { $0[0] },
+            loss: { chunk in
+                seen.append(chunk)
+                let inputs = Array(series[(chunk * 20)..<(chunk * 20 + 20)]), targets = Array(series[(chunk * 20 + 1)...(chunk * 20 + 20)])
+                let out = try stateful(SequenceBatch(values: Tensor(shape: [20, 1, 1], scalars: inputs)))
+                return try Loss.meanSquaredError(head(out.values.reshaped([20, 16])), Tensor(shape: [20, 1], scalars: targets))
+            })
+        trainer.onEpochStart = { _ in stateful.reset(); resets += 1 }
+        let history = try trainer.fit(train: Array(0..<20), epochs: 30)
+        XCTAssertEqual(Array(seen.prefix(20)), Array(0..<20), "chunks in order")
+        XCTAssertEqual(resets, 30)
+        XCTAssertNotNil(stateful.state, "the state is carried")
+        XCTAssertFalse(stateful.state!.hidden.isRecorded, "and cut from the tape between chunks")
+        XCTAssertLessThan(history.last!.trainLoss, 0.1 * history.first!.trainLoss, "\(history.map(\.trainLoss))")
+    }
 }
