@@ -29,7 +29,8 @@ let package = Package(
         .target(name: "LoomTraining", dependencies: ["LoomTensor", "LoomLayers"]),
         .target(name: "LoomText", dependencies: ["LoomTensor"]),
         .target(name: "LoomAudio", dependencies: ["LoomKernels", "CLoomKernels", "CFFTW", "CSndFile", "CSampleRate"]),
-        .target(name: "Loom", dependencies: ["LoomKernels", "LoomTensor", "LoomLayers", "LoomTraining", "LoomText", "LoomAudio"]),
+        .target(name: "LoomSeq2Seq", dependencies: ["LoomLayers", "LoomTraining", "LoomText", "LoomAudio"]),
+        .target(name: "Loom", dependencies: ["LoomKernels", "LoomTensor", "LoomLayers", "LoomTraining", "LoomText", "LoomAudio", "LoomSeq2Seq"]),
 
         .executableTarget(
             name: "loom",
@@ -43,6 +44,7 @@ let package = Package(
         .testTarget(name: "LoomLayersTests", dependencies: ["LoomLayers"]),
         .testTarget(name: "LoomTrainingTests", dependencies: ["LoomTraining", "LoomLayers"]),
         .testTarget(name: "LoomTextTests", dependencies: ["LoomText"]),
+        .testTarget(name: "LoomSeq2SeqTests", dependencies: ["LoomSeq2Seq"]),
         .testTarget(name: "LoomAudioTests", dependencies: ["LoomAudio", "CSndFile"]),
         .testTarget(name: "LoomCLITests", dependencies: ["loom"]),
     ],

@@ -5,3 +5,4 @@
 @_exported import LoomTraining
 @_exported import LoomText
 @_exported import LoomAudio
+@_exported import LoomSeq2Seq

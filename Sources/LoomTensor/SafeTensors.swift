@@ -157,7 +157,7 @@ public struct SafeTensors: Sendable {
         }
     }
 
-    static func describe(_ error: Error) -> String {
+    public static func describe(_ error: Error) -> String {
         switch error {
         case let DecodingError.typeMismatch(_, c), let DecodingError.valueNotFound(_, c), let DecodingError.keyNotFound(_, c),
              let DecodingError.dataCorrupted(c):

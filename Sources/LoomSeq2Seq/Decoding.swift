@@ -1,0 +1,172 @@
+import Foundation
+import LoomTensor
+
+/// A decoder state whose rows (one per hypothesis) can be picked and reordered: what beam
+/// search needs from any decoder. `RecurrentState` conforms, so any decoder built from Loom's
+/// recurrent layers can be searched.
+public protocol BeamState {
+    func selecting(rows: [Int]) throws -> Self
+}
+
+/// A decoder advanced one token at a time over N rows.
+public protocol StepDecoder {
+    associatedtype State: BeamState
+    var endIndex: Int { get }
+    /// Log-probabilities [N, V] of the next token per row, and the state after `tokens`.
+    func step(tokens: [Int], state: State) throws -> (logProbabilities: Tensor<Float>, state: State)
+}
+
+/// One decoded sequence: its tokens (without start and end), the sum of their
+/// log-probabilities, the length-normalized score beams are ranked by, and whether it ended
+/// with end-of-sequence (false: stopped at the maximum length).
+public struct Hypothesis: Equatable, Sendable {
+    public var tokens: [Int]
+    public var logProbability: Double
+    public var score: Double
+    public var finished: Bool
+}
+
+public struct DecodingOptions: Sendable {
+    public var maximumLength = 100
+    public var minimumLength = 0
+    public var beamWidth = 1
+    public var nBest = 1
+    /// GNMT length penalty alpha: scores are log p / ((5 + length) / 6)^alpha; 0 = none.
+    public var lengthPenalty = 0.0
+    public init(maximumLength: Int = 100, minimumLength: Int = 0, beamWidth: Int = 1, nBest: Int = 1, lengthPenalty: Double = 0) {
+        self.maximumLength = maximumLength
+        self.minimumLength = minimumLength
+        self.beamWidth = beamWidth
+        self.nBest = nBest
+        self.lengthPenalty = lengthPenalty
+    }
+}
+
+public enum Search {
+    static func normalized(_ logp: Double, length: Int, alpha: Double) -> Double {
+        alpha == 0 ? logp : logp / Foundation.pow((5 + Double(length)) / 6, alpha)
+    }
+
+    /// Greedy decoding of N rows in lockstep; each row stops at its own end-of-sequence, all
+    /// stop at `maximumLength`.
+    public static func greedy<D: StepDecoder>(_ decoder: D, initial: D.State, rows: Int, start: Int, options: DecodingOptions) throws -> [Hypothesis] {
+        var hypotheses = (0..<rows).map { _ in Hypothesis(tokens: [], logProbability: 0, score: 0, finished: false) }
+        var state = initial
+        var tokens = [Int](repeating: start, count: rows)
+        for t in 0..<Swift.max(options.maximumLength, 0) {
+            let active = hypotheses.indices.filter { !hypotheses[$0].finished }
+            if active.isEmpty { break }
+            let (logp, next) = try decoder.step(tokens: tokens, state: state)
+            let v = logp.shape[1]
+            for r in active {
+                var best = 0, bestValue = -Float.infinity
+                for k in 0..<v {
+                    let value = (k == decoder.endIndex && t < options.minimumLength) ? -Float.infinity : logp.scalars[r * v + k]
+                    if value > bestValue { best = k; bestValue = value }
+                }
+                hypotheses[r].logProbability += Double(bestValue)
+                if best == decoder.endIndex { hypotheses[r].finished = true } else { hypotheses[r].tokens.append(best) }
+                tokens[r] = best
+            }
+            state = next
+        }
+        for r in hypotheses.indices {
+            hypotheses[r].score = normalized(hypotheses[r].logProbability, length: hypotheses[r].tokens.count + (hypotheses[r].finished ? 1 : 0), alpha: options.lengthPenalty)
+        }
+        return hypotheses
+    }
+
+    /// Beam search over N sources at once (their beams side by side, `beamWidth` rows each);
+    /// returns per source up to `nBest` hypotheses, best first. Works for any `StepDecoder`:
+    /// the state is reordered with `selecting(rows:)` after every step.
+    public static func beam<D: StepDecoder>(_ decoder: D, initial: D.State, rows: Int, start: Int, options: DecodingOptions) throws -> [[Hypothesis]] {
+        let k = Swift.max(options.beamWidth, 1)
+        var state = try initial.selecting(rows: (0..<rows).flatMap { Array(repeating: $0, count: k) })
+        // Per source: live beams (tokens, log p) in rows s*k ..< s*k + k; only the first is live at first.
+        var beams = (0..<rows).map { _ in (0..<k).map { i in (tokens: [Int](), logp: i == 0 ? 0.0 : -Double.infinity) } }
+        var finished = [[Hypothesis]](repeating: [], count: rows)
+        var done = [Bool](repeating: false, count: rows)
+        for t in 0..<Swift.max(options.maximumLength, 0) {
+            if done.allSatisfy({ $0 }) { break }
+            let tokens = beams.flatMap { $0.map { $0.tokens.last ?? start } }
+            let (logp, next) = try decoder.step(tokens: tokens, state: state)
+            let v = logp.shape[1]
+            var order = [Int](repeating: 0, count: rows * k)
+            for s in 0..<rows {
+                if done[s] { for i in 0..<k { order[s * k + i] = s * k + i }; continue }
+                var candidates: [(score: Double, beam: Int, token: Int)] = []
+                candidates.reserveCapacity(k * v)
+                for b in 0..<k where beams[s][b].logp > -Double.infinity {
+                    for w in 0..<v {
+                        if w == decoder.endIndex && t < options.minimumLength { continue }
+                        candidates.append((beams[s][b].logp + Double(logp.scalars[(s * k + b) * v + w]), b, w))
+                    }
+                }
+                candidates.sort { $0.score > $1.score || ($0.score == $1.score && ($0.beam, $0.token) < ($1.beam, $1.token)) }
+                var nextBeams: [(tokens: [Int], logp: Double)] = []
+                for c in candidates {
+                    if c.token == decoder.endIndex {
+                        let tokens = beams[s][c.beam].tokens
+                        finished[s].append(Hypothesis(tokens: tokens, logProbability: c.score,
+                                                      score: normalized(c.score, length: tokens.count + 1, alpha: options.lengthPenalty), finished: true))
+                    } else {
+                        order[s * k + nextBeams.count] = s * k + c.beam
+                        nextBeams.append((beams[s][c.beam].tokens + [c.token], c.score))
+                    }
+                    if nextBeams.count == k { break }
+                }
+                while nextBeams.count < k {
+                    order[s * k + nextBeams.count] = s * k
+                    nextBeams.append(([], -Double.infinity))
+                }
+                beams[s] = nextBeams
+                // Done when enough hypotheses ended and no live beam can beat the worst kept one
+                // (scores only fall as a beam grows when alpha is 0; with a penalty, stop at k ended).
+                let kept = finished[s].sorted { $0.score > $1.score }.prefix(Swift.max(options.nBest, 1))
+                if kept.count >= Swift.max(options.nBest, 1), let worst = kept.last,
+                   options.lengthPenalty == 0 ? nextBeams.allSatisfy({ $0.logp <= worst.score }) : finished[s].count >= k {
+                    done[s] = true
+                }
+            }
+            state = try next.selecting(rows: order)
+        }
+        return (0..<rows).map { s in
+            var all = finished[s]
+            if all.count < Swift.max(options.nBest, 1) {
+                // Unfinished beams at the maximum length fill the list, marked as such.
+                all += beams[s].filter { $0.logp > -Double.infinity }.map {
+                    Hypothesis(tokens: $0.tokens, logProbability: $0.logp, score: normalized($0.logp, length: $0.tokens.count, alpha: options.lengthPenalty), finished: false)
+                }
+            }
+            return Array(all.sorted { $0.score > $1.score }.prefix(Swift.max(options.nBest, 1)))
+        }
+    }
+}
+
+/// The SequenceTransformer as a step decoder over an encoded batch.
+struct TransformerStepper: StepDecoder {
+    let model: SequenceTransformer
+    let encoded: SequenceTransformer.Encoded
+    var endIndex: Int { model.configuration.target.endIndex }
+
+    func step(tokens: [Int], state: SequenceTransformer.DecoderState) throws -> (logProbabilities: Tensor<Float>, state: SequenceTransformer.DecoderState) {
+        let (logits, next) = try model.step(tokens: tokens, state: state, encoded: encoded)
+        return (try logits.logSoftmax(alongAxis: 1), next)
+    }
+}
+
+extension SequenceTransformer {
+    /// Decodes a batch of sources: greedy when `beamWidth` is 1, else beam search. Returns per
+    /// source up to `nBest` hypotheses as text with their scores.
+    public func decode(_ source: SourceBatch, options: DecodingOptions = DecodingOptions()) throws -> [[(text: String, hypothesis: Hypothesis)]] {
+        try withoutGradients {
+            let encoded = try encode(source)
+            let stepper = TransformerStepper(model: self, encoded: encoded)
+            let rows = encoded.outputs.batch, start = configuration.target.startIndex
+            let results: [[Hypothesis]] = options.beamWidth <= 1 && options.nBest <= 1
+                ? try Search.greedy(stepper, initial: initialState(encoded), rows: rows, start: start, options: options).map { [$0] }
+                : try Search.beam(stepper, initial: initialState(encoded), rows: rows, start: start, options: options)
+            return try results.map { hs in try hs.map { (try configuration.target.decode($0.tokens), $0) } }
+        }
+    }
+}

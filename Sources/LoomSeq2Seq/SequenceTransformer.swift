@@ -1,0 +1,371 @@
+import Foundation
+@_exported import LoomAudio
+@_exported import LoomLayers
+@_exported import LoomTraining
+
+/// The architecture of a `SequenceTransformer`, stored as JSON in model files.
+public struct SequenceTransformerConfiguration: Codable, Equatable, Sendable {
+    public enum Source: Codable, Equatable, Sendable {
+        /// Text through an encoder, then an embedding of `embeddingSize`.
+        case text(TextCodec, embeddingSize: Int)
+        /// Audio features (frames x features) of this front end, with `frameStacking` consecutive
+        /// frames concatenated (time reduced that many times).
+        case audio(FeatureConfiguration, frameStacking: Int)
+    }
+
+    public var source: Source
+    /// Hidden size of each encoder LSTM layer, and whether it is bidirectional.
+    public var encoderLayers: [Int]
+    public var encoderBidirectional: [Bool]
+    public var target: TextCodec
+    public var targetEmbeddingSize: Int
+    public var decoderHidden: Int
+    public var decoderLayers: Int
+    /// Attention of the decoder over the encoder outputs (nil: none).
+    public var attention: Attention<Float>.Score?
+    /// Feed the previous attentional vector into the next decoder step (Luong's input feeding).
+    public var inputFeeding: Bool
+    public var dropout: Double
+
+    public init(source: Source, encoderLayers: [Int], encoderBidirectional: [Bool]? = nil, target: TextCodec, targetEmbeddingSize: Int,
+                decoderHidden: Int, decoderLayers: Int = 1, attention: Attention<Float>.Score? = nil, inputFeeding: Bool = false, dropout: Double = 0) {
+        self.source = source
+        self.encoderLayers = encoderLayers
+        self.encoderBidirectional = encoderBidirectional ?? encoderLayers.map { _ in false }
+        self.target = target
+        self.targetEmbeddingSize = targetEmbeddingSize
+        self.decoderHidden = decoderHidden
+        self.decoderLayers = decoderLayers
+        self.attention = attention
+        self.inputFeeding = inputFeeding
+        self.dropout = dropout
+    }
+
+    public func validate() throws {
+        func fail(_ m: String) -> TensorError { .invalidArgument(op: "SequenceTransformer", message: m) }
+        guard !encoderLayers.isEmpty, encoderLayers.allSatisfy({ $0 > 0 }), encoderBidirectional.count == encoderLayers.count else {
+            throw fail("encoder layers \(encoderLayers) with bidirectional flags \(encoderBidirectional)")
+        }
+        guard targetEmbeddingSize > 0, decoderHidden > 0, decoderLayers > 0 else { throw fail("decoder sizes must be positive") }
+        guard dropout >= 0, dropout < 1 else { throw fail("dropout \(dropout)") }
+        if inputFeeding && attention == nil { throw fail("input feeding needs attention") }
+        switch source {
+        case let .text(_, e): guard e > 0 else { throw fail("source embedding \(e)") }
+        case let .audio(c, k): try c.validate(); guard k >= 1 else { throw fail("frame stacking \(k)") }
+        }
+    }
+
+    /// Features per step entering the encoder.
+    var encoderInputSize: Int {
+        switch source {
+        case let .text(_, e): return e
+        case let .audio(c, k): return c.featureCount * k
+        }
+    }
+
+    var encoderOutputSize: Int { (encoderLayers.last ?? 0) * ((encoderBidirectional.last ?? false) ? 2 : 1) }
+}
+
+/// An encoder-decoder over sequences (the seeds' SequenceTransformer): a text or audio source
+/// into a stack of LSTM layers (each optionally bidirectional), a bridge from the encoder's
+/// final states to the decoder's initial states, and a decoder (target embedding -> stacked
+/// LSTM -> optional Luong or Bahdanau attention over the encoder outputs, with optional input
+/// feeding -> linear -> softmax). Trained with teacher forcing; decoded greedily or by beam
+/// search until end-of-sequence.
+public final class SequenceTransformer {
+    public let configuration: SequenceTransformerConfiguration
+    let sourceEmbedding: Embedding<Float>?
+    let encoder: [LSTM<Float>]
+    let bridgeHidden: Linear<Float>
+    let bridgeCell: Linear<Float>
+    let targetEmbedding: Embedding<Float>
+    /// The decoder stack; run fused over a whole target in training without input feeding, or
+    /// one cell step at a time (its weights' `step`) when decoding.
+    let decoder: LSTM<Float>
+    let attention: Attention<Float>?
+    /// Luong's combination tanh(W_c [context; h]).
+    let combine: Linear<Float>?
+    let output: Linear<Float>
+
+    public init(_ configuration: SequenceTransformerConfiguration, using source: RandomSource = .shared) throws {
+        try configuration.validate()
+        self.configuration = configuration
+        let c = configuration
+        if case let .text(codec, e) = c.source {
+            sourceEmbedding = try Embedding(vocabularySize: codec.size, embeddingSize: e, using: source)
+        } else {
+            sourceEmbedding = nil
+        }
+        var input = c.encoderInputSize
+        var layers: [LSTM<Float>] = []
+        for (h, bi) in zip(c.encoderLayers, c.encoderBidirectional) {
+            layers.append(try LSTM<Float>(inputSize: input, hiddenSize: h, bidirectional: bi, using: source))
+            input = h * (bi ? 2 : 1)
+        }
+        encoder = layers
+        let encoderOut = c.encoderOutputSize
+        bridgeHidden = try Linear(inputSize: encoderOut, outputSize: c.decoderHidden * c.decoderLayers, using: source)
+        bridgeCell = try Linear(inputSize: encoderOut, outputSize: c.decoderHidden * c.decoderLayers, using: source)
+        targetEmbedding = try Embedding(vocabularySize: c.target.size, embeddingSize: c.targetEmbeddingSize, using: source)
+        decoder = try LSTM<Float>(inputSize: c.targetEmbeddingSize + (c.inputFeeding ? c.decoderHidden : 0), hiddenSize: c.decoderHidden,
+                                  numLayers: c.decoderLayers, interLayerDropout: c.dropout, using: source)
+        if let score = c.attention {
+            attention = try Attention(score: score, querySize: c.decoderHidden, keySize: encoderOut, attentionSize: c.decoderHidden, using: source)
+            combine = try Linear(inputSize: encoderOut + c.decoderHidden, outputSize: c.decoderHidden, useBias: false, using: source)
+        } else {
+            attention = nil
+            combine = nil
+        }
+        output = try Linear(inputSize: c.decoderHidden, outputSize: c.target.size, using: source)
+    }
+
+    /// Every parameter with its name in model files.
+    public var namedParameters: [(name: String, parameter: Parameter<Float>)] {
+        var out: [(String, Parameter<Float>)] = []
+        if let e = sourceEmbedding { out.append(("encoder.embedding.weight", e.table)) }
+        for (l, layer) in encoder.enumerated() { out += layer.parameters.map { ("encoder.layers.\(l).\($0.name)", $0) } }
+        out += [("bridge.hidden.weight", bridgeHidden.weight), ("bridge.hidden.bias", bridgeHidden.bias!),
+                ("bridge.cell.weight", bridgeCell.weight), ("bridge.cell.bias", bridgeCell.bias!),
+                ("decoder.embedding.weight", targetEmbedding.table)]
+        out += decoder.parameters.map { ("decoder.rnn.\($0.name)", $0) }
+        if let attention {
+            if let q = attention.queryProjection { out.append(("attention.query.weight", q.weight)) }
+            if let k = attention.keyProjection { out += [("attention.key.weight", k.weight), ("attention.key.bias", k.bias!)] }
+            if let v = attention.vector { out.append(("attention.v", v)) }
+        }
+        if let combine { out.append(("decoder.combine.weight", combine.weight)) }
+        out += [("decoder.output.weight", output.weight), ("decoder.output.bias", output.bias!)]
+        return out
+    }
+
+    public var parameters: [Parameter<Float>] { namedParameters.map(\.parameter) }
+    public var parameterCount: Int { parameters.reduce(0) { $0 + $1.data.count } }
+
+    // MARK: - Inputs
+
+    /// A batch of sources: text index sequences or feature matrices, padded time-major.
+    public enum SourceBatch {
+        case indices(PaddedIndices)
+        case features(SequenceBatch<Float>)
+    }
+
+    /// Text sources to a batch (throws on an unknown character with the strict encoder).
+    public func sourceBatch(texts: [String]) throws -> SourceBatch {
+        guard case let .text(codec, _) = configuration.source else {
+            throw TensorError.invalidArgument(op: "SequenceTransformer", message: "this model reads audio, not text")
+        }
+        return .indices(PaddedIndices(try texts.map { try codec.encode($0) }, padding: codec.paddingIndex))
+    }
+
+    /// Feature matrices [frames, features] (row-major) to a batch.
+    public func sourceBatch(features: [(values: [Float], frames: Int)]) throws -> SourceBatch {
+        guard case let .audio(c, _) = configuration.source else {
+            throw TensorError.invalidArgument(op: "SequenceTransformer", message: "this model reads text, not audio")
+        }
+        let f = c.featureCount, steps = features.map(\.frames).max() ?? 0, b = features.count
+        var values = [Float](repeating: 0, count: steps * b * f)
+        for (i, item) in features.enumerated() {
+            guard item.values.count == item.frames * f else {
+                throw TensorError.invalidArgument(op: "SequenceTransformer", message: "features of item \(i): \(item.values.count) values for \(item.frames) frames of \(f)")
+            }
+            for t in 0..<item.frames { for k in 0..<f { values[(t * b + i) * f + k] = item.values[t * f + k] } }
+        }
+        return .features(try SequenceBatch(values: Tensor(shape: [steps, b, f], scalars: values), lengths: features.map(\.frames)))
+    }
+
+    /// Targets to (decoder inputs [start] + t, outputs t + [end]), padded.
+    public func targetBatch(_ texts: [String]) throws -> (inputs: PaddedIndices, outputs: PaddedIndices) {
+        let t = configuration.target
+        let encoded = try texts.map { try t.encode($0) }
+        return (PaddedIndices(encoded.map { [t.startIndex] + $0 }, padding: t.paddingIndex),
+                PaddedIndices(encoded.map { $0 + [t.endIndex] }, padding: t.paddingIndex))
+    }
+
+    // MARK: - Encoder
+
+    /// Encoder outputs (the attention memory) and the decoder's initial states.
+    public struct Encoded {
+        public let outputs: SequenceBatch<Float>
+        public let memory: Attention<Float>.Memory?
+        public let initialState: [RecurrentState<Float>]
+    }
+
+    public func encode(_ source: SourceBatch) throws -> Encoded {
+        var x: SequenceBatch<Float>
+        switch source {
+        case let .indices(p):
+            guard let embedding = sourceEmbedding else { throw TensorError.invalidArgument(op: "SequenceTransformer", message: "this model reads audio") }
+            if let bad = p.indices.first(where: { $0 < 0 || $0 >= embedding.table.shape[0] }) {
+                throw TensorError.index(op: "source embedding", index: bad, bound: embedding.table.shape[0])
+            }
+            x = try SequenceBatch(values: embedding(indices: p.indices, shape: [p.steps, p.batch]), lengths: p.lengths)
+        case let .features(f):
+            guard case let .audio(c, k) = configuration.source else { throw TensorError.invalidArgument(op: "SequenceTransformer", message: "this model reads text") }
+            guard f.features == c.featureCount else {
+                throw TensorError.rank(op: "SequenceTransformer audio input", expected: "[T, B, \(c.featureCount)]", shape: f.values.shape)
+            }
+            x = try Self.stackFrames(f, k)
+        }
+        if let bad = x.lengths.firstIndex(of: 0) {
+            throw TensorError.invalidArgument(op: "SequenceTransformer", message: "source \(bad) of the batch is empty")
+        }
+        var final: RecurrentState<Float>?
+        for layer in encoder {
+            let (out, state) = try layer(x)
+            x = out
+            final = state
+        }
+        guard let final, let finalCell = final.cell else { throw TensorError.invalidArgument(op: "SequenceTransformer", message: "no encoder") }
+        // [D, B, H] -> [B, D H]: forward and reverse final states side by side.
+        func merged(_ t: Tensor<Float>) throws -> Tensor<Float> {
+            let d = t.shape[0], b = t.shape[1], h = t.shape[2]
+            return try t.permuted([1, 0, 2]).reshaped([b, d * h])
+        }
+        let c = configuration
+        let h0 = try bridgeHidden(merged(final.hidden)).tanh(), c0 = try bridgeCell(merged(finalCell))
+        let states = try (0..<c.decoderLayers).map { l in
+            RecurrentState(hidden: try h0.slice(axis: 1, (l * c.decoderHidden)..<((l + 1) * c.decoderHidden)),
+                           cell: try c0.slice(axis: 1, (l * c.decoderHidden)..<((l + 1) * c.decoderHidden)))
+        }
+        return Encoded(outputs: x, memory: try attention.map { try $0.prepare(x) }, initialState: states)
+    }
+
+    /// Concatenates `k` consecutive frames (zero-padded at the end): [T, B, F] -> [ceil(T/k), B, k F].
+    static func stackFrames(_ x: SequenceBatch<Float>, _ k: Int) throws -> SequenceBatch<Float> {
+        guard k > 1 else { return x }
+        let (t, b, f) = (x.steps, x.batch, x.features)
+        let steps = (t + k - 1) / k
+        var padded = x.values
+        if steps * k > t { padded = try Tensor.concatenate([padded, Tensor.zeros(unchecked: [steps * k - t, b, f])], axis: 0) }
+        let stacked = try padded.reshaped([steps, k, b, f]).permuted([0, 2, 1, 3]).reshaped([steps, b, k * f])
+        return try SequenceBatch(values: stacked, lengths: x.lengths.map { ($0 + k - 1) / k })
+    }
+
+    // MARK: - Decoder
+
+    /// The decoder's state between steps: per layer (hidden, cell) [N, H]; the previous
+    /// attentional vector (input feeding); which source row each decoding row reads.
+    public struct DecoderState: BeamState {
+        public var layers: [RecurrentState<Float>]
+        public var feed: Tensor<Float>?
+        public var sources: [Int]
+
+        public func selecting(rows: [Int]) throws -> DecoderState {
+            DecoderState(layers: try layers.map { try $0.selecting(rows: rows) }, feed: try feed?.gathering(rows: rows),
+                         sources: rows.map { sources[$0] })
+        }
+    }
+
+    /// Logits [N, V] of the next token for each row, and the next state.
+    func step(tokens: [Int], state: DecoderState, encoded: Encoded) throws -> (logits: Tensor<Float>, state: DecoderState) {
+        let c = configuration
+        var x = try targetEmbedding(indices: tokens, shape: [tokens.count])
+        if let feed = state.feed { x = try Tensor.concatenate([x, feed], axis: 1) }
+        var layers: [RecurrentState<Float>] = []
+        for (l, s) in state.layers.enumerated() {
+            let next = try decoder.weights[l][0].step(.lstm, input: x, state: s)
+            layers.append(next)
+            x = next.hidden
+        }
+        var top = x
+        var feed: Tensor<Float>?
+        if let attention, let memory = encoded.memory, let combine {
+            let rowsMemory = try Self.memory(memory, rows: state.sources, attention: attention)
+            let (context, _) = try attention(query: top, memory: rowsMemory)
+            top = try combine(Tensor.concatenate([context, top], axis: 1)).tanh()
+            if c.inputFeeding { feed = top }
+        }
+        return (try output(top), DecoderState(layers: layers, feed: feed, sources: state.sources))
+    }
+
+    /// The attention memory with its batch columns picked by `rows` (identity when unchanged).
+    static func memory(_ m: Attention<Float>.Memory, rows: [Int], attention: Attention<Float>) throws -> Attention<Float>.Memory {
+        if rows == Array(0..<m.keys.batch) { return m }
+        let k = m.keys
+        let picked = try k.values.permuted([1, 0, 2]).reshaped([k.batch, k.steps * k.features]).gathering(rows: rows)
+            .reshaped([rows.count, k.steps, k.features]).permuted([1, 0, 2])
+        return try attention.prepare(SequenceBatch(values: picked, lengths: rows.map { k.lengths[$0] }))
+    }
+
+    /// The decoder's initial state for the encoded batch.
+    func initialState(_ encoded: Encoded) -> DecoderState {
+        let b = encoded.outputs.batch
+        return DecoderState(layers: encoded.initialState,
+                            feed: configuration.inputFeeding ? Tensor.zeros(unchecked: [b, configuration.decoderHidden]) : nil,
+                            sources: Array(0..<b))
+    }
+
+    // MARK: - Training
+
+    /// Mean cross-entropy of the targets under teacher forcing, padding masked.
+    public func loss(sources: SourceBatch, targets: [String], labelSmoothing: Double = 0) throws -> Tensor<Float> {
+        let encoded = try encode(sources)
+        let (inputs, outputs) = try targetBatch(targets)
+        guard inputs.batch == encoded.outputs.batch else {
+            throw TensorError.invalidArgument(op: "SequenceTransformer loss", message: "\(inputs.batch) targets for \(encoded.outputs.batch) sources")
+        }
+        let logits = try decodeTeacherForced(inputs: inputs, encoded: encoded)
+        return try Loss.crossEntropy(logits: logits, targets: outputs.indices, ignoredIndex: configuration.target.paddingIndex,
+                                     labelSmoothing: labelSmoothing)
+    }
+
+    /// Logits [T, B, V] for decoder inputs [T, B] (start + target).
+    func decodeTeacherForced(inputs: PaddedIndices, encoded: Encoded) throws -> Tensor<Float> {
+        let (t, b) = (inputs.steps, inputs.batch)
+        if configuration.inputFeeding {
+            var state = initialState(encoded)
+            var steps: [Tensor<Float>] = []
+            for s in 0..<t {
+                let (logits, next) = try step(tokens: Array(inputs.indices[(s * b)..<((s + 1) * b)]), state: state, encoded: encoded)
+                steps.append(logits)
+                state = next
+            }
+            return try Tensor.stack(steps, axis: 0)
+        }
+        // The whole target through the fused decoder stack at once.
+        let embedded = try targetEmbedding(indices: inputs.indices, shape: [t, b])
+        let h0 = try Tensor.stack(encoded.initialState.map(\.hidden), axis: 0)
+        let c0 = try Tensor.stack(encoded.initialState.compactMap(\.cell), axis: 0)
+        let (out, _) = try decoder(SequenceBatch(values: embedded, lengths: inputs.lengths), initialState: RecurrentState(hidden: h0, cell: c0))
+        var top = out.values
+        if let attention, let memory = encoded.memory, let combine {
+            let rows = try (0..<t).map { s -> Tensor<Float> in
+                let h = try top.select(axis: 0, index: s)
+                let (context, _) = try attention(query: h, memory: memory)
+                return try combine(Tensor.concatenate([context, h], axis: 1)).tanh()
+            }
+            top = try Tensor.stack(rows, axis: 0)
+        }
+        return try output(top)
+    }
+
+    /// Attention weights [target steps, source steps] of greedy decoding of one source, for
+    /// alignment plots.
+    public func alignment(_ source: SourceBatch, maximumLength: Int = 100) throws -> (tokens: [Int], weights: [[Float]]) {
+        try withoutGradients {
+            let encoded = try encode(source)
+            guard let attention, let memory = encoded.memory else { return ([], []) }
+            var state = initialState(encoded)
+            var token = configuration.target.startIndex
+            var tokens: [Int] = [], weights: [[Float]] = []
+            for _ in 0..<maximumLength {
+                let (logits, next) = try step(tokens: [token], state: state, encoded: encoded)
+                let query = next.layers.last!.hidden
+                let (_, w) = try attention(query: query, memory: Self.memory(memory, rows: [0], attention: attention))
+                weights.append(Array(w.scalars.prefix(encoded.outputs.lengths[0])))
+                token = try logits.argmax(alongAxis: 1)[0]
+                if token == configuration.target.endIndex { break }
+                tokens.append(token)
+                state = next
+            }
+            return (tokens, weights)
+        }
+    }
+}
+
+extension RecurrentState: BeamState {
+    /// The rows of a [N, H] state (one cell) picked by index.
+    public func selecting(rows: [Int]) throws -> RecurrentState {
+        RecurrentState(hidden: try hidden.gathering(rows: rows), cell: try cell?.gathering(rows: rows))
+    }
+}
