@@ -46,7 +46,7 @@ let package = Package(
         .testTarget(name: "LoomTextTests", dependencies: ["LoomText"]),
         .testTarget(name: "LoomSeq2SeqTests", dependencies: ["LoomSeq2Seq"]),
         .testTarget(name: "LoomAudioTests", dependencies: ["LoomAudio", "CSndFile"]),
-        .testTarget(name: "LoomCLITests", dependencies: ["loom"]),
+        .testTarget(name: "LoomCLITests", dependencies: ["loom", "Loom"]),
     ],
     swiftLanguageModes: [.v5]
 )
