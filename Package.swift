@@ -25,7 +25,7 @@ let package = Package(
         .target(name: "CLoomKernels", cSettings: [.unsafeFlags(["-O3"])]),
         .target(name: "LoomKernels", dependencies: ["CBLAS", "CLoomKernels"]),
         .target(name: "LoomTensor", dependencies: ["LoomKernels"]),
-        .target(name: "LoomLayers", dependencies: ["LoomTensor"]),
+        .target(name: "LoomLayers", dependencies: ["LoomTensor", "CLoomKernels"]),
         .target(name: "LoomTraining", dependencies: ["LoomTensor", "LoomLayers"]),
         .target(name: "LoomText", dependencies: ["LoomTensor"]),
         .target(name: "LoomAudio", dependencies: ["LoomKernels", "CLoomKernels", "CFFTW", "CSndFile", "CSampleRate"]),
@@ -37,7 +37,7 @@ let package = Package(
             dependencies: ["Loom", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .executableTarget(name: "Benchmarks", dependencies: ["Loom"], path: "Benchmarks"),
         // Fuzz targets (libFuzzer through scripts/fuzz.sh); a replayer of saved inputs otherwise.
-        .executableTarget(name: "LoomFuzz", dependencies: ["LoomAudio"]),
+        .executableTarget(name: "LoomFuzz", dependencies: ["LoomAudio", "LoomSeq2Seq"]),
 
         .testTarget(name: "LoomKernelsTests", dependencies: ["LoomKernels", "CFFTW", "CSndFile", "CSampleRate"]),
         .testTarget(name: "LoomTensorTests", dependencies: ["LoomTensor"]),

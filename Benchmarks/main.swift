@@ -159,6 +159,25 @@ let workloads: [(String, () throws -> Void)] = [
         }
         precondition(frames == 1 + count / 160)
     }),
+    ("seq2seq-decode", {
+        // Encoder LSTM 16 -> 128 over 7 steps; decoder embedding 13 -> 16, LSTM 16 -> 128, linear
+        // 128 -> 13; greedy, exactly 4 steps (minimum = maximum length 4).
+        let model = try SequenceTransformer(SequenceTransformerConfiguration(
+            source: .text(.characters(CharacterEncoder(alphabet: Array("0123456789+"))), embeddingSize: 16), encoderLayers: [128],
+            target: .characters(CharacterEncoder(alphabet: Array("0123456789"))), targetEmbeddingSize: 16, decoderHidden: 128),
+            using: RandomSource(seed: 1))
+        let options = DecodingOptions(maximumLength: 4, minimumLength: 4)
+        let one = try model.sourceBatch(texts: ["123+456"])
+        _ = try report("seq2seq-decode-batch1", unit: "ms per sequence", repetitions: 7, figure: { $0 * 1000 / 200 }) {
+            for _ in 0..<200 { _ = try model.decode(one, options: options) }
+        }
+        if ProcessInfo.processInfo.environment["LOOM_BATCH1_ONLY"] != nil { return }
+        var g = SeededGenerator(seed: 2)
+        let many = try model.sourceBatch(texts: (0..<256).map { _ in "\(Int.random(in: 100...999, using: &g))+\(Int.random(in: 100...999, using: &g))" })
+        _ = try report("seq2seq-decode-batch256", unit: "sequences/s", repetitions: 7, figure: { 256 * 10 / $0 }) {
+            for _ in 0..<10 { _ = try model.decode(many, options: options) }
+        }
+    }),
     ("bucketing", {
         // One epoch of an LSTM (16 -> 64) over 2,000 sequences of lengths 1...100, batches of 32:
         // bucketed (the Trainer's default) against plain shuffling.

@@ -1,5 +1,6 @@
 import Foundation
 import LoomAudio
+import LoomSeq2Seq
 
 /// Fuzz targets for the hostile-input readers: the audio path (libsndfile through AudioReader
 /// and the feature front end) and the .npy reader, plus the .npy writer/reader round trip.
@@ -22,6 +23,20 @@ enum FuzzTargets {
         if reader.framesRead > 0, let rest = try? extractor.finish() { values += rest }
         // Samples are clamped to finite values above, so every feature must be finite.
         precondition(values.allSatisfy(\.isFinite), "non-finite feature from finite samples")
+    }
+
+    /// Any bytes as a safetensors model file: a clear error or a model, never a crash; a file that
+    /// parses has tensors readable within its bounds.
+    static func safetensors(_ data: Data) {
+        if let file = try? SafeTensors(data: data) {
+            for name in file.entries.keys { _ = try? file.tensor(name, as: Float.self) }
+        }
+        try? FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+        let url = scratch.appendingPathComponent("model.safetensors")
+        guard FileManager.default.createFile(atPath: url.path, contents: data) else { return }
+        if let (model, _) = try? SequenceTransformer.load(from: url) {
+            _ = try? model.decode(model.sourceBatch(texts: ["1"]), options: DecodingOptions(maximumLength: 3))
+        }
     }
 
     /// Any bytes as .npy: a clear error or a matrix; and any floats written then read back equal.
@@ -54,6 +69,7 @@ public func fuzz(_ bytes: UnsafePointer<UInt8>?, _ count: Int) -> CInt {
     let data = Data(bytes: bytes, count: count)
     switch ProcessInfo.processInfo.environment["LOOM_FUZZ_TARGET"] ?? "audio" {
     case "npy": FuzzTargets.npy(data)
+    case "safetensors": FuzzTargets.safetensors(data)
     default: FuzzTargets.audio(data)
     }
     return 0
@@ -75,13 +91,30 @@ public func fuzzMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePoi
 struct Replayer {
     static func main() {
         let arguments = CommandLine.arguments.dropFirst()
-        guard let target = arguments.first, ["audio", "npy"].contains(target) else {
-            FileHandle.standardError.write(Data("usage: LoomFuzz audio|npy FILE...\n".utf8))
+        if arguments.first == "make-seed", let path = arguments.dropFirst().first {
+            // A small valid model file, a seed that lets the fuzzer reach the model loader.
+            do {
+                let model = try SequenceTransformer(SequenceTransformerConfiguration(
+                    source: .text(.characters(CharacterEncoder(alphabet: Array("12+"))), embeddingSize: 2), encoderLayers: [2],
+                    target: .characters(CharacterEncoder(alphabet: Array("12"))), targetEmbeddingSize: 2, decoderHidden: 2, attention: .general))
+                try model.save(to: URL(fileURLWithPath: path))
+            } catch {
+                FileHandle.standardError.write(Data("\(error)\n".utf8))
+                exit(1)
+            }
+            return
+        }
+        guard let target = arguments.first, ["audio", "npy", "safetensors"].contains(target) else {
+            FileHandle.standardError.write(Data("usage: LoomFuzz audio|npy|safetensors FILE...\n".utf8))
             exit(2)
         }
         for path in arguments.dropFirst() {
             guard let data = FileManager.default.contents(atPath: path) else { continue }
-            target == "npy" ? FuzzTargets.npy(data) : FuzzTargets.audio(data)
+            switch target {
+            case "npy": FuzzTargets.npy(data)
+            case "safetensors": FuzzTargets.safetensors(data)
+            default: FuzzTargets.audio(data)
+            }
         }
         print("replayed \(arguments.count - 1) inputs")
     }

@@ -23,8 +23,10 @@ enum RecurrentPasses<S: TensorScalar> {
     }
 
     /// The recurrent weights packed for the AVX-512 product, when S is Float and the CPU has it.
-    static func packedWeights(_ w: UnsafePointer<S>, transposed: Bool, n: Int, k: Int) -> PackedWeights? {
-        guard S.self == Float.self, PackedWeights.isAvailable, n > 0, k > 0 else { return nil }
+    static func packedWeights(_ w: UnsafePointer<S>, transposed: Bool, n: Int, k: Int, rows: Int) -> PackedWeights? {
+        // Packing costs about one product's worth of memory traffic; with fewer than 4 rows
+        // per step (decoding one sequence) OpenBLAS's small-matrix kernels are as fast unpacked.
+        guard S.self == Float.self, PackedWeights.isAvailable, n > 0, k > 0, rows >= 4 else { return nil }
         let ldw = transposed ? k : n
         return PackedWeights(transposed: transposed, n: n, k: k, weights: UnsafeRawPointer(w).assumingMemoryBound(to: Float.self), ldw: ldw)
     }
@@ -81,7 +83,7 @@ enum RecurrentPasses<S: TensorScalar> {
             S.gemm(transA: false, transB: true, m: n, n: gh, k: k.inputSize, alpha: 1, a: x.input, lda: k.inputSize,
                    b: x.inputWeight, ldb: k.inputSize, beta: 1, c: k.gates, ldc: gh)
         }
-        let packed = packedWeights(x.recurrentWeight, transposed: true, n: gh, k: h)
+        let packed = packedWeights(x.recurrentWeight, transposed: true, n: gh, k: h, rows: layout.batchSizes.first ?? 0)
         for t in 0..<layout.steps {
             let b = layout.batchSizes[t], offset = layout.offsets[t]
             let previousHidden = previous(k, x.initialHidden, t)
@@ -200,7 +202,7 @@ enum RecurrentPasses<S: TensorScalar> {
         Memory.copy(dFinalHidden, to: dh, count: batch * h)
         if let dFinalCell { Memory.copy(dFinalCell, to: dc, count: batch * h) } else { Memory.zero(dc, count: batch * h) }
         // dh_prev = dGates W_hh: op(W) = W_hh as stored [G H, H].
-        let packed = packedWeights(x.recurrentWeight, transposed: false, n: h, k: gh)
+        let packed = packedWeights(x.recurrentWeight, transposed: false, n: h, k: gh, rows: layout.batchSizes.first ?? 0)
 
         for t in stride(from: layout.steps - 1, through: 0, by: -1) {
             let b = layout.batchSizes[t], offset = layout.offsets[t]

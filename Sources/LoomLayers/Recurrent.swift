@@ -118,6 +118,10 @@ public struct Recurrent<Scalar: TensorScalar, Kind: RecurrentCellKind> {
         guard masks.isEmpty || masks.count == numLayers else {
             throw TensorError.invalidArgument(op: "\(cell)", message: "\(masks.count) layer masks for \(numLayers) layers")
         }
+        if implementation == .fused, masks.isEmpty, input.batch == 1, Scalar.self == Float.self, cell != .gru,
+           !GradientRecording.isEnabled || !(input.values.isRecorded || state.hidden.isRecorded || (state.cell?.isRecorded ?? false)) {
+            return try runOneSequence(input, state: state)
+        }
         let packing = Packing(lengths: input.lengths, steps: input.steps)
         var values = input.values
         var finalHidden: [Tensor<Scalar>] = [], finalCell: [Tensor<Scalar>] = []
@@ -177,6 +181,50 @@ public struct Recurrent<Scalar: TensorScalar, Kind: RecurrentCellKind> {
         let hidden = try Tensor.stack(finalHidden, axis: 0)
         let cellState = finalCell.isEmpty ? nil : try Tensor.stack(finalCell, axis: 0)
         return (output, RecurrentState(hidden: hidden, cell: cellState))
+    }
+
+    /// Inference on one sequence (decoding latency): a loop of fused raw cell steps per layer
+    /// and direction, with no packing and no tape. Float RNN and LSTM.
+    func runOneSequence(_ input: SequenceBatch<Scalar>, state: RecurrentState<Scalar>) throws -> (output: SequenceBatch<Scalar>, state: RecurrentState<Scalar>) {
+        let steps = input.steps, length = input.lengths[0], h = hiddenSize, g = cell.gates * h
+        var layerInput = input.values.scalars, features = inputSize
+        var finalHidden: [Scalar] = [], finalCell: [Scalar] = []
+        var gates: [Scalar] = Memory.zeros(g), tanhCell: [Scalar] = Memory.zeros(h)
+        for layer in 0..<numLayers {
+            var outputs: [[Scalar]] = []
+            for direction in 0..<directions {
+                let row = layer * directions + direction
+                var hCurrent = Array(state.hidden.scalars[(row * h)..<((row + 1) * h)])
+                var cCurrent = state.cell.map { Array($0.scalars[(row * h)..<((row + 1) * h)]) } ?? [Scalar](repeating: 0, count: h)
+                var out: [Scalar] = Memory.zeros(steps * h)
+                var hNext: [Scalar] = Memory.zeros(h), cNext: [Scalar] = Memory.zeros(h)
+                let w = weights[layer][direction]
+                for s in 0..<length {
+                    let t = direction == 1 ? length - 1 - s : s
+                    layerInput.withUnsafeBufferPointer { xp in hCurrent.withUnsafeBufferPointer { hp in cCurrent.withUnsafeBufferPointer { cp in
+                        gates.withUnsafeMutableBufferPointer { gp in hNext.withUnsafeMutableBufferPointer { hn in
+                            cNext.withUnsafeMutableBufferPointer { cn in tanhCell.withUnsafeMutableBufferPointer { tc in
+                                w.rawStep(cell, rows: 1, input: xp.baseAddress! + t * features, hidden: hp.baseAddress!, cell: cp.baseAddress,
+                                          gates: gp.baseAddress!, hiddenOut: hn.baseAddress!, cellOut: cn.baseAddress, tanhCell: tc.baseAddress)
+                            } }
+                        } }
+                    } } }
+                    swap(&hCurrent, &hNext)
+                    swap(&cCurrent, &cNext)
+                    out.replaceSubrange((t * h)..<((t + 1) * h), with: hCurrent)
+                }
+                outputs.append(out)
+                finalHidden += hCurrent
+                finalCell += cCurrent
+            }
+            let values = try mergeDirections(outputs.map { Tensor(unchecked: [steps, 1, h], scalars: $0) })
+            features = values.shape[2]
+            layerInput = values.scalars
+        }
+        let stateShape = [numLayers * directions, 1, h]
+        return (try SequenceBatch(values: Tensor(unchecked: [steps, 1, features], scalars: layerInput), lengths: input.lengths),
+                RecurrentState(hidden: Tensor(unchecked: stateShape, scalars: finalHidden),
+                               cell: cell == .lstm ? Tensor(unchecked: stateShape, scalars: finalCell) : nil))
     }
 
     /// One direction as a plain loop of cell steps over the full batch: at step t every sequence

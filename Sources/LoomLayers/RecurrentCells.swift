@@ -1,3 +1,4 @@
+import CLoomKernels
 /// One time step of an RNN, GRU or LSTM cell, composed of tensor ops.
 ///
 /// This is what step-by-step decoders and `FoldOperator` call, and the unfused oracle the fused
@@ -22,6 +23,60 @@ public struct RecurrentCellWeights<Scalar: TensorScalar> {
         recurrentWeight = try uniform([g, hiddenSize], "weight_hh")
         inputBias = try uniform([g], "bias_ih")
         recurrentBias = try uniform([g], "bias_hh")
+    }
+
+    /// One step without gradients, fused: both products into one gate buffer, then the C row pass
+    /// of the fused kernel (loom_cells.c). The same values as `step` up to rounding; what
+    /// step-by-step decoding runs (about ten times fewer tensor operations).
+    /// Float LSTM and RNN only; nil otherwise (callers fall back to `step`).
+    public func inferenceStep(_ cell: RecurrentCell, input x: Tensor<Scalar>, state: RecurrentState<Scalar>) throws -> RecurrentState<Scalar>? {
+        guard Scalar.self == Float.self, cell != .gru, !GradientRecording.isEnabled || !(x.isRecorded || state.hidden.isRecorded) else { return nil }
+        let h = recurrentWeight.shape[1], g = cell.gates * h, inputSize = inputWeight.shape[1]
+        guard x.rank == 2, x.shape[1] == inputSize, state.hidden.shape == [x.shape[0], h] else {
+            throw TensorError.rank(op: "\(cell) step", expected: "input [B, \(inputSize)] and state [B, \(h)]", shape: x.shape)
+        }
+        let b = x.shape[0]
+        var gates: [Scalar] = Memory.zeros(b * g), hidden: [Scalar] = Memory.zeros(b * h)
+        var cellOut: [Scalar] = Memory.zeros(cell == .lstm ? b * h : 0), tanhCell: [Scalar] = Memory.zeros(cell == .lstm ? b * h : 0)
+        let previousCell = cell == .lstm ? (state.cell ?? Tensor.zeros(unchecked: [b, h])) : state.hidden
+        x.withBase { xp in state.hidden.withBase { hp in previousCell.withBase { cp in
+            gates.withUnsafeMutableBufferPointer { gp in hidden.withUnsafeMutableBufferPointer { out in
+                cellOut.withUnsafeMutableBufferPointer { c in tanhCell.withUnsafeMutableBufferPointer { tc in
+                    rawStep(cell, rows: b, input: xp, hidden: hp, cell: cp, gates: gp.baseAddress!, hiddenOut: out.baseAddress!,
+                            cellOut: c.baseAddress, tanhCell: tc.baseAddress)
+                } }
+            } }
+        } } }
+        return RecurrentState(hidden: Tensor(unchecked: [b, h], scalars: hidden),
+                              cell: cell == .lstm ? Tensor(unchecked: [b, h], scalars: cellOut) : nil)
+    }
+
+    /// The fused inference step on raw buffers: gates [rows, G H] scratch; LSTM needs `cell`,
+    /// `cellOut` and `tanhCell` [rows, H]. Float only (checked by the callers).
+    func rawStep(_ cell: RecurrentCell, rows b: Int, input xp: UnsafePointer<Scalar>, hidden hp: UnsafePointer<Scalar>,
+                 cell cp: UnsafePointer<Scalar>?, gates: UnsafeMutablePointer<Scalar>, hiddenOut: UnsafeMutablePointer<Scalar>,
+                 cellOut: UnsafeMutablePointer<Scalar>?, tanhCell: UnsafeMutablePointer<Scalar>?) {
+        let h = recurrentWeight.shape[1], g = cell.gates * h, inputSize = inputWeight.shape[1]
+        inputBias.data.withBase { bi in recurrentBias.data.withBase { bh in
+            for r in 0..<b {
+                Memory.copy(bi, to: gates + r * g, count: g)
+                Scalar.accumulate(bh, into: gates + r * g, count: g)
+            }
+        } }
+        inputWeight.data.withBase { w in
+            Scalar.gemm(transA: false, transB: true, m: b, n: g, k: inputSize, alpha: 1, a: xp, lda: inputSize, b: w, ldb: inputSize, beta: 1, c: gates, ldc: g)
+        }
+        recurrentWeight.data.withBase { w in
+            Scalar.gemm(transA: false, transB: true, m: b, n: g, k: h, alpha: 1, a: hp, lda: h, b: w, ldb: h, beta: 1, c: gates, ldc: g)
+        }
+        func f(_ p: UnsafePointer<Scalar>) -> UnsafeMutablePointer<Float> { UnsafeMutableRawPointer(mutating: p).assumingMemoryBound(to: Float.self) }
+        for r in 0..<b {
+            if cell == .lstm, let cp, let cellOut, let tanhCell {
+                loom_lstm_forward_row(f(gates + r * g), f(cp + r * h), f(cellOut + r * h), f(tanhCell + r * h), f(hiddenOut + r * h), nil, h)
+            } else {
+                loom_rnn_forward_row(f(gates + r * g), f(hiddenOut + r * h), nil, h)
+            }
+        }
     }
 
     /// One step: the cell equations of `RecurrentKernel`, written with tensor ops.

@@ -27,6 +27,14 @@ extension SequenceTransformer {
         } catch {
             throw SafeTensorsError.invalidHeader("loom.architecture is not a valid architecture: \(SafeTensors.describe(error))")
         }
+        // A hostile architecture could ask for any size: the weights it implies must all be in
+        // the file, so they cannot much outnumber its tensors; refuse before allocating anything
+        // (the exact check, tensor by tensor, comes after, with the tensor's name).
+        let expected = configuration.expectedParameterCount
+        let stored = file.entries.values.reduce(0.0) { $0 + Double($1.shape.reduce(1, *)) }
+        guard expected.isFinite, expected <= 2 * stored + 1_000_000 else {
+            throw SafeTensorsError.invalidHeader("the architecture needs \(expected) weights but the file holds \(Int(stored))")
+        }
         let model = try SequenceTransformer(configuration, using: RandomSource(seed: 0))
         try model.loadWeights(file)
         let training = file.metadata["loom.training"].flatMap { try? JSONDecoder().decode([String: String].self, from: Data($0.utf8)) } ?? [:]
@@ -74,6 +82,39 @@ extension SequenceTransformer {
         case let .characters(c): return "characters, \(c.alphabet.count) symbols (vocabulary \(c.size))"
         case let .words(w): return "words, \(w.vocabulary.count) words (vocabulary \(w.size))"
         }
+    }
+}
+
+extension SequenceTransformerConfiguration {
+    /// The number of weights this architecture has, computed without building it (in Double,
+    /// so that absurd sizes cannot overflow).
+    public var expectedParameterCount: Double {
+        func lstm(_ input: Double, _ h: Double, _ directions: Double) -> Double { directions * (4 * h * input + 4 * h * h + 8 * h) }
+        var total = 0.0
+        var input: Double
+        switch source {
+        case let .text(codec, e):
+            total += Double(codec.size) * Double(e)
+            input = Double(e)
+        case let .audio(c, k):
+            input = Double(c.featureCount) * Double(k)
+        }
+        for (h, bi) in zip(encoderLayers, encoderBidirectional) {
+            total += lstm(input, Double(h), bi ? 2 : 1)
+            input = Double(h) * (bi ? 2 : 1)
+        }
+        let encoderOut = input, hd = Double(decoderHidden), layers = Double(decoderLayers), v = Double(target.size)
+        total += 2 * (encoderOut * hd * layers + hd * layers)
+        total += v * Double(targetEmbeddingSize)
+        total += lstm(Double(targetEmbeddingSize) + (inputFeeding ? hd : 0), hd, 1) + (layers - 1) * lstm(hd, hd, 1)
+        switch attention {
+        case .none: break
+        case .dot?: total += hd * (encoderOut + hd)
+        case .general?: total += hd * encoderOut + hd * (encoderOut + hd)
+        case .additive?: total += hd * hd + hd * encoderOut + hd + hd + hd * (encoderOut + hd)
+        }
+        total += v * hd + v
+        return total
     }
 }
 

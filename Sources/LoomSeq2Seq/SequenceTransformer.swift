@@ -263,7 +263,8 @@ public final class SequenceTransformer {
         if let feed = state.feed { x = try Tensor.concatenate([x, feed], axis: 1) }
         var layers: [RecurrentState<Float>] = []
         for (l, s) in state.layers.enumerated() {
-            let next = try decoder.weights[l][0].step(.lstm, input: x, state: s)
+            let weights = decoder.weights[l][0]
+            let next = try weights.inferenceStep(.lstm, input: x, state: s) ?? weights.step(.lstm, input: x, state: s)
             layers.append(next)
             x = next.hidden
         }

@@ -116,7 +116,19 @@ final class SequenceTransformerTests: XCTestCase {
         let options = DecodingOptions(maximumLength: 9, beamWidth: 3, nBest: 2)
         let a = try m.decode(m.sourceBatch(texts: texts), options: options), b = try loaded.decode(loaded.sourceBatch(texts: texts), options: options)
         XCTAssertEqual(a.map { $0.map(\.hypothesis) }, b.map { $0.map(\.hypothesis) })
-        XCTAssertTrue(try m.summary.contains("parameters: \(m.parameterCount)"))
+        XCTAssertTrue(m.summary.contains("parameters: \(m.parameterCount)"))
+        for attention in [Attention<Float>.Score?.none, .dot, .general, .additive] {
+            for feeding in attention == nil ? [false] : [false, true] {
+                let c = try model(attention: attention == .dot ? .general : attention, inputFeeding: feeding).configuration
+                var d = c
+                d.attention = attention
+                if attention == .dot { d.encoderBidirectional = [false, false]; d.encoderLayers = [16, 16] }
+                XCTAssertEqual(d.expectedParameterCount, Double(try SequenceTransformer(d).parameterCount), "\(String(describing: attention)) \(feeding)")
+            }
+        }
+        expect(try tamper { _, m in
+            m["loom.architecture"] = m["loom.architecture"]!.replacingOccurrences(of: "\"decoderHidden\":16", with: "\"decoderHidden\":1000000000")
+        }, "needs")
 
         func tamper(_ body: (inout [(String, Tensor<Float>)], inout [String: String]) -> Void) throws -> URL {
             let file = try SafeTensors.read(url)
