@@ -9,6 +9,10 @@ let package = Package(
         .library(name: "Loom", targets: ["Loom"]),
         .executable(name: "loom", targets: ["loom"]),
         .executable(name: "Benchmarks", targets: ["Benchmarks"]),
+        .executable(name: "addition", targets: ["addition"]),
+        .executable(name: "compare-xy", targets: ["compare-xy"]),
+        .executable(name: "addition-regression", targets: ["addition-regression"]),
+        .executable(name: "timeseries", targets: ["timeseries"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -36,6 +40,12 @@ let package = Package(
             name: "loom",
             dependencies: ["Loom", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .executableTarget(name: "Benchmarks", dependencies: ["Loom"], path: "Benchmarks"),
+        // Recipes: one executable per task over the library, sharing a small support module.
+        .target(name: "RecipeSupport", dependencies: ["Loom", .product(name: "ArgumentParser", package: "swift-argument-parser")], path: "recipes/Support"),
+        .executableTarget(name: "addition", dependencies: ["RecipeSupport", "Loom", .product(name: "ArgumentParser", package: "swift-argument-parser")], path: "recipes/addition"),
+        .executableTarget(name: "compare-xy", dependencies: ["RecipeSupport", "Loom", .product(name: "ArgumentParser", package: "swift-argument-parser")], path: "recipes/compare-xy"),
+        .executableTarget(name: "addition-regression", dependencies: ["RecipeSupport", "Loom", .product(name: "ArgumentParser", package: "swift-argument-parser")], path: "recipes/addition-regression"),
+        .executableTarget(name: "timeseries", dependencies: ["RecipeSupport", "Loom", .product(name: "ArgumentParser", package: "swift-argument-parser")], path: "recipes/timeseries"),
         // Fuzz targets (libFuzzer through scripts/fuzz.sh); a replayer of saved inputs otherwise.
         .executableTarget(name: "LoomFuzz", dependencies: ["LoomAudio", "LoomSeq2Seq"]),
 

@@ -118,8 +118,8 @@ public struct Recurrent<Scalar: TensorScalar, Kind: RecurrentCellKind> {
         guard masks.isEmpty || masks.count == numLayers else {
             throw TensorError.invalidArgument(op: "\(cell)", message: "\(masks.count) layer masks for \(numLayers) layers")
         }
-        if implementation == .fused, masks.isEmpty, input.batch == 1, Scalar.self == Float.self, cell != .gru,
-           !GradientRecording.isEnabled || !(input.values.isRecorded || state.hidden.isRecorded || (state.cell?.isRecorded ?? false)) {
+        // Off the tape only (the weights are parameters: a recording run needs the fused kernel's pullback).
+        if implementation == .fused, masks.isEmpty, input.batch == 1, Scalar.self == Float.self, cell != .gru, !GradientRecording.isEnabled {
             return try runOneSequence(input, state: state)
         }
         let packing = Packing(lengths: input.lengths, steps: input.steps)

@@ -28,9 +28,10 @@ public struct RecurrentCellWeights<Scalar: TensorScalar> {
     /// One step without gradients, fused: both products into one gate buffer, then the C row pass
     /// of the fused kernel (loom_cells.c). The same values as `step` up to rounding; what
     /// step-by-step decoding runs (about ten times fewer tensor operations).
-    /// Float LSTM and RNN only; nil otherwise (callers fall back to `step`).
+    /// Float LSTM and RNN, inside `withoutGradients` only; nil otherwise (callers fall back to `step`).
     public func inferenceStep(_ cell: RecurrentCell, input x: Tensor<Scalar>, state: RecurrentState<Scalar>) throws -> RecurrentState<Scalar>? {
-        guard Scalar.self == Float.self, cell != .gru, !GradientRecording.isEnabled || !(x.isRecorded || state.hidden.isRecorded) else { return nil }
+        // Off the tape only: the weights are parameters, so a recording run must take `step`.
+        guard Scalar.self == Float.self, cell != .gru, !GradientRecording.isEnabled else { return nil }
         let h = recurrentWeight.shape[1], g = cell.gates * h, inputSize = inputWeight.shape[1]
         guard x.rank == 2, x.shape[1] == inputSize, state.hidden.shape == [x.shape[0], h] else {
             throw TensorError.rank(op: "\(cell) step", expected: "input [B, \(inputSize)] and state [B, \(h)]", shape: x.shape)

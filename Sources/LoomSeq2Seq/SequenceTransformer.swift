@@ -26,6 +26,9 @@ public struct SequenceTransformerConfiguration: Codable, Equatable, Sendable {
     /// Feed the previous attentional vector into the next decoder step (Luong's input feeding).
     public var inputFeeding: Bool
     public var dropout: Double
+    /// Reverse each text source before encoding (the classic trick for LSTM encoders; the model
+    /// file records it, so decoding applies it too). nil means no.
+    public var reverseSource: Bool?
 
     public init(source: Source, encoderLayers: [Int], encoderBidirectional: [Bool]? = nil, target: TextCodec, targetEmbeddingSize: Int,
                 decoderHidden: Int, decoderLayers: Int = 1, attention: Attention<Float>.Score? = nil, inputFeeding: Bool = false, dropout: Double = 0) {
@@ -154,7 +157,8 @@ public final class SequenceTransformer {
         guard case let .text(codec, _) = configuration.source else {
             throw TensorError.invalidArgument(op: "SequenceTransformer", message: "this model reads audio, not text")
         }
-        return .indices(PaddedIndices(try texts.map { try codec.encode($0) }, padding: codec.paddingIndex))
+        let reverse = configuration.reverseSource ?? false
+        return .indices(PaddedIndices(try texts.map { try codec.encode(reverse ? String($0.reversed()) : $0) }, padding: codec.paddingIndex))
     }
 
     /// Feature matrices [frames, features] (row-major) to a batch.

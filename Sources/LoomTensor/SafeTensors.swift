@@ -70,11 +70,23 @@ public struct SafeTensors: Sendable {
 
     /// Reads and validates a file.
     public static func read(_ url: URL) throws -> SafeTensors {
-        let data: Data
-        do { data = try Data(contentsOf: url, options: .mappedIfSafe) } catch {
-            throw SafeTensorsError.io("\(url.path): \(error.localizedDescription)")
+        return try SafeTensors(data: readFile(url))
+    }
+
+    /// The bytes of a file through POSIX reads (Foundation's Data(contentsOf:) leaks a
+    /// buffer on empty files, found by the fuzz target under LeakSanitizer).
+    static func readFile(_ url: URL) throws -> Data {
+        let fd = open(url.path, O_RDONLY)
+        guard fd >= 0 else { throw SafeTensorsError.io("\(url.path): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        var data = Data()
+        var buffer = [UInt8](repeating: 0, count: 1 << 16)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { Foundation.read(fd, $0.baseAddress, $0.count) }
+            if n < 0 { throw SafeTensorsError.io("\(url.path): \(String(cString: strerror(errno)))") }
+            if n == 0 { return data }
+            data.append(contentsOf: buffer[0..<n])
         }
-        return try SafeTensors(data: data)
     }
 
     /// Validates bytes as a safetensors file.

@@ -5,7 +5,16 @@ public enum GradientClipping {
     public static func globalNorm<S: TensorScalar>(_ gradients: [Tensor<S>]) -> Double {
         var total = 0.0
         for g in gradients {
-            for x in g.scalars { total += Double(x) * Double(x) }
+            g.withBase { p in
+                // Specialized loops: a generic Double(x) is a dynamic conversion per element.
+                if S.self == Float.self {
+                    let f = UnsafeRawPointer(p).assumingMemoryBound(to: Float.self)
+                    for i in 0..<g.count { total += Double(f[i]) * Double(f[i]) }
+                } else {
+                    let d = UnsafeRawPointer(p).assumingMemoryBound(to: Double.self)
+                    for i in 0..<g.count { total += d[i] * d[i] }
+                }
+            }
         }
         return total.squareRoot()
     }

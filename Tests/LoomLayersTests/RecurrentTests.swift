@@ -91,6 +91,39 @@ final class RecurrentTests: XCTestCase {
         }
     }
 
+    /// Decoding one sequence takes a raw-step path (no packing, no tape); it must equal the
+    /// general fused path (the same sequence in a batch of two) up to Float rounding, and the
+    /// fused inference cell step must equal the composed `step`.
+    func testOneSequenceInferencePathEqualsBatchedPath() throws {
+        func check<K: RecurrentCellKind>(_ kind: K.Type) throws {
+            let s = RandomSource(seed: 12)
+            let layer = try Recurrent<Float, K>(inputSize: 3, hiddenSize: 5, numLayers: 2, bidirectional: true, using: s)
+            let x = try Tensor<Float>.randomUniform([6, 1, 3], lower: -1, upper: 1, using: s)
+            let h0 = try Tensor<Float>.randomUniform([4, 1, 5], lower: -1, upper: 1, using: s)
+            let c0 = try Tensor<Float>.randomUniform([4, 1, 5], lower: -1, upper: 1, using: s)
+            let state = RecurrentState(hidden: h0, cell: K.cell == .lstm ? c0 : nil)
+            let (fast, fastState) = try withoutGradients { try layer(SequenceBatch(values: x, lengths: [4]), initialState: state) }
+            let pair = try Tensor.concatenate([x, x], axis: 1)
+            let pairState = RecurrentState(hidden: try Tensor.concatenate([h0, h0], axis: 1), cell: K.cell == .lstm ? try Tensor.concatenate([c0, c0], axis: 1) : nil)
+            let (slow, slowState) = try layer(SequenceBatch(values: pair, lengths: [4, 4]), initialState: pairState)
+            let slowFirst = try slow.values.slice(axis: 1, 0..<1)
+            for (a, b) in zip(fast.values.scalars, slowFirst.scalars) { XCTAssertEqual(a, b, accuracy: 1e-5, "\(K.cell)") }
+            for (a, b) in zip(fastState.hidden.scalars, try slowState.hidden.slice(axis: 1, 0..<1).scalars) { XCTAssertEqual(a, b, accuracy: 1e-5) }
+            if K.cell != .gru {
+                let w = layer.weights[0][0]
+                let xs = try x.reshaped([6, 3]).slice(axis: 0, 0..<2)
+                let st = RecurrentState(hidden: try h0.select(axis: 0, index: 0).concatenatingRows(), cell: K.cell == .lstm ? try c0.select(axis: 0, index: 0).concatenatingRows() : nil)
+                let composed = try withoutGradients { try w.step(K.cell, input: xs, state: st) }
+                let fused = try XCTUnwrap(try withoutGradients { try w.inferenceStep(K.cell, input: xs, state: st) })
+                for (a, b) in zip(fused.hidden.scalars, composed.hidden.scalars) { XCTAssertEqual(a, b, accuracy: 1e-5) }
+                XCTAssertNil(try w.inferenceStep(K.cell, input: xs, state: st), "recording: the tape path is required")
+            }
+        }
+        try check(RNNKind.self)
+        try check(LSTMKind.self)
+        try check(GRUKind.self)
+    }
+
     func testFusedEqualsReferenceOnEdgeShapes() throws {
         func all(_ steps: Int, _ lengths: [Int], _ i: Int, _ h: Int, _ layers: Int, _ bi: Bool) throws {
             try compareFusedWithReference(RNNKind.self, steps: steps, lengths: lengths, inputSize: i, hiddenSize: h, layers: layers, bidirectional: bi)
@@ -161,4 +194,9 @@ final class RecurrentTests: XCTestCase {
         ])
         XCTAssertEqual(gru.parameters[8].shape, [12, 8], "layer 1 reads both directions of layer 0")
     }
+}
+
+extension Tensor {
+    /// [1, H] -> [2, H]: the row twice.
+    func concatenatingRows() throws -> Tensor { try Tensor.concatenate([self, self], axis: 0) }
 }

@@ -192,3 +192,32 @@ final class SequenceTransformerTests: XCTestCase {
         XCTAssertLessThan(greedy[0].logProbability, best.logp, "greedy is fooled here, so the test means something")
     }
 }
+
+extension SequenceTransformerTests {
+    /// An audio-source model: feature matrices in, frame stacking, decoding, and a model file round trip.
+    func testAudioSourceWithFrameStacking() throws {
+        var features = FeatureConfiguration.preset(.speech, kind: .mel)
+        features.melBands = 8
+        let m = try SequenceTransformer(SequenceTransformerConfiguration(
+            source: .audio(features, frameStacking: 3), encoderLayers: [8], encoderBidirectional: [true],
+            target: characters("0123456789"), targetEmbeddingSize: 4, decoderHidden: 8, attention: .additive), using: RandomSource(seed: 9))
+        let first: [Float] = (0..<80).map { Float($0 % 7) / 7 }
+        let second: [Float] = (0..<32).map { Float($0 % 5) / 5 }
+        let items: [(values: [Float], frames: Int)] = [(first, 10), (second, 4)]
+        let batch = try m.sourceBatch(features: items)
+        let encoded = try m.encode(batch)
+        XCTAssertEqual(encoded.outputs.lengths, [4, 2], "10 and 4 frames stacked by 3")
+        XCTAssertEqual(encoded.outputs.steps, 4)
+        let loss = try m.loss(sources: batch, targets: ["12", "7"])
+        XCTAssertTrue(loss.scalarValue.isFinite)
+        XCTAssertEqual(try loss.gradients(for: m.parameters).count, m.parameters.count)
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("audio-\(UUID().uuidString).safetensors")
+        defer { try? FileManager.default.removeItem(at: url) }
+        try m.save(to: url)
+        let (loaded, _) = try SequenceTransformer.load(from: url)
+        XCTAssertEqual(try loaded.decode(loaded.sourceBatch(features: items), options: DecodingOptions(maximumLength: 5)).map { $0[0].hypothesis },
+                       try m.decode(batch, options: DecodingOptions(maximumLength: 5)).map { $0[0].hypothesis })
+        XCTAssertThrowsError(try m.sourceBatch(texts: ["1"])) { XCTAssertTrue("\($0)".contains("audio")) }
+        XCTAssertThrowsError(try m.sourceBatch(features: [(values: [1, 2, 3], frames: 1)])) { XCTAssertTrue("\($0)".contains("3 values")) }
+    }
+}

@@ -1,0 +1,59 @@
+import Foundation
+import XCTest
+
+/// Every recipe's quick mode, end to end: a real (small) training run whose report must clearly
+/// beat chance, plus the saved model and plots it promises.
+final class RecipeTests: XCTestCase {
+    func binary(_ name: String) -> URL { URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent(name) }
+
+    func runQuick(_ recipe: String, _ extra: [String] = []) throws -> (report: [String: String], directory: URL) {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("recipe-\(recipe)-\(UUID().uuidString)")
+        addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
+        let process = Process()
+        process.executableURL = binary(recipe)
+        process.arguments = ["--quick", "--threads", "2", "--output", dir.path] + extra
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        XCTAssertEqual(process.terminationStatus, 0, output)
+        let data = try Data(contentsOf: dir.appendingPathComponent("report.json"))
+        let report = try XCTUnwrap(try JSONSerialization.jsonObject(with: data) as? [String: String], output)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir.appendingPathComponent("metrics.jsonl").path)
+                      || FileManager.default.fileExists(atPath: dir.appendingPathComponent("stateful/metrics.jsonl").path), "metrics log")
+        return (report, dir)
+    }
+
+    func percentage(_ text: String?) -> Double { Double(text?.replacingOccurrences(of: "%", with: "") ?? "") ?? -1 }
+
+    func testAdditionQuick() throws {
+        let (report, dir) = try runQuick("addition")
+        // Chance: an exact 1-3 digit sum is about 1 in 200, a character about 1 in 10.
+        XCTAssertGreaterThan(percentage(report["held-out character accuracy"]), 30, "\(report)")
+        XCTAssertGreaterThan(percentage(report["held-out exact match"]), 3, "\(report)")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir.appendingPathComponent("addition.safetensors").path))
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir.appendingPathComponent("loss.svg").path))
+    }
+
+    func testCompareXYQuick() throws {
+        let (report, _) = try runQuick("compare-xy")
+        XCTAssertGreaterThan(percentage(report["training-set accuracy"]), 90, "\(report)")
+        XCTAssertGreaterThan(percentage(report["unseen lengths accuracy"]), 80, "chance is 1/3: \(report)")
+    }
+
+    func testAdditionRegressionQuick() throws {
+        let (report, _) = try runQuick("addition-regression")
+        // Rounding to the exact sum by chance (a spread of predictions over ~200 values): ~1%.
+        XCTAssertGreaterThan(percentage(report["held-out predictions rounding to the correct sum"]), 10, "\(report)")
+    }
+
+    func testTimeseriesQuick() throws {
+        let (report, dir) = try runQuick("timeseries")
+        // The walk's steps are -1, 0, 1: predicting no change scores 0.816; a broken model far worse.
+        let stateful = Double(report.first { $0.key.hasPrefix("stateful LSTM") }?.value ?? "") ?? 99
+        XCTAssertLessThan(stateful, 1.5, "\(report)")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir.appendingPathComponent("predictions.svg").path))
+    }
+}

@@ -1,0 +1,91 @@
+// The Keras addition example as a SequenceTransformer: "535+61" -> "596".
+// 50,000 unique pairs of numbers up to 3 digits (corpora/addition), 10% held out, input reversed by
+// default; trains until 99% exact match on the held-out pairs or the epoch limit, then saves
+// runs/addition/addition.safetensors for `loom decode`.
+import ArgumentParser
+import Foundation
+import Loom
+import RecipeSupport
+
+struct Addition: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "addition", abstract: "Learn to add: \"535+61\" -> \"596\" with an encoder-decoder.")
+
+    @OptionGroup var common: RecipeOptions
+    @Option(help: "Digits per number.") var digits = 3
+    @Option(help: "Unique pairs in the corpus.") var pairs = 50_000
+    @Flag(name: .customLong("no-reverse"), help: "Do not reverse the input string (reversing helps LSTMs).") var noReverse = false
+    @Option(help: "Stop once held-out exact match reaches this.") var target = 0.99
+
+    func run() throws {
+        common.configureThreads()
+        let quick = common.quick
+        let digits = quick ? min(self.digits, 2) : self.digits
+        let count = quick ? min(pairs, 3000) : pairs
+        let epochs = common.epochs ?? (quick ? 8 : 20)
+        let hidden = common.hidden ?? (quick ? 64 : 128)
+        let batchSize = common.batchSize ?? 128
+        let reverse = !noReverse
+        let directory = try common.outputDirectory("addition")
+        let corpus = try AdditionCorpus.generate(digits: digits, pairs: count, seed: common.seed)
+        let (train, held) = split(corpus, heldOut: 0.1, seed: common.seed &+ 1)
+        print("addition: \(corpus.count) unique pairs of up to \(digits) digits (\(train.count) train, \(held.count) held out), input \(reverse ? "reversed" : "as written")")
+
+        let source = RandomSource(seed: common.seed)
+        var architecture = try SequenceTransformerConfiguration(
+            source: .text(.characters(try CharacterEncoder(alphabet: Array("0123456789+"))), embeddingSize: 32),
+            encoderLayers: [hidden], encoderBidirectional: [true],
+            target: .characters(try CharacterEncoder(alphabet: Array("0123456789"))), targetEmbeddingSize: 32,
+            decoderHidden: hidden, attention: .general)
+        architecture.reverseSource = reverse
+        let model = try SequenceTransformer(architecture, using: source)
+        var options = TrainerOptions()
+        options.batchSize = batchSize
+        options.seed = common.seed
+        options.runDirectory = directory
+        options.gradientClipNorm = 5
+        options.restoreBestWeights = false
+        let trainer = Trainer<Float, AdditionCorpus.Pair, [AdditionCorpus.Pair]>(
+            parameters: model.parameters, optimizer: Adam<Float>(learningRate: 3e-3), options: options, randomSource: source,
+            length: { $0.question.count }, collate: { $0 },
+            loss: { batch in try model.loss(sources: model.sourceBatch(texts: batch.map { $0.question }), targets: batch.map(\.answer)) },
+            metrics: { batch in
+                let decoded = try model.decode(model.sourceBatch(texts: batch.map { $0.question }), options: DecodingOptions(maximumLength: digits + 2))
+                return ["exact_match": Double(zip(decoded, batch).filter { $0.0[0].text == $0.1.answer }.count) / Double(batch.count)]
+            })
+        var reached: Int?
+        trainer.onEpochEnd = { record in
+            if reached == nil, let exact = record.validationMetrics["exact_match"], exact >= target { reached = record.epoch }
+        }
+        trainer.shouldStop = { reached != nil && trainer.epoch >= reached! }
+        let start = Date()
+        var history: [EpochRecord] = []
+        // Epoch by epoch so that reaching the target ends the run at an epoch boundary.
+        while trainer.epoch < epochs && reached == nil {
+            history = try trainer.fit(train: train, validation: held, epochs: trainer.epoch + 1)
+        }
+        let seconds = Date().timeIntervalSince(start)
+        let decoded = try model.decode(model.sourceBatch(texts: held.map { $0.question }), options: DecodingOptions(maximumLength: digits + 2))
+        let exact = Double(zip(decoded, held).filter { $0.0[0].text == $0.1.answer }.count) / Double(held.count)
+        let characters = zip(decoded, held).reduce(0.0) { acc, pair in
+            let (a, b) = (Array(pair.0[0].text), Array(pair.1.answer))
+            return acc + Double(zip(a, b).filter { $0 == $1 }.count) / Double(max(a.count, b.count))
+        } / Double(held.count)
+        let modelURL = directory.appendingPathComponent("addition.safetensors")
+        try model.save(to: modelURL, training: ["task": "addition", "digits": "\(digits)", "reversed_input": "\(reverse)",
+                                                "held_out_exact_match": "\(exact)", "epochs": "\(trainer.epoch)"])
+        var report = RecipeReport()
+        report.add("held-out exact match", percent(exact))
+        report.add("held-out character accuracy", percent(characters))
+        report.add("epochs", "\(trainer.epoch)" + (reached.map { " (target \(percent(target)) reached at epoch \($0))" } ?? ""))
+        report.add("wall time", String(format: "%.1f s", seconds))
+        report.add("examples/s", String(format: "%.0f", Double(train.count * trainer.epoch) / seconds))
+        report.add("parameters", "\(model.parameterCount)")
+        report.add("model", modelURL.path)
+        report.add("decode with", "swift run -c release loom decode --model \(modelURL.path) \"535+61\"")
+        report.add("plots", directory.appendingPathComponent("loss.svg").path + ", " + directory.appendingPathComponent("metrics.svg").path)
+        _ = history
+        try report.emit(to: directory)
+    }
+}
+
+Addition.main()
