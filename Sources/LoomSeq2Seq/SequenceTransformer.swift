@@ -344,6 +344,15 @@ public final class SequenceTransformer {
         return try output(top)
     }
 
+    // Entry points for the tests of the two decoder paths.
+    public func decodeTeacherForcedForTesting(inputs: PaddedIndices, encoded: Encoded) throws -> Tensor<Float> {
+        try decodeTeacherForced(inputs: inputs, encoded: encoded)
+    }
+    public func initialStateForTesting(_ encoded: Encoded) -> DecoderState { initialState(encoded) }
+    public func stepForTesting(tokens: [Int], state: DecoderState, encoded: Encoded) throws -> (logits: Tensor<Float>, state: DecoderState) {
+        try step(tokens: tokens, state: state, encoded: encoded)
+    }
+
     /// Attention weights [target steps, source steps] of greedy decoding of one source, for
     /// alignment plots.
     public func alignment(_ source: SourceBatch, maximumLength: Int = 100) throws -> (tokens: [Int], weights: [[Float]]) {

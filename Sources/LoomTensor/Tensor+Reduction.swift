@@ -20,6 +20,17 @@ extension Tensor {
         scalars.withUnsafeBufferPointer { x in
             out.withUnsafeMutableBufferPointer { o in
                 guard let px = x.baseAddress, let po = o.baseAddress else { return }
+                if inner == 1 {
+                    // The last axis: contiguous runs, summed in place (one call per element
+                    // would dominate attention's score sums).
+                    for i in 0..<outer {
+                        var total: Scalar = 0
+                        let row = px + i * size
+                        for j in 0..<size { total += row[j] }
+                        po[i] = total
+                    }
+                    return
+                }
                 for i in 0..<outer {
                     for j in 0..<size {
                         Scalar.accumulate(px + (i * size + j) * inner, into: po + i * inner, count: inner)

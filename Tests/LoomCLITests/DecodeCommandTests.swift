@@ -4,7 +4,7 @@ import XCTest
 
 /// `loom decode` and `loom info` on a saved model, against the library's own decoding.
 final class DecodeCommandTests: XCTestCase {
-    var loom: URL { URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("loom") }
+    var loom: URL { builtExecutable("loom") }
 
     func run(_ arguments: [String], input: String? = nil) throws -> (status: Int32, output: String, error: String) {
         let process = Process()

@@ -3,23 +3,9 @@ import XCTest
 
 /// Runs the real `loom` binary, as a user would.
 final class DemoCommandTests: XCTestCase {
-    /// The `loom` executable built beside this test bundle.
-    var loom: URL {
-        URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("loom")
-    }
+    var loom: URL { builtExecutable("loom") }
 
-    func run(_ arguments: [String]) throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = loom
-        process.arguments = arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
-    }
+    func run(_ arguments: [String]) throws -> (status: Int32, output: String) { try runLoom(arguments) }
 
     /// A real (short) training run must clearly beat chance (50%) on held-out points.
     func testDemoLearnsTheSpirals() throws {

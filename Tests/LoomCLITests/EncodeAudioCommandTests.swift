@@ -3,20 +3,9 @@ import XCTest
 
 /// `loom encode-audio` on real files: good ones are encoded, a bad one is named, the status is non-zero.
 final class EncodeAudioCommandTests: XCTestCase {
-    var loom: URL { URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("loom") }
+    var loom: URL { builtExecutable("loom") }
 
-    func run(_ arguments: [String]) throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = loom
-        process.arguments = arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
-    }
+    func run(_ arguments: [String]) throws -> (status: Int32, output: String) { try runLoom(arguments) }
 
     /// A 16-bit PCM mono WAV, written byte by byte (RIFF header of 44 bytes).
     func wav(_ samples: [Float], rate: Int) -> Data {

@@ -4,13 +4,12 @@ import XCTest
 /// Every recipe's quick mode, end to end: a real (small) training run whose report must clearly
 /// beat chance, plus the saved model and plots it promises.
 final class RecipeTests: XCTestCase {
-    func binary(_ name: String) -> URL { URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent(name) }
 
     func runQuick(_ recipe: String, _ extra: [String] = []) throws -> (report: [String: String], directory: URL) {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("recipe-\(recipe)-\(UUID().uuidString)")
         addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
         let process = Process()
-        process.executableURL = binary(recipe)
+        process.executableURL = builtExecutable(recipe)
         process.arguments = ["--quick", "--threads", "2", "--output", dir.path] + extra
         let pipe = Pipe()
         process.standardOutput = pipe

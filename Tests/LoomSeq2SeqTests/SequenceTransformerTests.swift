@@ -221,3 +221,33 @@ extension SequenceTransformerTests {
         XCTAssertThrowsError(try m.sourceBatch(features: [(values: [1, 2, 3], frames: 1)])) { XCTAssertTrue("\($0)".contains("3 values")) }
     }
 }
+
+extension SequenceTransformerTests {
+    /// Training runs the decoder fused over the whole target; decoding runs it one step at a time.
+    /// Fed the same tokens, both must give the same logits.
+    func testTeacherForcedLogitsEqualStepwiseLogits() throws {
+        for (attention, feeding) in [(Attention<Float>.Score?.none, false), (.general, false), (.additive, false)] {
+            let m = try model(attention: attention, inputFeeding: feeding, seed: 13)
+            let source = try m.sourceBatch(texts: ["abcd", "b", "dca"])
+            let targets = ["abc", "d", "cc"]
+            let (inputs, _) = try m.targetBatch(targets)
+            try withoutGradients {
+                let encoded = try m.encode(source)
+                let fused = try m.decodeTeacherForcedForTesting(inputs: inputs, encoded: encoded)
+                var state = m.initialStateForTesting(encoded)
+                for t in 0..<inputs.steps {
+                    let tokens = Array(inputs.indices[(t * 3)..<((t + 1) * 3)])
+                    let (logits, next) = try m.stepForTesting(tokens: tokens, state: state, encoded: encoded)
+                    let row = try fused.select(axis: 0, index: t)
+                    for b in 0..<3 where t < inputs.lengths[b] {
+                        for k in 0..<logits.shape[1] {
+                            XCTAssertEqual(logits.scalars[b * logits.shape[1] + k], row.scalars[b * logits.shape[1] + k], accuracy: 1e-4,
+                                           "\(String(describing: attention)) step \(t) row \(b)")
+                        }
+                    }
+                    state = next
+                }
+            }
+        }
+    }
+}

@@ -15,6 +15,7 @@ struct Addition: ParsableCommand {
     @Option(help: "Unique pairs in the corpus.") var pairs = 50_000
     @Flag(name: .customLong("no-reverse"), help: "Do not reverse the input string (reversing helps LSTMs).") var noReverse = false
     @Option(help: "Stop once held-out exact match reaches this.") var target = 0.99
+    @Flag(help: "Shuffle plainly instead of bucketing by length.") var shuffle = false
 
     func run() throws {
         common.configureThreads()
@@ -40,10 +41,13 @@ struct Addition: ParsableCommand {
         let model = try SequenceTransformer(architecture, using: source)
         var options = TrainerOptions()
         options.batchSize = batchSize
+        if shuffle { options.order = .shuffled }
         options.seed = common.seed
         options.runDirectory = directory
         options.gradientClipNorm = 5
         options.restoreBestWeights = false
+        // Cosine decay over the epoch budget: the last epochs settle instead of bouncing.
+        options.schedule = CosineSchedule(rate: 3e-3, totalSteps: epochs * ((train.count + batchSize - 1) / batchSize), minimum: 1e-4)
         let trainer = Trainer<Float, AdditionCorpus.Pair, [AdditionCorpus.Pair]>(
             parameters: model.parameters, optimizer: Adam<Float>(learningRate: 3e-3), options: options, randomSource: source,
             length: { $0.question.count }, collate: { $0 },
