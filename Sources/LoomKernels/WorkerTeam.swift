@@ -11,6 +11,11 @@ public final class WorkerTeam: @unchecked Sendable {
     /// The process-wide team; `nil` on a one-core machine.
     public static let shared: WorkerTeam? = ProcessInfo.processInfo.activeProcessorCount >= 2 ? WorkerTeam() : nil
 
+    /// Idle spins before the worker sleeps (about a millisecond or two): a training step's
+    /// serial stretches between parallel products are shorter than that, so the worker is
+    /// awake when the next one comes instead of paying a futex wake-up each time.
+    static let spinsBeforeSleep = 2_000_000
+
     private let posted = Atomic<Int>(0)
     private let finished = Atomic<Int>(0)
     private let sleeping = Atomic<Bool>(false)
@@ -30,7 +35,7 @@ public final class WorkerTeam: @unchecked Sendable {
             var spins = 0
             while posted.load(ordering: .acquiring) == seen {
                 spins += 1
-                if spins > 200_000 {
+                if spins > Self.spinsBeforeSleep {
                     sleeping.store(true, ordering: .sequentiallyConsistent)
                     if posted.load(ordering: .sequentiallyConsistent) == seen { wake.wait() }
                     sleeping.store(false, ordering: .sequentiallyConsistent)
