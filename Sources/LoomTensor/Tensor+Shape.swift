@@ -1,3 +1,4 @@
+import Foundation
 /// Reshaping, permuting, slicing, joining and gathering.
 extension Tensor {
     /// The same elements under another shape; one dimension may be -1 (inferred).
@@ -33,21 +34,36 @@ extension Tensor {
         let outShape = permutation.map { shape[$0] }
         var inputStrides = [Int](repeating: 1, count: rank)
         for axis in stride(from: rank - 2, through: 0, by: -1) { inputStrides[axis] = inputStrides[axis + 1] * shape[axis + 1] }
-        let strides = permutation.map { inputStrides[$0] }
+        // Trailing axes that stay in place form contiguous runs, copied whole.
+        var kept = 0
+        while kept < rank && permutation[rank - 1 - kept] == rank - 1 - kept { kept += 1 }
+        let run = shape[(rank - kept)...].reduce(1, *)
+        let outer = rank - kept
+        let strides = permutation.prefix(outer).map { inputStrides[$0] }
+        let loopShape = Array(outShape.prefix(outer))
         var out: [Scalar] = Memory.zeros(count)
         guard count > 0 else { return Tensor(unchecked: outShape, scalars: out) }
-        var index = [Int](repeating: 0, count: rank)
-        var offset = 0
-        for i in 0..<count {
-            out[i] = scalars[offset]
-            var axis = rank - 1
-            while axis >= 0 {
-                index[axis] += 1
-                offset += strides[axis]
-                if index[axis] < outShape[axis] { break }
-                offset -= strides[axis] * index[axis]
-                index[axis] = 0
-                axis -= 1
+        // Byte copies: every TensorScalar is a plain IEEE float, and this generic code is not
+        // specialized across modules, where a per-element assignment would go through witnesses.
+        let size = MemoryLayout<Scalar>.stride
+        scalars.withUnsafeBytes { src in
+            out.withUnsafeMutableBytes { dst in
+                guard let from = src.baseAddress, let to = dst.baseAddress else { return }
+                var index = [Int](repeating: 0, count: outer)
+                var offset = 0
+                let runs = count / Swift.max(run, 1)
+                for r in 0..<runs {
+                    memcpy(to + r * run * size, from + offset * size, run * size)
+                    var axis = outer - 1
+                    while axis >= 0 {
+                        index[axis] += 1
+                        offset += strides[axis]
+                        if index[axis] < loopShape[axis] { break }
+                        offset -= strides[axis] * index[axis]
+                        index[axis] = 0
+                        axis -= 1
+                    }
+                }
             }
         }
         return Tensor(unchecked: outShape, scalars: out)

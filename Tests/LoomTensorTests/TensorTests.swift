@@ -135,3 +135,28 @@ final class TensorTests: XCTestCase {
         }
     }
 }
+
+extension TensorTests {
+    /// permuted against index arithmetic, for every permutation of a rank-4 shape (trailing axes
+    /// kept in place are copied as runs, the others element by element).
+    func testPermuteMatchesIndexArithmetic() throws {
+        let shape = [2, 3, 4, 5]
+        let x = try Tensor<Double>(shape: shape, scalars: (0..<120).map(Double.init))
+        func permutations(_ items: [Int]) -> [[Int]] {
+            items.count <= 1 ? [items] : items.indices.flatMap { i in permutations(items.enumerated().filter { $0.offset != i }.map(\.element)).map { [items[i]] + $0 } }
+        }
+        for p in permutations([0, 1, 2, 3]) {
+            let y = try x.permuted(p)
+            XCTAssertEqual(y.shape, p.map { shape[$0] })
+            for flat in 0..<120 {
+                // Output index -> input index.
+                var rest = flat, outIndex = [Int](repeating: 0, count: 4)
+                for axis in stride(from: 3, through: 0, by: -1) { outIndex[axis] = rest % y.shape[axis]; rest /= y.shape[axis] }
+                var inIndex = [Int](repeating: 0, count: 4)
+                for (o, axis) in p.enumerated() { inIndex[axis] = outIndex[o] }
+                let expected = ((inIndex[0] * 3 + inIndex[1]) * 4 + inIndex[2]) * 5 + inIndex[3]
+                XCTAssertEqual(y.scalars[flat], Double(expected), "permutation \(p)")
+            }
+        }
+    }
+}
