@@ -21,13 +21,15 @@ extension Tensor {
             out.withUnsafeMutableBufferPointer { o in
                 guard let px = x.baseAddress, let po = o.baseAddress else { return }
                 if inner == 1 {
-                    // The last axis: contiguous runs, summed in place (one call per element
-                    // would dominate attention's score sums).
-                    for i in 0..<outer {
-                        var total: Scalar = 0
-                        let row = px + i * size
-                        for j in 0..<size { total += row[j] }
-                        po[i] = total
+                    // The last axis: contiguous runs (one accumulate call per element would
+                    // dominate attention's score sums), in concrete types (a generic `+=` here
+                    // goes through a witness per element).
+                    if Scalar.self == Float.self {
+                        Reductions.sumRows(UnsafeRawPointer(px).assumingMemoryBound(to: Float.self),
+                                           UnsafeMutableRawPointer(po).assumingMemoryBound(to: Float.self), rows: outer, length: size)
+                    } else {
+                        Reductions.sumRows(UnsafeRawPointer(px).assumingMemoryBound(to: Double.self),
+                                           UnsafeMutableRawPointer(po).assumingMemoryBound(to: Double.self), rows: outer, length: size)
                     }
                     return
                 }
@@ -127,5 +129,25 @@ extension Tensor {
         let a = try normalizedAxis(axis, op: "argmax")
         guard shape[a] > 0 else { throw TensorError.invalidArgument(op: "argmax", message: "axis \(axis) of shape \(shape) is empty") }
         return maxAndIndex(axis: a).indices
+    }
+}
+
+/// Concrete-type loops for generic reductions (generic code here is not specialized across
+/// modules, and a generic `+=` per element costs a witness call).
+enum Reductions {
+    static func sumRows(_ x: UnsafePointer<Float>, _ o: UnsafeMutablePointer<Float>, rows: Int, length: Int) {
+        for i in 0..<rows {
+            var total: Float = 0
+            for j in 0..<length { total += x[i * length + j] }
+            o[i] = total
+        }
+    }
+
+    static func sumRows(_ x: UnsafePointer<Double>, _ o: UnsafeMutablePointer<Double>, rows: Int, length: Int) {
+        for i in 0..<rows {
+            var total: Double = 0
+            for j in 0..<length { total += x[i * length + j] }
+            o[i] = total
+        }
     }
 }

@@ -53,7 +53,13 @@ extension Tensor {
                 var offset = 0
                 let runs = count / Swift.max(run, 1)
                 for r in 0..<runs {
-                    memcpy(to + r * run * size, from + offset * size, run * size)
+                    if size == 4 && run == 1 {
+                        to.storeBytes(of: from.load(fromByteOffset: offset * 4, as: UInt32.self), toByteOffset: r * 4, as: UInt32.self)
+                    } else if size == 8 && run == 1 {
+                        to.storeBytes(of: from.load(fromByteOffset: offset * 8, as: UInt64.self), toByteOffset: r * 8, as: UInt64.self)
+                    } else {
+                        memcpy(to + r * run * size, from + offset * size, run * size)
+                    }
                     var axis = outer - 1
                     while axis >= 0 {
                         index[axis] += 1
