@@ -14,7 +14,8 @@ extension Tensor {
 
     /// Applies `op` elementwise after broadcasting both sides to `shape` (already validated).
     func combined(_ op: BinaryOperation, _ other: Tensor, shape outShape: [Int]) -> Tensor {
-        var out: [Scalar] = Memory.zeros(outShape.reduce(1, *))
+        // Every output row is written by one combine call below.
+        var out: [Scalar] = Memory.uninitialized(outShape.reduce(1, *))
         let rank = outShape.count
         let stridesA = Tensor.broadcastStrides(shape, to: outShape)
         let stridesB = Tensor.broadcastStrides(other.shape, to: outShape)
@@ -113,7 +114,7 @@ extension Tensor {
 
     /// Applies an elementwise function, off the tape.
     func mapped(_ function: UnaryFunction) -> Tensor {
-        var out: [Scalar] = Memory.zeros(count)
+        var out: [Scalar] = Memory.uninitialized(count)
         scalars.withUnsafeBufferPointer { x in
             out.withUnsafeMutableBufferPointer { o in
                 guard let px = x.baseAddress, let po = o.baseAddress else { return }

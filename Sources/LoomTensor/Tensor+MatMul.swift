@@ -37,7 +37,9 @@ extension Tensor {
     static func gemmUnchecked(
         _ a: Tensor, _ b: Tensor, transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, batch: Int, outShape: [Int]
     ) -> Tensor {
-        var out: [Scalar] = Memory.zeros(batch * m * n)
+        // A product with k > 0 and more than one row goes through sgemm with beta 0, which
+        // writes every element; row-vector products (sgemv) and empty sums get zeros first.
+        var out: [Scalar] = m > 1 && k > 0 ? Memory.uninitialized(batch * m * n) : Memory.zeros(batch * m * n)
         guard m > 0, n > 0 else { return Tensor(unchecked: outShape, scalars: out) }
         let strideB = b.rank == 2 ? 0 : k * n
         a.scalars.withUnsafeBufferPointer { pa in

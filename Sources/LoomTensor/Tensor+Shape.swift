@@ -41,7 +41,8 @@ extension Tensor {
         let outer = rank - kept
         let strides = permutation.prefix(outer).map { inputStrides[$0] }
         let loopShape = Array(outShape.prefix(outer))
-        var out: [Scalar] = Memory.zeros(count)
+        // Every run is copied below.
+        var out: [Scalar] = Memory.uninitialized(count)
         guard count > 0 else { return Tensor(unchecked: outShape, scalars: out) }
         // Byte copies: every TensorScalar is a plain IEEE float, and this generic code is not
         // specialized across modules, where a per-element assignment would go through witnesses.
