@@ -79,8 +79,13 @@ struct Decode: ParsableCommand {
         case .tsv:
             for (rank, r) in result.enumerated() { print("\(input)\t\(rank + 1)\t\(String(format: "%.4f", r.hypothesis.score))\t\(r.text)") }
         case .json:
-            let object: [String: Any] = ["input": input, "outputs": result.map { ["text": $0.text, "score": $0.hypothesis.score, "log_probability": $0.hypothesis.logProbability, "finished": $0.hypothesis.finished] }]
-            if let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]) { print(String(decoding: data, as: UTF8.self)) }
+            // JSON has no NaN or infinity: such scores are written as strings, so every input keeps its line.
+            func number(_ x: Double) -> Any { x.isFinite ? x : (x.isNaN ? "NaN" : x > 0 ? "Infinity" : "-Infinity") }
+            let object: [String: Any] = ["input": input, "outputs": result.map {
+                ["text": $0.text, "score": number($0.hypothesis.score), "log_probability": number($0.hypothesis.logProbability), "finished": $0.hypothesis.finished]
+            }]
+            let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data("{}".utf8)
+            print(String(decoding: data, as: UTF8.self))
         }
     }
 }
