@@ -171,7 +171,6 @@ let workloads: [(String, () throws -> Void)] = [
         _ = try report("seq2seq-decode-batch1", unit: "ms per sequence", repetitions: 7, figure: { $0 * 1000 / 200 }) {
             for _ in 0..<200 { _ = try model.decode(one, options: options) }
         }
-        if ProcessInfo.processInfo.environment["LOOM_BATCH1_ONLY"] != nil { return }
         var g = SeededGenerator(seed: 2)
         let many = try model.sourceBatch(texts: (0..<256).map { _ in "\(Int.random(in: 100...999, using: &g))+\(Int.random(in: 100...999, using: &g))" })
         _ = try report("seq2seq-decode-batch256", unit: "sequences/s", repetitions: 7, figure: { 256 * 10 / $0 }) {

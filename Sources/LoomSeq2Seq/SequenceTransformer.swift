@@ -343,38 +343,6 @@ public final class SequenceTransformer {
         }
         return try output(top)
     }
-
-    // Entry points for the tests of the two decoder paths.
-    public func decodeTeacherForcedForTesting(inputs: PaddedIndices, encoded: Encoded) throws -> Tensor<Float> {
-        try decodeTeacherForced(inputs: inputs, encoded: encoded)
-    }
-    public func initialStateForTesting(_ encoded: Encoded) -> DecoderState { initialState(encoded) }
-    public func stepForTesting(tokens: [Int], state: DecoderState, encoded: Encoded) throws -> (logits: Tensor<Float>, state: DecoderState) {
-        try step(tokens: tokens, state: state, encoded: encoded)
-    }
-
-    /// Attention weights [target steps, source steps] of greedy decoding of one source, for
-    /// alignment plots.
-    public func alignment(_ source: SourceBatch, maximumLength: Int = 100) throws -> (tokens: [Int], weights: [[Float]]) {
-        try withoutGradients {
-            let encoded = try encode(source)
-            guard let attention, let memory = encoded.memory else { return ([], []) }
-            var state = initialState(encoded)
-            var token = configuration.target.startIndex
-            var tokens: [Int] = [], weights: [[Float]] = []
-            for _ in 0..<maximumLength {
-                let (logits, next) = try step(tokens: [token], state: state, encoded: encoded)
-                let query = next.layers.last!.hidden
-                let (_, w) = try attention(query: query, memory: Self.memory(memory, rows: [0], attention: attention))
-                weights.append(Array(w.scalars.prefix(encoded.outputs.lengths[0])))
-                token = try logits.argmax(alongAxis: 1)[0]
-                if token == configuration.target.endIndex { break }
-                tokens.append(token)
-                state = next
-            }
-            return (tokens, weights)
-        }
-    }
 }
 
 extension RecurrentState: BeamState {

@@ -87,8 +87,6 @@ struct Demo: ParsableCommand {
         print("two spirals: \(train.labels.count) training points, \(test.labels.count) held out; "
               + "MLP 2-\(hidden)-\(hidden)-2, Adam lr \(learningRate), batch \(batchSize), \(BLAS.coreName) kernels, \(threads) threads")
         let start = Date()
-        let testSet = Array(0..<test.labels.count)
-        _ = testSet
         try trainer.fit(train: Array(0..<train.labels.count), epochs: epochs)
         let elapsed = Date().timeIntervalSince(start)
         let trainAccuracy = try Demo.accuracy(model, train.x, train.labels)

@@ -1,5 +1,5 @@
 import Foundation
-import LoomSeq2Seq
+@testable import LoomSeq2Seq
 import XCTest
 
 final class SequenceTransformerTests: XCTestCase {
@@ -233,11 +233,11 @@ extension SequenceTransformerTests {
             let (inputs, _) = try m.targetBatch(targets)
             try withoutGradients {
                 let encoded = try m.encode(source)
-                let fused = try m.decodeTeacherForcedForTesting(inputs: inputs, encoded: encoded)
-                var state = m.initialStateForTesting(encoded)
+                let fused = try m.decodeTeacherForced(inputs: inputs, encoded: encoded)
+                var state = m.initialState(encoded)
                 for t in 0..<inputs.steps {
                     let tokens = Array(inputs.indices[(t * 3)..<((t + 1) * 3)])
-                    let (logits, next) = try m.stepForTesting(tokens: tokens, state: state, encoded: encoded)
+                    let (logits, next) = try m.step(tokens: tokens, state: state, encoded: encoded)
                     let row = try fused.select(axis: 0, index: t)
                     for b in 0..<3 where t < inputs.lengths[b] {
                         for k in 0..<logits.shape[1] {
