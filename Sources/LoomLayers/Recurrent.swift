@@ -29,7 +29,7 @@ public typealias LongShortTermMemoryLayer<Scalar: TensorScalar> = LSTM<Scalar>
 /// let (output, state) = try lstm(SequenceBatch(values: features, lengths: lengths))
 /// ```
 public struct Recurrent<Scalar: TensorScalar, Kind: RecurrentCellKind> {
-    public enum Merge: String, Sendable, Codable { case concatenate, sum, mean }
+    public typealias Merge = DirectionMerge
 
     public let inputSize: Int, hiddenSize: Int, numLayers: Int
     public let bidirectional: Bool
@@ -284,11 +284,7 @@ public struct Recurrent<Scalar: TensorScalar, Kind: RecurrentCellKind> {
 
     func mergeDirections(_ outputs: [Tensor<Scalar>]) throws -> Tensor<Scalar> {
         guard outputs.count == 2 else { return outputs[0] }
-        switch merge {
-        case .concatenate: return try Tensor.concatenate(outputs, axis: 2)
-        case .sum: return try outputs[0] + outputs[1]
-        case .mean: return try (outputs[0] + outputs[1]) * 0.5
-        }
+        return try merge(outputs[0], outputs[1])
     }
 }
 

@@ -9,6 +9,21 @@ public protocol SequenceLayer<Scalar> {
     var parameters: [Parameter<Scalar>] { get }
 }
 
+/// How a forward and a backward pass over the same sequence become one output: side by side
+/// on the feature axis (the usual bidirectional layer), or summed, or averaged.
+public enum DirectionMerge: String, Sendable, Codable {
+    case concatenate, sum, mean
+
+    /// Merges two [T, B, F] tensors (the same shape for sum and mean).
+    public func callAsFunction<Scalar: TensorScalar>(_ forward: Tensor<Scalar>, _ backward: Tensor<Scalar>) throws -> Tensor<Scalar> {
+        switch self {
+        case .concatenate: return try Tensor.concatenate([forward, backward], axis: 2)
+        case .sum: return try forward + backward
+        case .mean: return try (forward + backward) * 0.5
+        }
+    }
+}
+
 extension Recurrent: SequenceLayer {
     /// The output sequence from a zero initial state.
     public func forward(_ input: SequenceBatch<Scalar>) throws -> SequenceBatch<Scalar> { try self(input).output }

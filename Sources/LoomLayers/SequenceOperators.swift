@@ -143,7 +143,7 @@ public struct NestListOperator<Scalar: TensorScalar>: Layer {
 /// re-reverses the second's output and merges the two (Wolfram's NetBidirectionalOperator,
 /// Keras's Bidirectional). The two may share weights (pass the same layer twice).
 public struct BidirectionalOperator<Scalar: TensorScalar>: SequenceLayer {
-    public enum Merge: String, Sendable, Codable { case concatenate, sum, mean }
+    public typealias Merge = DirectionMerge
     public var forwardLayer: any SequenceLayer<Scalar>
     public var backwardLayer: any SequenceLayer<Scalar>
     public let merge: Merge
@@ -161,13 +161,7 @@ public struct BidirectionalOperator<Scalar: TensorScalar>: SequenceLayer {
         guard a.steps == b.steps, a.lengths == b.lengths, merge == .concatenate || a.features == b.features else {
             throw TensorError.incompatibleShapes(op: "BidirectionalOperator \(merge)", a.values.shape, b.values.shape)
         }
-        let values: Tensor<Scalar>
-        switch merge {
-        case .concatenate: values = try Tensor.concatenate([a.values, b.values], axis: 2)
-        case .sum: values = try a.values + b.values
-        case .mean: values = try (a.values + b.values) * 0.5
-        }
-        return try SequenceBatch(values: values, lengths: a.lengths)
+        return try SequenceBatch(values: merge(a.values, b.values), lengths: a.lengths)
     }
 
     public var parameters: [Parameter<Scalar>] {
