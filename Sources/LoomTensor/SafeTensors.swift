@@ -233,18 +233,14 @@ public struct SafeTensors: Sendable {
         let sorted = tensors.sorted { $0.name < $1.name }
         if let dup = zip(sorted, sorted.dropFirst()).first(where: { $0.0.name == $0.1.name }) { throw SafeTensorsError.duplicateKey(dup.0.name) }
         if sorted.contains(where: { $0.name == "__metadata__" }) { throw SafeTensorsError.invalidHeader("a tensor may not be named __metadata__") }
-        func quoted(_ s: String) -> String {
-            let data = (try? JSONSerialization.data(withJSONObject: [s], options: [.withoutEscapingSlashes])) ?? Data("[\"\"]".utf8)
-            return String(decoding: data.dropFirst().dropLast(), as: UTF8.self)
-        }
         var parts: [String] = []
         if !metadata.isEmpty {
-            parts.append("\"__metadata__\":{" + metadata.sorted { $0.key < $1.key }.map { "\(quoted($0.key)):\(quoted($0.value))" }.joined(separator: ",") + "}")
+            parts.append("\"__metadata__\":{" + metadata.sorted { $0.key < $1.key }.map { "\(JSONText.quoted($0.key)):\(JSONText.quoted($0.value))" }.joined(separator: ",") + "}")
         }
         var offset = 0
         for (name, tensor) in sorted {
             let bytes = tensor.count * size
-            parts.append("\(quoted(name)):{\"dtype\":\"\(dtype)\",\"shape\":[\(tensor.shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(offset),\(offset + bytes)]}")
+            parts.append("\(JSONText.quoted(name)):{\"dtype\":\"\(dtype)\",\"shape\":[\(tensor.shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(offset),\(offset + bytes)]}")
             offset += bytes
         }
         var header = "{" + parts.joined(separator: ",") + "}"
@@ -263,6 +259,16 @@ public struct SafeTensors: Sendable {
     /// the directory. A crash at any point leaves either the old file or the new one.
     public static func write<S: TensorScalar>(_ tensors: [(name: String, tensor: Tensor<S>)], metadata: [String: String] = [:], to url: URL) throws {
         try AtomicFile.write(serialize(tensors, metadata: metadata), to: url)
+    }
+}
+
+/// JSON text built by hand (safetensors headers, metrics logs), where Foundation's encoders
+/// would reorder keys or refuse NaN.
+public enum JSONText {
+    /// `s` as a JSON string literal, quotes and escapes included.
+    public static func quoted(_ s: String) -> String {
+        let data = (try? JSONSerialization.data(withJSONObject: [s], options: [.withoutEscapingSlashes])) ?? Data("[\"\"]".utf8)
+        return String(decoding: data.dropFirst().dropLast(), as: UTF8.self)
     }
 }
 

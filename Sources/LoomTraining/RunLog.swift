@@ -16,9 +16,7 @@ public enum LogValue: Sendable, Equatable {
             if x.isInfinite { return x > 0 ? "\"Infinity\"" : "\"-Infinity\"" }
             return "\(x)"
         case let .integer(i): return "\(i)"
-        case let .text(s):
-            let data = (try? JSONSerialization.data(withJSONObject: [s], options: [.withoutEscapingSlashes])) ?? Data("[\"\"]".utf8)
-            return String(decoding: data.dropFirst().dropLast(), as: UTF8.self)
+        case let .text(s): return JSONText.quoted(s)
         case let .object(map):
             return "{" + map.sorted { $0.key < $1.key }.map { LogValue.text($0.key).json + ":" + $0.value.json }.joined(separator: ",") + "}"
         }

@@ -83,7 +83,8 @@ struct EncodeAudio: ParsableCommand {
         let encoder = try AudioEncoder(configuration: makeConfiguration())
         let directory = URL(fileURLWithPath: output)
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        let progress = Progress(total: files.count, logEvery: max(files.count / 20, 1), toStandardError: true)
+        let progress = ProgressLine(logEvery: max(files.count / 20, 1), toStandardError: true)
+        let start = Date()
         var failures: [String] = []
         var used: [String: Int] = [:]
         for (i, file) in files.enumerated() {
@@ -99,7 +100,10 @@ struct EncodeAudio: ParsableCommand {
                 failures.append(file)
                 FileHandle.standardError.write(Data("error: \(error)\n".utf8))
             }
-            if files.count > 1 { progress.update(i + 1, [("failed", "\(failures.count)")]) }
+            if files.count > 1 {
+                let done = i + 1, eta = Date().timeIntervalSince(start) / Double(done) * Double(files.count - done)
+                progress.show("\(done)/\(files.count)  failed \(failures.count)  eta \(ProgressLine.duration(eta))", count: done, final: done == files.count)
+            }
         }
         if !failures.isEmpty {
             FileHandle.standardError.write(Data("\(failures.count) of \(files.count) files failed: \(failures.joined(separator: ", "))\n".utf8))

@@ -7,10 +7,10 @@ extension XCTestCase {
         URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent(name)
     }
 
-    /// Runs the real `loom` binary, as a user would; standard output and error together.
-    func runLoom(_ arguments: [String]) throws -> (status: Int32, output: String) {
+    /// Runs a built executable, as a user would; standard output and error together.
+    func runExecutable(_ name: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
         let process = Process()
-        process.executableURL = builtExecutable("loom")
+        process.executableURL = builtExecutable(name)
         process.arguments = arguments
         let pipe = Pipe()
         process.standardOutput = pipe
@@ -20,4 +20,7 @@ extension XCTestCase {
         process.waitUntilExit()
         return (process.terminationStatus, String(decoding: data, as: UTF8.self))
     }
+
+    /// Runs the real `loom` binary.
+    func runLoom(_ arguments: [String]) throws -> (status: Int32, output: String) { try runExecutable("loom", arguments) }
 }

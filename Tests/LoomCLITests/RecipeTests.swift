@@ -8,16 +8,8 @@ final class RecipeTests: XCTestCase {
     func runQuick(_ recipe: String, _ extra: [String] = []) throws -> (report: [String: String], directory: URL) {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("recipe-\(recipe)-\(UUID().uuidString)")
         addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
-        let process = Process()
-        process.executableURL = builtExecutable(recipe)
-        process.arguments = ["--quick", "--threads", "2", "--output", dir.path] + extra
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        XCTAssertEqual(process.terminationStatus, 0, output)
+        let (status, output) = try runExecutable(recipe, ["--quick", "--threads", "2", "--output", dir.path] + extra)
+        XCTAssertEqual(status, 0, output)
         let data = try Data(contentsOf: dir.appendingPathComponent("report.json"))
         let report = try XCTUnwrap(try JSONSerialization.jsonObject(with: data) as? [String: String], output)
         XCTAssertTrue(FileManager.default.fileExists(atPath: dir.appendingPathComponent("metrics.jsonl").path)
