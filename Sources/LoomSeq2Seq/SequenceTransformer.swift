@@ -248,15 +248,19 @@ public final class SequenceTransformer {
     // MARK: - Decoder
 
     /// The decoder's state between steps: per layer (hidden, cell) [N, H]; the previous
-    /// attentional vector (input feeding); which source row each decoding row reads.
+    /// attentional vector (input feeding); which source row each decoding row reads, and the
+    /// attention memory laid out for those rows (built once, kept while the mapping holds:
+    /// beam search reorders beams within their source every step).
     public struct DecoderState: BeamState {
         public var layers: [RecurrentState<Float>]
         public var feed: Tensor<Float>?
         public var sources: [Int]
+        var memory: Attention<Float>.Memory?
 
         public func selecting(rows: [Int]) throws -> DecoderState {
-            DecoderState(layers: try layers.map { try $0.selecting(rows: rows) }, feed: try feed?.gathering(rows: rows),
-                         sources: rows.map { sources[$0] })
+            let picked = rows.map { sources[$0] }
+            return DecoderState(layers: try layers.map { try $0.selecting(rows: rows) }, feed: try feed?.gathering(rows: rows),
+                                sources: picked, memory: picked == sources ? memory : nil)
         }
     }
 
@@ -274,13 +278,14 @@ public final class SequenceTransformer {
         }
         var top = x
         var feed: Tensor<Float>?
+        var rowsMemory = state.memory
         if let attention, let memory = encoded.memory, let combine {
-            let rowsMemory = try Self.memory(memory, rows: state.sources, attention: attention)
-            let (context, _) = try attention(query: top, memory: rowsMemory)
+            if rowsMemory == nil { rowsMemory = try Self.memory(memory, rows: state.sources, attention: attention) }
+            let (context, _) = try attention(query: top, memory: rowsMemory!)
             top = try combine(Tensor.concatenate([context, top], axis: 1)).tanh()
             if c.inputFeeding { feed = top }
         }
-        return (try output(top), DecoderState(layers: layers, feed: feed, sources: state.sources))
+        return (try output(top), DecoderState(layers: layers, feed: feed, sources: state.sources, memory: rowsMemory))
     }
 
     /// The attention memory with its batch columns picked by `rows` (identity when unchanged).
@@ -297,7 +302,7 @@ public final class SequenceTransformer {
         let b = encoded.outputs.batch
         return DecoderState(layers: encoded.initialState,
                             feed: configuration.inputFeeding ? Tensor.zeros(unchecked: [b, configuration.decoderHidden]) : nil,
-                            sources: Array(0..<b))
+                            sources: Array(0..<b), memory: encoded.memory)
     }
 
     // MARK: - Training
