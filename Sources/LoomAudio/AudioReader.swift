@@ -144,6 +144,7 @@ public struct Audio: Equatable, Sendable {
         return Audio(samples: samples, sampleRate: sampleRate ?? reader.sampleRate)
     }
 
+    /// Loudness normalization applied to a whole signal.
     public enum Normalization: Equatable, Sendable {
         case none
         /// Scale so the largest |sample| is `level` (Wolfram's {"Max", v}).

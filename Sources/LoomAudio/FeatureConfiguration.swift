@@ -3,11 +3,17 @@ import Foundation
 /// Every parameter of the spectrogram / mel / MFCC front end, named, with presets that
 /// reproduce librosa, torchaudio and Wolfram defaults and Loom's `speech` front end.
 public struct FeatureConfiguration: Codable, Equatable, Sendable {
+    /// The features per frame: the power (or magnitude) spectrum, mel bands, or MFCCs.
     public enum Kind: String, Codable, Sendable, CaseIterable { case spectrogram, mel, mfcc }
+    /// The analysis window.
     public enum Window: String, Codable, Sendable { case hann, hamming }
+    /// How a centered signal is extended at both ends.
     public enum Padding: String, Codable, Sendable { case reflect, constant }
+    /// Hz to mel: Slaney (librosa's default) or HTK (2595 log10(1 + f/700)).
     public enum MelScale: String, Codable, Sendable { case slaney, htk }
+    /// Filter normalization: Slaney (area 2 / bandwidth) or none (peak 1).
     public enum MelNorm: String, Codable, Sendable { case slaney, none }
+    /// The compression applied to the spectrum or mel values.
     public enum Log: Codable, Equatable, Sendable {
         case none
         /// ln(x + offset) (the speech front end: 1e-6; torchaudio's log_mels).
@@ -18,6 +24,7 @@ public struct FeatureConfiguration: Codable, Equatable, Sendable {
         /// (librosa's power_to_db with ref 1, torchaudio's AmplitudeToDB("power")).
         case decibels(amin: Double, topDB: Double?)
     }
+    /// Named defaults (see `preset(_:kind:)`).
     public enum Preset: String, Codable, Sendable, CaseIterable { case librosa, torchaudio, wolfram, speech }
 
     public var kind: Kind

@@ -84,6 +84,7 @@ public enum Numpy {
 /// and on `commit` fixes the shape in the header, syncs and renames: a failed or interrupted
 /// run never leaves a partial file under the destination name.
 public final class FeatureFileWriter {
+    /// NumPy .npy v1.0 float32, or comma-separated text (one frame per line).
     public enum Format: String, Sendable, CaseIterable { case npy, csv }
 
     public let destination: URL

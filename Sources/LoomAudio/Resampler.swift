@@ -3,6 +3,7 @@ import CSampleRate
 /// Sample-rate conversion with libsamplerate (band-limited sinc interpolation), streaming: feed
 /// blocks in order, the last one with `isLast`.
 public final class Resampler {
+    /// libsamplerate's sinc converters (SRC_SINC_BEST_QUALITY, MEDIUM_QUALITY, FASTEST).
     public enum Quality: Int32, Sendable {
         case best = 0, medium = 1, fastest = 2
     }

@@ -13,6 +13,7 @@
 /// let (context, weights) = try attention(query: decoderState, memory: memory)   // per step
 /// ```
 public struct Attention<Scalar: TensorScalar> {
+    /// How a query is scored against each key (see the type's documentation).
     public enum Score: String, Sendable, Codable { case dot, general, additive }
 
     public let score: Score

@@ -26,6 +26,7 @@ public struct Hypothesis: Equatable, Sendable {
     public var finished: Bool
 }
 
+/// Limits and search settings for decoding.
 public struct DecodingOptions: Sendable {
     public var maximumLength = 100
     public var minimumLength = 0
@@ -42,6 +43,7 @@ public struct DecodingOptions: Sendable {
     }
 }
 
+/// Greedy and beam search over any `StepDecoder`.
 public enum Search {
     static func normalized(_ logp: Double, length: Int, alpha: Double) -> Double {
         alpha == 0 ? logp : logp / Foundation.pow((5 + Double(length)) / 6, alpha)

@@ -5,6 +5,7 @@ import Foundation
 
 /// The architecture of a `SequenceTransformer`, stored as JSON in model files.
 public struct SequenceTransformerConfiguration: Codable, Equatable, Sendable {
+    /// What the encoder reads.
     public enum Source: Codable, Equatable, Sendable {
         /// Text through an encoder, then an embedding of `embeddingSize`.
         case text(TextCodec, embeddingSize: Int)

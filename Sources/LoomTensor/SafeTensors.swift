@@ -47,6 +47,7 @@ public enum SafeTensorsError: Error, CustomStringConvertible, Equatable {
 /// is allocated, and it is stricter than the reference where the format says so (duplicate keys,
 /// a header not starting with "{", non-string metadata are refused).
 public struct SafeTensors: Sendable {
+    /// One tensor's description in the header.
     public struct Entry: Sendable, Equatable {
         public var dtype: String
         public var shape: [Int]

@@ -95,6 +95,7 @@ public struct ProgressLine {
 
 /// Line plots as standalone SVG, with axes, ticks and a legend; no dependency.
 public enum SVGPlot {
+    /// One named line of points.
     public struct Series {
         public var name: String
         public var points: [(x: Double, y: Double)]

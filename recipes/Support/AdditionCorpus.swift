@@ -6,6 +6,7 @@ import Loom
 /// uniformly from 0 ..< 10^digits (each number's digit count uniform, as in the Keras example),
 /// deterministic for a seed.
 public enum AdditionCorpus {
+    /// One question ("535+61"), its answer ("596") and the two numbers.
     public struct Pair: Sendable, Equatable {
         public var question: String
         public var answer: String

@@ -41,12 +41,17 @@ struct TimeSeries: ParsableCommand {
             return try Loss.meanSquaredError(head(out.values.reshaped([range.count, hidden])),
                                              Tensor(shape: [range.count, 1], scalars: range.map { series[$0 + 1] - series[$0] }))
         }
-        var options = TrainerOptions()
-        options.batchSize = 1
-        options.order = .sequential
-        options.seed = common.seed
-        options.runDirectory = directory.appendingPathComponent("stateful")
-        options.showProgress = false
+        // Both models train quietly into their own run directory.
+        func trainerOptions(batchSize: Int, order: BatchOrder, run: String) -> TrainerOptions {
+            var options = TrainerOptions()
+            options.batchSize = batchSize
+            options.order = order
+            options.seed = common.seed
+            options.runDirectory = directory.appendingPathComponent(run)
+            options.showProgress = false
+            return options
+        }
+        let options = trainerOptions(batchSize: 1, order: .sequential, run: "stateful")
         let chunks = Array(0..<((trainEnd - 1 + chunk - 1) / chunk))
         let trainer = Trainer<Float, Int, Int>(parameters: lstm.parameters + head.parameters, optimizer: Adam<Float>(learningRate: 5e-3),
                                                options: options, randomSource: source, length: { _ in chunk }, collate: { $0[0] }, loss: chunkLoss)
@@ -69,12 +74,7 @@ struct TimeSeries: ParsableCommand {
             let out = try windowed(SequenceBatch(values: Tensor(shape: [window, ends.count, 1], scalars: values)))
             return try windowHead(SequenceLast<Float>()(out.output))
         }
-        var windowOptions = TrainerOptions()
-        windowOptions.batchSize = 32
-        windowOptions.order = .shuffled
-        windowOptions.seed = common.seed
-        windowOptions.runDirectory = directory.appendingPathComponent("windowed")
-        windowOptions.showProgress = false
+        let windowOptions = trainerOptions(batchSize: 32, order: .shuffled, run: "windowed")
         let windowTrainer = Trainer<Float, Int, [Int]>(
             parameters: windowed.parameters + windowHead.parameters, optimizer: Adam<Float>(learningRate: 5e-3), options: windowOptions,
             randomSource: source, length: { _ in window }, collate: { $0 },
