@@ -13,6 +13,7 @@ let package = Package(
         .executable(name: "compare-xy", targets: ["compare-xy"]),
         .executable(name: "addition-regression", targets: ["addition-regression"]),
         .executable(name: "timeseries", targets: ["timeseries"]),
+        .executable(name: "spoken-digits", targets: ["spoken-digits"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -46,6 +47,7 @@ let package = Package(
         .executableTarget(name: "compare-xy", dependencies: ["RecipeSupport", "Loom", .product(name: "ArgumentParser", package: "swift-argument-parser")], path: "recipes/compare-xy"),
         .executableTarget(name: "addition-regression", dependencies: ["RecipeSupport", "Loom", .product(name: "ArgumentParser", package: "swift-argument-parser")], path: "recipes/addition-regression"),
         .executableTarget(name: "timeseries", dependencies: ["RecipeSupport", "Loom", .product(name: "ArgumentParser", package: "swift-argument-parser")], path: "recipes/timeseries"),
+        .executableTarget(name: "spoken-digits", dependencies: ["RecipeSupport", "Loom", .product(name: "ArgumentParser", package: "swift-argument-parser")], path: "recipes/spoken-digits"),
         // Fuzz targets (libFuzzer through scripts/fuzz.sh); a replayer of saved inputs otherwise.
         .executableTarget(name: "LoomFuzz", dependencies: ["LoomAudio", "LoomSeq2Seq"]),
 

@@ -9,6 +9,8 @@ public enum AudioError: Error, CustomStringConvertible, Equatable {
     case unsupported(path: String, reason: String)
     /// Reading failed partway.
     case readFailed(path: String, message: String)
+    /// Writing a file failed (nothing is left at the destination).
+    case writeFailed(path: String, message: String)
     case invalidParameter(String)
 
     public var description: String {
@@ -18,6 +20,7 @@ public enum AudioError: Error, CustomStringConvertible, Equatable {
             return "\(path): cannot read audio (\(kind)): \(message)"
         case let .unsupported(path, reason): return "\(path): unsupported audio: \(reason)"
         case let .readFailed(path, message): return "\(path): reading audio failed: \(message)"
+        case let .writeFailed(path, message): return "\(path): writing audio failed: \(message)"
         case let .invalidParameter(message): return "invalid audio parameter: \(message)"
         }
     }

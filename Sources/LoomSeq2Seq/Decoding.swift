@@ -152,7 +152,7 @@ struct TransformerStepper: StepDecoder {
     var endIndex: Int { model.configuration.target.endIndex }
 
     func step(tokens: [Int], state: SequenceTransformer.DecoderState) throws -> (logProbabilities: Tensor<Float>, state: SequenceTransformer.DecoderState) {
-        let (logits, next) = try model.step(tokens: tokens, state: state, encoded: encoded)
+        let (logits, next, _) = try model.step(tokens: tokens, state: state, encoded: encoded)
         return (try logits.logSoftmax(alongAxis: 1), next)
     }
 }
@@ -169,6 +169,35 @@ extension SequenceTransformer {
                 ? try Search.greedy(stepper, initial: initialState(encoded), rows: rows, start: start, options: options).map { [$0] }
                 : try Search.beam(stepper, initial: initialState(encoded), rows: rows, start: start, options: options)
             return try results.map { hs in try hs.map { (try configuration.target.decode($0.tokens), $0) } }
+        }
+    }
+}
+
+extension SequenceTransformer {
+    /// Greedy decoding of a single source, with where the decoder looked: the attention weights
+    /// of every output step (including the end-of-sequence step) over the encoder steps, each
+    /// row summing to 1. Throws for a model without attention or a batch of more than one.
+    public func alignment(_ source: SourceBatch, maximumLength: Int = 256) throws -> (text: String, tokens: [Int], weights: [[Float]]) {
+        guard attention != nil else { throw TensorError.invalidArgument(op: "SequenceTransformer alignment", message: "the model has no attention") }
+        return try withoutGradients {
+            let encoded = try encode(source)
+            guard encoded.outputs.batch == 1 else {
+                throw TensorError.invalidArgument(op: "SequenceTransformer alignment", message: "one source at a time, not \(encoded.outputs.batch)")
+            }
+            var state = initialState(encoded)
+            var token = configuration.target.startIndex
+            var tokens: [Int] = []
+            var rows: [[Float]] = []
+            for _ in 0..<maximumLength {
+                let (logits, next, weights) = try step(tokens: [token], state: state, encoded: encoded)
+                rows.append(weights.map { Array($0.scalars) } ?? [])
+                let scores = Array(logits.scalars)
+                token = scores.indices.max { scores[$0] < scores[$1] } ?? 0
+                state = next
+                if token == configuration.target.endIndex { break }
+                tokens.append(token)
+            }
+            return (try configuration.target.decode(tokens), tokens, rows)
         }
     }
 }

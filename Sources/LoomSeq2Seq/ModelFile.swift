@@ -64,7 +64,8 @@ extension SequenceTransformer {
         case let .text(codec, e):
             lines.append("source: text, \(Self.describe(codec)), embedding \(e)")
         case let .audio(f, k):
-            lines.append("source: audio, \(f.kind.rawValue) \(f.featureCount) features at \(f.sampleRate) Hz (n_fft \(f.fftLength), hop \(f.hop)), frame stacking \(k)")
+            lines.append("source: audio, \(f.kind.rawValue) \(f.featureCount) features at \(f.sampleRate) Hz (n_fft \(f.fftLength), hop \(f.hop)), frame stacking \(k)"
+                         + (c.featureNormalization.map { ", \($0.rawValue) normalization" } ?? ""))
         }
         for (i, (h, bi)) in zip(c.encoderLayers, c.encoderBidirectional).enumerated() {
             lines.append("encoder layer \(i): LSTM \(h)\(bi ? " bidirectional" : "")")

@@ -30,6 +30,16 @@ public struct SequenceTransformerConfiguration: Codable, Equatable, Sendable {
     /// Reverse each text source before encoding (the classic trick for LSTM encoders; the model
     /// file records it, so decoding applies it too). nil means no.
     public var reverseSource: Bool?
+    /// How audio features are normalized before the encoder (nil: as the front end makes them).
+    public var featureNormalization: FeatureNormalization?
+
+    /// Normalization of an audio source's features.
+    public enum FeatureNormalization: String, Codable, Equatable, Sendable {
+        /// Per utterance and feature: subtract the mean over the frames, divide by the standard
+        /// deviation (cepstral mean and variance normalization; needs no corpus statistics and
+        /// removes a recording's constant channel and level).
+        case utterance
+    }
 
     public init(source: Source, encoderLayers: [Int], encoderBidirectional: [Bool]? = nil, target: TextCodec, targetEmbeddingSize: Int,
                 decoderHidden: Int, decoderLayers: Int = 1, attention: Attention<Float>.Score? = nil, inputFeeding: Bool = false, dropout: Double = 0) {
@@ -173,9 +183,25 @@ public final class SequenceTransformer {
             guard item.values.count == item.frames * f else {
                 throw TensorError.invalidArgument(op: "SequenceTransformer", message: "features of item \(i): \(item.values.count) values for \(item.frames) frames of \(f)")
             }
-            for t in 0..<item.frames { for k in 0..<f { values[(t * b + i) * f + k] = item.values[t * f + k] } }
+            let (shift, scale) = configuration.featureNormalization == .utterance
+                ? Self.utteranceStatistics(item.values, frames: item.frames, features: f)
+                : ([Float](repeating: 0, count: f), [Float](repeating: 1, count: f))
+            for t in 0..<item.frames { for k in 0..<f { values[(t * b + i) * f + k] = (item.values[t * f + k] - shift[k]) * scale[k] } }
         }
         return .features(try SequenceBatch(values: Tensor(shape: [steps, b, f], scalars: values), lengths: features.map(\.frames)))
+    }
+
+    /// Per feature of a [frames, features] matrix: the mean and the reciprocal standard deviation
+    /// (computed in Double; a constant feature gets scale 1/sqrt(1e-10), so it maps to 0).
+    static func utteranceStatistics(_ values: [Float], frames: Int, features f: Int) -> (mean: [Float], scale: [Float]) {
+        var sum = [Double](repeating: 0, count: f), squares = [Double](repeating: 0, count: f)
+        for t in 0..<frames {
+            for k in 0..<f { let v = Double(values[t * f + k]); sum[k] += v; squares[k] += v * v }
+        }
+        let n = Double(Swift.max(frames, 1))
+        let mean = sum.map { $0 / n }
+        let scale = (0..<f).map { k in 1 / (Swift.max(squares[k] / n - mean[k] * mean[k], 0) + 1e-10).squareRoot() }
+        return (mean.map { Float($0) }, scale.map { Float($0) })
     }
 
     /// Targets to (decoder inputs [start] + t, outputs t + [end]), padded.
@@ -265,8 +291,9 @@ public final class SequenceTransformer {
         }
     }
 
-    /// Logits [N, V] of the next token for each row, and the next state.
-    func step(tokens: [Int], state: DecoderState, encoded: Encoded) throws -> (logits: Tensor<Float>, state: DecoderState) {
+    /// Logits [N, V] of the next token for each row, the next state, and the attention weights
+    /// [N, S] over the encoder steps (nil without attention).
+    func step(tokens: [Int], state: DecoderState, encoded: Encoded) throws -> (logits: Tensor<Float>, state: DecoderState, weights: Tensor<Float>?) {
         let c = configuration
         var x = try targetEmbedding(indices: tokens, shape: [tokens.count])
         if let feed = state.feed { x = try Tensor.concatenate([x, feed], axis: 1) }
@@ -280,13 +307,15 @@ public final class SequenceTransformer {
         var top = x
         var feed: Tensor<Float>?
         var rowsMemory = state.memory
+        var weights: Tensor<Float>?
         if let attention, let memory = encoded.memory, let combine {
             if rowsMemory == nil { rowsMemory = try Self.memory(memory, rows: state.sources, attention: attention) }
-            let (context, _) = try attention(query: top, memory: rowsMemory!)
+            let (context, w) = try attention(query: top, memory: rowsMemory!)
+            weights = w
             top = try combine(Tensor.concatenate([context, top], axis: 1)).tanh()
             if c.inputFeeding { feed = top }
         }
-        return (try output(top), DecoderState(layers: layers, feed: feed, sources: state.sources, memory: rowsMemory))
+        return (try output(top), DecoderState(layers: layers, feed: feed, sources: state.sources, memory: rowsMemory), weights)
     }
 
     /// The attention memory with its batch columns picked by `rows` (identity when unchanged).
@@ -327,7 +356,7 @@ public final class SequenceTransformer {
             var state = initialState(encoded)
             var steps: [Tensor<Float>] = []
             for s in 0..<t {
-                let (logits, next) = try step(tokens: Array(inputs.indices[(s * b)..<((s + 1) * b)]), state: state, encoded: encoded)
+                let (logits, next, _) = try step(tokens: Array(inputs.indices[(s * b)..<((s + 1) * b)]), state: state, encoded: encoded)
                 steps.append(logits)
                 state = next
             }

@@ -156,6 +156,41 @@ public enum SVGPlot {
         return svg + "</svg>\n"
     }
 
+    /// A matrix as an image: one cell per entry, white (the smallest value) to dark blue (the
+    /// largest), rows labeled (an attention alignment: output tokens by encoder steps).
+    public static func heatmap(_ values: [[Double]], rowLabels: [String], title: String, xLabel: String, yLabel: String,
+                               cell: Double = 10) -> String {
+        let rows = values.count, columns = values.map(\.count).max() ?? 0
+        let finite = values.joined().filter(\.isFinite)
+        let (low, high) = (finite.min() ?? 0, finite.max() ?? 1)
+        let (left, right, top, bottom) = (70.0, 20.0, 40.0, 50.0)
+        let cw = Swift.max(cell, Swift.min(600 / Double(Swift.max(columns, 1)), 40)), ch = Swift.max(cell, 16)
+        let width = left + right + cw * Double(columns), height = top + bottom + ch * Double(rows)
+        var svg = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+        svg += "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(width))\" height=\"\(Int(height))\" viewBox=\"0 0 \(Int(width)) \(Int(height))\" font-family=\"sans-serif\" font-size=\"12\">\n"
+        svg += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
+        svg += "<text x=\"\(width / 2)\" y=\"22\" text-anchor=\"middle\" font-size=\"15\">\(escape(title))</text>\n"
+        for (r, row) in values.enumerated() {
+            for (c, v) in row.enumerated() where v.isFinite {
+                let level = high > low ? (v - low) / (high - low) : 0
+                // White to #08306b, linearly in each channel.
+                let (red, green, blue) = (255 - level * (255 - 8), 255 - level * (255 - 48), 255 - level * (255 - 107))
+                svg += String(format: "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"rgb(%d,%d,%d)\"/>", left + cw * Double(c),
+                              top + ch * Double(r), cw, ch, Int(red.rounded()), Int(green.rounded()), Int(blue.rounded()))
+            }
+            let label = r < rowLabels.count ? rowLabels[r] : ""
+            svg += "<text x=\"\(left - 8)\" y=\"\(top + ch * (Double(r) + 0.5) + 4)\" text-anchor=\"end\">\(escape(label))</text>\n"
+        }
+        svg += "<rect x=\"\(left)\" y=\"\(top)\" width=\"\(cw * Double(columns))\" height=\"\(ch * Double(rows))\" fill=\"none\" stroke=\"#444\"/>\n"
+        let tickEvery = Swift.max(1, columns / 10)
+        for c in stride(from: 0, to: columns, by: tickEvery) {
+            svg += "<text x=\"\(left + cw * (Double(c) + 0.5))\" y=\"\(top + ch * Double(rows) + 16)\" text-anchor=\"middle\">\(c)</text>"
+        }
+        svg += "\n<text x=\"\(left + cw * Double(columns) / 2)\" y=\"\(height - 10)\" text-anchor=\"middle\">\(escape(xLabel))</text>\n"
+        svg += "<text x=\"16\" y=\"\(top + ch * Double(rows) / 2)\" text-anchor=\"middle\" transform=\"rotate(-90 16 \(top + ch * Double(rows) / 2))\">\(escape(yLabel))</text>\n"
+        return svg + "</svg>\n"
+    }
+
     /// Writes the plot atomically.
     public static func write(_ series: [Series], title: String, xLabel: String, yLabel: String, to url: URL) throws {
         try AtomicFile.write(Data(render(series, title: title, xLabel: xLabel, yLabel: yLabel).utf8), to: url)

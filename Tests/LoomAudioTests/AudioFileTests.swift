@@ -137,3 +137,53 @@ final class AudioFileTests: XCTestCase {
         }
     }
 }
+
+extension AudioFileTests {
+    /// AudioWriter: what it writes reads back (16-bit within one quantization step, float
+    /// exactly), out-of-range samples clip instead of wrapping, and a failed write leaves no file.
+    func testWriterRoundTripClippingAndNoPartialFile() throws {
+        let samples = sine(440, rate: 16_000, seconds: 0.25, amplitude: 0.8)
+        for (format, tolerance) in [(AudioWriter.Format.wav16, Float(1.0 / 32768)), (.wavFloat, 0), (.flac16, Float(1.0 / 32768))] {
+            let url = directory.appendingPathComponent("w-\(format).audio")
+            try AudioWriter.write(Audio(samples: samples, sampleRate: 16_000), to: url, format: format)
+            let back = try Audio.read(path: url.path)
+            XCTAssertEqual(back.sampleRate, 16_000)
+            XCTAssertEqual(back.samples.count, samples.count)
+            let worst = zip(back.samples, samples).map { abs($0 - $1) }.max() ?? 1
+            XCTAssertLessThanOrEqual(worst, tolerance, "\(format)")
+        }
+        let loud = directory.appendingPathComponent("loud.wav")
+        try AudioWriter.write(Audio(samples: [1.5, -2, 0.25], sampleRate: 8000), to: loud)
+        let clipped = try Audio.read(path: loud.path).samples
+        XCTAssertGreaterThan(clipped[0], 0.999, "clipped at full scale, not wrapped negative")
+        XCTAssertLessThan(clipped[1], -0.999)
+        XCTAssertEqual(clipped[2], 0.25, accuracy: 1.0 / 32768)
+        let missing = directory.appendingPathComponent("no-such-folder/x.wav")
+        XCTAssertThrowsError(try AudioWriter.write(Audio(samples: samples, sampleRate: 16_000), to: missing)) {
+            XCTAssertTrue("\($0)".contains("x.wav"), "\($0)")
+        }
+        let leftovers = try FileManager.default.contentsOfDirectory(atPath: directory.path).filter { $0.hasSuffix(".partial") }
+        XCTAssertEqual(leftovers, [])
+        XCTAssertThrowsError(try AudioWriter.write(Audio(samples: samples, sampleRate: 0), to: loud))
+    }
+
+    /// Manifests: relative paths resolve against the manifest's folder; header, comments and
+    /// blank lines are skipped; malformed lines are errors naming the line; text round-trips.
+    func testManifestParsingAndErrors() throws {
+        let text = "path\ttranscript\n# a comment\nclips/a.wav\t419\n\n/abs/b.flac\t 87 \r\n"
+        let m = try AudioManifest(text: text, directory: directory, name: "m.tsv")
+        XCTAssertEqual(m.entries, [.init(path: directory.appendingPathComponent("clips/a.wav").path, transcript: "419"),
+                                   .init(path: "/abs/b.flac", transcript: "87")])
+        XCTAssertEqual(try m.text(relativeTo: directory), "clips/a.wav\t419\n/abs/b.flac\t87\n")
+        let url = directory.appendingPathComponent("m.tsv")
+        try Data(try m.text(relativeTo: directory).utf8).write(to: url)
+        XCTAssertEqual(try AudioManifest.read(url), m)
+        for (bad, expected) in [("a.wav 419\n", "line 1"), ("a.wav\t1\nb.wav\t2\t3\n", "line 2"), ("a.wav\t\n", "empty transcript"), ("\t12\n", "empty path")] {
+            XCTAssertThrowsError(try AudioManifest(text: bad, directory: directory, name: "m.tsv")) {
+                XCTAssertTrue("\($0)".contains(expected), "\($0)")
+            }
+        }
+        XCTAssertThrowsError(try AudioManifest.read(directory.appendingPathComponent("absent.tsv"))) { XCTAssertTrue("\($0)".contains("absent.tsv")) }
+        XCTAssertThrowsError(try AudioManifest(entries: [.init(path: "a.wav", transcript: "x\ty")]).text(relativeTo: directory))
+    }
+}

@@ -47,4 +47,24 @@ final class RecipeTests: XCTestCase {
         XCTAssertLessThan(stateful, 1.5, "\(report)")
         XCTAssertTrue(FileManager.default.fileExists(atPath: dir.appendingPathComponent("predictions.svg").path))
     }
+
+    /// Synthesized speech (espeak-ng, installed by .ci/run) to digits, then `loom decode` on the
+    /// saved model with test recordings: voices the model never heard.
+    func testSpokenDigitsQuick() throws {
+        let corpus = FileManager.default.temporaryDirectory.appendingPathComponent("spoken-digits-\(UUID().uuidString)")
+        addTeardownBlock { try? FileManager.default.removeItem(at: corpus) }
+        let (report, dir) = try runQuick("spoken-digits", ["--corpus", corpus.path])
+        // Chance: a 1-3 digit string guessed exactly about 1 time in 370; characters ~90% wrong.
+        XCTAssertLessThan(percentage(report["test character error rate"]), 40, "\(report)")
+        XCTAssertGreaterThan(percentage(report["test sequence accuracy"]), 30, "\(report)")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir.appendingPathComponent("alignment.svg").path))
+        let test = try String(contentsOf: corpus.appendingPathComponent("test.tsv"), encoding: .utf8)
+            .split(separator: "\n").prefix(20).map { $0.split(separator: "\t").map(String.init) }
+        let (status, output) = try runLoom(["decode", "--model", dir.appendingPathComponent("spoken-digits.safetensors").path]
+                                           + test.map { corpus.appendingPathComponent($0[0]).path })
+        XCTAssertEqual(status, 0, output)
+        let heard = output.split(separator: "\n").map(String.init)
+        XCTAssertEqual(heard.count, test.count, output)
+        XCTAssertGreaterThanOrEqual(zip(heard, test).filter { $0.0 == $0.1[1] }.count, 6, "decoded \(heard) for \(test.map { $0[1] })")
+    }
 }

@@ -237,7 +237,7 @@ extension SequenceTransformerTests {
                 var state = m.initialState(encoded)
                 for t in 0..<inputs.steps {
                     let tokens = Array(inputs.indices[(t * 3)..<((t + 1) * 3)])
-                    let (logits, next) = try m.step(tokens: tokens, state: state, encoded: encoded)
+                    let (logits, next, _) = try m.step(tokens: tokens, state: state, encoded: encoded)
                     let row = try fused.select(axis: 0, index: t)
                     for b in 0..<3 where t < inputs.lengths[b] {
                         for k in 0..<logits.shape[1] {
@@ -249,5 +249,74 @@ extension SequenceTransformerTests {
                 }
             }
         }
+    }
+}
+
+extension SequenceTransformerTests {
+    func audioModel(normalization: SequenceTransformerConfiguration.FeatureNormalization?) throws -> SequenceTransformer {
+        var features = FeatureConfiguration.preset(.speech, kind: .mel)
+        features.melBands = 3
+        var c = try SequenceTransformerConfiguration(
+            source: .audio(features, frameStacking: 1), encoderLayers: [6], encoderBidirectional: [true],
+            target: characters("0123456789"), targetEmbeddingSize: 4, decoderHidden: 6, attention: .general)
+        c.featureNormalization = normalization
+        return try SequenceTransformer(c, using: RandomSource(seed: 21))
+    }
+
+    /// Per-utterance normalization: each feature of each item has mean 0 and variance 1 over its
+    /// own frames (padding stays 0); a constant feature becomes 0; it survives a model file.
+    func testUtteranceFeatureNormalization() throws {
+        let m = try audioModel(normalization: .utterance)
+        // Item 0: 4 frames, feature 2 constant; item 1: 2 frames.
+        let first: [Float] = [1, 10, 5, 2, 30, 5, 3, 20, 5, 6, 40, 5]
+        let second: [Float] = [-1, 0, 2, 1, 4, 2]
+        guard case let .features(batch) = try m.sourceBatch(features: [(first, 4), (second, 2)]) else { return XCTFail("features") }
+        let v = batch.values.scalars  // [T 4, B 2, F 3]
+        for (item, frames) in [(0, 4), (1, 2)] {
+            for k in 0..<3 {
+                let column = (0..<frames).map { Double(v[($0 * 2 + item) * 3 + k]) }
+                let mean = column.reduce(0, +) / Double(frames)
+                let variance = column.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(frames)
+                XCTAssertEqual(mean, 0, accuracy: 1e-6, "item \(item) feature \(k)")
+                if item == 0 && k == 2 {
+                    XCTAssertEqual(variance, 0, "a constant feature maps to 0")
+                } else if item == 1 && k == 2 {
+                    XCTAssertEqual(variance, 0)
+                } else {
+                    // Float32 values of order 1 after a Double computation: ~1e-7 relative error.
+                    XCTAssertEqual(variance, 1, accuracy: 1e-5, "item \(item) feature \(k)")
+                }
+            }
+        }
+        // Item 0 feature 0 is 1, 2, 3, 6: mean 3, standard deviation sqrt(3.5).
+        XCTAssertEqual(v[0], Float(-2 / 3.5.squareRoot()), accuracy: 1e-6)
+        XCTAssertEqual(Array(v[(2 * 2 + 1) * 3..<(2 * 2 + 1) * 3 + 3]), [0, 0, 0], "padding of item 1")
+        // Scaling and shifting a recording changes nothing the encoder sees.
+        guard case let .features(shifted) = try m.sourceBatch(features: [(first.map { $0 * 3 - 7 }, 4), (second, 2)]) else { return XCTFail() }
+        for (a, b) in zip(shifted.values.scalars, v) { XCTAssertEqual(a, b, accuracy: 1e-5) }
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("norm-\(UUID().uuidString).safetensors")
+        defer { try? FileManager.default.removeItem(at: url) }
+        try m.save(to: url)
+        XCTAssertEqual(try SequenceTransformer.load(from: url).0.configuration.featureNormalization, .utterance)
+        XCTAssertNil(try audioModel(normalization: nil).configuration.featureNormalization)
+    }
+
+    /// The alignment decodes what greedy decoding does, with one attention row per output step
+    /// (the end-of-sequence step included), each a distribution over the encoder steps.
+    func testAlignmentMatchesGreedyDecoding() throws {
+        let m = try audioModel(normalization: .utterance)
+        let values: [Float] = (0..<27).map { Float(($0 * 7) % 11) / 11 }
+        let batch = try m.sourceBatch(features: [(values, 9)])
+        let greedy = try m.decode(batch, options: DecodingOptions(maximumLength: 6))[0][0]
+        let (text, tokens, weights) = try m.alignment(batch, maximumLength: 6)
+        XCTAssertEqual(text, greedy.text)
+        XCTAssertEqual(tokens, greedy.hypothesis.tokens)
+        XCTAssertEqual(weights.count, tokens.count == 6 ? 6 : tokens.count + 1)
+        for row in weights {
+            XCTAssertEqual(row.count, 9)
+            XCTAssertEqual(Double(row.reduce(0, +)), 1, accuracy: 1e-5)
+            XCTAssertTrue(row.allSatisfy { $0 >= 0 })
+        }
+        XCTAssertThrowsError(try m.alignment(m.sourceBatch(features: [(values, 9), (values, 9)]))) { XCTAssertTrue("\($0)".contains("one source")) }
     }
 }

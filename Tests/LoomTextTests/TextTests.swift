@@ -84,3 +84,17 @@ final class TextTests: XCTestCase {
         XCTAssertEqual(try roundTrip(decoder), decoder)
     }
 }
+
+final class ErrorRateTests: XCTestCase {
+    func testEditDistanceAndRates() {
+        XCTAssertEqual(ErrorRate.editDistance(Array("kitten"), Array("sitting")), 3)
+        XCTAssertEqual(ErrorRate.editDistance(Array(""), Array("abc")), 3)
+        XCTAssertEqual(ErrorRate.editDistance(Array("abc"), Array("")), 3)
+        XCTAssertEqual(ErrorRate.editDistance(Array("419"), Array("419")), 0)
+        XCTAssertEqual(ErrorRate.editDistance(Array("flaw"), Array("lawn")), 2)
+        // One substitution in "419" and one deletion in "87": 2 errors over 5 reference characters.
+        XCTAssertEqual(ErrorRate.characters(hypotheses: ["489", "8"], references: ["419", "87"]), 0.4, accuracy: 1e-12)
+        XCTAssertEqual(ErrorRate.characters(hypotheses: ["1234"], references: ["1"]), 3, accuracy: 1e-12, "insertions can exceed 100%")
+        XCTAssertEqual(ErrorRate.words(hypotheses: ["the cat sat", "a dog"], references: ["the cat sat down", "a  dog"]), 1.0 / 6, accuracy: 1e-12)
+    }
+}

@@ -219,3 +219,17 @@ extension TrainerTests {
         XCTAssertLessThan(history.last!.trainLoss, 0.1 * history.first!.trainLoss, "\(history.map(\.trainLoss))")
     }
 }
+
+final class PlotTests: XCTestCase {
+    /// One cell per matrix entry, shaded from white (smallest) to dark blue (largest), labels
+    /// escaped; the result is well-formed XML.
+    func testHeatmapCellsShadingAndEscaping() throws {
+        let svg = SVGPlot.heatmap([[0, 0.5, 1], [1, 0, 0]], rowLabels: ["<a>", "b"], title: "t & u", xLabel: "x", yLabel: "y")
+        XCTAssertEqual(svg.components(separatedBy: "fill=\"rgb(").count - 1, 6)
+        XCTAssertTrue(svg.contains("fill=\"rgb(255,255,255)\""), "the smallest value is white")
+        XCTAssertTrue(svg.contains("fill=\"rgb(8,48,107)\""), "the largest is dark blue")
+        XCTAssertTrue(svg.contains("fill=\"rgb(132,152,181)\""), "0.5 halfway in each channel")
+        XCTAssertTrue(svg.contains("&lt;a&gt;") && svg.contains("t &amp; u"))
+        XCTAssertNoThrow(try XMLDocument(xmlString: svg))
+    }
+}

@@ -1,0 +1,185 @@
+// Speech to text: spoken digit sequences ("four one nine" -> "419") through log-mel features and a
+// SequenceTransformer (bidirectional LSTM encoder over stacked frames, attention decoder).
+// By default the corpus is synthesized with espeak-ng (corpora/spoken-digits) and the test split
+// speaks with voices never heard in training; --train-manifest/--test-manifest train on any
+// recordings instead. Saves runs/spoken-digits/spoken-digits.safetensors for `loom decode`.
+import ArgumentParser
+import Foundation
+import Loom
+import RecipeSupport
+
+struct SpokenDigits: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "spoken-digits", abstract: "Transcribe spoken digit sequences: audio -> log-mel -> encoder-decoder -> \"419\".")
+
+    @OptionGroup var common: RecipeOptions
+    @Option(help: "A TSV manifest (audio path<TAB>transcript) to train on instead of the synthesized corpus.") var trainManifest: String?
+    @Option(help: "The test manifest (default with --train-manifest: 10% of it, held out).") var testManifest: String?
+    @Option(help: "Where the synthesized corpus goes (default: corpora/spoken-digits/seed-<seed>).") var corpus: String?
+    @Option(help: "Synthesized training utterances.") var utterances = 12_000
+    @Option(help: "Synthesized test utterances (voices never heard in training).") var testUtterances = 1_000
+    @Option(help: "Longest digit sequence synthesized.") var maximumDigits = 7
+    @Option(help: "Voice variants held out for the test split.") var heldOutVariants = 12
+    @Option(help: "Consecutive 10 ms frames concatenated per encoder step (time reduction).") var frameStacking = 4
+    @Option(help: "Mel bands of the front end.") var melBands = 40
+    @Option(help: "Peak learning rate (cosine decay over the run).") var learningRate = 2e-3
+
+    func run() throws {
+        common.configureThreads()
+        let quick = common.quick
+        let epochs = common.epochs ?? (quick ? 8 : 8)
+        let hidden = common.hidden ?? (quick ? 64 : 128)
+        let batchSize = common.batchSize ?? 32
+        let directory = try common.outputDirectory("spoken-digits")
+        let start = Date()
+
+        // The corpus: manifests given, or synthesized (reused when already complete).
+        var trainEntries: [AudioManifest.Entry], testEntries: [AudioManifest.Entry]
+        if let trainManifest {
+            let all = try AudioManifest.read(URL(fileURLWithPath: trainManifest)).entries
+            if let testManifest {
+                (trainEntries, testEntries) = (all, try AudioManifest.read(URL(fileURLWithPath: testManifest)).entries)
+            } else {
+                (trainEntries, testEntries) = split(all, heldOut: 0.1, seed: common.seed)
+            }
+            print("spoken-digits: \(trainEntries.count) training and \(testEntries.count) test recordings from \(trainManifest)")
+        } else {
+            var p = SpokenDigitsCorpus.Parameters(seed: common.seed, trainUtterances: quick ? min(utterances, 800) : utterances,
+                                                  testUtterances: quick ? min(testUtterances, 100) : testUtterances,
+                                                  maximumDigits: quick ? min(maximumDigits, 3) : maximumDigits, heldOutVariants: heldOutVariants)
+            if quick { p.signalToNoise = 20...30 }
+            let folder = URL(fileURLWithPath: corpus ?? "corpora/spoken-digits/seed-\(common.seed)" + (quick ? "-quick" : ""))
+            let (trainURL, testURL) = try SpokenDigitsCorpus.generate(p, in: folder, threads: common.threads)
+            trainEntries = try AudioManifest.read(trainURL).entries
+            testEntries = try AudioManifest.read(testURL).entries
+            let (trainVariants, testVariants) = SpokenDigitsCorpus.variantSplit(p)
+            print("spoken-digits: \(trainEntries.count) training utterances (\(trainVariants.count) voice variants x \(SpokenDigitsCorpus.accents.count) accents), "
+                  + "\(testEntries.count) test utterances by held-out variants \(testVariants.joined(separator: ", ")); corpus in \(folder.path)")
+        }
+        guard !trainEntries.isEmpty, !testEntries.isEmpty else { throw ValidationError("the training and test sets must both be non-empty") }
+
+        // Features: 16 kHz log-mel, 25 ms windows every 10 ms, normalized per utterance in the model.
+        let front = FeatureConfiguration(kind: .mel, sampleRate: 16_000, fftLength: 400, hop: 160, melBands: melBands,
+                                         maximumFrequency: 8000, log: .offset(1e-6))
+        let featureStart = Date()
+        let train = try Utterance.load(trainEntries, configuration: front, threads: common.threads)
+        let test = try Utterance.load(testEntries, configuration: front, threads: common.threads)
+        let frames = (train + test).reduce(0) { $0 + $1.frames }
+        print(String(format: "features: %d utterances, %.0f s of audio, in %.1f s", train.count + test.count,
+                     Double(frames) / 100, Date().timeIntervalSince(featureStart)))
+
+        // The target alphabet: every character of the training transcripts.
+        let alphabet = Array(Set(train.flatMap { Array($0.transcript) })).sorted()
+        if let unseen = test.first(where: { !Set($0.transcript).isSubset(of: Set(alphabet)) }) {
+            throw ValidationError("the test transcript \"\(unseen.transcript)\" of \(unseen.path) has characters never seen in training")
+        }
+        let source = RandomSource(seed: common.seed)
+        var architecture = try SequenceTransformerConfiguration(
+            source: .audio(front, frameStacking: frameStacking),
+            encoderLayers: [hidden, hidden], encoderBidirectional: [true, true],
+            target: .characters(try CharacterEncoder(alphabet: alphabet)), targetEmbeddingSize: 32,
+            decoderHidden: hidden, attention: .general)
+        architecture.featureNormalization = .utterance
+        let model = try SequenceTransformer(architecture, using: source)
+        let longest = train.map(\.transcript.count).max() ?? 1
+
+        func sources(_ batch: [Utterance]) throws -> SequenceTransformer.SourceBatch {
+            try model.sourceBatch(features: batch.map { ($0.features, $0.frames) })
+        }
+        func transcribe(_ batch: [Utterance]) throws -> [String] {
+            try model.decode(sources(batch), options: DecodingOptions(maximumLength: longest * 2 + 2)).map { $0[0].text }
+        }
+        var options = TrainerOptions()
+        options.batchSize = batchSize
+        options.order = .bucketed(buckets: 16)
+        options.seed = common.seed
+        options.runDirectory = directory
+        options.gradientClipNorm = 5
+        // A fixed budget and no selection on the test split: its numbers are reported, not tuned on.
+        options.restoreBestWeights = false
+        options.schedule = CosineSchedule(rate: learningRate, totalSteps: epochs * ((train.count + batchSize - 1) / batchSize), minimum: learningRate / 30)
+        let trainer = Trainer<Float, Utterance, [Utterance]>(
+            parameters: model.parameters, optimizer: Adam<Float>(learningRate: learningRate), options: options, randomSource: source,
+            length: { $0.frames }, collate: { $0 },
+            loss: { batch in try model.loss(sources: sources(batch), targets: batch.map(\.transcript)) },
+            metrics: { batch in
+                let hypotheses = try transcribe(batch), references = batch.map(\.transcript)
+                return ["character_error_rate": ErrorRate.characters(hypotheses: hypotheses, references: references),
+                        "sequence_accuracy": Double(zip(hypotheses, references).filter { $0 == $1 }.count) / Double(batch.count)]
+            })
+        let trainStart = Date()
+        _ = try trainer.fit(train: train, validation: test, epochs: epochs)
+        let trainSeconds = Date().timeIntervalSince(trainStart)
+
+        // The final numbers: every test utterance decoded once more with the final weights.
+        var hypotheses: [String] = []
+        for offset in stride(from: 0, to: test.count, by: 64) {
+            hypotheses += try transcribe(Array(test[offset..<min(offset + 64, test.count)]))
+        }
+        let references = test.map(\.transcript)
+        let cer = ErrorRate.characters(hypotheses: hypotheses, references: references)
+        let accuracy = Double(zip(hypotheses, references).filter { $0 == $1 }.count) / Double(test.count)
+        let mistakes = zip(test, hypotheses).filter { $0.0.transcript != $0.1 }.prefix(5)
+            .map { "\(URL(fileURLWithPath: $0.0.path).lastPathComponent): \"\($0.0.transcript)\" heard as \"\($0.1)\"" }
+
+        // Where the decoder listened, for the longest test utterance.
+        let shown = test.max { $0.transcript.count < $1.transcript.count } ?? test[0]
+        let (heard, _, weights) = try model.alignment(sources([shown]), maximumLength: longest * 2 + 2)
+        let rowLabels = Array(heard).map(String.init) + ["</s>"]
+        let alignmentURL = directory.appendingPathComponent("alignment.svg")
+        try AtomicFile.write(Data(SVGPlot.heatmap(weights.map { $0.map(Double.init) }, rowLabels: rowLabels,
+                                                   title: "Attention: \(URL(fileURLWithPath: shown.path).lastPathComponent) \"\(shown.transcript)\" heard as \"\(heard)\"",
+                                                   xLabel: "encoder step (\(frameStacking * 10) ms)", yLabel: "output").utf8), to: alignmentURL)
+
+        let modelURL = directory.appendingPathComponent("spoken-digits.safetensors")
+        try model.save(to: modelURL, training: ["task": "spoken-digits", "test_character_error_rate": "\(cer)",
+                                                "test_sequence_accuracy": "\(accuracy)", "epochs": "\(trainer.epoch)"])
+        var report = RecipeReport()
+        report.add("test character error rate", percent(cer))
+        report.add("test sequence accuracy", percent(accuracy))
+        report.add("test utterances", "\(test.count)")
+        report.add("first mistakes", mistakes.isEmpty ? "none" : mistakes.joined(separator: "; "))
+        report.add("epochs", "\(trainer.epoch)")
+        report.add("training wall time", String(format: "%.1f s", trainSeconds))
+        report.add("total wall time", String(format: "%.1f s", Date().timeIntervalSince(start)))
+        report.add("examples/s", String(format: "%.0f", Double(train.count * trainer.epoch) / trainSeconds))
+        report.add("parameters", "\(model.parameterCount)")
+        report.add("model", modelURL.path)
+        report.add("decode with", "swift run -c release loom decode --model \(modelURL.path) \(shown.path)")
+        report.add("plots", ["loss.svg", "metrics.svg", "alignment.svg"].map { directory.appendingPathComponent($0).path }.joined(separator: ", "))
+        try report.emit(to: directory)
+    }
+}
+
+/// One recording in memory: its log-mel frames and transcript.
+struct Utterance: Sendable {
+    var path: String
+    var transcript: String
+    var features: [Float]
+    var frames: Int
+
+    /// Features of every entry, `threads` files at a time; a file that cannot be read stops
+    /// the run with its name.
+    static func load(_ entries: [AudioManifest.Entry], configuration: FeatureConfiguration, threads: Int) throws -> [Utterance] {
+        let encoder = try AudioEncoder(configuration: configuration)
+        var out = [Utterance?](repeating: nil, count: entries.count)
+        var failure: Error?
+        let lock = NSLock()
+        let workers = max(1, threads)
+        DispatchQueue.concurrentPerform(iterations: workers) { w in
+            for i in stride(from: w, to: entries.count, by: workers) {
+                do {
+                    let (values, frames) = try encoder.features(path: entries[i].path)
+                    lock.withLock { out[i] = Utterance(path: entries[i].path, transcript: entries[i].transcript, features: values, frames: frames) }
+                } catch {
+                    lock.withLock { failure = failure ?? error }
+                    return
+                }
+            }
+        }
+        if let failure { throw failure }
+        return out.compactMap { $0 }
+    }
+}
+
+SpokenDigits.main()
