@@ -202,6 +202,22 @@ let workloads: [(String, () throws -> Void)] = [
             }
         }
     }),
+    ("adam-subnormal", {
+        // Adam over 1M weights whose gradients are ~1e-22 (their squares, Adam's second moment,
+        // are subnormal in Float32, as late in training for rarely-used weights): updates/s
+        // with subnormals flushed to zero (Loom's default) and without.
+        let source = RandomSource(seed: 5)
+        for flush in [true, false] {
+            BLAS.setFlushSubnormals(flush)
+            let parameter = Parameter(try Tensor<Float>.randomUniform([1024, 1024], using: source), name: "w")
+            let gradient = try Tensor<Float>.randomUniform([1024, 1024], lower: 1e-22, upper: 2e-22, using: source)
+            let adam = Adam<Float>(learningRate: 1e-3)
+            _ = try report("adam-subnormal-\(flush ? "flushed" : "kept")", unit: "updates/s", repetitions: 7, figure: { 20 / $0 }) {
+                for _ in 0..<20 { try adam.update([parameter], gradients: [gradient]) }
+            }
+        }
+        BLAS.setFlushSubnormals(true)
+    }),
     ("lstm-100k-memory-checkpointed", { try memoryWorkload("lstm-100k-memory-checkpointed", mode: "checkpoint") }),
     ("lstm-100k-memory-plain", { try memoryWorkload("lstm-100k-memory-plain", mode: "plain") }),
     // Diagnostics, run only when named.

@@ -2,6 +2,10 @@
 
 #include <stdlib.h> /* defines __GLIBC__ on glibc */
 
+#if defined(__x86_64__)
+#include <xmmintrin.h>
+#endif
+
 #if defined(__GLIBC__)
 #include <malloc.h>
 #endif
@@ -13,5 +17,17 @@ void loom_configure_malloc(int mmap_threshold, int trim_threshold) {
 #else
     (void)mmap_threshold;
     (void)trim_threshold;
+#endif
+}
+
+int loom_flush_subnormals(int on) {
+#if defined(__x86_64__)
+    unsigned int bits = 0x8040u; /* FTZ | DAZ */
+    unsigned int csr = _mm_getcsr();
+    _mm_setcsr(on ? (csr | bits) : (csr & ~bits));
+    return 1;
+#else
+    (void)on;
+    return 0;
 #endif
 }

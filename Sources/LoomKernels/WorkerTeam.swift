@@ -31,6 +31,7 @@ public final class WorkerTeam: @unchecked Sendable {
 
     private func work() {
         var seen = 0
+        var subnormalsFlushed: Bool?
         while true {
             var spins = 0
             while posted.load(ordering: .acquiring) == seen {
@@ -43,6 +44,11 @@ public final class WorkerTeam: @unchecked Sendable {
                 }
             }
             seen = posted.load(ordering: .acquiring)
+            let flush = BLAS.flushesSubnormals
+            if flush != subnormalsFlushed {
+                BLAS.applySubnormalMode()
+                subnormalsFlushed = flush
+            }
             task?(1)
             finished.store(seen, ordering: .releasing)
         }

@@ -101,6 +101,29 @@ public struct Attention<Scalar: TensorScalar> {
         return (context, weights)
     }
 
+    /// Many queries at once (a decoder's outputs for a whole target in training): queries
+    /// [T, B, Q] give contexts [T, B, K] and weights [T, B, S], equal to calling the one-query
+    /// form for each t. Dot and general scoring run as two batched products per batch element,
+    /// [T, K] x [K, S] and [T, S] x [S, K], instead of T broadcast products over the keys.
+    public func callAsFunction(queries: Tensor<Scalar>, memory: Memory) throws -> (context: Tensor<Scalar>, weights: Tensor<Scalar>) {
+        let keys = memory.keys
+        guard queries.rank == 3, queries.shape[1] == keys.batch, queries.shape[2] == querySize else {
+            throw TensorError.rank(op: "Attention queries", expected: "[T, \(keys.batch), \(querySize)]", shape: queries.shape)
+        }
+        let (t, batch, steps) = (queries.shape[0], keys.batch, keys.steps)
+        guard score != .additive else {
+            let each = try (0..<t).map { try self(query: queries.select(axis: 0, index: $0), memory: memory) }
+            return (try Tensor.stack(each.map(\.context), axis: 0), try Tensor.stack(each.map(\.weights), axis: 0))
+        }
+        let q = try (queryProjection.map { try $0(queries) } ?? queries).permuted([1, 0, 2])  // [B, T, K]
+        let k = try keys.values.permuted([1, 0, 2])  // [B, S, K]
+        var scores = try q.matmul(k, transposeB: true)  // [B, T, S]
+        if let bias = memory.maskBias { scores = try scores + bias.transposed().reshaped([batch, 1, steps]) }
+        let weights = try scores.softmax(alongAxis: 2)
+        let context = try weights.matmul(k)  // [B, T, K]
+        return (try context.permuted([1, 0, 2]), try weights.permuted([1, 0, 2]))
+    }
+
     /// One query against keys prepared on the spot.
     public func callAsFunction(query: Tensor<Scalar>, keys: SequenceBatch<Scalar>) throws -> (context: Tensor<Scalar>, weights: Tensor<Scalar>) {
         try self(query: query, memory: prepare(keys))

@@ -369,12 +369,8 @@ public final class SequenceTransformer {
         let (out, _) = try decoder(SequenceBatch(values: embedded, lengths: inputs.lengths), initialState: RecurrentState(hidden: h0, cell: c0))
         var top = out.values
         if let attention, let memory = encoded.memory, let combine {
-            let rows = try (0..<t).map { s -> Tensor<Float> in
-                let h = try top.select(axis: 0, index: s)
-                let (context, _) = try attention(query: h, memory: memory)
-                return try combine(Tensor.concatenate([context, h], axis: 1)).tanh()
-            }
-            top = try Tensor.stack(rows, axis: 0)
+            let (context, _) = try attention(queries: top, memory: memory)
+            top = try combine(Tensor.concatenate([context, top], axis: 2)).tanh()
         }
         return try output(top)
     }

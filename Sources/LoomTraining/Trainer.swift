@@ -197,6 +197,7 @@ public final class Trainer<Scalar: TensorScalar, Example, Batch> {
     public func fit(train: [Example], validation: [Example]? = nil, epochs: Int) throws -> [EpochRecord] {
         guard options.batchSize > 0, epochs >= 0 else { throw TrainingError.invalidOptions("batch size \(options.batchSize), epochs \(epochs)") }
         guard !train.isEmpty else { throw TrainingError.invalidOptions("no training examples") }
+        BLAS.applySubnormalMode()
         let lengths = train.map(length)
         let log = try options.runDirectory.map { try MetricsLog(url: $0.appendingPathComponent("metrics.jsonl")) }
         let progress = ProgressLine(logEvery: options.progressEvery)

@@ -4,6 +4,31 @@ import XCTest
 
 /// The SIMD activations against libm evaluated in Double, measured in ULPs of the Float result.
 final class ActivationsTests: XCTestCase {
+    // The sweeps reach results below Float's smallest normal number (exp(-87)), whose accuracy
+    // is measured with Loom's default subnormal flushing off; `testSubnormalsFlushedByDefault`
+    // covers the default.
+    override func setUp() { BLAS.setFlushSubnormals(false) }
+    override func tearDown() { BLAS.setFlushSubnormals(true) }
+
+    /// With flushing on (the default), subnormal results are 0 and subnormal inputs read as 0
+    /// (the mode is the thread's, so C kernels and Swift loops alike); with it off they are kept.
+    func testSubnormalsFlushedByDefault() {
+        let a: [Float] = [1e-20, 1e-39], b: [Float] = [1e-20, 1e30]
+        var product = [Float](repeating: 1, count: 2)
+        for flush in [true, false] {
+            BLAS.setFlushSubnormals(flush)
+            XCTAssertEqual(BLAS.flushesSubnormals, flush)
+            Float.combine(.multiply, a, strideA: 1, b, strideB: 1, &product, count: 2)
+            if flush {
+                XCTAssertEqual(product[0], 0, "1e-40 is subnormal: flushed")
+                XCTAssertEqual(product[1], 0, "the subnormal input 1e-39 reads as 0")
+            } else {
+                XCTAssertEqual(Double(product[0]), 1e-40, accuracy: 1e-42)
+                XCTAssertEqual(Double(product[1]), 1e-9, accuracy: 1e-15)
+            }
+        }
+    }
+
     /// Distance in units in the last place of `reference` (rounded to Float) between the two.
     func ulps(_ value: Float, _ reference: Double) -> Double {
         let r = Float(reference)

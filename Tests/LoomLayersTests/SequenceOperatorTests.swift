@@ -173,6 +173,34 @@ final class SequenceOperatorTests: XCTestCase {
         XCTAssertThrowsError(try dot(query: random([2, 5]), keys: keys)) { XCTAssertTrue("\($0)".contains("[2, 5]")) }
     }
 
+    /// Many queries at once (batched products) equal one query at a time, and their gradients
+    /// pass a finite-difference check in Double; padded positions get no weight.
+    func testAttentionOverManyQueriesEqualsOneAtATime() throws {
+        let lengths = [4, 2, 3]
+        let keys = try SequenceBatch(values: random([4, 3, 5]), lengths: lengths)
+        for score in [Attention<Double>.Score.dot, .general, .additive] {
+            let attention = try Attention<Double>(score: score, querySize: score == .dot ? 5 : 4, keySize: 5, attentionSize: 6, using: source)
+            let queries = try random([2, 3, attention.querySize])
+            let memory = try attention.prepare(keys)
+            let (contexts, weights) = try attention(queries: queries, memory: memory)
+            XCTAssertEqual(contexts.shape, [2, 3, 5])
+            XCTAssertEqual(weights.shape, [2, 3, 4])
+            for t in 0..<2 {
+                let (c, w) = try attention(query: queries.select(axis: 0, index: t), memory: memory)
+                // Both in Double from the same products, summed in a different order: ~1e-15.
+                for (a, b) in zip(try contexts.select(axis: 0, index: t).scalars, c.scalars) { XCTAssertEqual(a, b, accuracy: 1e-12, "\(score)") }
+                for (a, b) in zip(try weights.select(axis: 0, index: t).scalars, w.scalars) { XCTAssertEqual(a, b, accuracy: 1e-12, "\(score)") }
+            }
+            XCTAssertEqual(weights.scalars[(0 * 3 + 1) * 4 + 2], 0, "padding of sequence 1")
+            let wc = try random([2, 3, 5]), ww = try random([2, 3, 4])
+            let report = try GradientCheck.compare(at: [queries, keys.values], parameters: attention.parameters) { xs in
+                let (c, a) = try attention(queries: xs[0], memory: attention.prepare(SequenceBatch(values: xs[1], lengths: lengths)))
+                return try (c * wc).sum() + (a * ww).sum()
+            }
+            XCTAssertTrue(report.passed, "\(score): \(report)")
+        }
+    }
+
     func testStatefulModelCarriesStateAndTruncatesGradient() throws {
         let lstm = try LSTM<Double>(inputSize: 2, hiddenSize: 3, using: source)
         let whole = try random([6, 2, 2])

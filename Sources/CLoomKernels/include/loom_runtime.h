@@ -6,4 +6,9 @@
  * A no-op where malloc is not glibc's. */
 void loom_configure_malloc(int mmap_threshold, int trim_threshold);
 
+/* Sets (on != 0) or clears the calling thread's flush-to-zero and denormals-are-zero modes
+ * (MXCSR bits 15 and 6 on x86-64): subnormal results become 0 and subnormal inputs read as 0,
+ * instead of taking a microcode assist of ~100 cycles each. Returns 1 where supported, else 0. */
+int loom_flush_subnormals(int on);
+
 #endif
