@@ -44,6 +44,10 @@ public final class RecurrentKernel<S: TensorScalar> {
     let scratchState: UnsafeMutablePointer<S>
     let scratchProjection: UnsafeMutablePointer<S>
 
+    /// Whether the last forward started from an all-zero state (every sequence's initial hidden
+    /// state is 0), so that its first recurrent product, whose result is 0, was skipped.
+    public internal(set) var startedFromZero = false
+
     private var allocations: [UnsafeMutablePointer<S>] = []
 
     public init(cell: Cell, inputSize: Int, hiddenSize: Int, layout: PackedLayout) {
@@ -100,19 +104,21 @@ public final class RecurrentKernel<S: TensorScalar> {
         }
     }
 
-    /// Gradient buffers the backward pass *adds* into (zero them for a fresh gradient).
+    /// Gradient buffers the backward pass *adds* into (zero them for a fresh gradient). The
+    /// input and initial-state gradients are optional: `nil` skips their work (the input
+    /// gradient's GEMM; the first step's state-gradient product).
     public struct Gradients {
-        public var input: UnsafeMutablePointer<S>            // [N, I]
+        public var input: UnsafeMutablePointer<S>?           // [N, I]
         public var inputWeight: UnsafeMutablePointer<S>      // [G H, I]
         public var recurrentWeight: UnsafeMutablePointer<S>  // [G H, H]
         public var inputBias: UnsafeMutablePointer<S>        // [G H]
         public var recurrentBias: UnsafeMutablePointer<S>    // [G H]
-        public var initialHidden: UnsafeMutablePointer<S>    // [B, H]
+        public var initialHidden: UnsafeMutablePointer<S>?   // [B, H]
         public var initialCell: UnsafeMutablePointer<S>?     // [B, H], LSTM only
 
-        public init(input: UnsafeMutablePointer<S>, inputWeight: UnsafeMutablePointer<S>,
+        public init(input: UnsafeMutablePointer<S>?, inputWeight: UnsafeMutablePointer<S>,
                     recurrentWeight: UnsafeMutablePointer<S>, inputBias: UnsafeMutablePointer<S>,
-                    recurrentBias: UnsafeMutablePointer<S>, initialHidden: UnsafeMutablePointer<S>,
+                    recurrentBias: UnsafeMutablePointer<S>, initialHidden: UnsafeMutablePointer<S>?,
                     initialCell: UnsafeMutablePointer<S>?) {
             self.input = input
             self.inputWeight = inputWeight

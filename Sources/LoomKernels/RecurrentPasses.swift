@@ -84,10 +84,15 @@ enum RecurrentPasses<S: TensorScalar> {
                    b: x.inputWeight, ldb: k.inputSize, beta: 1, c: k.gates, ldc: gh)
         }
         let packed = packedWeights(x.recurrentWeight, transposed: true, n: gh, k: h, rows: layout.batchSizes.first ?? 0)
+        // From a zero state (the default) the first step's recurrent product is 0: skipped. The
+        // state mask multiplies that state, so it stays 0 too.
+        let first = layout.batchSizes.first ?? 0
+        k.startedFromZero = (0..<(first * h)).allSatisfy { x.initialHidden[$0] == 0 }
         for t in 0..<layout.steps {
             let b = layout.batchSizes[t], offset = layout.offsets[t]
             let previousHidden = previous(k, x.initialHidden, t)
             let g = k.gates + offset * gh
+            let skipProduct = t == 0 && k.startedFromZero
             parallel(packed != nil && b >= 2, b) { rows in
                 guard let first = rows.first else { return }
                 // The state entering the recurrent product, masked by variational state dropout.
@@ -98,12 +103,16 @@ enum RecurrentPasses<S: TensorScalar> {
                 }
                 switch k.cell {
                 case .rnn, .lstm:
-                    product(packed, m: rows.count, a: recurrentInput, lda: h, weights: x.recurrentWeight, transposeW: true,
-                            n: gh, k: h, beta: 1, c: g + first * gh, ldc: gh)
+                    if !skipProduct {
+                        product(packed, m: rows.count, a: recurrentInput, lda: h, weights: x.recurrentWeight, transposeW: true,
+                                n: gh, k: h, beta: 1, c: g + first * gh, ldc: gh)
+                    }
                 case .gru:
                     for r in rows { Memory.copy(x.recurrentBias, to: k.scratchProjection + r * gh, count: gh) }
-                    product(packed, m: rows.count, a: recurrentInput, lda: h, weights: x.recurrentWeight, transposeW: true,
-                            n: gh, k: h, beta: 1, c: k.scratchProjection + first * gh, ldc: gh)
+                    if !skipProduct {
+                        product(packed, m: rows.count, a: recurrentInput, lda: h, weights: x.recurrentWeight, transposeW: true,
+                                n: gh, k: h, beta: 1, c: k.scratchProjection + first * gh, ldc: gh)
+                    }
                 }
                 for r in rows { forwardRow(k, x, t: t, r: r, row: offset + r, previousHidden: previousHidden + r * h) }
             }
@@ -207,6 +216,15 @@ enum RecurrentPasses<S: TensorScalar> {
         for t in stride(from: layout.steps - 1, through: 0, by: -1) {
             let b = layout.batchSizes[t], offset = layout.offsets[t]
             let previousHidden = previous(k, x.initialHidden, t)
+            // The (masked) state that entered this step's product, for dW_hh.
+            func storePrevious(_ span: Range<Int>) {
+                let p = previousStates + offset * h
+                if let mask = x.stateMask {
+                    for j in span { p[j] = previousHidden[j] * mask[j] }
+                } else {
+                    Memory.copy(previousHidden + span.lowerBound, to: p + span.lowerBound, count: span.count)
+                }
+            }
             parallel(packed != nil && b >= 2, b) { rows in
                 guard let first = rows.first else { return }
                 for r in rows {
@@ -214,28 +232,39 @@ enum RecurrentPasses<S: TensorScalar> {
                                 dxg: dxGates + (offset + r) * gh, dhg: dhGates + (offset + r) * gh, previousHidden: previousHidden + r * h)
                 }
                 // dh[rows] += mask * (dhGates_t[rows] W_hh); rows that ended earlier keep their gradient.
+                // At the first step that product is the initial state's gradient: skipped when not wanted.
+                // The first step's previous states are stored only when they are not all zero.
                 let span = (first * h)..<(rows.upperBound * h)
+                if t == 0 && grads.initialHidden == nil {
+                    if !k.startedFromZero { storePrevious(span) }
+                    return
+                }
                 product(packed, m: rows.count, a: dhGates + (offset + first) * gh, lda: gh, weights: x.recurrentWeight,
                         transposeW: false, n: h, k: gh, beta: 0, c: stepProduct + first * h, ldc: h)
-                let p = previousStates + offset * h
                 if let mask = x.stateMask {
-                    for j in span { dh[j] += stepProduct[j] * mask[j]; p[j] = previousHidden[j] * mask[j] }
+                    for j in span { dh[j] += stepProduct[j] * mask[j] }
                 } else {
                     S.accumulate(stepProduct + first * h, into: dh + first * h, count: span.count)
-                    Memory.copy(previousHidden + first * h, to: p + first * h, count: span.count)
                 }
+                if !(t == 0 && k.startedFromZero) { storePrevious(span) }
             }
         }
-        S.accumulate(dh, into: grads.initialHidden, count: batch * h)
+        if let dh0 = grads.initialHidden { S.accumulate(dh, into: dh0, count: batch * h) }
         if let dc0 = grads.initialCell { S.accumulate(dc, into: dc0, count: batch * h) }
         guard n > 0 else { return }
         // After the loop, one GEMM each: dW_ih += dxGates^T x, dW_hh += dhGates^T h_prev, dx += dxGates W_ih.
+        // From a zero state the first step's rows of h_prev are 0 and left out of dW_hh's product.
         S.gemm(transA: true, transB: false, m: gh, n: k.inputSize, k: n, alpha: 1, a: dxGates, lda: gh,
                b: x.input, ldb: k.inputSize, beta: 1, c: grads.inputWeight, ldc: k.inputSize)
-        S.gemm(transA: true, transB: false, m: gh, n: h, k: n, alpha: 1, a: dhGates, lda: gh,
-               b: previousStates, ldb: h, beta: 1, c: grads.recurrentWeight, ldc: h)
-        S.gemm(transA: false, transB: false, m: n, n: k.inputSize, k: gh, alpha: 1, a: dxGates, lda: gh,
-               b: x.inputWeight, ldb: k.inputSize, beta: 1, c: grads.input, ldc: k.inputSize)
+        let skipped = k.startedFromZero ? (layout.batchSizes.first ?? 0) : 0
+        if n > skipped {
+            S.gemm(transA: true, transB: false, m: gh, n: h, k: n - skipped, alpha: 1, a: dhGates + skipped * gh, lda: gh,
+                   b: previousStates + skipped * h, ldb: h, beta: 1, c: grads.recurrentWeight, ldc: h)
+        }
+        if let dx = grads.input {
+            S.gemm(transA: false, transB: false, m: n, n: k.inputSize, k: gh, alpha: 1, a: dxGates, lda: gh,
+                   b: x.inputWeight, ldb: k.inputSize, beta: 1, c: dx, ldc: k.inputSize)
+        }
         // Bias gradients: column sums of the gate gradients, as products with a vector of ones.
         let ones = UnsafeMutablePointer<S>.allocate(capacity: n)
         defer { ones.deallocate() }

@@ -82,24 +82,33 @@ enum FusedRecurrence {
             if hasCell { Memory.copy(kernel.finalCell, to: out + n * h + b * h, count: b * h) }
         }
 
-        /// The gradients of `differentiable` from this direction's part `g` of the output gradient.
-        func backward(_ g: UnsafePointer<S>) -> [Tensor<S>] {
+        /// The gradients of `differentiable` from this direction's part `g` of the output gradient;
+        /// `nil` for the input and initial states when they are not recorded (nothing upstream
+        /// wants them), which spares the kernel their work. The weights always get theirs.
+        func backward(_ g: UnsafePointer<S>) -> [Tensor<S>?] {
+            let weightCount = 4
+            let wanted = differentiable.enumerated().map { index, tensor in
+                (1...weightCount).contains(index) || tensor.isRecorded
+            }
             let shapes = differentiable.map(\.shape)
-            let buffers = shapes.map { shape in
+            let buffers = zip(shapes, wanted).map { shape, wanted -> UnsafeMutablePointer<S>? in
+                guard wanted else { return nil }
                 let count = Swift.max(shape.reduce(1, *), 1)
                 let p = UnsafeMutablePointer<S>.allocate(capacity: count)
                 Memory.zero(p, count: count)
                 return p
             }
-            defer { buffers.forEach { $0.deallocate() } }
+            defer { buffers.forEach { $0?.deallocate() } }
             withPointers(differentiable + masks) { p in
                 kernel.backward(
                     inputs(p), dHidden: g, dFinalHidden: g + n * h, dFinalCell: hasCell ? g + n * h + b * h : nil,
-                    into: .init(input: buffers[0], inputWeight: buffers[1], recurrentWeight: buffers[2],
-                                inputBias: buffers[3], recurrentBias: buffers[4], initialHidden: buffers[5],
+                    into: .init(input: buffers[0], inputWeight: buffers[1]!, recurrentWeight: buffers[2]!,
+                                inputBias: buffers[3]!, recurrentBias: buffers[4]!, initialHidden: buffers[5],
                                 initialCell: hasCell ? buffers[6] : nil))
             }
-            return zip(buffers, shapes).map { Tensor(unchecked: $1, scalars: Memory.array(copying: $0, count: $1.reduce(1, *))) }
+            return zip(buffers, shapes).map { buffer, shape in
+                buffer.map { Tensor(unchecked: shape, scalars: Memory.array(copying: $0, count: shape.reduce(1, *))) }
+            }
         }
     }
 
@@ -136,7 +145,7 @@ enum FusedRecurrence {
         }
         let differentiable = prepared.flatMap(\.differentiable)
         let combined = Tensor(unchecked: [flat.count], scalars: flat).recorded(from: differentiable) { g in
-            var grads = [[Tensor<S>]](repeating: [], count: prepared.count)
+            var grads = [[Tensor<S>?]](repeating: [], count: prepared.count)
             g.scalars.withUnsafeBufferPointer { gp in
                 guard let base = gp.baseAddress else { return }
                 // Each direction writes only its own slot.

@@ -43,8 +43,13 @@ final class RecurrentTests: XCTestCase {
                                                masks: masks, implementation: implementation)
             var loss2 = try (out2.values * weightsOut).sum() + (final2.hidden * weightsH).sum()
             if let cell = final2.cell { loss2 = try loss2 + (cell * weightsH).sum() }
+            // From the default zero state (the kernel skips the first step's products) with
+            // nothing upstream wanting the input's gradient (the kernel skips that GEMM).
+            let (out3, final3) = try layer.run(SequenceBatch(values: x, lengths: lengths), masks: masks, implementation: implementation)
+            let loss3 = try (out3.values * weightsOut).sum() + (final3.hidden * weightsH).sum()
             results.append([out.values, final.hidden] + (final.cell.map { [$0] } ?? []) + inputGrads
-                           + (try loss2.gradients(for: layer.parameters)))
+                           + (try loss2.gradients(for: layer.parameters)) + [out3.values]
+                           + (try loss3.gradients(for: layer.parameters)))
         }
         XCTAssertEqual(results[0].count, results[1].count, file: file, line: line)
         for (i, (a, b)) in zip(results[0], results[1]).enumerated() {
