@@ -85,18 +85,21 @@ LOOM_CLONES void loom_tanh(const float *x, float *out, long count) {
     for (long i = 0; i < count; i++) out[i] = tanh_lane(x[i]);
 }
 
-LOOM_CLONES void loom_rnn_forward_row(float *gate, float *out, const float *update, long h) {
+LOOM_CLONES void loom_rnn_forward_row(float *gate, const float *bias, float *out, const float *update, long h) {
     if (update) {
-        for (long j = 0; j < h; j++) { gate[j] = tanh_lane(gate[j]); out[j] = gate[j] * update[j]; }
+        for (long j = 0; j < h; j++) { gate[j] = tanh_lane(gate[j] + bias[j]); out[j] = gate[j] * update[j]; }
     } else {
-        for (long j = 0; j < h; j++) { gate[j] = tanh_lane(gate[j]); out[j] = gate[j]; }
+        for (long j = 0; j < h; j++) { gate[j] = tanh_lane(gate[j] + bias[j]); out[j] = gate[j]; }
     }
 }
 
-LOOM_CLONES void loom_lstm_forward_row(float *gate, const float *cp, float *c, float *tc, float *out, const float *update, long h) {
+LOOM_CLONES void loom_lstm_forward_row(float *gate, const float *bias, const float *cp, float *c, float *tc, float *out,
+                                       const float *update, long h) {
     float *gi = gate, *gf = gate + h, *gg = gate + 2 * h, *go = gate + 3 * h;
+    const float *bi = bias, *bf = bias + h, *bg = bias + 2 * h, *bo = bias + 3 * h;
     for (long j = 0; j < h; j++) {
-        float i = sigmoid_lane(gi[j]), f = sigmoid_lane(gf[j]), g = tanh_lane(gg[j]), o = sigmoid_lane(go[j]);
+        float i = sigmoid_lane(gi[j] + bi[j]), f = sigmoid_lane(gf[j] + bf[j]), g = tanh_lane(gg[j] + bg[j]);
+        float o = sigmoid_lane(go[j] + bo[j]);
         gi[j] = i; gf[j] = f; gg[j] = g; go[j] = o;
         float m = update ? update[j] : 1.0f;
         float cj = f * cp[j] + i * g * m;
@@ -107,12 +110,13 @@ LOOM_CLONES void loom_lstm_forward_row(float *gate, const float *cp, float *c, f
     }
 }
 
-LOOM_CLONES void loom_gru_forward_row(float *gate, const float *hs, float *saved_n, const float *hp, float *out, const float *update, long h) {
+LOOM_CLONES void loom_gru_forward_row(float *gate, const float *bias, const float *hs, float *saved_n, const float *hp, float *out,
+                                      const float *update, long h) {
     float *gr = gate, *gz = gate + h, *gn = gate + 2 * h;
     for (long j = 0; j < h; j++) {
-        float r = sigmoid_lane(gr[j] + hs[j]), z = sigmoid_lane(gz[j] + hs[h + j]);
+        float r = sigmoid_lane(gr[j] + bias[j] + hs[j]), z = sigmoid_lane(gz[j] + bias[h + j] + hs[h + j]);
         float hn = hs[2 * h + j];
-        float n = tanh_lane(gn[j] + r * hn);
+        float n = tanh_lane(gn[j] + bias[2 * h + j] + r * hn);
         gr[j] = r; gz[j] = z; gn[j] = n;
         saved_n[j] = hn;
         float m = update ? update[j] : 1.0f;

@@ -14,6 +14,7 @@ void loom_configure_malloc(int mmap_threshold, int trim_threshold) {
 #if defined(__GLIBC__)
     mallopt(M_MMAP_THRESHOLD, mmap_threshold);
     mallopt(M_TRIM_THRESHOLD, trim_threshold);
+    mallopt(M_ARENA_MAX, 1);
 #else
     (void)mmap_threshold;
     (void)trim_threshold;

@@ -71,17 +71,16 @@ enum RecurrentPasses<S: TensorScalar> {
     static func forward(_ k: Kernel, _ x: Kernel.Inputs) {
         let h = k.hiddenSize, gh = k.cell.gates * h, layout = k.layout
         let n = layout.rows
-        // gates [N, G H] = input [N, I] x W_ih^T + b_ih (+ b_hh for RNN and LSTM, whose two biases
-        // always add; the GRU keeps b_hh inside r * (W_hn h + b_hn)).
-        // The bias rows go in first and the product adds onto them (beta 1).
+        // gates [N, G H] = input [N, I] x W_ih^T; each row's elementwise pass adds the bias: b_ih
+        // (+ b_hh for RNN and LSTM, whose two biases always add; the GRU keeps b_hh inside
+        // r * (W_hn h + b_hn)). Adding it there spares a pass writing it into every row.
         let bias = UnsafeMutablePointer<S>.allocate(capacity: Swift.max(gh, 1))
         defer { bias.deallocate() }
         Memory.copy(x.inputBias, to: bias, count: gh)
         if k.cell != .gru { S.accumulate(x.recurrentBias, into: bias, count: gh) }
-        for row in 0..<n { Memory.copy(bias, to: k.gates + row * gh, count: gh) }
         if n > 0 {
             S.gemm(transA: false, transB: true, m: n, n: gh, k: k.inputSize, alpha: 1, a: x.input, lda: k.inputSize,
-                   b: x.inputWeight, ldb: k.inputSize, beta: 1, c: k.gates, ldc: gh)
+                   b: x.inputWeight, ldb: k.inputSize, beta: 0, c: k.gates, ldc: gh)
         }
         let packed = packedWeights(x.recurrentWeight, transposed: true, n: gh, k: h, rows: layout.batchSizes.first ?? 0)
         // From a zero state (the default) the first step's recurrent product is 0: skipped. The
@@ -114,7 +113,7 @@ enum RecurrentPasses<S: TensorScalar> {
                                 n: gh, k: h, beta: 1, c: k.scratchProjection + first * gh, ldc: gh)
                     }
                 }
-                for r in rows { forwardRow(k, x, t: t, r: r, row: offset + r, previousHidden: previousHidden + r * h) }
+                for r in rows { forwardRow(k, x, bias, t: t, r: r, row: offset + r, previousHidden: previousHidden + r * h) }
             }
             // Sequences whose last step this is hand over their final state.
             let next = t + 1 < layout.steps ? layout.batchSizes[t + 1] : 0
@@ -133,22 +132,25 @@ enum RecurrentPasses<S: TensorScalar> {
     /// The elementwise pass of one row of step t (packed row `row`, batch position r): gates
     /// (pre-activations in, activations out), the new state and cell.
     @inline(__always)
-    static func forwardRow(_ k: Kernel, _ x: Kernel.Inputs, t: Int, r: Int, row: Int, previousHidden hp: UnsafePointer<S>) {
+    static func forwardRow(_ k: Kernel, _ x: Kernel.Inputs, _ bias: UnsafePointer<S>, t: Int, r: Int, row: Int,
+                           previousHidden hp: UnsafePointer<S>) {
         let h = k.hiddenSize, gh = k.cell.gates * h
         let gate = k.gates + row * gh, out = k.hidden + row * h
         let update = x.updateMask.map { $0 + row * h }
         if S.self == Float.self {
             // The same formulas in C, compiled for the CPU's widest vectors (loom_cells.c).
             switch k.cell {
-            case .rnn: loom_rnn_forward_row(f(gate), f(out), f(update), h)
+            case .rnn: loom_rnn_forward_row(f(gate), f(bias), f(out), f(update), h)
             case .lstm:
-                loom_lstm_forward_row(f(gate), f(previousCell(k, x, t) + r * h), f(k.cellStates + row * h), f(k.extra + row * h),
-                                      f(out), f(update), h)
+                loom_lstm_forward_row(f(gate), f(bias), f(previousCell(k, x, t) + r * h), f(k.cellStates + row * h),
+                                      f(k.extra + row * h), f(out), f(update), h)
             case .gru:
-                loom_gru_forward_row(f(gate), f(k.scratchProjection + r * gh), f(k.extra + row * h), f(hp), f(out), f(update), h)
+                loom_gru_forward_row(f(gate), f(bias), f(k.scratchProjection + r * gh), f(k.extra + row * h), f(hp), f(out),
+                                     f(update), h)
             }
             return
         }
+        S.accumulate(bias, into: gate, count: gh)
         switch k.cell {
         case .rnn:
             S.map(.tanh, gate, gate, count: h)

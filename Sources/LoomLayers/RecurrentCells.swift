@@ -58,24 +58,24 @@ public struct RecurrentCellWeights<Scalar: TensorScalar> {
                  cell cp: UnsafePointer<Scalar>?, gates: UnsafeMutablePointer<Scalar>, hiddenOut: UnsafeMutablePointer<Scalar>,
                  cellOut: UnsafeMutablePointer<Scalar>?, tanhCell: UnsafeMutablePointer<Scalar>?) {
         let h = recurrentWeight.shape[1], g = cell.gates * h, inputSize = inputWeight.shape[1]
-        inputBias.data.withBase { bi in recurrentBias.data.withBase { bh in
-            for r in 0..<b {
-                Memory.copy(bi, to: gates + r * g, count: g)
-                Scalar.accumulate(bh, into: gates + r * g, count: g)
-            }
-        } }
+        // The row passes add the bias (both biases summed: RNN and LSTM only come here).
+        var bias: [Scalar] = inputBias.data.scalars
+        recurrentBias.data.withBase { bh in bias.withUnsafeMutableBufferPointer { Scalar.accumulate(bh, into: $0.baseAddress!, count: g) } }
         inputWeight.data.withBase { w in
-            Scalar.gemm(transA: false, transB: true, m: b, n: g, k: inputSize, alpha: 1, a: xp, lda: inputSize, b: w, ldb: inputSize, beta: 1, c: gates, ldc: g)
+            Scalar.gemm(transA: false, transB: true, m: b, n: g, k: inputSize, alpha: 1, a: xp, lda: inputSize, b: w, ldb: inputSize, beta: 0, c: gates, ldc: g)
         }
         recurrentWeight.data.withBase { w in
             Scalar.gemm(transA: false, transB: true, m: b, n: g, k: h, alpha: 1, a: hp, lda: h, b: w, ldb: h, beta: 1, c: gates, ldc: g)
         }
         func f(_ p: UnsafePointer<Scalar>) -> UnsafeMutablePointer<Float> { UnsafeMutableRawPointer(mutating: p).assumingMemoryBound(to: Float.self) }
-        for r in 0..<b {
-            if cell == .lstm, let cp, let cellOut, let tanhCell {
-                loom_lstm_forward_row(f(gates + r * g), f(cp + r * h), f(cellOut + r * h), f(tanhCell + r * h), f(hiddenOut + r * h), nil, h)
-            } else {
-                loom_rnn_forward_row(f(gates + r * g), f(hiddenOut + r * h), nil, h)
+        bias.withUnsafeBufferPointer { bp in
+            let bias = f(bp.baseAddress!)
+            for r in 0..<b {
+                if cell == .lstm, let cp, let cellOut, let tanhCell {
+                    loom_lstm_forward_row(f(gates + r * g), bias, f(cp + r * h), f(cellOut + r * h), f(tanhCell + r * h), f(hiddenOut + r * h), nil, h)
+                } else {
+                    loom_rnn_forward_row(f(gates + r * g), bias, f(hiddenOut + r * h), nil, h)
+                }
             }
         }
     }

@@ -8,7 +8,7 @@ final class PackedWeightsTests: XCTestCase {
         try XCTSkipUnless(PackedWeights.isAvailable, "no AVX-512 on this CPU; callers use BLAS")
         var g = SystemRandomNumberGenerator()
         // Odd sizes exercise the tails: n not a multiple of 16, m not a multiple of the row block.
-        for (m, n, k) in [(1, 1, 1), (3, 17, 5), (7, 33, 64), (32, 1024, 256), (13, 100, 31)] {
+        for (m, n, k) in [(1, 1, 1), (3, 17, 5), (7, 33, 64), (32, 1024, 256), (13, 100, 31), (9, 48, 300), (17, 40, 1030)] {
             for transposed in [false, true] {
                 for beta: Float in [0, 1] {
                     let w = (0..<(n * k)).map { _ in Float.random(in: -1...1, using: &g) }

@@ -15,14 +15,18 @@ void loom_exp(const float *x, float *out, long count);
 void loom_sigmoid(const float *x, float *out, long count);
 void loom_tanh(const float *x, float *out, long count);
 
-/* RNN: gate [h] pre-activation in, tanh out; out = tanh * update. */
-void loom_rnn_forward_row(float *gate, float *out, const float *update, long h);
-/* LSTM: gate [4h] (i f g o) pre-activations in, activations out; c = f cp + i g update;
- * tc = tanh(c); out = o tc. */
-void loom_lstm_forward_row(float *gate, const float *cp, float *c, float *tc, float *out, const float *update, long h);
-/* GRU: gate [3h] (r z n) x-side pre-activations in, activations out; hs [3h] the h-side
+/* The forward passes take the products without biases in `gate` and add `bias` [G h] first (so
+ * the input projection of all steps needs no bias pass of its own).
+ * RNN: gate [h] pre-activation in, tanh out; out = tanh * update. */
+void loom_rnn_forward_row(float *gate, const float *bias, float *out, const float *update, long h);
+/* LSTM: gate [4h] (i f g o) pre-activations in, activations out; bias = b_ih + b_hh;
+ * c = f cp + i g update; tc = tanh(c); out = o tc. */
+void loom_lstm_forward_row(float *gate, const float *bias, const float *cp, float *c, float *tc, float *out,
+                           const float *update, long h);
+/* GRU: gate [3h] (r z n) x-side products in, activations out; bias = b_ih; hs [3h] the h-side
  * projection (with b_hh); saved_n = hs[2h:]; n = tanh(x_n + r hs_n); out = (1 - z) n update + z hp. */
-void loom_gru_forward_row(float *gate, const float *hs, float *saved_n, const float *hp, float *out, const float *update, long h);
+void loom_gru_forward_row(float *gate, const float *bias, const float *hs, float *saved_n, const float *hp, float *out,
+                          const float *update, long h);
 
 /* Backward of one row: gradients of the pre-activations into dxg (and dhg for the GRU), given
  * the output gradient d_out and the running state gradient dh (which is then reset to the
