@@ -139,11 +139,21 @@ enum FusedRecurrence {
     static func runAll<S: TensorScalar>(_ directions: [Direction<S>]) throws -> [(outputs: Tensor<S>, hidden: Tensor<S>, cell: Tensor<S>?)] {
         let prepared = directions.map(Prepared.init)
         eachDirection(prepared.count) { k in prepared[k].forward() }
+        let differentiable = prepared.flatMap(\.differentiable)
+        if !GradientRecording.isEnabled || !differentiable.contains(where: \.isRecorded) {
+            // Nothing to record: each result straight from the kernel's buffers, with no flat
+            // record to slice (one copy of the outputs instead of two).
+            return prepared.map { d in
+                let (n, b, h, kernel) = (d.n, d.b, d.h, d.kernel)
+                return (Tensor(unchecked: [n, h], scalars: Memory.array(copying: kernel.hidden, count: n * h)),
+                        Tensor(unchecked: [b, h], scalars: Memory.array(copying: kernel.finalHidden, count: b * h)),
+                        d.hasCell ? Tensor(unchecked: [b, h], scalars: Memory.array(copying: kernel.finalCell, count: b * h)) : nil)
+            }
+        }
         let offsets = prepared.reduce(into: [0]) { $0.append($0.last! + $1.outputCount) }
         let flat: [S] = Memory.build(offsets.last!) { out in
             for (k, d) in prepared.enumerated() { d.copyOutputs(to: out + offsets[k]) }
         }
-        let differentiable = prepared.flatMap(\.differentiable)
         let combined = Tensor(unchecked: [flat.count], scalars: flat).recorded(from: differentiable) { g in
             var grads = [[Tensor<S>?]](repeating: [], count: prepared.count)
             g.scalars.withUnsafeBufferPointer { gp in

@@ -88,6 +88,12 @@ final class RecurrentTests: XCTestCase {
                 let worst = zip(a.scalars, b.scalars).map { Swift.abs($0 - $1) }.max() ?? 0
                 XCTAssertLessThanOrEqual(worst, 2e-5, "\(K.cell) Float tensor \(i) differs by \(worst)")
             }
+            // Off the tape the fused path returns the kernel's buffers directly: the same numbers.
+            let (out, state) = try withoutGradients {
+                try layer.run(SequenceBatch(values: x, lengths: lengths), masks: masks, implementation: .fused)
+            }
+            XCTAssertEqual(out.values.scalars, results[0][0].scalars, "\(K.cell) outputs off the tape")
+            XCTAssertEqual(state.hidden.scalars, results[0][1].scalars, "\(K.cell) final state off the tape")
         }
         for dropout in [RecurrentDropout.none, RecurrentDropout(stateUpdate: 0.3, alwaysActive: true)] {
             try check(RNNKind.self, dropout: dropout)
