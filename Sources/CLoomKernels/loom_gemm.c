@@ -48,12 +48,20 @@ __attribute__((target("avx512f"), always_inline)) static inline void tile(
     const int MR, int k, const float *a, int lda, const float *p0, const float *p1, int two,
     __mmask16 mask0, __mmask16 mask1, float beta, float *c, int ldc) {
     __m512 acc0[8], acc1[8];
+    /* One pointer per row, indexed by i. Left to itself the compiler derives the rows from one
+     * another, a chain of eight address adds per step, and the loop then issues more
+     * instructions than its 16 multiply-adds need; the empty asm hides how the pointers relate. */
+    const float *ar[8];
+    for (int r = 0; r < MR; r++) {
+        ar[r] = a + (size_t)r * lda;
+        __asm__("" : "+r"(ar[r]));
+    }
     for (int r = 0; r < MR; r++) { acc0[r] = _mm512_setzero_ps(); acc1[r] = _mm512_setzero_ps(); }
     for (int i = 0; i < k; i++) {
         __m512 b0 = _mm512_loadu_ps(p0 + (size_t)i * LOOM_PANEL);
         __m512 b1 = two ? _mm512_loadu_ps(p1 + (size_t)i * LOOM_PANEL) : _mm512_setzero_ps();
         for (int r = 0; r < MR; r++) {
-            __m512 x = _mm512_set1_ps(a[(size_t)r * lda + i]);
+            __m512 x = _mm512_set1_ps(ar[r][i]);
             acc0[r] = _mm512_fmadd_ps(x, b0, acc0[r]);
             if (two) acc1[r] = _mm512_fmadd_ps(x, b1, acc1[r]);
         }
