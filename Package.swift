@@ -51,7 +51,7 @@ let package = Package(
         // Fuzz targets (libFuzzer through scripts/fuzz.sh); a replayer of saved inputs otherwise.
         .executableTarget(name: "LoomFuzz", dependencies: ["LoomAudio", "LoomSeq2Seq"]),
 
-        .testTarget(name: "LoomKernelsTests", dependencies: ["LoomKernels", "CFFTW", "CSndFile", "CSampleRate"]),
+        .testTarget(name: "LoomKernelsTests", dependencies: ["LoomKernels", "CLoomKernels", "CFFTW", "CSndFile", "CSampleRate"]),
         .testTarget(name: "LoomTensorTests", dependencies: ["LoomTensor"]),
         .testTarget(name: "LoomLayersTests", dependencies: ["LoomLayers"]),
         .testTarget(name: "LoomTrainingTests", dependencies: ["LoomTraining", "LoomLayers"]),

@@ -233,6 +233,13 @@ static int has_avx512(void) { return 0; }
 #define lstm_forward_row_avx512 lstm_forward_row_generic
 #endif
 
+void loom_sigmoid_portable(const float *x, float *out, long count) { sigmoid_generic(x, out, count); }
+void loom_tanh_portable(const float *x, float *out, long count) { tanh_generic(x, out, count); }
+void loom_lstm_forward_row_portable(float *gate, const float *bias, const float *cp, float *c, float *tc, float *out,
+                                    const float *update, long h) {
+    lstm_forward_row_generic(gate, bias, cp, c, tc, out, update, h);
+}
+
 void loom_sigmoid(const float *x, float *out, long count) {
     if (has_avx512()) sigmoid_avx512(x, out, count);
     else sigmoid_generic(x, out, count);

@@ -42,6 +42,13 @@ void loom_lstm_backward_row(const float *gate, const float *tc, const float *cp,
 void loom_gru_backward_row(const float *gate, const float *saved_n, const float *hp, const float *d_out, float *dh,
                            float *dxg, float *dhg, const float *update, long h);
 
+/* The portable versions of sigmoid, tanh and the LSTM forward row (what a CPU without AVX-512
+ * runs), callable anywhere: the oracle the AVX-512 versions are tested against. */
+void loom_sigmoid_portable(const float *x, float *out, long count);
+void loom_tanh_portable(const float *x, float *out, long count);
+void loom_lstm_forward_row_portable(float *gate, const float *bias, const float *cp, float *c, float *tc, float *out,
+                                    const float *update, long h);
+
 /* Natural logarithm of x + offset, within 3 ULP of libm (measured worst 2.2, near x = 1.13); log(0) = -inf,
  * negative or NaN inputs give NaN. */
 void loom_log_offset(const float *x, float *out, long count, float offset);

@@ -1,0 +1,44 @@
+import CLoomKernels
+import LoomKernels
+import XCTest
+
+/// The AVX-512 sigmoid, tanh and LSTM forward row (reciprocal estimate plus a Newton step)
+/// against the portable versions (plain division) that CPUs without AVX-512 run.
+final class CellRowTests: XCTestCase {
+    func testAVX512VersionsMatchPortableOnes() {
+        var generator = SystemRandomNumberGenerator()
+        // Both versions are within 4 ULP of the exact value (ActivationsTests), so they differ
+        // by at most 8 ULP of the result.
+        let x = (0..<1_003).map { _ in Float.random(in: -12...12, using: &generator) } + [0, -0.0, .infinity, -.infinity]
+        for (fast, portable) in [(loom_sigmoid, loom_sigmoid_portable), (loom_tanh, loom_tanh_portable)] {
+            var a = [Float](repeating: 0, count: x.count), b = a
+            fast(x, &a, x.count)
+            portable(x, &b, x.count)
+            for i in x.indices {
+                XCTAssertEqual(a[i], b[i], accuracy: 8 * b[i].ulp, "x = \(x[i])")
+            }
+        }
+        // The LSTM row, h = 37 (two full vectors and a tail), with and without an update mask.
+        // Gates in [-3, 3], previous cell in [-1, 1]: each activation differs by at most 8 ULP
+        // (< 1e-6 at values up to 1), so c = f cp + i g by at most 3e-6 and tanh(c), o tanh(c)
+        // by about as much again; 1e-5 leaves a margin of ~2.
+        let h = 37
+        let gates = (0..<(4 * h)).map { _ in Float.random(in: -3...3, using: &generator) }
+        let bias = (0..<(4 * h)).map { _ in Float.random(in: -0.5...0.5, using: &generator) }
+        let cp = (0..<h).map { _ in Float.random(in: -1...1, using: &generator) }
+        let mask = (0..<h).map { _ in Float.random(in: 0...2, using: &generator) }
+        for update in [nil, mask] {
+            var results: [[Float]] = []
+            for row in [loom_lstm_forward_row, loom_lstm_forward_row_portable] {
+                var g = gates, c = [Float](repeating: 0, count: h), tc = c, out = c
+                if let update {
+                    update.withUnsafeBufferPointer { row(&g, bias, cp, &c, &tc, &out, $0.baseAddress, h) }
+                } else {
+                    row(&g, bias, cp, &c, &tc, &out, nil, h)
+                }
+                results.append(g + c + tc + out)
+            }
+            for (a, b) in zip(results[0], results[1]) { XCTAssertEqual(a, b, accuracy: 1e-5) }
+        }
+    }
+}
