@@ -26,17 +26,25 @@ static inline int32_t to_bits(float f) { int32_t b; memcpy(&b, &f, sizeof b); re
 #define EXP_MIN (-87.336544f) /* below: under the smallest normal float */
 #define ROUNDING_SHIFT 12582912.0f /* 1.5 * 2^23: adding it rounds to an integer in the low mantissa bits */
 
+/* Taylor coefficients 1/k! of exp(r), k = 2..7 (k = 0 and 1 are 1). */
+#define EXP_C2 0.5f
+#define EXP_C3 (1.0f / 6)
+#define EXP_C4 (1.0f / 24)
+#define EXP_C5 (1.0f / 120)
+#define EXP_C6 (1.0f / 720)
+#define EXP_C7 (1.0f / 5040)
+
 static inline float exp_lane(float x) {
     float clamped = x > EXP_MAX ? EXP_MAX : (x >= EXP_MIN ? x : EXP_MIN);
     float shifted = clamped * LOG2E + ROUNDING_SHIFT;
     float n = shifted - ROUNDING_SHIFT;
     float r = (clamped - n * LN2_HIGH) - n * LN2_LOW;
-    float p = 1.0f / 5040;
-    p = p * r + 1.0f / 720;
-    p = p * r + 1.0f / 120;
-    p = p * r + 1.0f / 24;
-    p = p * r + 1.0f / 6;
-    p = p * r + 0.5f;
+    float p = EXP_C7;
+    p = p * r + EXP_C6;
+    p = p * r + EXP_C5;
+    p = p * r + EXP_C4;
+    p = p * r + EXP_C3;
+    p = p * r + EXP_C2;
     p = p * r + 1;
     p = p * r + 1;
     int32_t ni = to_bits(shifted) - 0x4B400000;
@@ -53,18 +61,27 @@ static inline float sigmoid_lane(float x) { return 1.0f / (1.0f + exp_lane(-x));
 /* For |x| >= 0.5: 1 - 2 / (exp(2|x|) + 1) with the sign restored (the cancellation costs at most
  * a factor 1.2 there). For |x| < 0.5: the odd Taylor series through x^15, whose next term is
  * below 5e-9, a tenth of an ULP of tanh(0.5). */
+/* Taylor coefficients of tanh(x) = x + C3 x^3 + ... + C15 x^15. */
+#define TANH_C3 (-1.0f / 3)
+#define TANH_C5 (2.0f / 15)
+#define TANH_C7 (-17.0f / 315)
+#define TANH_C9 (62.0f / 2835)
+#define TANH_C11 (-1382.0f / 155925)
+#define TANH_C13 (21844.0f / 6081075)
+#define TANH_C15 ((float)(-929569.0 / 638512875))
+
 static inline float tanh_lane(float x) {
     float ax = x < 0 ? -x : x;
     float large = 1.0f - 2.0f / (exp_lane(2.0f * ax) + 1.0f);
     large = x < 0 ? -large : large;
     float x2 = x * x;
-    float p = (float)(-929569.0 / 638512875);
-    p = p * x2 + 21844.0f / 6081075;
-    p = p * x2 - 1382.0f / 155925;
-    p = p * x2 + 62.0f / 2835;
-    p = p * x2 - 17.0f / 315;
-    p = p * x2 + 2.0f / 15;
-    p = p * x2 - 1.0f / 3;
+    float p = TANH_C15;
+    p = p * x2 + TANH_C13;
+    p = p * x2 + TANH_C11;
+    p = p * x2 + TANH_C9;
+    p = p * x2 + TANH_C7;
+    p = p * x2 + TANH_C5;
+    p = p * x2 + TANH_C3;
     float small = x + x * x2 * p;
     float result = ax < 0.5f ? small : large;
     return x != x ? x : result;
@@ -128,12 +145,12 @@ LOOM_AVX512 __m512 exp16(__m512 x) {
     __m512 n = _mm512_sub_ps(shifted, _mm512_set1_ps(ROUNDING_SHIFT));
     __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_HIGH), clamped);
     r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_LOW), r);
-    __m512 p = _mm512_set1_ps(1.0f / 5040);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    __m512 p = _mm512_set1_ps(EXP_C7);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EXP_C6));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EXP_C5));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EXP_C4));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EXP_C3));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EXP_C2));
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
     /* p 2^n; vscalefps saturates to +inf at n = 128 as the two-halves product above does. */
@@ -164,13 +181,13 @@ LOOM_AVX512 __m512 tanh16(__m512 x) {
     __m512 large = _mm512_fnmadd_ps(_mm512_set1_ps(2.0f), q, _mm512_set1_ps(1.0f));
     large = _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(large), _mm512_castps_si512(sign)));
     __m512 x2 = _mm512_mul_ps(x, x);
-    __m512 p = _mm512_set1_ps((float)(-929569.0 / 638512875));
-    p = _mm512_fmadd_ps(p, x2, _mm512_set1_ps(21844.0f / 6081075));
-    p = _mm512_fmadd_ps(p, x2, _mm512_set1_ps(-1382.0f / 155925));
-    p = _mm512_fmadd_ps(p, x2, _mm512_set1_ps(62.0f / 2835));
-    p = _mm512_fmadd_ps(p, x2, _mm512_set1_ps(-17.0f / 315));
-    p = _mm512_fmadd_ps(p, x2, _mm512_set1_ps(2.0f / 15));
-    p = _mm512_fmadd_ps(p, x2, _mm512_set1_ps(-1.0f / 3));
+    __m512 p = _mm512_set1_ps(TANH_C15);
+    p = _mm512_fmadd_ps(p, x2, _mm512_set1_ps(TANH_C13));
+    p = _mm512_fmadd_ps(p, x2, _mm512_set1_ps(TANH_C11));
+    p = _mm512_fmadd_ps(p, x2, _mm512_set1_ps(TANH_C9));
+    p = _mm512_fmadd_ps(p, x2, _mm512_set1_ps(TANH_C7));
+    p = _mm512_fmadd_ps(p, x2, _mm512_set1_ps(TANH_C5));
+    p = _mm512_fmadd_ps(p, x2, _mm512_set1_ps(TANH_C3));
     __m512 small = _mm512_fmadd_ps(_mm512_mul_ps(x, x2), p, x);
     __m512 result = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(ax, _mm512_set1_ps(0.5f), _CMP_LT_OQ), large, small);
     return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), result, x);
