@@ -110,14 +110,17 @@ LOOM_CLONES void loom_rnn_forward_row(float *gate, const float *bias, float *out
     }
 }
 
-LOOM_CLONES static void lstm_forward_row_generic(float *gate, const float *bias, const float *cp, float *c, float *tc, float *out,
-                                                 const float *update, long h) {
-    float *gi = gate, *gf = gate + h, *gg = gate + 2 * h, *go = gate + 3 * h;
-    const float *bi = bias, *bf = bias + h, *bg = bias + 2 * h, *bo = bias + 3 * h;
+/* act = activations of gx + hs + bias (hs may be NULL); act may be gx or hs itself: iteration j
+ * reads and writes positions j, h + j, 2h + j, 3h + j only, reads first. */
+LOOM_CLONES static void lstm_forward_row_generic(const float *gx, const float *hs, float *act, const float *bias, const float *cp,
+                                                 float *c, float *tc, float *out, const float *update, long h) {
+    LOOM_ELEMENTWISE
     for (long j = 0; j < h; j++) {
-        float i = sigmoid_lane(gi[j] + bi[j]), f = sigmoid_lane(gf[j] + bf[j]), g = tanh_lane(gg[j] + bg[j]);
-        float o = sigmoid_lane(go[j] + bo[j]);
-        gi[j] = i; gf[j] = f; gg[j] = g; go[j] = o;
+        float si = hs ? hs[j] : 0.0f, sf = hs ? hs[h + j] : 0.0f, sg = hs ? hs[2 * h + j] : 0.0f, so = hs ? hs[3 * h + j] : 0.0f;
+        /* (x side + h side) + bias: the order of the in-place path, where the product added the h side. */
+        float i = sigmoid_lane((gx[j] + si) + bias[j]), f = sigmoid_lane((gx[h + j] + sf) + bias[h + j]);
+        float g = tanh_lane((gx[2 * h + j] + sg) + bias[2 * h + j]), o = sigmoid_lane((gx[3 * h + j] + so) + bias[3 * h + j]);
+        act[j] = i; act[h + j] = f; act[2 * h + j] = g; act[3 * h + j] = o;
         float m = update ? update[j] : 1.0f;
         float cj = f * cp[j] + i * g * m;
         float t = tanh_lane(cj);
@@ -211,20 +214,28 @@ __attribute__((target("avx512f"))) static void tanh_avx512(const float *x, float
     }
 }
 
-__attribute__((target("avx512f"))) static void lstm_forward_row_avx512(float *gate, const float *bias, const float *cp, float *c,
-                                                                      float *tc, float *out, const float *update, long h) {
-    float *gi = gate, *gf = gate + h, *gg = gate + 2 * h, *go = gate + 3 * h;
-    const float *bi = bias, *bf = bias + h, *bg = bias + 2 * h, *bo = bias + 3 * h;
+/* One gate block's pre-activation: (x side + h side) + bias, the order of the in-place path,
+ * where the product already added the h side. */
+__attribute__((target("avx512f"), always_inline)) static inline __m512 preactivation(const float *gx, const float *hs, const float *bias,
+                                                                                     long at, __mmask16 m) {
+    __m512 v = _mm512_maskz_loadu_ps(m, gx + at);
+    if (hs) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, hs + at));
+    return _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, bias + at));
+}
+
+__attribute__((target("avx512f"))) static void lstm_forward_row_avx512(const float *gx, const float *hs, float *act, const float *bias,
+                                                                      const float *cp, float *c, float *tc, float *out,
+                                                                      const float *update, long h) {
     for (long j = 0; j < h; j += 16) {
         __mmask16 m = tail_mask(h - j);
-        __m512 i = sigmoid16(_mm512_add_ps(_mm512_maskz_loadu_ps(m, gi + j), _mm512_maskz_loadu_ps(m, bi + j)));
-        __m512 f = sigmoid16(_mm512_add_ps(_mm512_maskz_loadu_ps(m, gf + j), _mm512_maskz_loadu_ps(m, bf + j)));
-        __m512 g = tanh16(_mm512_add_ps(_mm512_maskz_loadu_ps(m, gg + j), _mm512_maskz_loadu_ps(m, bg + j)));
-        __m512 o = sigmoid16(_mm512_add_ps(_mm512_maskz_loadu_ps(m, go + j), _mm512_maskz_loadu_ps(m, bo + j)));
-        _mm512_mask_storeu_ps(gi + j, m, i);
-        _mm512_mask_storeu_ps(gf + j, m, f);
-        _mm512_mask_storeu_ps(gg + j, m, g);
-        _mm512_mask_storeu_ps(go + j, m, o);
+        __m512 i = sigmoid16(preactivation(gx, hs, bias, j, m));
+        __m512 f = sigmoid16(preactivation(gx, hs, bias, h + j, m));
+        __m512 g = tanh16(preactivation(gx, hs, bias, 2 * h + j, m));
+        __m512 o = sigmoid16(preactivation(gx, hs, bias, 3 * h + j, m));
+        _mm512_mask_storeu_ps(act + j, m, i);
+        _mm512_mask_storeu_ps(act + h + j, m, f);
+        _mm512_mask_storeu_ps(act + 2 * h + j, m, g);
+        _mm512_mask_storeu_ps(act + 3 * h + j, m, o);
         __m512 ig = _mm512_mul_ps(i, g);
         if (update) ig = _mm512_mul_ps(ig, _mm512_maskz_loadu_ps(m, update + j));
         __m512 cj = _mm512_fmadd_ps(f, _mm512_maskz_loadu_ps(m, cp + j), ig);
@@ -254,7 +265,12 @@ void loom_sigmoid_portable(const float *x, float *out, long count) { sigmoid_gen
 void loom_tanh_portable(const float *x, float *out, long count) { tanh_generic(x, out, count); }
 void loom_lstm_forward_row_portable(float *gate, const float *bias, const float *cp, float *c, float *tc, float *out,
                                     const float *update, long h) {
-    lstm_forward_row_generic(gate, bias, cp, c, tc, out, update, h);
+    lstm_forward_row_generic(gate, NULL, gate, bias, cp, c, tc, out, update, h);
+}
+
+void loom_lstm_forward_row_split_portable(const float *gx, const float *hs, float *act, const float *bias, const float *cp, float *c,
+                                          float *tc, float *out, const float *update, long h) {
+    lstm_forward_row_generic(gx, hs, act, bias, cp, c, tc, out, update, h);
 }
 
 void loom_sigmoid(const float *x, float *out, long count) {
@@ -269,8 +285,14 @@ void loom_tanh(const float *x, float *out, long count) {
 
 void loom_lstm_forward_row(float *gate, const float *bias, const float *cp, float *c, float *tc, float *out,
                            const float *update, long h) {
-    if (has_avx512()) lstm_forward_row_avx512(gate, bias, cp, c, tc, out, update, h);
-    else lstm_forward_row_generic(gate, bias, cp, c, tc, out, update, h);
+    if (has_avx512()) lstm_forward_row_avx512(gate, NULL, gate, bias, cp, c, tc, out, update, h);
+    else lstm_forward_row_generic(gate, NULL, gate, bias, cp, c, tc, out, update, h);
+}
+
+void loom_lstm_forward_row_split(const float *gx, const float *hs, float *act, const float *bias, const float *cp, float *c, float *tc,
+                                 float *out, const float *update, long h) {
+    if (has_avx512()) lstm_forward_row_avx512(gx, hs, act, bias, cp, c, tc, out, update, h);
+    else lstm_forward_row_generic(gx, hs, act, bias, cp, c, tc, out, update, h);
 }
 
 LOOM_CLONES void loom_gru_forward_row(float *gate, const float *bias, const float *hs, float *saved_n, const float *hp, float *out,

@@ -50,11 +50,20 @@ public final class RecurrentKernel<S: TensorScalar> {
 
     private var allocations: [UnsafeMutablePointer<S>] = []
 
-    public init(cell: Cell, inputSize: Int, hiddenSize: Int, layout: PackedLayout) {
+    /// Inference only (`keepsForBackward` false; Float LSTM): the forward pass keeps nothing for
+    /// a backward pass. Each step's recurrent product goes to a [B, G H] scratch that stays in
+    /// cache and also takes the activations; the cell state lives in two [B, H] halves used in
+    /// turn, tanh(c) in one. The input projection of all steps is then only read, and the
+    /// [N, G H] gate rows and the two [N, H] buffers are not written back to memory.
+    public let isLean: Bool
+
+    public init(cell: Cell, inputSize: Int, hiddenSize: Int, layout: PackedLayout, keepsForBackward: Bool = true) {
         self.cell = cell
         self.inputSize = inputSize
         self.hiddenSize = hiddenSize
         self.layout = layout
+        let lean = !keepsForBackward && cell == .lstm && S.self == Float.self
+        isLean = lean
         let n = layout.rows, b = layout.batch, h = hiddenSize, g = cell.gates * hiddenSize
         // The per-row buffers ([N, ...]) are written in full by the forward pass before any read,
         // so they are left uninitialized (zeroing them was 5% of a small training step); the
@@ -66,12 +75,12 @@ public final class RecurrentKernel<S: TensorScalar> {
         }
         hidden = buffer(n * h, zeroed: false)
         finalHidden = buffer(b * h)
-        cellStates = buffer(cell == .lstm ? n * h : 0, zeroed: false)
+        cellStates = buffer(cell == .lstm ? (lean ? 2 * b * h : n * h) : 0, zeroed: false)
         finalCell = buffer(cell == .lstm ? b * h : 0)
         gates = buffer(n * g, zeroed: false)
-        extra = buffer(cell == .rnn ? 0 : n * h, zeroed: false)
+        extra = buffer(cell == .rnn ? 0 : (lean ? b * h : n * h), zeroed: false)
         scratchState = buffer(b * h)
-        scratchProjection = buffer(cell == .gru ? b * g : 0)
+        scratchProjection = buffer(cell == .gru || lean ? b * g : 0)
         allocations = [hidden, finalHidden, cellStates, finalCell, gates, extra, scratchState, scratchProjection]
     }
 
@@ -145,6 +154,7 @@ public final class RecurrentKernel<S: TensorScalar> {
     /// final states `dFinalHidden` [B, H], `dFinalCell` [B, H] (LSTM) through the last `forward`.
     public func backward(_ x: Inputs, dHidden: UnsafePointer<S>, dFinalHidden: UnsafePointer<S>,
                          dFinalCell: UnsafePointer<S>?, into gradients: Gradients) {
+        precondition(!isLean, "this kernel was made for inference (keepsForBackward: false)")
         if S.self == Float.self {
             typealias K = RecurrentKernel<Float>
             RecurrentPasses<Float>.backward(

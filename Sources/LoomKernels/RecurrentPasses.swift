@@ -18,8 +18,14 @@ enum RecurrentPasses<S: TensorScalar> {
     /// Previous cell rows of step t (LSTM).
     @inline(__always)
     static func previousCell(_ k: Kernel, _ x: Kernel.Inputs, _ t: Int) -> UnsafePointer<S> {
-        if t > 0 { return UnsafePointer(k.cellStates + k.layout.offsets[t - 1] * k.hiddenSize) }
+        if t > 0 { return UnsafePointer(k.isLean ? leanCell(k, t - 1) : k.cellStates + k.layout.offsets[t - 1] * k.hiddenSize) }
         return x.initialCell ?? UnsafePointer(k.scratchState)
+    }
+
+    /// The cell rows of step t in a lean kernel: the two [B, H] halves in turn.
+    @inline(__always)
+    static func leanCell(_ k: Kernel, _ t: Int) -> UnsafeMutablePointer<S> {
+        k.cellStates + (t % 2) * k.layout.batch * k.hiddenSize
     }
 
     /// The recurrent weights packed for the AVX-512 product, when S is Float and the CPU has it.
@@ -100,6 +106,21 @@ enum RecurrentPasses<S: TensorScalar> {
                     for j in (first * h)..<(rows.upperBound * h) { k.scratchState[j] = previousHidden[j] * mask[j] }
                     recurrentInput = UnsafePointer(k.scratchState + first * h)
                 }
+                if k.isLean {
+                    // The h side to the cached scratch (0 at a skipped first step: no h side).
+                    if !skipProduct {
+                        product(packed, m: rows.count, a: recurrentInput, lda: h, weights: x.recurrentWeight, transposeW: true,
+                                n: gh, k: h, beta: 0, c: k.scratchProjection + first * gh, ldc: gh)
+                    }
+                    let cp = previousCell(k, x, t), c = leanCell(k, t)
+                    for r in rows {
+                        let hs = k.scratchProjection + r * gh
+                        loom_lstm_forward_row_split(f(g + r * gh), skipProduct ? nil : f(hs), f(hs), f(bias), f(cp + r * h),
+                                                    f(c + r * h), f(k.extra + r * h), f(k.hidden + (offset + r) * h),
+                                                    f(x.updateMask.map { $0 + (offset + r) * h }), h)
+                    }
+                    return
+                }
                 switch k.cell {
                 case .rnn, .lstm:
                     if !skipProduct {
@@ -119,7 +140,10 @@ enum RecurrentPasses<S: TensorScalar> {
             let next = t + 1 < layout.steps ? layout.batchSizes[t + 1] : 0
             for r in next..<b {
                 Memory.copy(k.hidden + (offset + r) * h, to: k.finalHidden + r * h, count: h)
-                if k.cell == .lstm { Memory.copy(k.cellStates + (offset + r) * h, to: k.finalCell + r * h, count: h) }
+                if k.cell == .lstm {
+                    let c = k.isLean ? leanCell(k, t) + r * h : k.cellStates + (offset + r) * h
+                    Memory.copy(c, to: k.finalCell + r * h, count: h)
+                }
             }
         }
         // Sequences of length 0 keep their initial state.

@@ -51,9 +51,10 @@ enum FusedRecurrence {
         /// Elements of this direction's part of the flat output: outputs, final hidden (and cell).
         var outputCount: Int { n * h + (hasCell ? 2 : 1) * b * h }
 
-        init(_ d: Direction<S>) {
+        init(_ d: Direction<S>, recording: Bool) {
             let b = d.layout.batch, h = d.initialHidden.shape[1]
-            kernel = RecurrentKernel<S>(cell: d.cell, inputSize: d.input.shape[1], hiddenSize: h, layout: d.layout)
+            kernel = RecurrentKernel<S>(cell: d.cell, inputSize: d.input.shape[1], hiddenSize: h, layout: d.layout,
+                                        keepsForBackward: recording)
             let c0 = d.cell == .lstm ? (d.initialCell ?? Tensor.zeros(unchecked: [b, h])) : nil
             differentiable = [d.input] + d.weights + [d.initialHidden] + (c0.map { [$0] } ?? [])
             masks = [d.stateMask, d.updateMask].compactMap { $0 }
@@ -137,10 +138,13 @@ enum FusedRecurrence {
     /// cell [B, H] or nil), slices of the record's flat output. Two directions run concurrently
     /// forward and backward.
     static func runAll<S: TensorScalar>(_ directions: [Direction<S>]) throws -> [(outputs: Tensor<S>, hidden: Tensor<S>, cell: Tensor<S>?)] {
-        let prepared = directions.map(Prepared.init)
+        let recording = GradientRecording.isEnabled && directions.contains { d in
+            ([d.input, d.initialHidden] + d.weights + (d.initialCell.map { [$0] } ?? [])).contains(where: \.isRecorded)
+        }
+        let prepared = directions.map { Prepared($0, recording: recording) }
         eachDirection(prepared.count) { k in prepared[k].forward() }
         let differentiable = prepared.flatMap(\.differentiable)
-        if !GradientRecording.isEnabled || !differentiable.contains(where: \.isRecorded) {
+        if !recording {
             // Nothing to record: each result straight from the kernel's buffers, with no flat
             // record to slice (one copy of the outputs instead of two).
             return prepared.map { d in

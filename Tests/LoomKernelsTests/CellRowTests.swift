@@ -40,5 +40,16 @@ final class CellRowTests: XCTestCase {
             }
             for (a, b) in zip(results[0], results[1]) { XCTAssertEqual(a, b, accuracy: 1e-5) }
         }
+        // The split row (x side and h side apart, activations into the h side's buffer) equals
+        // the in-place row run on x side + h side, bit for bit: the same sums in the same order.
+        let hSide = (0..<(4 * h)).map { _ in Float.random(in: -2...2, using: &generator) }
+        for (inPlace, split) in [(loom_lstm_forward_row, loom_lstm_forward_row_split),
+                                 (loom_lstm_forward_row_portable, loom_lstm_forward_row_split_portable)] {
+            var g = zip(gates, hSide).map { $0 + $1 }, c = [Float](repeating: 0, count: h), tc = c, out = c
+            inPlace(&g, bias, cp, &c, &tc, &out, nil, h)
+            var act = hSide, c2 = [Float](repeating: 0, count: h), tc2 = c2, out2 = c2
+            act.withUnsafeMutableBufferPointer { a in split(gates, a.baseAddress, a.baseAddress, bias, cp, &c2, &tc2, &out2, nil, h) }
+            XCTAssertEqual(g + c + tc + out, act + c2 + tc2 + out2)
+        }
     }
 }

@@ -28,6 +28,11 @@ void loom_rnn_forward_row(float *gate, const float *bias, float *out, const floa
  * c = f cp + i g update; tc = tanh(c); out = o tc. */
 void loom_lstm_forward_row(float *gate, const float *bias, const float *cp, float *c, float *tc, float *out,
                            const float *update, long h);
+/* LSTM with the two sides of the product apart (inference: the recurrent product goes to a small
+ * scratch that stays in cache, and the input projection is only read): act [4h] = activations of
+ * gx + hs + bias; act may be hs (or gx). */
+void loom_lstm_forward_row_split(const float *gx, const float *hs, float *act, const float *bias, const float *cp, float *c, float *tc,
+                                 float *out, const float *update, long h);
 /* GRU: gate [3h] (r z n) x-side products in, activations out; bias = b_ih; hs [3h] the h-side
  * projection (with b_hh); saved_n = hs[2h:]; n = tanh(x_n + r hs_n); out = (1 - z) n update + z hp. */
 void loom_gru_forward_row(float *gate, const float *bias, const float *hs, float *saved_n, const float *hp, float *out,
@@ -48,6 +53,8 @@ void loom_sigmoid_portable(const float *x, float *out, long count);
 void loom_tanh_portable(const float *x, float *out, long count);
 void loom_lstm_forward_row_portable(float *gate, const float *bias, const float *cp, float *c, float *tc, float *out,
                                     const float *update, long h);
+void loom_lstm_forward_row_split_portable(const float *gx, const float *hs, float *act, const float *bias, const float *cp, float *c,
+                                          float *tc, float *out, const float *update, long h);
 
 /* Natural logarithm of x + offset, within 3 ULP of libm (measured worst 2.2, near x = 1.13); log(0) = -inf,
  * negative or NaN inputs give NaN. */
