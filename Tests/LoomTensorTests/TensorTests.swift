@@ -118,6 +118,17 @@ final class TensorTests: XCTestCase {
         XCTAssertEqual(Double(variance), 1, accuracy: 0.23)
     }
 
+    /// Each element is offset + scale * Scalar(sample) with the generator's samples in order, for
+    /// Float and Double alike (both run concrete loops), so a seed gives the same values as ever.
+    func testRandomElementsFollowTheGeneratorExactly() throws {
+        var g = SeededGenerator(seed: 9)
+        let uniform = try Tensor<Float>.randomUniform([5, 7], lower: -0.25, upper: 0.75, using: RandomSource(seed: 9))
+        XCTAssertEqual(uniform.scalars, (0..<35).map { _ in Float(-0.25) + (Float(0.75) - Float(-0.25)) * Float(g.nextUnit()) })
+        g = SeededGenerator(seed: 4)
+        let normal = try Tensor<Double>.randomNormal([33], mean: 2, standardDeviation: 0.5, using: RandomSource(seed: 4))
+        XCTAssertEqual(normal.scalars, (0..<33).map { _ in 2 + 0.5 * g.nextNormal() })
+    }
+
     func testMatmulAgainstNaiveOnOddShapes() throws {
         let source = RandomSource(seed: 3)
         for (m, k, n) in [(1, 1, 1), (7, 3, 5), (1, 13, 9), (33, 17, 1)] {
