@@ -98,8 +98,11 @@ extension Tensor {
                     for (input, inputGradient) in zip(node.inputs, inputGradients) {
                         guard let input, let inputGradient else { continue }
                         let inputID = ObjectIdentifier(input)
-                        if let existing = accumulated[inputID] {
-                            accumulated[inputID] = existing.addingUnchecked(inputGradient)
+                        // Taken out of the table first, so that its elements are uniquely
+                        // referenced and the sum is written in place (no copy of the gradient).
+                        if var existing = accumulated.removeValue(forKey: inputID) {
+                            existing.accumulateUnchecked(inputGradient)
+                            accumulated[inputID] = existing
                         } else {
                             accumulated[inputID] = inputGradient
                         }
@@ -116,15 +119,22 @@ extension Tensor {
 
     /// Elementwise sum of two tensors of one shape, off the tape (gradient accumulation).
     package func addingUnchecked(_ other: Tensor) -> Tensor {
-        precondition(shape == other.shape, "gradient accumulation: shapes \(shape) and \(other.shape) differ")
         var result = self.detached()
-        result.scalars.withUnsafeMutableBufferPointer { out in
+        result.accumulateUnchecked(other)
+        return result
+    }
+
+    /// Adds `other` (same shape) into this tensor, off the tape; in place when the elements are
+    /// not shared with another tensor.
+    package mutating func accumulateUnchecked(_ other: Tensor) {
+        precondition(shape == other.shape, "gradient accumulation: shapes \(shape) and \(other.shape) differ")
+        node = nil
+        scalars.withUnsafeMutableBufferPointer { out in
             other.scalars.withUnsafeBufferPointer { a in
                 guard let o = out.baseAddress, let p = a.baseAddress else { return }
                 Scalar.accumulate(p, into: o, count: a.count)
             }
         }
-        return result
     }
 }
 

@@ -118,6 +118,18 @@ final class TensorTests: XCTestCase {
         XCTAssertEqual(Double(variance), 1, accuracy: 0.23)
     }
 
+    /// Gradients arriving at one tensor by several paths are summed in place; a gradient tensor
+    /// that one pullback hands to two inputs (an addition) must not be changed under the other.
+    func testGradientsOfSharedInputsAreSummedWithoutAliasing() throws {
+        let x = try Tensor<Double>(shape: [3], scalars: [1, 2, 3]).requiringGradient()
+        let y = try Tensor<Double>(shape: [3], scalars: [4, 5, 6]).requiringGradient()
+        let doubled = try x + x
+        let loss = try ((doubled + x) * y + y).sum()
+        let grads = try loss.gradients(wrt: [x, y])
+        XCTAssertEqual(grads[0].scalars, [12, 15, 18])  // 3 y
+        XCTAssertEqual(grads[1].scalars, [4, 7, 10])    // 3 x + 1
+    }
+
     /// Each element is offset + scale * Scalar(sample) with the generator's samples in order, for
     /// Float and Double alike (both run concrete loops), so a seed gives the same values as ever.
     func testRandomElementsFollowTheGeneratorExactly() throws {
