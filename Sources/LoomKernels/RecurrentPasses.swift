@@ -12,13 +12,13 @@ enum RecurrentPasses<S: TensorScalar> {
     /// Previous state rows of step t (t = 0: the initial state).
     @inline(__always)
     static func previous(_ k: Kernel, _ initial: UnsafePointer<S>, _ t: Int) -> UnsafePointer<S> {
-        t == 0 ? initial : UnsafePointer(k.hidden + k.layout.offsets[t - 1] * k.hiddenSize)
+        t == 0 ? initial : UnsafePointer(k.hidden + k.layout.rowStart(t - 1) * k.hiddenSize)
     }
 
     /// Previous cell rows of step t (LSTM).
     @inline(__always)
     static func previousCell(_ k: Kernel, _ x: Kernel.Inputs, _ t: Int) -> UnsafePointer<S> {
-        if t > 0 { return UnsafePointer(k.isLean ? leanCell(k, t - 1) : k.cellStates + k.layout.offsets[t - 1] * k.hiddenSize) }
+        if t > 0 { return UnsafePointer(k.isLean ? leanCell(k, t - 1) : k.cellStates + k.layout.rowStart(t - 1) * k.hiddenSize) }
         return x.initialCell ?? UnsafePointer(k.scratchState)
     }
 
@@ -94,7 +94,7 @@ enum RecurrentPasses<S: TensorScalar> {
         let first = layout.batchSizes.first ?? 0
         k.startedFromZero = (0..<(first * h)).allSatisfy { x.initialHidden[$0] == 0 }
         for t in 0..<layout.steps {
-            let b = layout.batchSizes[t], offset = layout.offsets[t]
+            let b = layout.batchSizes[t], offset = layout.rowStart(t)
             let previousHidden = previous(k, x.initialHidden, t)
             let g = k.gates + offset * gh
             let skipProduct = t == 0 && k.startedFromZero
@@ -240,7 +240,7 @@ enum RecurrentPasses<S: TensorScalar> {
         let packed = packedWeights(x.recurrentWeight, transposed: false, n: h, k: gh, rows: layout.batchSizes.first ?? 0)
 
         for t in stride(from: layout.steps - 1, through: 0, by: -1) {
-            let b = layout.batchSizes[t], offset = layout.offsets[t]
+            let b = layout.batchSizes[t], offset = layout.rowStart(t)
             let previousHidden = previous(k, x.initialHidden, t)
             // The (masked) state that entered this step's product, for dW_hh.
             func storePrevious(_ span: Range<Int>) {
@@ -282,10 +282,16 @@ enum RecurrentPasses<S: TensorScalar> {
         // From a zero state the first step's rows of h_prev are 0 and left out of dW_hh's product.
         S.gemm(transA: true, transB: false, m: gh, n: k.inputSize, k: n, alpha: 1, a: dxGates, lda: gh,
                b: x.input, ldb: k.inputSize, beta: 1, c: grads.inputWeight, ldc: k.inputSize)
-        let skipped = k.startedFromZero ? (layout.batchSizes.first ?? 0) : 0
-        if n > skipped {
-            S.gemm(transA: true, transB: false, m: gh, n: h, k: n - skipped, alpha: 1, a: dhGates + skipped * gh, lda: gh,
-                   b: previousStates + skipped * h, ldb: h, beta: 1, c: grads.recurrentWeight, ldc: h)
+        // Rows of the product: all, or all but the first step's block (at the start of the rows,
+        // or at their end when steps are stored in reverse).
+        var productRows = 0..<n
+        if k.startedFromZero, let first = layout.batchSizes.first {
+            productRows = layout.rowStart(0) == 0 ? first..<n : 0..<(n - first)
+        }
+        if !productRows.isEmpty {
+            let r0 = productRows.lowerBound
+            S.gemm(transA: true, transB: false, m: gh, n: h, k: productRows.count, alpha: 1, a: dhGates + r0 * gh, lda: gh,
+                   b: previousStates + r0 * h, ldb: h, beta: 1, c: grads.recurrentWeight, ldc: h)
         }
         if let dx = grads.input {
             S.gemm(transA: false, transB: false, m: n, n: k.inputSize, k: gh, alpha: 1, a: dxGates, lda: gh,

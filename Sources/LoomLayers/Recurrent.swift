@@ -142,15 +142,16 @@ public struct Recurrent<Scalar: TensorScalar, Kind: RecurrentCellKind> {
                 let reverse = direction == 1
                 switch implementation {
                 case .fused:
-                    // When every sequence is full length the forward packing is the identity:
-                    // no gathers, just reshapes.
-                    let identity = packing.isFull && !reverse
+                    // When every sequence is full length the packing is the identity: no
+                    // gathers, just reshapes (the reverse direction stores its steps in reverse).
+                    let identity = packing.isFull
                     func pack(_ t: Tensor<Scalar>, width: Int) throws -> Tensor<Scalar> {
                         let flat = try t.reshaped([input.steps * batch, width])
                         return identity ? flat : try flat.gathering(rows: packing.packIndices(reverse: reverse))
                     }
                     fusedDirections.append(FusedRecurrence.Direction(
-                        cell: cell, layout: packing.layout, input: try pack(values, width: values.shape[2]),
+                        cell: cell, layout: identity && reverse ? packing.reversedLayout : packing.layout,
+                        input: try pack(values, width: values.shape[2]),
                         weights: [inputWeight, recurrentWeight, w.inputBias.value, w.recurrentBias.value],
                         initialHidden: try packing.sorted(h0), initialCell: try c0.map(packing.sorted),
                         stateMask: try m?.state.map(packing.sorted), updateMask: try m?.update.map { try pack($0, width: hiddenSize) }))
@@ -164,7 +165,7 @@ public struct Recurrent<Scalar: TensorScalar, Kind: RecurrentCellKind> {
                 // Both directions of a layer in one call: they run concurrently.
                 for (direction, fused) in try FusedRecurrence.runAll(fusedDirections).enumerated() {
                     let reverse = direction == 1
-                    let outputs = packing.isFull && !reverse ? try fused.outputs.reshaped([input.steps, batch, hiddenSize])
+                    let outputs = packing.isFull ? try fused.outputs.reshaped([input.steps, batch, hiddenSize])
                         : try packing.unpack(fused.outputs, reverse: reverse)
                     results.append((outputs, try packing.unsorted(fused.hidden), try fused.cell.map(packing.unsorted)))
                 }
@@ -331,6 +332,10 @@ struct Packing {
 
     /// Whether every sequence has the full length (then `order` and `rank` are the identity).
     var isFull: Bool { lengths.allSatisfy { $0 == steps } }
+
+    /// The layout of a reverse direction over full-length sequences: steps stored in reverse, so
+    /// its packed rows are the batch's rows in their own order (see `isFull`).
+    var reversedLayout: PackedLayout { PackedLayout(sortedLengths: layout.lengths, stepsStoredInReverse: true) }
 
     /// Per-sequence rows [B, ...] in the kernel's order (longest first).
     func sorted<Scalar: TensorScalar>(_ t: Tensor<Scalar>) throws -> Tensor<Scalar> { isFull ? t : try t.gathering(rows: order) }

@@ -145,6 +145,7 @@ final class RecurrentTests: XCTestCase {
         try all(1, [1, 1, 1], 2, 3, 1, true)            // T = 1
         try all(6, [6], 3, 5, 2, true)                  // B = 1, odd hidden
         try all(4, [4, 4, 4], 5, 7, 1, false)           // all equal lengths
+        try all(5, [5, 5, 5], 3, 4, 2, true)            // all full length, bidirectional: steps stored in reverse
         try all(7, [2, 7, 4, 1, 5], 3, 9, 2, true)      // all different, unsorted
         try all(5, [3, 0, 5], 2, 3, 1, true)            // a zero-length sequence keeps its initial state
     }
