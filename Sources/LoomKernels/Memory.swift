@@ -58,6 +58,16 @@ public enum Memory {
         memset(destination, 0, count * MemoryLayout<S>.stride)
     }
 
+    /// Builds an array of `count` elements that `body` writes, every one of them (no zeroing
+    /// first: for copies and concatenations that cover the whole output).
+    @inlinable
+    public static func fullyWritten<S: TensorScalar>(_ count: Int, by body: (UnsafeMutablePointer<S>) -> Void) -> [S] {
+        [S](unsafeUninitializedCapacity: count) { buffer, initialized in
+            if let base = buffer.baseAddress { body(base) }
+            initialized = count
+        }
+    }
+
     /// Builds an array of `count` zeros and lets `body` write into it.
     @inlinable
     public static func build<S: TensorScalar>(_ count: Int, _ body: (UnsafeMutablePointer<S>) -> Void) -> [S] {

@@ -95,7 +95,7 @@ extension Tensor {
         outShape[a] = range.count
         let block = range.count * inner
         let out: [Scalar] = withBase { x in
-            Memory.build(outer * block) { o in
+            Memory.fullyWritten(outer * block) { o in
                 for i in 0..<outer { Memory.copy(x + (i * size + range.lowerBound) * inner, to: o + i * block, count: block) }
             }
         }
@@ -133,9 +133,7 @@ extension Tensor {
         let outer = first.shape[..<a].reduce(1, *)
         let blocks = tensors.map { $0.shape[a...].reduce(1, *) }
         let total = blocks.reduce(0, +)
-        var out: [Scalar] = Memory.zeros(outer * total)
-        out.withUnsafeMutableBufferPointer { o in
-            guard let base = o.baseAddress else { return }
+        let out: [Scalar] = Memory.fullyWritten(outer * total) { base in
             var offset = 0
             for (t, block) in zip(tensors, blocks) {
                 t.withBase { x in
@@ -151,7 +149,7 @@ extension Tensor {
             var offset = 0
             return zip(shapes, blocks).map { shape, block in
                 let dx: [Scalar] = g.withBase { gp in
-                    Memory.build(outer * block) { d in
+                    Memory.fullyWritten(outer * block) { d in
                         for i in 0..<outer { Memory.copy(gp + i * total + offset, to: d + i * block, count: block) }
                     }
                 }
@@ -188,7 +186,7 @@ extension Tensor {
             throw TensorError.index(op: "gather", index: indices[bad], bound: rows)
         }
         let out: [Scalar] = withBase { x in
-            Memory.build(indices.count * width) { o in
+            Memory.fullyWritten(indices.count * width) { o in
                 for (n, r) in indices.enumerated() { Memory.copy(x + r * width, to: o + n * width, count: width) }
             }
         }
