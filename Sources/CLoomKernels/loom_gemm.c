@@ -4,8 +4,12 @@
 #include <string.h>
 
 int loom_gemm_available(void) {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f");
+    static int known = -1; /* racing first calls store the same value */
+    if (known < 0) {
+        __builtin_cpu_init();
+        known = __builtin_cpu_supports("avx512f") ? 1 : 0;
+    }
+    return known;
 }
 
 size_t loom_packed_size(int n, int k) {

@@ -155,7 +155,7 @@ enum FusedRecurrence {
             }
         }
         let offsets = prepared.reduce(into: [0]) { $0.append($0.last! + $1.outputCount) }
-        let flat: [S] = Memory.build(offsets.last!) { out in
+        let flat: [S] = Memory.fullyWritten(offsets.last!) { out in
             for (k, d) in prepared.enumerated() { d.copyOutputs(to: out + offsets[k]) }
         }
         let combined = Tensor(unchecked: [flat.count], scalars: flat).recorded(from: differentiable) { g in

@@ -80,7 +80,7 @@ extension Recurrent {
                         dInputs.append(found[0])
                         dHidden = found[1]
                         if hasCell { dCell = found[2] }
-                        for k in parameters.indices { dParameters[k] = dParameters[k].addingUnchecked(found[found.count - parameters.count + k]) }
+                        for k in parameters.indices { dParameters[k].accumulateUnchecked(found[found.count - parameters.count + k]) }
                     }
                 }
             } catch {

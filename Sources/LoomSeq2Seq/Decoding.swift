@@ -191,8 +191,7 @@ extension SequenceTransformer {
             for _ in 0..<maximumLength {
                 let (logits, next, weights) = try step(tokens: [token], state: state, encoded: encoded)
                 rows.append(weights.map { Array($0.scalars) } ?? [])
-                let scores = Array(logits.scalars)
-                token = scores.indices.max { scores[$0] < scores[$1] } ?? 0
+                token = try logits.argmax(alongAxis: 1)[0]
                 state = next
                 if token == configuration.target.endIndex { break }
                 tokens.append(token)

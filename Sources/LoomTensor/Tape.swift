@@ -117,15 +117,8 @@ extension Tensor {
         return targets.map { accumulated[ObjectIdentifier($0)] }
     }
 
-    /// Elementwise sum of two tensors of one shape, off the tape (gradient accumulation).
-    package func addingUnchecked(_ other: Tensor) -> Tensor {
-        var result = self.detached()
-        result.accumulateUnchecked(other)
-        return result
-    }
-
-    /// Adds `other` (same shape) into this tensor, off the tape; in place when the elements are
-    /// not shared with another tensor.
+    /// Adds `other` (same shape) into this tensor, off the tape (gradient accumulation); in
+    /// place when the elements are not shared with another tensor.
     package mutating func accumulateUnchecked(_ other: Tensor) {
         precondition(shape == other.shape, "gradient accumulation: shapes \(shape) and \(other.shape) differ")
         node = nil

@@ -21,7 +21,8 @@ extern "C" {
 
 #define LOOM_PANEL 16
 
-/* Whether the AVX-512 kernel can run on this CPU (else the caller uses BLAS). */
+/* Whether the AVX-512 kernel can run on this CPU (else the caller uses BLAS); checked once. The
+ * AVX-512 cell passes of loom_cells.c use the same answer. */
 int loom_gemm_available(void);
 
 /* Floats needed by a packed op(W) [k, n]. */
