@@ -1,4 +1,5 @@
 #include "loom_cells.h"
+#include "loom_gemm.h"
 
 #include <stdint.h>
 #include <string.h>
@@ -58,9 +59,6 @@ static inline float exp_lane(float x) {
 /* 1 / (1 + exp(-x)): exp's error plus one rounding each for the sum and the quotient. */
 static inline float sigmoid_lane(float x) { return 1.0f / (1.0f + exp_lane(-x)); }
 
-/* For |x| >= 0.5: 1 - 2 / (exp(2|x|) + 1) with the sign restored (the cancellation costs at most
- * a factor 1.2 there). For |x| < 0.5: the odd Taylor series through x^15, whose next term is
- * below 5e-9, a tenth of an ULP of tanh(0.5). */
 /* Taylor coefficients of tanh(x) = x + C3 x^3 + ... + C15 x^15. */
 #define TANH_C3 (-1.0f / 3)
 #define TANH_C5 (2.0f / 15)
@@ -70,6 +68,9 @@ static inline float sigmoid_lane(float x) { return 1.0f / (1.0f + exp_lane(-x));
 #define TANH_C13 (21844.0f / 6081075)
 #define TANH_C15 ((float)(-929569.0 / 638512875))
 
+/* For |x| >= 0.5: 1 - 2 / (exp(2|x|) + 1) with the sign restored (the cancellation costs at most
+ * a factor 1.2 there). For |x| < 0.5: the odd Taylor series through x^15, whose next term is
+ * below 5e-9, a tenth of an ULP of tanh(0.5). */
 static inline float tanh_lane(float x) {
     float ax = x < 0 ? -x : x;
     float large = 1.0f - 2.0f / (exp_lane(2.0f * ax) + 1.0f);
@@ -246,14 +247,8 @@ __attribute__((target("avx512f"))) static void lstm_forward_row_avx512(const flo
     }
 }
 
-static int has_avx512(void) {
-    static int known = -1;
-    if (known < 0) {
-        __builtin_cpu_init();
-        known = __builtin_cpu_supports("avx512f") ? 1 : 0;
-    }
-    return known;
-}
+/* The same check as the packed product's (AVX-512F), made once there. */
+static int has_avx512(void) { return loom_gemm_available(); }
 #else
 static int has_avx512(void) { return 0; }
 #define sigmoid_avx512 sigmoid_generic

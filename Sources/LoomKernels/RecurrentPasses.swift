@@ -279,11 +279,11 @@ enum RecurrentPasses<S: TensorScalar> {
         if let dc0 = grads.initialCell { S.accumulate(dc, into: dc0, count: batch * h) }
         guard n > 0 else { return }
         // After the loop, one GEMM each: dW_ih += dxGates^T x, dW_hh += dhGates^T h_prev, dx += dxGates W_ih.
-        // From a zero state the first step's rows of h_prev are 0 and left out of dW_hh's product.
         S.gemm(transA: true, transB: false, m: gh, n: k.inputSize, k: n, alpha: 1, a: dxGates, lda: gh,
                b: x.input, ldb: k.inputSize, beta: 1, c: grads.inputWeight, ldc: k.inputSize)
-        // Rows of the product: all, or all but the first step's block (at the start of the rows,
-        // or at their end when steps are stored in reverse).
+        // dW_hh's rows: all, or from a zero state all but the first step's block, whose h_prev is 0
+        // and was never stored (at the start of the rows, or at their end when steps are stored
+        // in reverse).
         var productRows = 0..<n
         if k.startedFromZero, let first = layout.batchSizes.first {
             productRows = layout.rowStart(0) == 0 ? first..<n : 0..<(n - first)
