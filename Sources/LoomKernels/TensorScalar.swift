@@ -1,4 +1,5 @@
 import CBLAS
+import CLoomKernels
 import Foundation
 
 /// The element types Loom computes in: `Float` for training and inference, `Double` for the
@@ -130,7 +131,24 @@ extension Float: TensorScalar {
 
     public static func optimizerStep(_ update: OptimizerUpdate<Float>, parameter: UnsafeMutablePointer<Float>,
                                      gradient: UnsafePointer<Float>, state: [UnsafeMutablePointer<Float>], count: Int) {
-        optimizerTemplate(update, parameter, gradient, state, count)
+        guard case let .adam(lr, beta1, beta2, epsilon, t, decay, decoupled) = update else {
+            optimizerTemplate(update, parameter, gradient, state, count)
+            return
+        }
+        // Adam in C, vectorized (the Swift loop stays scalar: 3.5 ns per element), and split
+        // across the worker team for large parameters.
+        let factors = OptimizerKernels.adamFactors(learningRate: lr, beta1: beta1, beta2: beta2, step: t, weightDecay: decay)
+        let (m, v) = (state[0], state[1])
+        func part(_ range: Range<Int>) {
+            let i = range.lowerBound
+            loom_adam(parameter + i, gradient + i, m + i, v + i, range.count, Float(beta1), Float(beta2), Float(epsilon),
+                      Float(factors.stepSize), Float(factors.inverseRoot2), Float(decay), Float(factors.shrink), decoupled ? 1 : 0)
+        }
+        if count >= OptimizerKernels.splitThreshold, let team = WorkerTeam.shared {
+            team.run { half in part(WorkerTeam.half(count, part: half)) }
+        } else {
+            part(0..<count)
+        }
     }
 
     public static func elementaryExp(_ x: Float) -> Float { Foundation.exp(x) }

@@ -7,6 +7,10 @@ import Synchronization
 /// pool (microseconds of overhead) would eat the gain; this team hands work over through an
 /// atomic counter the worker spins on, and puts the worker to sleep on a semaphore after a
 /// short idle spell so it does not burn a core between layers.
+///
+/// The worker's half is claimed, not assigned: whichever thread claims it first runs it. A
+/// caller done with its own half while the worker has not started (asleep, or descheduled by
+/// the system) runs the second half itself instead of waiting for the worker to wake.
 public final class WorkerTeam: @unchecked Sendable {
     /// The process-wide team; `nil` on a one-core machine.
     public static let shared: WorkerTeam? = ProcessInfo.processInfo.activeProcessorCount >= 2 ? WorkerTeam() : nil
@@ -18,6 +22,8 @@ public final class WorkerTeam: @unchecked Sendable {
 
     private let posted = Atomic<Int>(0)
     private let finished = Atomic<Int>(0)
+    /// The last generation whose second half a thread has taken.
+    private let claimed = Atomic<Int>(0)
     private let sleeping = Atomic<Bool>(false)
     private let wake = DispatchSemaphore(value: 0)
     private let busy = NSLock()
@@ -44,6 +50,10 @@ public final class WorkerTeam: @unchecked Sendable {
                 }
             }
             seen = posted.load(ordering: .acquiring)
+            // Already taken by the caller: nothing to do for this generation.
+            guard claimed.compareExchange(expected: seen - 1, desired: seen, ordering: .acquiringAndReleasing).exchanged else {
+                continue
+            }
             let flush = BLAS.flushesSubnormals
             if flush != subnormalsFlushed {
                 BLAS.applySubnormalMode()
@@ -54,8 +64,8 @@ public final class WorkerTeam: @unchecked Sendable {
         }
     }
 
-    /// Runs `body(0)` on the calling thread and `body(1)` on the worker, returning when both are
-    /// done. When the team is already in use (another thread, or a nested call) both parts run
+    /// Runs `body(0)` on the calling thread and `body(1)` on the worker (or here, when the worker
+    /// has not taken it by the time `body(0)` returns), returning when both are done. When the team is already in use (another thread, or a nested call) both parts run
     /// here, one after the other, so the result is the same either way.
     public func run(_ body: (Int) -> Void) {
         if !tryRun(body) {
@@ -75,7 +85,11 @@ public final class WorkerTeam: @unchecked Sendable {
             let generation = posted.add(1, ordering: .sequentiallyConsistent).newValue
             if sleeping.load(ordering: .sequentiallyConsistent) { wake.signal() }
             escapable(0)
-            while finished.load(ordering: .acquiring) != generation {}
+            if claimed.compareExchange(expected: generation - 1, desired: generation, ordering: .acquiringAndReleasing).exchanged {
+                escapable(1)
+            } else {
+                while finished.load(ordering: .acquiring) != generation {}
+            }
             task = nil
         }
         return true

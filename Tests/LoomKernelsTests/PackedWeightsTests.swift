@@ -57,16 +57,25 @@ final class PackedWeightsTests: XCTestCase {
 
     func testWorkerTeamRunsBothPartsOnce() throws {
         guard let team = WorkerTeam.shared else { throw XCTSkip("one core: no worker team") }
-        for count in [0, 1, 2, 7, 1000] {
-            let counts = UnsafeMutableBufferPointer<Int>.allocate(capacity: max(count, 1))
-            defer { counts.deallocate() }
-            counts.initialize(repeating: 0)
-            for _ in 0..<50 {
-                team.run { part in
-                    for i in WorkerTeam.half(count, part: part) { counts[i] += 1 }
+        // The second part is run by whichever thread claims it first: with an instant first part
+        // mostly the caller, with a slow one mostly the worker. Either way each part runs once,
+        // and its writes are visible when `run` returns.
+        for slowFirstPart in [false, true] {
+            for count in [0, 1, 2, 7, 1000] {
+                let counts = UnsafeMutableBufferPointer<Int>.allocate(capacity: max(count, 1))
+                defer { counts.deallocate() }
+                counts.initialize(repeating: 0)
+                for _ in 0..<50 {
+                    team.run { part in
+                        if part == 0 && slowFirstPart {
+                            let start = DispatchTime.now().uptimeNanoseconds
+                            while DispatchTime.now().uptimeNanoseconds - start < 20_000 {}
+                        }
+                        for i in WorkerTeam.half(count, part: part) { counts[i] += 1 }
+                    }
                 }
+                XCTAssertEqual(Array(counts.prefix(count)), [Int](repeating: 50, count: count))
             }
-            XCTAssertEqual(Array(counts.prefix(count)), [Int](repeating: 50, count: count))
         }
     }
 }
