@@ -141,6 +141,29 @@ final class TensorTests: XCTestCase {
         XCTAssertEqual(normal.scalars, (0..<33).map { _ in 2 + 0.5 * g.nextNormal() })
     }
 
+    /// Sums over the last axis run in 32 partial sums (two vectors) and a tail: every length
+    /// around the vector boundaries, against a sum in Double. Any order of summing n Floats is
+    /// within (n - 1) eps sum|x| of the exact sum (eps = 2^-24), so that is the tolerance.
+    func testSumsAcrossVectorBoundaries() throws {
+        var generator = SystemRandomNumberGenerator()
+        for length in [0, 1, 15, 16, 31, 32, 33, 63, 64, 65, 1_000, 1_048_576] {
+            let rows = length > 1_000 ? 1 : 3
+            let values = (0..<(rows * length)).map { _ in Float.random(in: -1...1, using: &generator) }
+            let x = try Tensor<Float>(shape: [rows, length], scalars: values)
+            let sums = try x.sum(alongAxes: [1]).scalars
+            let total = x.sum().scalars[0]
+            for r in 0..<rows {
+                let row = values[(r * length)..<((r + 1) * length)]
+                let exact = row.reduce(0.0) { $0 + Double($1) }
+                let bound = Double(max(length - 1, 0)) * 0x1p-24 * row.reduce(0.0) { $0 + Double(abs($1)) }
+                XCTAssertEqual(Double(sums[r]), exact, accuracy: bound, "length \(length)")
+                if length < 32 { XCTAssertEqual(sums[r], row.reduce(0, +), "short rows are summed in order") }
+            }
+            let exact = values.reduce(0.0) { $0 + Double($1) }
+            XCTAssertEqual(Double(total), exact, accuracy: Double(max(values.count - 1, 0)) * 0x1p-24 * values.reduce(0.0) { $0 + Double(abs($1)) })
+        }
+    }
+
     func testMatmulAgainstNaiveOnOddShapes() throws {
         let source = RandomSource(seed: 3)
         for (m, k, n) in [(1, 1, 1), (7, 3, 5), (1, 13, 9), (33, 17, 1)] {
