@@ -297,14 +297,20 @@ enum RecurrentPasses<S: TensorScalar> {
             S.gemm(transA: false, transB: false, m: n, n: k.inputSize, k: gh, alpha: 1, a: dxGates, lda: gh,
                    b: x.inputWeight, ldb: k.inputSize, beta: 1, c: dx, ldc: k.inputSize)
         }
-        // Bias gradients: column sums of the gate gradients, as products with a vector of ones.
+        // Bias gradients: column sums of the gate gradients, as products with a vector of ones;
+        // one product for both when the two sides' gradients are the same buffer (RNN, LSTM).
         let ones = UnsafeMutablePointer<S>.allocate(capacity: n)
-        defer { ones.deallocate() }
+        let sums = UnsafeMutablePointer<S>.allocate(capacity: gh)
+        defer { ones.deallocate(); sums.deallocate() }
         ones.initialize(repeating: 1, count: n)
-        S.gemm(transA: true, transB: false, m: gh, n: 1, k: n, alpha: 1, a: dxGates, lda: gh, b: ones, ldb: 1, beta: 1,
-               c: grads.inputBias, ldc: 1)
-        S.gemm(transA: true, transB: false, m: gh, n: 1, k: n, alpha: 1, a: dhGates, lda: gh, b: ones, ldb: 1, beta: 1,
-               c: grads.recurrentBias, ldc: 1)
+        S.gemm(transA: true, transB: false, m: gh, n: 1, k: n, alpha: 1, a: dxGates, lda: gh, b: ones, ldb: 1, beta: 0,
+               c: sums, ldc: 1)
+        S.accumulate(sums, into: grads.inputBias, count: gh)
+        if dhGates != dxGates {
+            S.gemm(transA: true, transB: false, m: gh, n: 1, k: n, alpha: 1, a: dhGates, lda: gh, b: ones, ldb: 1, beta: 0,
+                   c: sums, ldc: 1)
+        }
+        S.accumulate(sums, into: grads.recurrentBias, count: gh)
     }
 
     /// The elementwise backward of one row: gradients of the pre-activations into dxg/dhg; the
