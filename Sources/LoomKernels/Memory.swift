@@ -27,14 +27,29 @@ public enum Memory {
 
     /// `count` copies of `value`.
     public static func filled<S: TensorScalar>(_ value: S, count: Int) -> [S] {
-        var out: [S] = zeros(count)
-        if value != 0 {
-            out.withUnsafeMutableBufferPointer { o in
-                guard let base = o.baseAddress else { return }
-                withUnsafePointer(to: value) { v in S.combine(.add, base, strideA: 1, v, strideB: 0, base, count: count) }
+        // Zeros by memset; otherwise a loop in the concrete type, which stores whole vectors
+        // (an in-place combine with a broadcast scalar ran scalar: its output aliases its input).
+        if value == 0 { return zeros(count) }
+        var out: [S] = uninitialized(count)
+        out.withUnsafeMutableBufferPointer { o in
+            guard let base = o.baseAddress else { return }
+            if S.self == Float.self {
+                fill(UnsafeMutableRawPointer(base).assumingMemoryBound(to: Float.self), unsafeBitCast(value, to: Float.self), count)
+            } else if S.self == Double.self {
+                fill(UnsafeMutableRawPointer(base).assumingMemoryBound(to: Double.self), unsafeBitCast(value, to: Double.self), count)
+            } else {
+                base.initialize(repeating: value, count: count)
             }
         }
         return out
+    }
+
+    private static func fill(_ p: UnsafeMutablePointer<Float>, _ value: Float, _ count: Int) {
+        for i in 0..<count { p[i] = value }
+    }
+
+    private static func fill(_ p: UnsafeMutablePointer<Double>, _ value: Double, _ count: Int) {
+        for i in 0..<count { p[i] = value }
     }
 
     /// A new array holding `count` elements read from `source`.
