@@ -48,8 +48,6 @@ enum FusedRecurrence {
         var n: Int { kernel.layout.rows }
         var b: Int { kernel.layout.batch }
         var h: Int { kernel.hiddenSize }
-        /// Elements of this direction's part of the flat output: outputs, final hidden (and cell).
-        var outputCount: Int { n * h + (hasCell ? 2 : 1) * b * h }
 
         init(_ d: Direction<S>, recording: Bool) {
             let b = d.layout.batch, h = d.initialHidden.shape[1]
@@ -76,17 +74,18 @@ enum FusedRecurrence {
             withPointers(differentiable + masks) { p in kernel.forward(inputs(p)) }
         }
 
-        /// Writes outputs and final states into `out` (outputCount elements).
-        func copyOutputs(to out: UnsafeMutablePointer<S>) {
-            Memory.copy(kernel.hidden, to: out, count: n * h)
-            Memory.copy(kernel.finalHidden, to: out + n * h, count: b * h)
-            if hasCell { Memory.copy(kernel.finalCell, to: out + n * h + b * h, count: b * h) }
+        /// The results, copied out of the kernel's buffers: outputs [N, H], final hidden and cell [B, H].
+        func results() -> [Tensor<S>] {
+            [Tensor(unchecked: [n, h], scalars: Memory.array(copying: kernel.hidden, count: n * h)),
+             Tensor(unchecked: [b, h], scalars: Memory.array(copying: kernel.finalHidden, count: b * h))]
+                + (hasCell ? [Tensor(unchecked: [b, h], scalars: Memory.array(copying: kernel.finalCell, count: b * h))] : [])
         }
 
-        /// The gradients of `differentiable` from this direction's part `g` of the output gradient;
-        /// `nil` for the input and initial states when they are not recorded (nothing upstream
-        /// wants them), which spares the kernel their work. The weights always get theirs.
-        func backward(_ g: UnsafePointer<S>) -> [Tensor<S>?] {
+        /// The gradients of `differentiable` from the gradients of the outputs [N, H], final hidden
+        /// and final cell [B, H]; `nil` for the input and initial states when they are not
+        /// recorded (nothing upstream wants them), which spares the kernel their work. The
+        /// weights always get theirs.
+        func backward(dOutputs: UnsafePointer<S>, dHidden: UnsafePointer<S>, dCell: UnsafePointer<S>?) -> [Tensor<S>?] {
             let weightCount = 4
             let wanted = differentiable.enumerated().map { index, tensor in
                 (1...weightCount).contains(index) || tensor.isRecorded
@@ -102,7 +101,7 @@ enum FusedRecurrence {
             defer { buffers.forEach { $0?.deallocate() } }
             withPointers(differentiable + masks) { p in
                 kernel.backward(
-                    inputs(p), dHidden: g, dFinalHidden: g + n * h, dFinalCell: hasCell ? g + n * h + b * h : nil,
+                    inputs(p), dHidden: dOutputs, dFinalHidden: dHidden, dFinalCell: hasCell ? dCell : nil,
                     into: .init(input: buffers[0], inputWeight: buffers[1]!, recurrentWeight: buffers[2]!,
                                 inputBias: buffers[3]!, recurrentBias: buffers[4]!, initialHidden: buffers[5],
                                 initialCell: hasCell ? buffers[6] : nil))
@@ -135,46 +134,66 @@ enum FusedRecurrence {
     /// Shapes per direction: input [N, I] packed by `layout`; weights [G H, I], [G H, H], [G H],
     /// [G H]; initial hidden and cell [B, H] (sorted like the layout); stateMask [B, H];
     /// updateMask [N, H]. Returns per direction (outputs [N, H], final hidden [B, H], final
-    /// cell [B, H] or nil), slices of the record's flat output. Two directions run concurrently
-    /// forward and backward.
+    /// cell [B, H] or nil). Two directions run concurrently forward and backward.
     static func runAll<S: TensorScalar>(_ directions: [Direction<S>]) throws -> [(outputs: Tensor<S>, hidden: Tensor<S>, cell: Tensor<S>?)] {
         let recording = GradientRecording.isEnabled && directions.contains { d in
             ([d.input, d.initialHidden] + d.weights + (d.initialCell.map { [$0] } ?? [])).contains(where: \.isRecorded)
         }
         let prepared = directions.map { Prepared($0, recording: recording) }
         eachDirection(prepared.count) { k in prepared[k].forward() }
-        let differentiable = prepared.flatMap(\.differentiable)
-        if !recording {
-            // Nothing to record: each result straight from the kernel's buffers, with no flat
-            // record to slice (one copy of the outputs instead of two).
-            return prepared.map { d in
-                let (n, b, h, kernel) = (d.n, d.b, d.h, d.kernel)
-                return (Tensor(unchecked: [n, h], scalars: Memory.array(copying: kernel.hidden, count: n * h)),
-                        Tensor(unchecked: [b, h], scalars: Memory.array(copying: kernel.finalHidden, count: b * h)),
-                        d.hasCell ? Tensor(unchecked: [b, h], scalars: Memory.array(copying: kernel.finalCell, count: b * h)) : nil)
+        let results = prepared.map { $0.results() }
+        guard recording else {
+            // Nothing to record: the results as they are.
+            return results.map { r in (r[0], r[1], r.count > 2 ? r[2] : nil) }
+        }
+        // One tape record per result, each over a shared empty record that stands for the
+        // kernels: a result's pullback files its gradient in `received` (the tape visits every
+        // result before the shared record, which they all depend on), then the shared record's
+        // pullback runs the kernels' backward passes once with all of them. No result needs a
+        // copy into, or a slice out of, one flat output.
+        let received = ReceivedGradients<S>(counts: results.map(\.count))
+        let kernels = Tensor<S>(unchecked: [0], scalars: []).recorded(from: prepared.flatMap(\.differentiable)) { _ in
+            // Every result's gradient (zeros for one the loss does not reach), taken here, before
+            // the two directions run concurrently.
+            let g = prepared.enumerated().map { k, d in
+                (0..<(d.hasCell ? 3 : 2)).map { i in received.take(k, i) ?? Tensor.zeros(unchecked: i == 0 ? [d.n, d.h] : [d.b, d.h]) }
             }
-        }
-        let offsets = prepared.reduce(into: [0]) { $0.append($0.last! + $1.outputCount) }
-        let flat: [S] = Memory.fullyWritten(offsets.last!) { out in
-            for (k, d) in prepared.enumerated() { d.copyOutputs(to: out + offsets[k]) }
-        }
-        let combined = Tensor(unchecked: [flat.count], scalars: flat).recorded(from: differentiable) { g in
             var grads = [[Tensor<S>?]](repeating: [], count: prepared.count)
-            g.scalars.withUnsafeBufferPointer { gp in
-                guard let base = gp.baseAddress else { return }
+            grads.withUnsafeMutableBufferPointer { slots in
                 // Each direction writes only its own slot.
-                grads.withUnsafeMutableBufferPointer { slots in
-                    eachDirection(prepared.count) { k in slots[k] = prepared[k].backward(base + offsets[k]) }
+                eachDirection(prepared.count) { k in
+                    slots[k] = withPointers(g[k]) { p in
+                        prepared[k].backward(dOutputs: p[0], dHidden: p[1], dCell: p.count > 2 ? p[2] : nil)
+                    }
                 }
             }
             return grads.flatMap { $0 }
         }
-        return try prepared.enumerated().map { k, d in
-            let (n, b, h, o) = (d.n, d.b, d.h, offsets[k])
-            let outputs = try combined.slice(axis: 0, o..<(o + n * h)).reshaped([n, h])
-            let hidden = try combined.slice(axis: 0, (o + n * h)..<(o + n * h + b * h)).reshaped([b, h])
-            let cell = d.hasCell ? try combined.slice(axis: 0, (o + n * h + b * h)..<(o + n * h + 2 * b * h)).reshaped([b, h]) : nil
-            return (outputs, hidden, cell)
+        let empty = Tensor<S>(unchecked: [0], scalars: [])
+        return results.enumerated().map { k, r in
+            let recorded = r.enumerated().map { i, value in
+                value.recorded(from: [kernels]) { g in
+                    received.file(g, k, i)
+                    return [empty]
+                }
+            }
+            return (recorded[0], recorded[1], recorded.count > 2 ? recorded[2] : nil)
         }
+    }
+}
+
+/// The gradients that reached the results of `FusedRecurrence.runAll`, per direction and result,
+/// until the kernels' shared record takes them.
+final class ReceivedGradients<S: TensorScalar>: @unchecked Sendable {
+    private var slots: [[Tensor<S>?]]
+
+    init(counts: [Int]) { slots = counts.map { [Tensor<S>?](repeating: nil, count: $0) } }
+
+    func file(_ g: Tensor<S>, _ direction: Int, _ result: Int) { slots[direction][result] = g }
+
+    /// The gradient filed for a result (nil when none reached it), handed over once.
+    func take(_ direction: Int, _ result: Int) -> Tensor<S>? {
+        defer { slots[direction][result] = nil }
+        return slots[direction][result]
     }
 }

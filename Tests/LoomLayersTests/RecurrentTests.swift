@@ -47,9 +47,13 @@ final class RecurrentTests: XCTestCase {
             // nothing upstream wanting the input's gradient (the kernel skips that GEMM).
             let (out3, final3) = try layer.run(SequenceBatch(values: x, lengths: lengths), masks: masks, implementation: implementation)
             let loss3 = try (out3.values * weightsOut).sum() + (final3.hidden * weightsH).sum()
+            // A loss on the final states alone: no gradient reaches the outputs (the fused
+            // record then runs its backward pass with zeros for them).
+            let (_, final4) = try layer.run(SequenceBatch(values: x, lengths: lengths), masks: masks, implementation: implementation)
+            let loss4 = try (final4.hidden * weightsH).sum()
             results.append([out.values, final.hidden] + (final.cell.map { [$0] } ?? []) + inputGrads
                            + (try loss2.gradients(for: layer.parameters)) + [out3.values]
-                           + (try loss3.gradients(for: layer.parameters)))
+                           + (try loss3.gradients(for: layer.parameters)) + (try loss4.gradients(for: layer.parameters)))
         }
         XCTAssertEqual(results[0].count, results[1].count, file: file, line: line)
         for (i, (a, b)) in zip(results[0], results[1]).enumerated() {
