@@ -6,10 +6,6 @@ import Foundation
 /// the moment buffers are updated in place. Hyperparameters arrive in Double and are rounded
 /// once per call.
 public enum OptimizerKernels {
-    /// Float parameters with at least this many elements are updated by both threads of the
-    /// worker team (a vectorized Adam update takes about 10 us per 32,768 elements; a hand-over ~1 us).
-    public static let splitThreshold = 1 << 15
-
     /// SGD with momentum (PyTorch's formulation):
     /// g' = g + decay * p; buf = momentum * buf + g'; p -= lr * (nesterov ? g' + momentum * buf : buf).
     /// With momentum 0, `velocity` is not touched.

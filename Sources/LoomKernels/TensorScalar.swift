@@ -110,11 +110,14 @@ extension Float: TensorScalar {
     }
 
     public static func map(_ function: UnaryFunction, _ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, count: Int) {
-        switch function {
-        case .exp: Activations.exp(x, out, count: count)
-        case .tanh: Activations.tanh(x, out, count: count)
-        case .sigmoid: Activations.sigmoid(x, out, count: count)
-        default: mapTemplate(function, x, out, count: count)
+        WorkerTeam.forEachHalf(count) { r in
+            let (x, out, count) = (x + r.lowerBound, out + r.lowerBound, r.count)
+            switch function {
+            case .exp: Activations.exp(x, out, count: count)
+            case .tanh: Activations.tanh(x, out, count: count)
+            case .sigmoid: Activations.sigmoid(x, out, count: count)
+            default: mapTemplate(function, x, out, count: count)
+            }
         }
     }
 
@@ -122,11 +125,16 @@ extension Float: TensorScalar {
         _ op: BinaryOperation, _ a: UnsafePointer<Float>, strideA: Int,
         _ b: UnsafePointer<Float>, strideB: Int, _ out: UnsafeMutablePointer<Float>, count: Int
     ) {
-        combineTemplate(op, a, strideA, b, strideB, out, count)
+        WorkerTeam.forEachHalf(count) { r in
+            let i = r.lowerBound
+            combineTemplate(op, a + i * strideA, strideA, b + i * strideB, strideB, out + i, r.count)
+        }
     }
 
     public static func accumulate(_ a: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>, count: Int) {
-        for i in 0..<count { out[i] += a[i] }
+        WorkerTeam.forEachHalf(count) { r in
+            for i in r { out[i] += a[i] }
+        }
     }
 
     public static func optimizerStep(_ update: OptimizerUpdate<Float>, parameter: UnsafeMutablePointer<Float>,
@@ -136,7 +144,7 @@ extension Float: TensorScalar {
             return
         }
         // Adam in C, vectorized (the Swift loop stays scalar: 3.5 ns per element), and split
-        // across the worker team for large parameters.
+        // across the worker team for large parameters (a hand-over costs about a microsecond).
         let factors = OptimizerKernels.adamFactors(learningRate: lr, beta1: beta1, beta2: beta2, step: t, weightDecay: decay)
         let (m, v) = (state[0], state[1])
         func part(_ range: Range<Int>) {
@@ -144,11 +152,7 @@ extension Float: TensorScalar {
             loom_adam(parameter + i, gradient + i, m + i, v + i, range.count, Float(beta1), Float(beta2), Float(epsilon),
                       Float(factors.stepSize), Float(factors.inverseRoot2), Float(decay), Float(factors.shrink), decoupled ? 1 : 0)
         }
-        if count >= OptimizerKernels.splitThreshold, let team = WorkerTeam.shared {
-            team.run { half in part(WorkerTeam.half(count, part: half)) }
-        } else {
-            part(0..<count)
-        }
+        WorkerTeam.forEachHalf(count, part)
     }
 
     public static func elementaryExp(_ x: Float) -> Float { Foundation.exp(x) }
@@ -169,18 +173,23 @@ extension Double: TensorScalar {
     }
 
     public static func map(_ function: UnaryFunction, _ x: UnsafePointer<Double>, _ out: UnsafeMutablePointer<Double>, count: Int) {
-        mapTemplate(function, x, out, count: count)
+        WorkerTeam.forEachHalf(count) { r in mapTemplate(function, x + r.lowerBound, out + r.lowerBound, count: r.count) }
     }
 
     public static func combine(
         _ op: BinaryOperation, _ a: UnsafePointer<Double>, strideA: Int,
         _ b: UnsafePointer<Double>, strideB: Int, _ out: UnsafeMutablePointer<Double>, count: Int
     ) {
-        combineTemplate(op, a, strideA, b, strideB, out, count)
+        WorkerTeam.forEachHalf(count) { r in
+            let i = r.lowerBound
+            combineTemplate(op, a + i * strideA, strideA, b + i * strideB, strideB, out + i, r.count)
+        }
     }
 
     public static func accumulate(_ a: UnsafePointer<Double>, into out: UnsafeMutablePointer<Double>, count: Int) {
-        for i in 0..<count { out[i] += a[i] }
+        WorkerTeam.forEachHalf(count) { r in
+            for i in r { out[i] += a[i] }
+        }
     }
 
     public static func optimizerStep(_ update: OptimizerUpdate<Double>, parameter: UnsafeMutablePointer<Double>,

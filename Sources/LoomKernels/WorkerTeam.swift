@@ -95,6 +95,18 @@ public final class WorkerTeam: @unchecked Sendable {
         return true
     }
 
+    /// Elementwise passes over at least this many elements are split across the team (the
+    /// grain size of PyTorch's parallel CPU kernels is the same 32,768).
+    public static let grain = 1 << 15
+
+    /// Runs `body` over 0..<count: in two halves on the team when `count` reaches `grain` and
+    /// the team is free, else in one piece here.
+    @inline(__always)
+    public static func forEachHalf(_ count: Int, _ body: (Range<Int>) -> Void) {
+        if count >= grain, let team = shared, team.tryRun({ part in body(half(count, part: part)) }) { return }
+        body(0..<count)
+    }
+
     /// Rows `part` of `count` split in two (part 0 the first half).
     @inline(__always)
     public static func half(_ count: Int, part: Int) -> Range<Int> {

@@ -8,7 +8,7 @@ final class OptimizerKernelTests: XCTestCase {
     func testVectorizedAdamEqualsTheScalarLoop() {
         var generator = SystemRandomNumberGenerator()
         // 37: two vectors and a tail; above the split threshold (odd, so the halves differ).
-        for count in [1, 37, OptimizerKernels.splitThreshold + 3] {
+        for count in [1, 37, WorkerTeam.grain + 3] {
             for decoupled in [false, true] {
                 func values(_ range: ClosedRange<Float>) -> [Float] { (0..<count).map { _ in .random(in: range, using: &generator) } }
                 let p0 = values(-1...1), g = values(-2...2), m0 = values(-0.1...0.1), v0 = values(0...0.01)
