@@ -30,9 +30,10 @@ public final class RecurrentKernel<S: TensorScalar> {
     public let inputSize: Int, hiddenSize: Int
     public let layout: PackedLayout
 
-    /// Outputs: the state after every step [N, H]; the final states [B, H] (each sequence's own
-    /// last step); the LSTM cell state after every step [N, H].
+    /// Outputs: the state after every step [N, H] (rows `outputStride` apart); the final states
+    /// [B, H] (each sequence's own last step); the LSTM cell state after every step [N, H].
     public let hidden: UnsafeMutablePointer<S>
+    public let outputStride: Int
     public let finalHidden: UnsafeMutablePointer<S>
     public let cellStates: UnsafeMutablePointer<S>
     public let finalCell: UnsafeMutablePointer<S>
@@ -57,7 +58,11 @@ public final class RecurrentKernel<S: TensorScalar> {
     /// [N, G H] gate rows and the two [N, H] buffers are not written back to memory.
     public let isLean: Bool
 
-    public init(cell: Cell, inputSize: Int, hiddenSize: Int, layout: PackedLayout, keepsForBackward: Bool = true) {
+    /// `output`, for a lean kernel only: where the states go instead of a buffer of the kernel's
+    /// own, rows `outputStride` elements apart (the two directions of a bidirectional layer then
+    /// write their halves of each merged row in place).
+    public init(cell: Cell, inputSize: Int, hiddenSize: Int, layout: PackedLayout, keepsForBackward: Bool = true,
+                output: UnsafeMutablePointer<S>? = nil, outputStride: Int? = nil) {
         self.cell = cell
         self.inputSize = inputSize
         self.hiddenSize = hiddenSize
@@ -73,7 +78,10 @@ public final class RecurrentKernel<S: TensorScalar> {
             if zeroed { Memory.zero(p, count: Swift.max(count, 1)) }
             return p
         }
-        hidden = buffer(n * h, zeroed: false)
+        precondition(output == nil || lean, "only a lean (inference) LSTM kernel writes into an external output")
+        precondition((outputStride ?? h) >= h, "output rows \(outputStride ?? h) apart cannot hold \(h) states")
+        hidden = output ?? buffer(n * h, zeroed: false)
+        self.outputStride = outputStride ?? h
         finalHidden = buffer(b * h)
         cellStates = buffer(cell == .lstm ? (lean ? 2 * b * h : n * h) : 0, zeroed: false)
         finalCell = buffer(cell == .lstm ? b * h : 0)
@@ -81,7 +89,7 @@ public final class RecurrentKernel<S: TensorScalar> {
         extra = buffer(cell == .rnn ? 0 : (lean ? b * h : n * h), zeroed: false)
         scratchState = buffer(b * h)
         scratchProjection = buffer(cell == .gru || lean ? b * g : 0)
-        allocations = [hidden, finalHidden, cellStates, finalCell, gates, extra, scratchState, scratchProjection]
+        allocations = (output == nil ? [hidden] : []) + [finalHidden, cellStates, finalCell, gates, extra, scratchState, scratchProjection]
     }
 
     deinit { for p in allocations { p.deallocate() } }

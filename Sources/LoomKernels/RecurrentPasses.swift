@@ -9,11 +9,14 @@ import CLoomKernels
 enum RecurrentPasses<S: TensorScalar> {
     typealias Kernel = RecurrentKernel<S>
 
-    /// Previous state rows of step t (t = 0: the initial state).
+    /// Previous state rows of step t (t = 0: the initial state), and how far apart they are.
     @inline(__always)
     static func previous(_ k: Kernel, _ initial: UnsafePointer<S>, _ t: Int) -> UnsafePointer<S> {
-        t == 0 ? initial : UnsafePointer(k.hidden + k.layout.rowStart(t - 1) * k.hiddenSize)
+        t == 0 ? initial : UnsafePointer(k.hidden + k.layout.rowStart(t - 1) * k.outputStride)
     }
+
+    @inline(__always)
+    static func previousStride(_ k: Kernel, _ t: Int) -> Int { t == 0 ? k.hiddenSize : k.outputStride }
 
     /// Previous cell rows of step t (LSTM).
     @inline(__always)
@@ -101,22 +104,26 @@ enum RecurrentPasses<S: TensorScalar> {
             parallel(packed != nil && b >= 2, b) { rows in
                 guard let first = rows.first else { return }
                 // The state entering the recurrent product, masked by variational state dropout.
-                var recurrentInput = previousHidden + first * h
+                let stride = previousStride(k, t)
+                var recurrentInput = previousHidden + first * stride, inputStride = stride
                 if let mask = x.stateMask {
-                    for j in (first * h)..<(rows.upperBound * h) { k.scratchState[j] = previousHidden[j] * mask[j] }
+                    for r in rows {
+                        for j in 0..<h { k.scratchState[r * h + j] = previousHidden[r * stride + j] * mask[r * h + j] }
+                    }
                     recurrentInput = UnsafePointer(k.scratchState + first * h)
+                    inputStride = h
                 }
                 if k.isLean {
                     // The h side to the cached scratch (0 at a skipped first step: no h side).
                     if !skipProduct {
-                        product(packed, m: rows.count, a: recurrentInput, lda: h, weights: x.recurrentWeight, transposeW: true,
+                        product(packed, m: rows.count, a: recurrentInput, lda: inputStride, weights: x.recurrentWeight, transposeW: true,
                                 n: gh, k: h, beta: 0, c: k.scratchProjection + first * gh, ldc: gh)
                     }
                     let cp = previousCell(k, x, t), c = leanCell(k, t)
                     for r in rows {
                         let hs = k.scratchProjection + r * gh
                         loom_lstm_forward_row_split(f(g + r * gh), skipProduct ? nil : f(hs), f(hs), f(bias), f(cp + r * h),
-                                                    f(c + r * h), f(k.extra + r * h), f(k.hidden + (offset + r) * h),
+                                                    f(c + r * h), f(k.extra + r * h), f(k.hidden + (offset + r) * k.outputStride),
                                                     f(x.updateMask.map { $0 + (offset + r) * h }), h)
                     }
                     return
@@ -124,22 +131,22 @@ enum RecurrentPasses<S: TensorScalar> {
                 switch k.cell {
                 case .rnn, .lstm:
                     if !skipProduct {
-                        product(packed, m: rows.count, a: recurrentInput, lda: h, weights: x.recurrentWeight, transposeW: true,
+                        product(packed, m: rows.count, a: recurrentInput, lda: inputStride, weights: x.recurrentWeight, transposeW: true,
                                 n: gh, k: h, beta: 1, c: g + first * gh, ldc: gh)
                     }
                 case .gru:
                     for r in rows { Memory.copy(x.recurrentBias, to: k.scratchProjection + r * gh, count: gh) }
                     if !skipProduct {
-                        product(packed, m: rows.count, a: recurrentInput, lda: h, weights: x.recurrentWeight, transposeW: true,
+                        product(packed, m: rows.count, a: recurrentInput, lda: inputStride, weights: x.recurrentWeight, transposeW: true,
                                 n: gh, k: h, beta: 1, c: k.scratchProjection + first * gh, ldc: gh)
                     }
                 }
-                for r in rows { forwardRow(k, x, bias, t: t, r: r, row: offset + r, previousHidden: previousHidden + r * h) }
+                for r in rows { forwardRow(k, x, bias, t: t, r: r, row: offset + r, previousHidden: previousHidden + r * stride) }
             }
             // Sequences whose last step this is hand over their final state.
             let next = t + 1 < layout.steps ? layout.batchSizes[t + 1] : 0
             for r in next..<b {
-                Memory.copy(k.hidden + (offset + r) * h, to: k.finalHidden + r * h, count: h)
+                Memory.copy(k.hidden + (offset + r) * k.outputStride, to: k.finalHidden + r * h, count: h)
                 if k.cell == .lstm {
                     let c = k.isLean ? leanCell(k, t) + r * h : k.cellStates + (offset + r) * h
                     Memory.copy(c, to: k.finalCell + r * h, count: h)

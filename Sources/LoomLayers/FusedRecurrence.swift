@@ -49,10 +49,10 @@ enum FusedRecurrence {
         var b: Int { kernel.layout.batch }
         var h: Int { kernel.hiddenSize }
 
-        init(_ d: Direction<S>, recording: Bool) {
+        init(_ d: Direction<S>, recording: Bool, output: UnsafeMutablePointer<S>? = nil, outputStride: Int? = nil) {
             let b = d.layout.batch, h = d.initialHidden.shape[1]
             kernel = RecurrentKernel<S>(cell: d.cell, inputSize: d.input.shape[1], hiddenSize: h, layout: d.layout,
-                                        keepsForBackward: recording)
+                                        keepsForBackward: recording, output: output, outputStride: outputStride)
             let c0 = d.cell == .lstm ? (d.initialCell ?? Tensor.zeros(unchecked: [b, h])) : nil
             differentiable = [d.input] + d.weights + [d.initialHidden] + (c0.map { [$0] } ?? [])
             masks = [d.stateMask, d.updateMask].compactMap { $0 }
@@ -74,10 +74,11 @@ enum FusedRecurrence {
             withPointers(differentiable + masks) { p in kernel.forward(inputs(p)) }
         }
 
-        /// The results, copied out of the kernel's buffers: outputs [N, H], final hidden and cell [B, H].
-        func results() -> [Tensor<S>] {
-            [Tensor(unchecked: [n, h], scalars: Memory.array(copying: kernel.hidden, count: n * h)),
-             Tensor(unchecked: [b, h], scalars: Memory.array(copying: kernel.finalHidden, count: b * h))]
+        /// The results, copied out of the kernel's buffers: outputs [N, H] (unless not wanted),
+        /// final hidden and cell [B, H].
+        func results(includingOutputs: Bool = true) -> [Tensor<S>] {
+            (includingOutputs ? [Tensor(unchecked: [n, h], scalars: Memory.array(copying: kernel.hidden, count: n * h))] : [])
+                + [Tensor(unchecked: [b, h], scalars: Memory.array(copying: kernel.finalHidden, count: b * h))]
                 + (hasCell ? [Tensor(unchecked: [b, h], scalars: Memory.array(copying: kernel.finalCell, count: b * h))] : [])
         }
 
@@ -135,10 +136,37 @@ enum FusedRecurrence {
     /// [G H]; initial hidden and cell [B, H] (sorted like the layout); stateMask [B, H];
     /// updateMask [N, H]. Returns per direction (outputs [N, H], final hidden [B, H], final
     /// cell [B, H] or nil). Two directions run concurrently forward and backward.
-    static func runAll<S: TensorScalar>(_ directions: [Direction<S>]) throws -> [(outputs: Tensor<S>, hidden: Tensor<S>, cell: Tensor<S>?)] {
-        let recording = GradientRecording.isEnabled && directions.contains { d in
+    /// Whether a run of these directions goes on the tape (recording is on, and some input is recorded).
+    static func isRecording<S: TensorScalar>(_ directions: [Direction<S>]) -> Bool {
+        GradientRecording.isEnabled && directions.contains { d in
             ([d.input, d.initialHidden] + d.weights + (d.initialCell.map { [$0] } ?? [])).contains(where: \.isRecorded)
         }
+    }
+
+    /// Both directions of a bidirectional LSTM layer off the tape over full-length sequences
+    /// (Float: lean kernels), their outputs concatenated: each kernel writes its half of every
+    /// row of the [N, 2 H] result in place, so the outputs are neither copied out of the kernels
+    /// nor concatenated afterwards. The reverse direction's steps are stored in reverse, so its
+    /// rows line up with the forward direction's. Returns the merged outputs and, per
+    /// direction, the final hidden and cell states [B, H].
+    static func runConcatenated<S: TensorScalar>(_ directions: [Direction<S>]) -> (outputs: Tensor<S>, finals: [(hidden: Tensor<S>, cell: Tensor<S>?)]) {
+        precondition(directions.count == 2 && directions[0].layout.rows == directions[1].layout.rows)
+        let n = directions[0].layout.rows, h = directions[0].initialHidden.shape[1]
+        var finals: [(hidden: Tensor<S>, cell: Tensor<S>?)] = []
+        // Every element is written: each direction writes all N rows of its half.
+        let merged: [S] = Memory.fullyWritten(n * 2 * h) { out in
+            let prepared = directions.enumerated().map { k, d in Prepared(d, recording: false, output: out + k * h, outputStride: 2 * h) }
+            eachDirection(2) { k in prepared[k].forward() }
+            finals = prepared.map { d in
+                let results = d.results(includingOutputs: false)
+                return (results[0], results.count > 1 ? results[1] : nil)
+            }
+        }
+        return (Tensor(unchecked: [n, 2 * h], scalars: merged), finals)
+    }
+
+    static func runAll<S: TensorScalar>(_ directions: [Direction<S>]) throws -> [(outputs: Tensor<S>, hidden: Tensor<S>, cell: Tensor<S>?)] {
+        let recording = isRecording(directions)
         let prepared = directions.map { Prepared($0, recording: recording) }
         eachDirection(prepared.count) { k in prepared[k].forward() }
         let results = prepared.map { $0.results() }

@@ -161,6 +161,18 @@ public struct Recurrent<Scalar: TensorScalar, Kind: RecurrentCellKind> {
                                                           recurrentWeight: recurrentWeight, masks: m))
                 }
             }
+            if fusedDirections.count == 2, merge == .concatenate, packing.isFull, layerMasks == nil, cell == .lstm,
+               Scalar.self == Float.self, !FusedRecurrence.isRecording(fusedDirections) {
+                // Inference over full-length sequences: the two directions write the merged
+                // outputs in place (no copies out of the kernels, no concatenation).
+                let (merged, finals) = FusedRecurrence.runConcatenated(fusedDirections)
+                for final in finals {
+                    finalHidden.append(final.hidden)
+                    if let c = final.cell { finalCell.append(c) }
+                }
+                values = try merged.reshaped([input.steps, batch, 2 * hiddenSize])
+                continue
+            }
             if !fusedDirections.isEmpty {
                 // Both directions of a layer in one call: they run concurrently.
                 for (direction, fused) in try FusedRecurrence.runAll(fusedDirections).enumerated() {
