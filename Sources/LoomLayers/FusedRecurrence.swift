@@ -130,7 +130,7 @@ enum FusedRecurrence {
                               initialCell: initialCell, stateMask: stateMask, updateMask: updateMask)])[0]
     }
 
-    /// Runs layer directions over packed rows, as one record on the tape.
+    /// Runs layer directions over packed rows; on the tape, one backward pass for all of them.
     ///
     /// Shapes per direction: input [N, I] packed by `layout`; weights [G H, I], [G H, H], [G H],
     /// [G H]; initial hidden and cell [B, H] (sorted like the layout); stateMask [B, H];
