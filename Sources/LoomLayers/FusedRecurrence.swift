@@ -92,25 +92,45 @@ enum FusedRecurrence {
                 (1...weightCount).contains(index) || tensor.isRecorded
             }
             let shapes = differentiable.map(\.shape)
-            let buffers = zip(shapes, wanted).map { shape, wanted -> UnsafeMutablePointer<S>? in
-                guard wanted else { return nil }
-                let count = Swift.max(shape.reduce(1, *), 1)
-                let p = UnsafeMutablePointer<S>.allocate(capacity: count)
-                Memory.zero(p, count: count)
-                return p
+            // The gradients are accumulated straight into the arrays the tensors will own.
+            let arrays = zeroedArrays(zip(shapes, wanted).map { shape, wanted in wanted ? shape.reduce(1, *) : nil }) { buffers in
+                withPointers(differentiable + masks) { p in
+                    kernel.backward(
+                        inputs(p), dHidden: dOutputs, dFinalHidden: dHidden, dFinalCell: hasCell ? dCell : nil,
+                        into: .init(input: buffers[0], inputWeight: buffers[1]!, recurrentWeight: buffers[2]!,
+                                    inputBias: buffers[3]!, recurrentBias: buffers[4]!, initialHidden: buffers[5],
+                                    initialCell: hasCell ? buffers[6] : nil))
+                }
             }
-            defer { buffers.forEach { $0?.deallocate() } }
-            withPointers(differentiable + masks) { p in
-                kernel.backward(
-                    inputs(p), dHidden: dOutputs, dFinalHidden: dHidden, dFinalCell: hasCell ? dCell : nil,
-                    into: .init(input: buffers[0], inputWeight: buffers[1]!, recurrentWeight: buffers[2]!,
-                                inputBias: buffers[3]!, recurrentBias: buffers[4]!, initialHidden: buffers[5],
-                                initialCell: hasCell ? buffers[6] : nil))
-            }
-            return zip(buffers, shapes).map { buffer, shape in
-                buffer.map { Tensor(unchecked: shape, scalars: Memory.array(copying: $0, count: shape.reduce(1, *))) }
-            }
+            return zip(arrays, shapes).map { array, shape in array.map { Tensor(unchecked: shape, scalars: $0) } }
         }
+    }
+
+    /// Arrays of zeros, `nil` where a count is `nil`, with `body` called on their element
+    /// pointers while they are being made (a valid pointer for an empty one too).
+    static func zeroedArrays<S: TensorScalar>(_ counts: [Int?], _ body: ([UnsafeMutablePointer<S>?]) -> Void) -> [[S]?] {
+        var arrays = [[S]?](repeating: nil, count: counts.count)
+        var pointers: [UnsafeMutablePointer<S>?] = []
+        func visit(_ i: Int) {
+            if i == counts.count { body(pointers); return }
+            guard let count = counts[i] else {
+                pointers.append(nil)
+                visit(i + 1)
+                pointers.removeLast()
+                return
+            }
+            let array = [S](unsafeUninitializedCapacity: Swift.max(count, 1)) { buffer, initialized in
+                guard let base = buffer.baseAddress else { preconditionFailure("zeroedArrays: no storage") }
+                Memory.zero(base, count: count)
+                pointers.append(base)
+                visit(i + 1)
+                pointers.removeLast()
+                initialized = count
+            }
+            arrays[i] = array
+        }
+        visit(0)
+        return arrays
     }
 
     /// Runs `body(k)` for k in 0..<count: two directions of a bidirectional layer concurrently
