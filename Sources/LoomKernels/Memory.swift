@@ -12,7 +12,7 @@ public enum Memory {
     @inlinable
     public static func zeros<S: TensorScalar>(_ count: Int) -> [S] {
         [S](unsafeUninitializedCapacity: count) { buffer, initialized in
-            if let base = buffer.baseAddress { memset(base, 0, count * MemoryLayout<S>.stride) }
+            if let base = buffer.baseAddress { zero(base, count: count) }
             initialized = count
         }
     }
@@ -45,32 +45,35 @@ public enum Memory {
     }
 
     private static func fill(_ p: UnsafeMutablePointer<Float>, _ value: Float, _ count: Int) {
-        for i in 0..<count { p[i] = value }
+        WorkerTeam.forEachHalf(count) { r in for i in r { p[i] = value } }
     }
 
     private static func fill(_ p: UnsafeMutablePointer<Double>, _ value: Double, _ count: Int) {
-        for i in 0..<count { p[i] = value }
+        WorkerTeam.forEachHalf(count) { r in for i in r { p[i] = value } }
     }
 
     /// A new array holding `count` elements read from `source`.
     @inlinable
     public static func array<S: TensorScalar>(copying source: UnsafePointer<S>, count: Int) -> [S] {
         [S](unsafeUninitializedCapacity: count) { buffer, initialized in
-            if let base = buffer.baseAddress { memcpy(base, source, count * MemoryLayout<S>.stride) }
+            if let base = buffer.baseAddress { copy(source, to: base, count: count) }
             initialized = count
         }
     }
 
-    /// Copies `count` elements; the ranges must not overlap.
+    /// Copies `count` elements; the ranges must not overlap. Large copies run in two halves on
+    /// the worker team, like the other elementwise passes.
     @inlinable
     public static func copy<S: TensorScalar>(_ source: UnsafePointer<S>, to destination: UnsafeMutablePointer<S>, count: Int) {
-        memcpy(destination, source, count * MemoryLayout<S>.stride)
+        WorkerTeam.forEachHalf(count) { r in
+            memcpy(destination + r.lowerBound, source + r.lowerBound, r.count * MemoryLayout<S>.stride)
+        }
     }
 
-    /// Zeroes `count` elements.
+    /// Zeroes `count` elements (large ones in two halves on the worker team).
     @inlinable
     public static func zero<S: TensorScalar>(_ destination: UnsafeMutablePointer<S>, count: Int) {
-        memset(destination, 0, count * MemoryLayout<S>.stride)
+        WorkerTeam.forEachHalf(count) { r in memset(destination + r.lowerBound, 0, r.count * MemoryLayout<S>.stride) }
     }
 
     /// Builds an array of `count` elements that `body` writes, every one of them (no zeroing
