@@ -9,7 +9,8 @@ import CLoomKernels
 enum RecurrentPasses<S: TensorScalar> {
     typealias Kernel = RecurrentKernel<S>
 
-    /// Previous state rows of step t (t = 0: the initial state), and how far apart they are.
+    /// Previous state rows of step t (t = 0: the initial state); `previousStride` is how far
+    /// apart they are.
     @inline(__always)
     static func previous(_ k: Kernel, _ initial: UnsafePointer<S>, _ t: Int) -> UnsafePointer<S> {
         t == 0 ? initial : UnsafePointer(k.hidden + k.layout.rowStart(t - 1) * k.outputStride)

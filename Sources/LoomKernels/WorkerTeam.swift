@@ -65,8 +65,9 @@ public final class WorkerTeam: @unchecked Sendable {
     }
 
     /// Runs `body(0)` on the calling thread and `body(1)` on the worker (or here, when the worker
-    /// has not taken it by the time `body(0)` returns), returning when both are done. When the team is already in use (another thread, or a nested call) both parts run
-    /// here, one after the other, so the result is the same either way.
+    /// has not taken it by the time `body(0)` returns), returning when both are done. When the
+    /// team is already in use (another thread, or a nested call) both parts run here, one after
+    /// the other, so the result is the same either way.
     public func run(_ body: (Int) -> Void) {
         if !tryRun(body) {
             body(0)

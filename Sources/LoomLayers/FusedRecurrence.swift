@@ -150,12 +150,6 @@ enum FusedRecurrence {
                               initialCell: initialCell, stateMask: stateMask, updateMask: updateMask)])[0]
     }
 
-    /// Runs layer directions over packed rows; on the tape, one backward pass for all of them.
-    ///
-    /// Shapes per direction: input [N, I] packed by `layout`; weights [G H, I], [G H, H], [G H],
-    /// [G H]; initial hidden and cell [B, H] (sorted like the layout); stateMask [B, H];
-    /// updateMask [N, H]. Returns per direction (outputs [N, H], final hidden [B, H], final
-    /// cell [B, H] or nil). Two directions run concurrently forward and backward.
     /// Whether a run of these directions goes on the tape (recording is on, and some input is recorded).
     static func isRecording<S: TensorScalar>(_ directions: [Direction<S>]) -> Bool {
         GradientRecording.isEnabled && directions.contains { d in
@@ -185,6 +179,12 @@ enum FusedRecurrence {
         return (Tensor(unchecked: [n, 2 * h], scalars: merged), finals)
     }
 
+    /// Runs layer directions over packed rows; on the tape, one backward pass for all of them.
+    ///
+    /// Shapes per direction: input [N, I] packed by `layout`; weights [G H, I], [G H, H], [G H],
+    /// [G H]; initial hidden and cell [B, H] (sorted like the layout); stateMask [B, H];
+    /// updateMask [N, H]. Returns per direction (outputs [N, H], final hidden [B, H], final
+    /// cell [B, H] or nil). Two directions run concurrently forward and backward.
     static func runAll<S: TensorScalar>(_ directions: [Direction<S>]) throws -> [(outputs: Tensor<S>, hidden: Tensor<S>, cell: Tensor<S>?)] {
         let recording = isRecording(directions)
         let prepared = directions.map { Prepared($0, recording: recording) }

@@ -161,7 +161,7 @@ public struct Recurrent<Scalar: TensorScalar, Kind: RecurrentCellKind> {
                                                           recurrentWeight: recurrentWeight, masks: m))
                 }
             }
-            if fusedDirections.count == 2, merge == .concatenate, packing.isFull, layerMasks == nil, cell == .lstm,
+            if fusedDirections.count == 2, merge == .concatenate, packing.isFull, input.steps > 0, batch > 0, layerMasks == nil, cell == .lstm,
                Scalar.self == Float.self, !FusedRecurrence.isRecording(fusedDirections) {
                 // Inference over full-length sequences: the two directions write the merged
                 // outputs in place (no copies out of the kernels, no concatenation).

@@ -109,6 +109,15 @@ final class RecurrentTests: XCTestCase {
             try check(LSTMKind.self, dropout: dropout)
         }
         try check(LSTMKind.self, dropout: .none, lengths: [7, 7, 7, 7])
+        // The in-place merged path is not taken for empty batches or sequences: shapes as usual.
+        let lstm = try Recurrent<Float, LSTMKind>(inputSize: 3, hiddenSize: 4, numLayers: 2, bidirectional: true, using: RandomSource(seed: 2))
+        for (steps, batch) in [(0, 2), (3, 0)] {
+            let (out, state) = try withoutGradients {
+                try lstm(SequenceBatch(values: Tensor<Float>.zeros([steps, batch, 3]), lengths: [Int](repeating: steps, count: batch)))
+            }
+            XCTAssertEqual(out.values.shape, [steps, batch, 8])
+            XCTAssertEqual(state.hidden.shape, [4, batch, 4])
+        }
     }
 
     /// Decoding one sequence takes a raw-step path (no packing, no tape); it must equal the
