@@ -1,16 +1,9 @@
 #include "loom_cells.h"
 #include "loom_gemm.h"
+#include "loom_vectorize.h"
 
 #include <stdint.h>
 #include <string.h>
-
-/* One version per instruction set; the dynamic loader picks one through an ifunc. */
-#define LOOM_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-
-/* Every loop below reads and writes element i only, so it is safe to vectorize even when an
- * output buffer is the input buffer (in-place use); without this clang's runtime overlap
- * check sends in-place calls down the scalar path (measured: 14x slower log). */
-#define LOOM_ELEMENTWISE _Pragma("clang loop vectorize(assume_safety)")
 
 static inline float from_bits(int32_t b) { float f; memcpy(&f, &b, sizeof f); return f; }
 static inline int32_t to_bits(float f) { int32_t b; memcpy(&b, &f, sizeof b); return b; }

@@ -81,12 +81,13 @@ public enum BLAS {
             product(0..<m, 0..<n)
             return
         }
+        if m >= n {
+            WorkerTeam.inHalves(m) { rows in product(rows, 0..<n) }
+            return
+        }
         let middle = Swift.min(n, ((n / 2) + 15) / 16 * 16)
-        let split = m >= n
-            ? team.tryRun { part in product(WorkerTeam.half(m, part: part), 0..<n) }
-            : team.tryRun { part in product(0..<m, part == 0 ? 0..<middle : middle..<n) }
         // A busy team (this product is already one of two parallel jobs): one call here.
-        if !split { product(0..<m, 0..<n) }
+        if !team.tryRun({ part in product(0..<m, part == 0 ? 0..<middle : middle..<n) }) { product(0..<m, 0..<n) }
     }
 
     /// OpenBLAS's description of its build (version, target core, threading).

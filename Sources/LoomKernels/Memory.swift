@@ -44,11 +44,8 @@ public enum Memory {
         return out
     }
 
-    private static func fill(_ p: UnsafeMutablePointer<Float>, _ value: Float, _ count: Int) {
-        WorkerTeam.forEachHalf(count) { r in for i in r { p[i] = value } }
-    }
-
-    private static func fill(_ p: UnsafeMutablePointer<Double>, _ value: Double, _ count: Int) {
+    /// Called with a concrete type (specialized here), unlike `filled`'s generic S.
+    private static func fill<T>(_ p: UnsafeMutablePointer<T>, _ value: T, _ count: Int) {
         WorkerTeam.forEachHalf(count) { r in for i in r { p[i] = value } }
     }
 

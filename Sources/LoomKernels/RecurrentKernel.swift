@@ -33,6 +33,7 @@ public final class RecurrentKernel<S: TensorScalar> {
     /// Outputs: the state after every step [N, H] (rows `outputStride` apart); the final states
     /// [B, H] (each sequence's own last step); the LSTM cell state after every step [N, H].
     public let hidden: UnsafeMutablePointer<S>
+    /// Elements between consecutive rows of `hidden`: H, or the stride of an external output.
     public let outputStride: Int
     public let finalHidden: UnsafeMutablePointer<S>
     public let cellStates: UnsafeMutablePointer<S>

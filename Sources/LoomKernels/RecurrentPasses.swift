@@ -73,9 +73,7 @@ enum RecurrentPasses<S: TensorScalar> {
     /// Runs `body` over rows 0..<count, split across the worker team when `split`.
     @inline(__always)
     static func parallel(_ split: Bool, _ count: Int, _ body: (Range<Int>) -> Void) {
-        // Busy team (both directions of a layer already run on it): the whole step here.
-        if split, let team = WorkerTeam.shared, team.tryRun({ part in body(WorkerTeam.half(count, part: part)) }) { return }
-        body(0..<count)
+        if split { WorkerTeam.inHalves(count, body) } else { body(0..<count) }
     }
 
     static func forward(_ k: Kernel, _ x: Kernel.Inputs) {

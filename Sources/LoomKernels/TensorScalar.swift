@@ -125,16 +125,11 @@ extension Float: TensorScalar {
         _ op: BinaryOperation, _ a: UnsafePointer<Float>, strideA: Int,
         _ b: UnsafePointer<Float>, strideB: Int, _ out: UnsafeMutablePointer<Float>, count: Int
     ) {
-        WorkerTeam.forEachHalf(count) { r in
-            let i = r.lowerBound
-            combineTemplate(op, a + i * strideA, strideA, b + i * strideB, strideB, out + i, r.count)
-        }
+        combineTemplate(op, a, strideA, b, strideB, out, count)
     }
 
     public static func accumulate(_ a: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>, count: Int) {
-        WorkerTeam.forEachHalf(count) { r in
-            for i in r { out[i] += a[i] }
-        }
+        accumulateTemplate(a, out, count)
     }
 
     public static func optimizerStep(_ update: OptimizerUpdate<Float>, parameter: UnsafeMutablePointer<Float>,
@@ -180,16 +175,11 @@ extension Double: TensorScalar {
         _ op: BinaryOperation, _ a: UnsafePointer<Double>, strideA: Int,
         _ b: UnsafePointer<Double>, strideB: Int, _ out: UnsafeMutablePointer<Double>, count: Int
     ) {
-        WorkerTeam.forEachHalf(count) { r in
-            let i = r.lowerBound
-            combineTemplate(op, a + i * strideA, strideA, b + i * strideB, strideB, out + i, r.count)
-        }
+        combineTemplate(op, a, strideA, b, strideB, out, count)
     }
 
     public static func accumulate(_ a: UnsafePointer<Double>, into out: UnsafeMutablePointer<Double>, count: Int) {
-        WorkerTeam.forEachHalf(count) { r in
-            for i in r { out[i] += a[i] }
-        }
+        accumulateTemplate(a, out, count)
     }
 
     public static func optimizerStep(_ update: OptimizerUpdate<Double>, parameter: UnsafeMutablePointer<Double>,
@@ -219,10 +209,29 @@ private func mapTemplate<S: TensorScalar>(_ function: UnaryFunction, _ x: Unsafe
     }
 }
 
-/// The strided loop of `combine`, written once, with the unit-stride cases split out so the
-/// compiler vectorizes them.
+/// `combine` and `accumulate`, written once: large passes in two halves on the worker team.
 @inline(__always)
 private func combineTemplate<S: TensorScalar>(
+    _ op: BinaryOperation, _ a: UnsafePointer<S>, _ sa: Int, _ b: UnsafePointer<S>, _ sb: Int,
+    _ out: UnsafeMutablePointer<S>, _ n: Int
+) {
+    WorkerTeam.forEachHalf(n) { r in
+        let i = r.lowerBound
+        combineLoop(op, a + i * sa, sa, b + i * sb, sb, out + i, r.count)
+    }
+}
+
+@inline(__always)
+private func accumulateTemplate<S: TensorScalar>(_ a: UnsafePointer<S>, _ out: UnsafeMutablePointer<S>, _ n: Int) {
+    WorkerTeam.forEachHalf(n) { r in
+        for i in r { out[i] += a[i] }
+    }
+}
+
+/// The strided loop of `combine`, with the unit-stride cases split out so the compiler
+/// vectorizes them.
+@inline(__always)
+private func combineLoop<S: TensorScalar>(
     _ op: BinaryOperation, _ a: UnsafePointer<S>, _ sa: Int, _ b: UnsafePointer<S>, _ sb: Int,
     _ out: UnsafeMutablePointer<S>, _ n: Int
 ) {

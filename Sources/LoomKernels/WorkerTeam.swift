@@ -100,11 +100,19 @@ public final class WorkerTeam: @unchecked Sendable {
     /// grain size of PyTorch's parallel CPU kernels is the same 32,768).
     public static let grain = 1 << 15
 
-    /// Runs `body` over 0..<count: in two halves on the team when `count` reaches `grain` and
-    /// the team is free, else in one piece here.
+    /// Runs `body` over 0..<count: in two halves on the team (`inHalves`) when `count` reaches
+    /// `grain`, else in one piece here.
     @inline(__always)
     public static func forEachHalf(_ count: Int, _ body: (Range<Int>) -> Void) {
-        if count >= grain, let team = shared, team.tryRun({ part in body(half(count, part: part)) }) { return }
+        if count >= grain { inHalves(count, body) } else { body(0..<count) }
+    }
+
+    /// Runs `body` over 0..<count in two halves, the first here and the second on the worker,
+    /// when there is a team and it is free (not already running both directions of a layer, or
+    /// the job around this one); else in one piece here.
+    @inline(__always)
+    public static func inHalves(_ count: Int, _ body: (Range<Int>) -> Void) {
+        if let team = shared, team.tryRun({ part in body(half(count, part: part)) }) { return }
         body(0..<count)
     }
 

@@ -102,20 +102,23 @@ extension Tensor {
                      _ sample: (inout SeededGenerator) -> Double) -> [Scalar] {
         source.withGenerator { g in
             if Scalar.self == Float.self {
-                let (o, s) = (unsafeBitCast(offset, to: Float.self), unsafeBitCast(scale, to: Float.self))
-                return unsafeBitCast([Float](unsafeUninitializedCapacity: count) { buffer, initialized in
-                    for i in 0..<count { buffer[i] = o + s * Float(sample(&g)) }
-                    initialized = count
-                }, to: [Scalar].self)
+                return unsafeBitCast(drawn(count, &g, unsafeBitCast(offset, to: Float.self), unsafeBitCast(scale, to: Float.self), sample),
+                                     to: [Scalar].self)
             }
             if Scalar.self == Double.self {
-                let (o, s) = (unsafeBitCast(offset, to: Double.self), unsafeBitCast(scale, to: Double.self))
-                return unsafeBitCast([Double](unsafeUninitializedCapacity: count) { buffer, initialized in
-                    for i in 0..<count { buffer[i] = o + s * sample(&g) }
-                    initialized = count
-                }, to: [Scalar].self)
+                return unsafeBitCast(drawn(count, &g, unsafeBitCast(offset, to: Double.self), unsafeBitCast(scale, to: Double.self), sample),
+                                     to: [Scalar].self)
             }
             return (0..<count).map { _ in offset + scale * Scalar(sample(&g)) }
         }
+    }
+}
+
+/// The loop of `Tensor.draw` for a concrete T (specialized at each of its two calls).
+private func drawn<T: BinaryFloatingPoint>(_ count: Int, _ g: inout SeededGenerator, _ offset: T, _ scale: T,
+                                           _ sample: (inout SeededGenerator) -> Double) -> [T] {
+    [T](unsafeUninitializedCapacity: count) { buffer, initialized in
+        for i in 0..<count { buffer[i] = offset + scale * T(sample(&g)) }
+        initialized = count
     }
 }

@@ -19,23 +19,15 @@ extension Tensor {
         let rank = outShape.count
         let stridesA = Tensor.broadcastStrides(shape, to: outShape)
         let stridesB = Tensor.broadcastStrides(other.shape, to: outShape)
-        let inner = rank == 0 ? 1 : outShape[rank - 1]
-        let innerA = rank == 0 ? 0 : stridesA[rank - 1]
-        let innerB = rank == 0 ? 0 : stridesB[rank - 1]
-        let rows = inner == 0 ? 0 : out.count / inner
-        // No broadcast, or a single element against a whole tensor: one call over every element.
-        let whole = shape == outShape || count == 1, otherWhole = other.shape == outShape || other.count == 1
-        if whole && otherWhole && !out.isEmpty {
-            scalars.withUnsafeBufferPointer { a in
-                other.scalars.withUnsafeBufferPointer { b in
-                    out.withUnsafeMutableBufferPointer { o in
-                        guard let pa = a.baseAddress, let pb = b.baseAddress, let po = o.baseAddress else { return }
-                        Scalar.combine(op, pa, strideA: count == 1 ? 0 : 1, pb, strideB: other.count == 1 ? 0 : 1, po, count: o.count)
-                    }
-                }
-            }
-            return Tensor(unchecked: outShape, scalars: out)
+        var inner = rank == 0 ? 1 : outShape[rank - 1]
+        var innerA = rank == 0 ? 0 : stridesA[rank - 1]
+        var innerB = rank == 0 ? 0 : stridesB[rank - 1]
+        // No broadcast, or a single element against a whole tensor: all elements as one row, so
+        // one call instead of one per innermost row.
+        if (shape == outShape || count == 1) && (other.shape == outShape || other.count == 1) {
+            (inner, innerA, innerB) = (out.count, count == 1 ? 0 : 1, other.count == 1 ? 0 : 1)
         }
+        let rows = inner == 0 ? 0 : out.count / inner
         scalars.withUnsafeBufferPointer { a in
             other.scalars.withUnsafeBufferPointer { b in
                 out.withUnsafeMutableBufferPointer { o in
