@@ -1,5 +1,6 @@
 import Foundation
 import Synchronization
+import CLoomKernels
 
 /// Two threads (the caller and one persistent worker) that split the work of one recurrent step.
 ///
@@ -41,6 +42,7 @@ public final class WorkerTeam: @unchecked Sendable {
         while true {
             var spins = 0
             while posted.load(ordering: .acquiring) == seen {
+                loom_spin_pause()
                 spins += 1
                 if spins > Self.spinsBeforeSleep {
                     sleeping.store(true, ordering: .sequentiallyConsistent)
@@ -89,7 +91,7 @@ public final class WorkerTeam: @unchecked Sendable {
             if claimed.compareExchange(expected: generation - 1, desired: generation, ordering: .acquiringAndReleasing).exchanged {
                 escapable(1)
             } else {
-                while finished.load(ordering: .acquiring) != generation {}
+                while finished.load(ordering: .acquiring) != generation { loom_spin_pause() }
             }
             task = nil
         }

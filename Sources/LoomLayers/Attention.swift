@@ -113,7 +113,7 @@ public struct Attention<Scalar: TensorScalar> {
         let (t, batch, steps) = (queries.shape[0], keys.batch, keys.steps)
         guard score != .additive else {
             let each = try (0..<t).map { try self(query: queries.select(axis: 0, index: $0), memory: memory) }
-            return (try Tensor.stack(each.map(\.context), axis: 0), try Tensor.stack(each.map(\.weights), axis: 0))
+            return (try Tensor.stack(each.map { $0.context }, axis: 0), try Tensor.stack(each.map { $0.weights }, axis: 0))
         }
         let q = try (queryProjection.map { try $0(queries) } ?? queries).permuted([1, 0, 2])  // [B, T, K]
         let k = try keys.values.permuted([1, 0, 2])  // [B, S, K]

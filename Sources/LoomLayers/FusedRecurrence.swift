@@ -91,7 +91,7 @@ enum FusedRecurrence {
             let wanted = differentiable.enumerated().map { index, tensor in
                 (1...weightCount).contains(index) || tensor.isRecorded
             }
-            let shapes = differentiable.map(\.shape)
+            let shapes = differentiable.map { $0.shape }
             // The gradients are accumulated straight into the arrays the tensors will own.
             let arrays = zeroedArrays(zip(shapes, wanted).map { shape, wanted in wanted ? shape.reduce(1, *) : nil }) { buffers in
                 withPointers(differentiable + masks) { p in
@@ -153,7 +153,7 @@ enum FusedRecurrence {
     /// Whether a run of these directions goes on the tape (recording is on, and some input is recorded).
     static func isRecording<S: TensorScalar>(_ directions: [Direction<S>]) -> Bool {
         GradientRecording.isEnabled && directions.contains { d in
-            ([d.input, d.initialHidden] + d.weights + (d.initialCell.map { [$0] } ?? [])).contains(where: \.isRecorded)
+            ([d.input, d.initialHidden] + d.weights + (d.initialCell.map { [$0] } ?? [])).contains { $0.isRecorded }
         }
     }
 
@@ -199,8 +199,8 @@ enum FusedRecurrence {
         // result before the shared record, which they all depend on), then the shared record's
         // pullback runs the kernels' backward passes once with all of them. No result needs a
         // copy into, or a slice out of, one flat output.
-        let received = ReceivedGradients<S>(counts: results.map(\.count))
-        let kernels = Tensor<S>(unchecked: [0], scalars: []).recorded(from: prepared.flatMap(\.differentiable)) { _ in
+        let received = ReceivedGradients<S>(counts: results.map { $0.count })
+        let kernels = Tensor<S>(unchecked: [0], scalars: []).recorded(from: prepared.flatMap { $0.differentiable }) { _ in
             // Every result's gradient (zeros for one the loss does not reach), taken here, before
             // the two directions run concurrently.
             let g = prepared.enumerated().map { k, d in

@@ -78,7 +78,7 @@ public struct Recurrent<Scalar: TensorScalar, Kind: RecurrentCellKind> {
     }
 
     /// Every parameter in PyTorch's state_dict order (weight_ih_l0, weight_hh_l0, bias_ih_l0, bias_hh_l0, ..._reverse, l1 ...).
-    public var parameters: [Parameter<Scalar>] { weights.flatMap { $0.flatMap(\.parameters) } }
+    public var parameters: [Parameter<Scalar>] { weights.flatMap { $0.flatMap { $0.parameters } } }
 
     /// Zeros of the state shape [L D, B, H].
     public func zeroState(batch: Int) -> RecurrentState<Scalar> {

@@ -58,7 +58,7 @@ extension Recurrent {
         flatScalars = []
         let outputShape = [steps, batch, width], stateShape = state.hidden.shape
         let parameters = self.parameters
-        let recordedInputs = [input.values, state0.hidden] + (hasCell ? [state0.cell ?? state0.hidden] : []) + parameters.map(\.value)
+        let recordedInputs = [input.values, state0.hidden] + (hasCell ? [state0.cell ?? state0.hidden] : []) + parameters.map { $0.value }
         let x = input.values.detached()
         let combined = flat.recorded(from: recordedInputs) { g in
             var dHidden = Tensor(unchecked: stateShape, scalars: Array(g.scalars[outputCount..<(outputCount + stateCount)]))
@@ -76,7 +76,7 @@ extension Recurrent {
                                              scalars: Array(g.scalars[(range.lowerBound * rowsPerStep)..<(range.upperBound * rowsPerStep)]))
                         var loss = try (out.values * dOutput).sum() + (final.hidden * dHidden).sum()
                         if let fc = final.cell, let dCell { loss = try loss + (fc * dCell).sum() }
-                        let found = try loss.gradients(wrt: [xs, h] + (c.map { [$0] } ?? []) + parameters.map(\.value))
+                        let found = try loss.gradients(wrt: [xs, h] + (c.map { [$0] } ?? []) + parameters.map { $0.value })
                         dInputs.append(found[0])
                         dHidden = found[1]
                         if hasCell { dCell = found[2] }

@@ -57,7 +57,7 @@ extension Tensor {
         var kept = self.detached()
         for axis in resolved { kept = kept.sumUnchecked(axis: axis) }
         let keptShape = kept.shape
-        let outShape = keepingAxes ? keptShape : shape.enumerated().filter { !resolved.contains($0.offset) }.map(\.element)
+        let outShape = keepingAxes ? keptShape : shape.enumerated().filter { !resolved.contains($0.offset) }.map { $0.element }
         let inputShape = shape
         let value = Tensor(unchecked: outShape, scalars: kept.scalars)
         return value.recorded(from: [self]) { g in

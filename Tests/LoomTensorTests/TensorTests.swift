@@ -205,4 +205,31 @@ extension TensorTests {
             }
         }
     }
+
+    /// Concatenation large enough to run in two halves on the worker team (forward and
+    /// backward): every element lands where the index arithmetic says, and the gradient splits
+    /// back to each input's own positions.
+    func testLargeConcatenateSplitsExactly() throws {
+        let rows = 301, widths = [130, 77]
+        let source = RandomSource(seed: 9)
+        let parts = try widths.map { try Tensor<Float>.randomUniform([rows, $0], using: source).requiringGradient() }
+        let joined = try Tensor.concatenate(parts, axis: 1)
+        XCTAssertGreaterThanOrEqual(rows * widths.reduce(0, +), WorkerTeam.grain)
+        let total = widths.reduce(0, +)
+        for r in 0..<rows {
+            for c in 0..<total {
+                let (k, j) = c < widths[0] ? (0, c) : (1, c - widths[0])
+                XCTAssertEqual(joined.scalars[r * total + c], parts[k].scalars[r * widths[k] + j])
+            }
+        }
+        let weights = try Tensor<Float>(shape: [rows, total], scalars: (0..<(rows * total)).map { Float($0 % 1000) })
+        let gradients = try (joined * weights).sum().gradients(wrt: parts)
+        for k in 0..<2 {
+            for r in 0..<rows {
+                for j in 0..<widths[k] {
+                    XCTAssertEqual(gradients[k].scalars[r * widths[k] + j], weights.scalars[r * total + (k == 0 ? j : widths[0] + j)])
+                }
+            }
+        }
+    }
 }

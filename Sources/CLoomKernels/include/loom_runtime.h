@@ -11,4 +11,15 @@ void loom_configure_malloc(int mmap_threshold, int trim_threshold);
  * instead of taking a microcode assist of ~100 cycles each. Returns 1 where supported, else 0. */
 int loom_flush_subnormals(int on);
 
+/* One pause in a spin-wait loop (x86 PAUSE, Arm YIELD): tells the core that this thread is only
+ * polling, so that it does not starve a thread sharing its core and leaves the loop without a
+ * memory-order mis-speculation when the polled value changes. */
+static inline void loom_spin_pause(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
 #endif
