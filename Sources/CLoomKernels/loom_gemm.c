@@ -18,8 +18,11 @@ size_t loom_packed_size(int n, int k) {
 }
 
 void loom_pack(int transposed, int n, int k, const float *w, int ldw, float *packed) {
-    int panels = (n + LOOM_PANEL - 1) / LOOM_PANEL;
-    for (int p = 0; p < panels; p++) {
+    loom_pack_panels(transposed, n, k, w, ldw, packed, 0, (n + LOOM_PANEL - 1) / LOOM_PANEL);
+}
+
+void loom_pack_panels(int transposed, int n, int k, const float *w, int ldw, float *packed, int first, int end) {
+    for (int p = first; p < end; p++) {
         float *panel = packed + (size_t)p * LOOM_PANEL * k;
         for (int i = 0; i < k; i++) {
             for (int j = 0; j < LOOM_PANEL; j++) {

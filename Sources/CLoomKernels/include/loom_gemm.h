@@ -31,6 +31,9 @@ size_t loom_packed_size(int n, int k);
 /* Packs op(W) [k, n], where W is row-major with row stride ldw: op(W) = W^T (W stored [n, k])
  * when transposed is nonzero, W itself (stored [k, n]) otherwise. */
 void loom_pack(int transposed, int n, int k, const float *w, int ldw, float *packed);
+/* Panels first..<end of the same packing (each panel is written by one call only, so two threads
+ * can pack halves of one matrix). */
+void loom_pack_panels(int transposed, int n, int k, const float *w, int ldw, float *packed, int first, int end);
 
 /* C[m, n0:n1] = beta * C + A[m, k] * op(W)[:, n0:n1] with A row-major (row stride lda), C row-major
  * (row stride ldc); beta is 0 or 1. n0 must be a multiple of LOOM_PANEL. */
