@@ -20,7 +20,7 @@ public final class PackedWeights {
         buffer = .allocate(capacity: size)
         // Panels in two halves on the worker team when large (a copy pass like the elementwise
         // ones: 64-67 us serial for an LSTM's 128 x 512 weights, twice a training step).
-        let panels = (n + 15) / 16, buffer = buffer
+        let panel = Int(LOOM_PANEL), panels = (n + panel - 1) / panel, buffer = buffer
         let pack = { (range: Range<Int>) in
             loom_pack_panels(transposed ? 1 : 0, Int32(n), Int32(k), weights, Int32(ldw), buffer, Int32(range.lowerBound), Int32(range.upperBound))
         }
