@@ -24,7 +24,7 @@ public final class PackedWeights {
         let pack = { (range: Range<Int>) in
             loom_pack_panels(transposed ? 1 : 0, Int32(n), Int32(k), weights, Int32(ldw), buffer, Int32(range.lowerBound), Int32(range.upperBound))
         }
-        if size >= WorkerTeam.grain { WorkerTeam.inHalves(panels, pack) } else { pack(0..<panels) }
+        WorkerTeam.forEachHalf(panels, elements: size, pack)
     }
 
     deinit { buffer.deallocate() }

@@ -102,11 +102,12 @@ public final class WorkerTeam: @unchecked Sendable {
     /// grain size of PyTorch's parallel CPU kernels is the same 32,768).
     public static let grain = 1 << 15
 
-    /// Runs `body` over 0..<count: in two halves on the team (`inHalves`) when `count` reaches
-    /// `grain`, else in one piece here.
+    /// Runs `body` over 0..<count: in two halves on the team (`inHalves`) when the pass touches
+    /// at least `grain` elements, else in one piece here. `elements` is that size when an index
+    /// stands for more than one element (a row, a panel); by default `count` itself.
     @inline(__always)
-    public static func forEachHalf(_ count: Int, _ body: (Range<Int>) -> Void) {
-        if count >= grain { inHalves(count, body) } else { body(0..<count) }
+    public static func forEachHalf(_ count: Int, elements: Int? = nil, _ body: (Range<Int>) -> Void) {
+        if (elements ?? count) >= grain { inHalves(count, body) } else { body(0..<count) }
     }
 
     /// Runs `body` over 0..<count in two halves, the first here and the second on the worker,

@@ -136,7 +136,7 @@ extension Tensor {
         let out: [Scalar] = Memory.fullyWritten(outer * total) { base in
             // Rows in two halves on the worker team when large (the pieces are often shorter
             // than the copy's own splitting threshold: 6,400 rows of 256 in a bidirectional layer).
-            Self.overRows(outer, elements: outer * total) { rows in
+            WorkerTeam.forEachHalf(outer, elements: outer * total) { rows in
                 var offset = 0
                 for (t, block) in zip(tensors, blocks) {
                     t.withBase { x in
@@ -154,7 +154,7 @@ extension Tensor {
             return zip(shapes, blocks).map { shape, block in
                 let dx: [Scalar] = g.withBase { gp in
                     Memory.fullyWritten(outer * block) { d in
-                        Self.overRows(outer, elements: outer * block) { rows in
+                        WorkerTeam.forEachHalf(outer, elements: outer * block) { rows in
                             for i in rows { Memory.copy(gp + i * total + offset, to: d + i * block, count: block) }
                         }
                     }
@@ -163,12 +163,6 @@ extension Tensor {
                 return Tensor(unchecked: shape, scalars: dx)
             }
         }
-    }
-
-    /// Runs `body` over rows 0..<count: in two halves on the worker team when the pass moves at
-    /// least `WorkerTeam.grain` elements, else in one piece.
-    static func overRows(_ count: Int, elements: Int, _ body: (Range<Int>) -> Void) {
-        if elements >= WorkerTeam.grain { WorkerTeam.inHalves(count, body) } else { body(0..<count) }
     }
 
     /// Joins tensors of one shape along a new axis at position `axis`.
