@@ -1,5 +1,7 @@
+#define _GNU_SOURCE /* RTLD_DEFAULT */
 #include "loom_runtime.h"
 
+#include <dlfcn.h>
 #include <stdlib.h> /* defines __GLIBC__ on glibc */
 
 #if defined(__x86_64__)
@@ -31,4 +33,11 @@ int loom_flush_subnormals(int on) {
     (void)on;
     return 0;
 #endif
+}
+
+int loom_stop_blas_pool(void) {
+    int (*shutdown)(void) = (int (*)(void))dlsym(RTLD_DEFAULT, "blas_thread_shutdown_");
+    if (shutdown == NULL) return 0;
+    shutdown();
+    return 1;
 }

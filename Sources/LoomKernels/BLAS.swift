@@ -18,7 +18,16 @@ public enum BLAS {
         _ = processDefaults
         let viaTeam = count == 2 && WorkerTeam.shared != nil
         splitsAcrossTeam.store(viaTeam, ordering: .relaxed)
-        openblas_set_num_threads(Int32(viaTeam ? 1 : max(1, count)))
+        setOpenBLASThreads(viaTeam ? 1 : max(1, count))
+    }
+
+    /// Sets OpenBLAS's own thread count; at one thread, also stops its idle pool thread, which
+    /// otherwise spins on `sched_yield` for its first ~0.1 s (measured: a whole core for 120 ms
+    /// of a lstm-small-train run, while the main thread and the worker shared the other).
+    /// `openblas_set_num_threads` starts the pool again, so the stop comes after it.
+    static func setOpenBLASThreads(_ count: Int) {
+        openblas_set_num_threads(Int32(count))
+        if count == 1 { _ = loom_stop_blas_pool() }
     }
 
     /// The number of threads a matrix product uses.
@@ -64,7 +73,7 @@ public enum BLAS {
         applySubnormalMode()
         let viaTeam = WorkerTeam.shared != nil
         splitsAcrossTeam.store(viaTeam, ordering: .relaxed)
-        if viaTeam { openblas_set_num_threads(1) }
+        if viaTeam { setOpenBLASThreads(1) }
     }()
 
     /// Products below this many multiply-adds (m n k) run on one thread: handing half to the

@@ -67,9 +67,23 @@ final class BLASTests: XCTestCase {
         }
     }
 
+    /// Every thread count gives correct products: one thread (OpenBLAS's idle pool stopped),
+    /// three (OpenBLAS's pool started again) and two (the worker team, the default, restored last).
     func testThreadCountCanBeSet() {
-        BLAS.setThreadCount(1)
-        XCTAssertEqual(BLAS.threadCount, 1)
+        var g = SystemRandomNumberGenerator()
+        let (m, n, k) = (150, 130, 70)
+        let a = (0..<(m * k)).map { _ in Float.random(in: -1...1, using: &g) }
+        let b = (0..<(k * n)).map { _ in Float.random(in: -1...1, using: &g) }
+        let expected = naive(false, false, m, n, k, a.map(Double.init), b.map(Double.init))
+        for count in [1, 3, 1, 2] {
+            BLAS.setThreadCount(count)
+            XCTAssertEqual(BLAS.threadCount, count)
+            var c = [Float](repeating: 0, count: m * n)
+            Float.gemm(transA: false, transB: false, m: m, n: n, k: k, alpha: 1, a: a, lda: k, b: b, ldb: n, beta: 0, c: &c, ldc: n)
+            // k products of values in [-1, 1] summed in Float: error <= k eps.
+            let worst = zip(c, expected).map { abs(Double($0) - $1) }.max() ?? 0
+            XCTAssertLessThanOrEqual(worst, Double(k) * Double(Float.ulpOfOne), "\(count) threads")
+        }
         XCTAssertFalse(BLAS.configuration.isEmpty)
     }
 

@@ -11,6 +11,13 @@ void loom_configure_malloc(int mmap_threshold, int trim_threshold);
  * instead of taking a microcode assist of ~100 cycles each. Returns 1 where supported, else 0. */
 int loom_flush_subnormals(int on);
 
+/* Stops the idle worker threads of OpenBLAS's own pool, if the loaded OpenBLAS has one
+ * (blas_thread_shutdown_, looked up at run time: serial builds lack it). OpenBLAS starts its pool
+ * when it loads, and an idle pool thread spins on sched_yield for about 2^28 cycles before it
+ * sleeps. OpenBLAS starts the pool again by itself in openblas_set_num_threads and when a later
+ * product asks for more than one thread. Returns 1 when the call was made, else 0. */
+int loom_stop_blas_pool(void);
+
 /* One pause in a spin-wait loop (x86 PAUSE, Arm YIELD): tells the core that this thread is only
  * polling, so that it does not starve a thread sharing its core and leaves the loop without a
  * memory-order mis-speculation when the polled value changes. */
