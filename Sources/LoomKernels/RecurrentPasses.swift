@@ -233,8 +233,16 @@ enum RecurrentPasses<S: TensorScalar> {
         let dh = UnsafeMutablePointer<S>.allocate(capacity: Swift.max(batch * h, 1))
         let dc = UnsafeMutablePointer<S>.allocate(capacity: Swift.max(batch * h, 1))
         let stepProduct = UnsafeMutablePointer<S>.allocate(capacity: Swift.max(batch * h, 1))
-        // The (masked) state that entered each step's recurrent product [N, H].
-        let previousStates = UnsafeMutablePointer<S>.allocate(capacity: Swift.max(n * h, 1))
+        // RNN and LSTM gates have one gradient for both sides. With a narrow input (I <= H / 2),
+        // the weight and bias gradients are then one product over it, dG^T [h_prev | x | 1] =
+        // [dW_hh | dW_ih | db]: one pass over dG (N x G H values) instead of three, for a copy of
+        // x (N x I) made in the loop. With a wide input that copy costs more than the pass saved.
+        let joined = dxGates == dhGates && 2 * k.inputSize <= h
+        let inputColumn = h, onesColumn = h + k.inputSize
+        // Rows of the (masked) state that entered each step's recurrent product, [N, H], each
+        // followed by its input row and a 1 when joined.
+        let ld = joined ? h + k.inputSize + 1 : h
+        let previousStates = UnsafeMutablePointer<S>.allocate(capacity: Swift.max(n * ld, 1))
         defer {
             dxGates.deallocate()
             if k.cell == .gru { dhGates.deallocate() }
@@ -249,12 +257,23 @@ enum RecurrentPasses<S: TensorScalar> {
             let b = layout.batchSizes[t], offset = layout.rowStart(t)
             let previousHidden = previous(k, x.initialHidden, t)
             // The (masked) state that entered this step's product, for dW_hh.
-            func storePrevious(_ span: Range<Int>) {
-                let p = previousStates + offset * h
-                if let mask = x.stateMask {
-                    for j in span { p[j] = previousHidden[j] * mask[j] }
-                } else {
-                    Memory.copy(previousHidden + span.lowerBound, to: p + span.lowerBound, count: span.count)
+            func storePrevious(_ rows: Range<Int>) {
+                for r in rows {
+                    let source = previousHidden + r * h, target = previousStates + (offset + r) * ld
+                    if let mask = x.stateMask {
+                        for j in 0..<h { target[j] = source[j] * mask[r * h + j] }
+                    } else {
+                        Memory.copy(source, to: target, count: h)
+                    }
+                }
+            }
+            // This step's input rows and ones, for the joined weight-gradient product.
+            func storeInputs(_ rows: Range<Int>) {
+                guard joined else { return }
+                for r in rows {
+                    let target = previousStates + (offset + r) * ld
+                    Memory.copy(x.input + (offset + r) * k.inputSize, to: target + inputColumn, count: k.inputSize)
+                    target[onesColumn] = 1
                 }
             }
             parallel(packed != nil && b >= 2, b) { rows in
@@ -267,8 +286,9 @@ enum RecurrentPasses<S: TensorScalar> {
                 // At the first step that product is the initial state's gradient: skipped when not wanted.
                 // The first step's previous states are stored only when they are not all zero.
                 let span = (first * h)..<(rows.upperBound * h)
+                storeInputs(rows)
                 if t == 0 && grads.initialHidden == nil {
-                    if !k.startedFromZero { storePrevious(span) }
+                    if !k.startedFromZero { storePrevious(rows) }
                     return
                 }
                 product(packed, m: rows.count, a: dhGates + (offset + first) * gh, lda: gh, weights: x.recurrentWeight,
@@ -278,15 +298,14 @@ enum RecurrentPasses<S: TensorScalar> {
                 } else {
                     S.accumulate(stepProduct + first * h, into: dh + first * h, count: span.count)
                 }
-                if !(t == 0 && k.startedFromZero) { storePrevious(span) }
+                if !(t == 0 && k.startedFromZero) { storePrevious(rows) }
             }
         }
         if let dh0 = grads.initialHidden { S.accumulate(dh, into: dh0, count: batch * h) }
         if let dc0 = grads.initialCell { S.accumulate(dc, into: dc0, count: batch * h) }
         guard n > 0 else { return }
-        // After the loop, one GEMM each: dW_ih += dxGates^T x, dW_hh += dhGates^T h_prev, dx += dxGates W_ih.
-        S.gemm(transA: true, transB: false, m: gh, n: k.inputSize, k: n, alpha: 1, a: dxGates, lda: gh,
-               b: x.input, ldb: k.inputSize, beta: 1, c: grads.inputWeight, ldc: k.inputSize)
+        // After the loop, one GEMM each (or the joined one): dW_ih += dxGates^T x, dW_hh +=
+        // dhGates^T h_prev, dx += dxGates W_ih.
         // dW_hh's rows: all, or from a zero state all but the first step's block, whose h_prev is 0
         // and was never stored (at the start of the rows, or at their end when steps are stored
         // in reverse).
@@ -294,14 +313,20 @@ enum RecurrentPasses<S: TensorScalar> {
         if k.startedFromZero, let first = layout.batchSizes.first {
             productRows = layout.rowStart(0) == 0 ? first..<n : 0..<(n - first)
         }
+        if let dx = grads.input {
+            S.gemm(transA: false, transB: false, m: n, n: k.inputSize, k: gh, alpha: 1, a: dxGates, lda: gh,
+                   b: x.inputWeight, ldb: k.inputSize, beta: 1, c: dx, ldc: k.inputSize)
+        }
+        if joined {
+            joinedWeightGradients(k, x, grads, dGates: dxGates, rows: productRows, columns: previousStates, ld: ld)
+            return
+        }
+        S.gemm(transA: true, transB: false, m: gh, n: k.inputSize, k: n, alpha: 1, a: dxGates, lda: gh,
+               b: x.input, ldb: k.inputSize, beta: 1, c: grads.inputWeight, ldc: k.inputSize)
         if !productRows.isEmpty {
             let r0 = productRows.lowerBound
             S.gemm(transA: true, transB: false, m: gh, n: h, k: productRows.count, alpha: 1, a: dhGates + r0 * gh, lda: gh,
                    b: previousStates + r0 * h, ldb: h, beta: 1, c: grads.recurrentWeight, ldc: h)
-        }
-        if let dx = grads.input {
-            S.gemm(transA: false, transB: false, m: n, n: k.inputSize, k: gh, alpha: 1, a: dxGates, lda: gh,
-                   b: x.inputWeight, ldb: k.inputSize, beta: 1, c: dx, ldc: k.inputSize)
         }
         // Bias gradients: column sums of the gate gradients, as products with a vector of ones;
         // one product for both when the two sides' gradients are the same buffer (RNN, LSTM).
@@ -317,6 +342,37 @@ enum RecurrentPasses<S: TensorScalar> {
                    c: sums, ldc: 1)
         }
         S.accumulate(sums, into: grads.recurrentBias, count: gh)
+    }
+
+    /// dG^T [h_prev | x | 1] over all N rows of `columns` (row stride `ld`), added to dW_hh,
+    /// dW_ih and both biases. `rows` are those whose h_prev was stored (all but a zero first
+    /// state's block); the others take part with their x and 1 columns only.
+    static func joinedWeightGradients(_ k: Kernel, _ x: Kernel.Inputs, _ grads: Kernel.Gradients, dGates: UnsafePointer<S>,
+                                      rows: Range<Int>, columns: UnsafePointer<S>, ld: Int) {
+        let h = k.hiddenSize, gh = k.cell.gates * h, inputs = k.inputSize, n = k.layout.rows
+        // Written by the first product (beta 0), added to by the next.
+        let sums = UnsafeMutablePointer<S>.allocate(capacity: gh * ld)
+        defer { sums.deallocate() }
+        var beta: S = 0
+        if !rows.isEmpty {
+            S.gemm(transA: true, transB: false, m: gh, n: ld, k: rows.count, alpha: 1, a: dGates + rows.lowerBound * gh, lda: gh,
+                   b: columns + rows.lowerBound * ld, ldb: ld, beta: 0, c: sums, ldc: ld)
+            beta = 1
+        }
+        for other in [0..<rows.lowerBound, rows.upperBound..<n] where !other.isEmpty {
+            S.gemm(transA: true, transB: false, m: gh, n: inputs + 1, k: other.count, alpha: 1, a: dGates + other.lowerBound * gh,
+                   lda: gh, b: columns + other.lowerBound * ld + h, ldb: ld, beta: beta, c: sums + h, ldc: ld)
+            beta = 1
+        }
+        WorkerTeam.forEachHalf(gh, elements: gh * ld) { span in
+            for q in span {
+                let row = sums + q * ld
+                if !rows.isEmpty { S.accumulate(row, into: grads.recurrentWeight + q * h, count: h) }
+                S.accumulate(row + h, into: grads.inputWeight + q * inputs, count: inputs)
+                grads.inputBias[q] += row[h + inputs]
+                grads.recurrentBias[q] += row[h + inputs]
+            }
+        }
     }
 
     /// The elementwise backward of one row: gradients of the pre-activations into dxg/dhg; the

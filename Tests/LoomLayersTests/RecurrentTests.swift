@@ -166,6 +166,10 @@ final class RecurrentTests: XCTestCase {
         try all(5, [5, 5, 5], 3, 4, 2, true)            // all full length, bidirectional: steps stored in reverse
         try all(7, [2, 7, 4, 1, 5], 3, 9, 2, true)      // all different, unsorted
         try all(5, [3, 0, 5], 2, 3, 1, true)            // a zero-length sequence keeps its initial state
+        // Narrow inputs (I <= H / 2: RNN and LSTM take the weight and bias gradients in one product).
+        try all(1, [1, 1], 1, 2, 1, false)              // T = 1: from a zero state no h_prev row at all
+        try all(5, [5, 3, 5, 1], 2, 6, 2, false)        // different lengths, first layer narrow
+        try all(4, [4, 4], 3, 8, 2, true)               // full length, bidirectional (reverse steps), both layers narrow
     }
 
     func testFusedEqualsReferenceWithEveryDropoutMethod() throws {
@@ -174,6 +178,8 @@ final class RecurrentTests: XCTestCase {
         try compareFusedWithReference(GRUKind.self, steps: 5, lengths: [5, 2, 4], inputSize: 3, hiddenSize: 4, layers: 2, bidirectional: true, dropout: dropout)
         try compareFusedWithReference(LSTMKind.self, steps: 5, lengths: [5, 2, 4], inputSize: 3, hiddenSize: 4, layers: 2, bidirectional: true, dropout: dropout)
         try compareFusedWithReference(LSTMKind.self, steps: 4, lengths: [4, 3], inputSize: 2, hiddenSize: 3, layers: 1, bidirectional: true, merge: .sum)
+        try compareFusedWithReference(RNNKind.self, steps: 5, lengths: [5, 2, 4], inputSize: 2, hiddenSize: 5, layers: 1, bidirectional: true, dropout: dropout)
+        try compareFusedWithReference(LSTMKind.self, steps: 5, lengths: [5, 2, 4], inputSize: 2, hiddenSize: 5, layers: 1, bidirectional: true, dropout: dropout)
         try compareFusedWithReference(GRUKind.self, steps: 4, lengths: [4, 3], inputSize: 2, hiddenSize: 3, layers: 2, bidirectional: true, merge: .mean)
     }
 
