@@ -86,11 +86,16 @@ enum RecurrentPasses<S: TensorScalar> {
         defer { bias.deallocate() }
         Memory.copy(x.inputBias, to: bias, count: gh)
         if k.cell != .gru { S.accumulate(x.recurrentBias, into: bias, count: gh) }
-        if n > 0 {
+        let packed = packedWeights(x.recurrentWeight, transposed: true, n: gh, k: h, rows: layout.batchSizes.first ?? 0)
+        // With a narrow input (I <= H / 2) and the packed kernel, each step projects its own input
+        // rows just before its recurrent product, a K = I product into the gates the step then
+        // reads while they are in cache; otherwise one [N, I] x [I, G H] GEMM before the loop.
+        let packedInput = packed != nil && 2 * k.inputSize <= h
+            ? packedWeights(x.inputWeight, transposed: true, n: gh, k: k.inputSize, rows: layout.batchSizes.first ?? 0) : nil
+        if n > 0 && packedInput == nil {
             S.gemm(transA: false, transB: true, m: n, n: gh, k: k.inputSize, alpha: 1, a: x.input, lda: k.inputSize,
                    b: x.inputWeight, ldb: k.inputSize, beta: 0, c: k.gates, ldc: gh)
         }
-        let packed = packedWeights(x.recurrentWeight, transposed: true, n: gh, k: h, rows: layout.batchSizes.first ?? 0)
         // From a zero state (the default) the first step's recurrent product is 0: skipped. The
         // state mask multiplies that state, so it stays 0 too.
         let first = layout.batchSizes.first ?? 0
@@ -102,6 +107,10 @@ enum RecurrentPasses<S: TensorScalar> {
             let skipProduct = t == 0 && k.startedFromZero
             parallel(packed != nil && b >= 2, b) { rows in
                 guard let first = rows.first else { return }
+                if let packedInput {
+                    product(packedInput, m: rows.count, a: x.input + (offset + first) * k.inputSize, lda: k.inputSize,
+                            weights: x.inputWeight, transposeW: true, n: gh, k: k.inputSize, beta: 0, c: g + first * gh, ldc: gh)
+                }
                 // The state entering the recurrent product, masked by variational state dropout.
                 let stride = previousStride(k, t)
                 var recurrentInput = previousHidden + first * stride, inputStride = stride
