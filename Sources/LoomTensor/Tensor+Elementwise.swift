@@ -88,20 +88,23 @@ extension Tensor {
     func binaryUnchecked(_ op: BinaryOperation, _ other: Tensor, shape outShape: [Int]) -> Tensor {
         let lhs = self, rhs = other
         let value = combined(op, other, shape: outShape)
+        // Only a recorded side gets a gradient (a constant operand, such as a mask or a target,
+        // would cost a pass over the whole result for nothing).
+        let left = lhs.isRecorded, right = rhs.isRecorded
         return value.recorded(from: [lhs, rhs]) { g in
             switch op {
             case .add:
-                return [g.summed(toShape: lhs.shape), g.summed(toShape: rhs.shape)]
+                return [left ? g.summed(toShape: lhs.shape) : nil, right ? g.summed(toShape: rhs.shape) : nil]
             case .subtract:
-                return [g.summed(toShape: lhs.shape), g.mapped(.negate).summed(toShape: rhs.shape)]
+                return [left ? g.summed(toShape: lhs.shape) : nil, right ? g.mapped(.negate).summed(toShape: rhs.shape) : nil]
             case .multiply:
-                return [g.combined(.multiply, rhs, shape: outShape).summed(toShape: lhs.shape),
-                        g.combined(.multiply, lhs, shape: outShape).summed(toShape: rhs.shape)]
+                return [left ? g.combined(.multiply, rhs, shape: outShape).summed(toShape: lhs.shape) : nil,
+                        right ? g.combined(.multiply, lhs, shape: outShape).summed(toShape: rhs.shape) : nil]
             case .divide:
                 // d(a/b)/da = 1/b; d(a/b)/db = -a/b^2 = -(a/b)/b.
                 let da = g.combined(.divide, rhs, shape: outShape)
-                let db = da.combined(.multiply, value, shape: outShape).mapped(.negate)
-                return [da.summed(toShape: lhs.shape), db.summed(toShape: rhs.shape)]
+                let db = right ? da.combined(.multiply, value, shape: outShape).mapped(.negate).summed(toShape: rhs.shape) : nil
+                return [left ? da.summed(toShape: lhs.shape) : nil, db]
             case .maximum, .minimum:
                 // The gradient goes to the side that was chosen (to the left side on ties).
                 let difference = lhs.combined(.subtract, rhs, shape: outShape)
