@@ -130,6 +130,8 @@ extension Tensor {
             s0[a] = 0
             guard s1 == s0 else { throw TensorError.incompatibleShapes(op: "concatenate", first.shape, t.shape) }
         }
+        // One piece: itself (no copy; its gradient passes straight through).
+        if tensors.count == 1 { return first }
         let outer = first.shape[..<a].reduce(1, *)
         let blocks = tensors.map { $0.shape[a...].reduce(1, *) }
         let total = blocks.reduce(0, +)

@@ -70,6 +70,9 @@ final class GradientCheckTests: XCTestCase {
         try check("select", [x]) { try $0[0].select(axis: 2, index: 3) }
         try check("concatenate", [x, y]) { try Tensor.concatenate([$0[0], $0[1]], axis: 1) }
         try check("stack", [x, x * 2]) { try Tensor.stack([$0[0], $0[1]], axis: 2) }
+        // One piece: returned without a copy, the gradient passing straight through.
+        try check("concatenate one", [x]) { try Tensor.concatenate([$0[0]], axis: 1) }
+        try check("stack one", [x]) { try Tensor.stack([$0[0]], axis: 1) }
         try check("gather", [try random([5, 3])]) { try $0[0].gathering(rows: [4, 0, 4, 2], indexShape: [2, 2]) }
     }
 

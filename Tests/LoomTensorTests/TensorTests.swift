@@ -48,6 +48,10 @@ final class TensorTests: XCTestCase {
         XCTAssertEqual(try a.slice(axis: 1, 1..<3).scalars, [5, 3, 2, 6])
         XCTAssertEqual(try Tensor.concatenate([a, a], axis: 1).scalars, [1, 5, 3, 1, 5, 3, 4, 2, 6, 4, 2, 6])
         XCTAssertEqual(try Tensor.stack([a, a], axis: 0).shape, [2, 2, 3])
+        XCTAssertEqual(try Tensor.stack([a], axis: 1).shape, [2, 1, 3])
+        XCTAssertEqual(try Tensor.stack([a], axis: 1).scalars, a.scalars)
+        XCTAssertEqual(try Tensor.concatenate([a], axis: 1).scalars, a.scalars)
+        XCTAssertThrowsError(try Tensor.concatenate([a], axis: 2))
         XCTAssertEqual(try Tensor<Float>.oneHot([2, 0], depth: 3).scalars, [0, 0, 1, 1, 0, 0])
         XCTAssertEqual(try a.gathering(rows: [1, 1, 0]).scalars, [4, 2, 6, 4, 2, 6, 1, 5, 3])
     }
