@@ -129,15 +129,18 @@ LOOM_CLONES static void lstm_forward_row_generic(const float *gx, const float *h
  * the 14-bit estimate vrcp14ps refined by one Newton step, r (2 - d r), whose relative error is
  * the square of the estimate's (2^-28) plus the step's own rounding, about one ULP. A zmm
  * division takes 10-16 cycles on one port, and the LSTM row has five per 16 elements: measured
- * on one row pass (hot data), 5.2 ns per element with divisions. Where d is +inf (exp overflowed)
- * the quotient is 0, as a division gives. */
+ * on one row pass (hot data), 5.2 ns per element with divisions. The exp inside is clamped to
+ * exp(88) (see SQUASH_EXP_MAX) instead of being followed by special cases for overflow, underflow
+ * and NaN, and the quotient by one for +inf: the end results are the same, but for sigmoids below
+ * 6e-39, now 0 (7 fewer operations per sigmoid, 8 per tanh). */
 
 #if defined(__x86_64__)
 #include <immintrin.h>
 #define LOOM_AVX512 __attribute__((target("avx512f"), always_inline)) static inline
 
-LOOM_AVX512 __m512 exp16(__m512 x) {
-    __m512 clamped = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(EXP_MIN)), _mm512_set1_ps(EXP_MAX));
+/* exp_lane's arithmetic, 16 lanes, for x already within [EXP_MIN, EXP_MAX]: no handling of the
+ * range's ends or of NaN (the callers take care of theirs). */
+LOOM_AVX512 __m512 exp16_core(__m512 clamped) {
     __m512 shifted = _mm512_fmadd_ps(clamped, _mm512_set1_ps(LOG2E), _mm512_set1_ps(ROUNDING_SHIFT));
     __m512 n = _mm512_sub_ps(shifted, _mm512_set1_ps(ROUNDING_SHIFT));
     __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_HIGH), clamped);
@@ -151,30 +154,36 @@ LOOM_AVX512 __m512 exp16(__m512 x) {
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
     /* p 2^n; vscalefps saturates to +inf at n = 128 as the two-halves product above does. */
-    __m512 result = _mm512_scalef_ps(p, n);
-    result = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, _mm512_set1_ps(EXP_MAX), _CMP_GT_OQ), result,
-                                  _mm512_set1_ps(__builtin_inff()));
-    result = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, _mm512_set1_ps(EXP_MIN), _CMP_LT_OQ), result, _mm512_setzero_ps());
-    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), result, x);
+    return _mm512_scalef_ps(p, n);
 }
 
-/* 1 / d for d >= 1 (or +inf, or NaN). */
+/* The sigmoid and tanh take exp of at most this (exp(88) = 1.65e38): the sum 1 + exp stays
+ * finite, so their quotients need no special case for +inf. Beyond it the sigmoid's result is 0
+ * (exactly below 6e-39, a subnormal the default mode flushes anyway) and the tanh's is +-1 (the
+ * quotient is then below half an ULP of 1, as it already is from exp(18) on). */
+#define SQUASH_EXP_MAX 88.0f
+
+/* 1 / d for finite d >= 1. */
 LOOM_AVX512 __m512 reciprocal16(__m512 d) {
     __m512 r = _mm512_rcp14_ps(d);
-    __m512 refined = _mm512_mul_ps(r, _mm512_fnmadd_ps(d, r, _mm512_set1_ps(2.0f)));
-    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(d, _mm512_set1_ps(__builtin_inff()), _CMP_EQ_OQ), refined,
-                                _mm512_setzero_ps());
+    return _mm512_mul_ps(r, _mm512_fnmadd_ps(d, r, _mm512_set1_ps(2.0f)));
 }
 
 LOOM_AVX512 __m512 sigmoid16(__m512 x) {
-    __m512 q = reciprocal16(_mm512_add_ps(_mm512_set1_ps(1.0f), exp16(_mm512_sub_ps(_mm512_setzero_ps(), x))));
-    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), q, x);
+    __m512 s = _mm512_min_ps(_mm512_max_ps(_mm512_sub_ps(_mm512_setzero_ps(), x), _mm512_set1_ps(EXP_MIN)),
+                             _mm512_set1_ps(SQUASH_EXP_MAX));
+    __m512 q = reciprocal16(_mm512_add_ps(_mm512_set1_ps(1.0f), exp16_core(s)));
+    /* x < -88: 0; NaN: itself (max returns its second operand when one is NaN). */
+    __mmask16 outside = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-SQUASH_EXP_MAX), _CMP_NGE_UQ);
+    return _mm512_mask_blend_ps(outside, q, _mm512_max_ps(_mm512_setzero_ps(), x));
 }
 
 LOOM_AVX512 __m512 tanh16(__m512 x) {
     __m512 sign = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32((int)0x80000000u)));
     __m512 ax = _mm512_castsi512_ps(_mm512_andnot_si512(_mm512_set1_epi32((int)0x80000000u), _mm512_castps_si512(x)));
-    __m512 q = reciprocal16(_mm512_add_ps(exp16(_mm512_add_ps(ax, ax)), _mm512_set1_ps(1.0f)));
+    /* 2|x| >= 0: only the upper end needs clamping (NaN becomes 88 here, and NaN again below). */
+    __m512 e = exp16_core(_mm512_min_ps(_mm512_add_ps(ax, ax), _mm512_set1_ps(SQUASH_EXP_MAX)));
+    __m512 q = reciprocal16(_mm512_add_ps(e, _mm512_set1_ps(1.0f)));
     __m512 large = _mm512_fnmadd_ps(_mm512_set1_ps(2.0f), q, _mm512_set1_ps(1.0f));
     large = _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(large), _mm512_castps_si512(sign)));
     __m512 x2 = _mm512_mul_ps(x, x);
