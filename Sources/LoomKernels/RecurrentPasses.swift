@@ -242,15 +242,16 @@ enum RecurrentPasses<S: TensorScalar> {
         let dh = UnsafeMutablePointer<S>.allocate(capacity: Swift.max(batch * h, 1))
         let dc = UnsafeMutablePointer<S>.allocate(capacity: Swift.max(batch * h, 1))
         let stepProduct = UnsafeMutablePointer<S>.allocate(capacity: Swift.max(batch * h, 1))
-        // RNN and LSTM gates have one gradient for both sides. With a narrow input (I <= H / 2),
-        // the weight and bias gradients are then one product over it, dG^T [h_prev | x | 1] =
-        // [dW_hh | dW_ih | db]: one pass over dG (N x G H values) instead of three, for a copy of
-        // x (N x I) made in the loop. With a wide input that copy costs more than the pass saved.
+        // The weight and bias gradients after the loop come from one product over the h side's
+        // gate gradients, dhG^T [h_prev | x | 1] = [dW_hh | dW_ih | db_hh]: one pass over them (N
+        // x G H values) instead of one per gradient. The x columns are there when the input is
+        // narrow (I <= H / 2; a wider one costs more to copy than the pass it saves) and both
+        // sides have the same gate gradients (RNN, LSTM), the same ones give db_ih too.
         let joined = dxGates == dhGates && 2 * k.inputSize <= h
-        let inputColumn = h, onesColumn = h + k.inputSize
+        let inputColumn = h, onesColumn = joined ? h + k.inputSize : h
         // Rows of the (masked) state that entered each step's recurrent product, [N, H], each
-        // followed by its input row and a 1 when joined.
-        let ld = joined ? h + k.inputSize + 1 : h
+        // followed by its input row when joined and a 1.
+        let ld = onesColumn + 1
         let previousStates = UnsafeMutablePointer<S>.allocate(capacity: Swift.max(n * ld, 1))
         defer {
             dxGates.deallocate()
@@ -276,12 +277,11 @@ enum RecurrentPasses<S: TensorScalar> {
                     }
                 }
             }
-            // This step's input rows and ones, for the joined weight-gradient product.
+            // This step's input rows (when joined) and ones, for the weight-gradient product.
             func storeInputs(_ rows: Range<Int>) {
-                guard joined else { return }
                 for r in rows {
                     let target = previousStates + (offset + r) * ld
-                    Memory.copy(x.input + (offset + r) * k.inputSize, to: target + inputColumn, count: k.inputSize)
+                    if joined { Memory.copy(x.input + (offset + r) * k.inputSize, to: target + inputColumn, count: k.inputSize) }
                     target[onesColumn] = 1
                 }
             }
@@ -313,10 +313,10 @@ enum RecurrentPasses<S: TensorScalar> {
         if let dh0 = grads.initialHidden { S.accumulate(dh, into: dh0, count: batch * h) }
         if let dc0 = grads.initialCell { S.accumulate(dc, into: dc0, count: batch * h) }
         guard n > 0 else { return }
-        // After the loop, one GEMM each (or the joined one): dW_ih += dxGates^T x, dW_hh +=
-        // dhGates^T h_prev, dx += dxGates W_ih.
-        // dW_hh's rows: all, or from a zero state all but the first step's block, whose h_prev is 0
-        // and was never stored (at the start of the rows, or at their end when steps are stored
+        // After the loop: dx += dxGates W_ih; the product over [h_prev | x | 1]; dW_ih += dxGates^T x
+        // and db_ih when not joined.
+        // h_prev's rows: all, or from a zero state all but the first step's block, whose h_prev is
+        // 0 and was never stored (at the start of the rows, or at their end when steps are stored
         // in reverse).
         var productRows = 0..<n
         if k.startedFromZero, let first = layout.batchSizes.first {
@@ -326,19 +326,14 @@ enum RecurrentPasses<S: TensorScalar> {
             S.gemm(transA: false, transB: false, m: n, n: k.inputSize, k: gh, alpha: 1, a: dxGates, lda: gh,
                    b: x.inputWeight, ldb: k.inputSize, beta: 1, c: dx, ldc: k.inputSize)
         }
-        if joined {
-            joinedWeightGradients(k, x, grads, dGates: dxGates, rows: productRows, columns: previousStates, ld: ld)
-            return
-        }
+        let shared = dxGates == dhGates
+        weightGradients(k, x, grads, dGates: dhGates, rows: productRows, columns: previousStates, ld: ld, joined: joined,
+                        sharedGates: shared)
+        if joined { return }
         S.gemm(transA: true, transB: false, m: gh, n: k.inputSize, k: n, alpha: 1, a: dxGates, lda: gh,
                b: x.input, ldb: k.inputSize, beta: 1, c: grads.inputWeight, ldc: k.inputSize)
-        if !productRows.isEmpty {
-            let r0 = productRows.lowerBound
-            S.gemm(transA: true, transB: false, m: gh, n: h, k: productRows.count, alpha: 1, a: dhGates + r0 * gh, lda: gh,
-                   b: previousStates + r0 * h, ldb: h, beta: 1, c: grads.recurrentWeight, ldc: h)
-        }
-        // Bias gradients: column sums of the gate gradients, as products with a vector of ones;
-        // one product for both when the two sides' gradients are the same buffer (RNN, LSTM).
+        if shared { return }
+        // The GRU's x-side bias: column sums of its own gate gradients, a product with ones.
         let ones = UnsafeMutablePointer<S>.allocate(capacity: n)
         let sums = UnsafeMutablePointer<S>.allocate(capacity: gh)
         defer { ones.deallocate(); sums.deallocate() }
@@ -346,19 +341,15 @@ enum RecurrentPasses<S: TensorScalar> {
         S.gemm(transA: true, transB: false, m: gh, n: 1, k: n, alpha: 1, a: dxGates, lda: gh, b: ones, ldb: 1, beta: 0,
                c: sums, ldc: 1)
         S.accumulate(sums, into: grads.inputBias, count: gh)
-        if dhGates != dxGates {
-            S.gemm(transA: true, transB: false, m: gh, n: 1, k: n, alpha: 1, a: dhGates, lda: gh, b: ones, ldb: 1, beta: 0,
-                   c: sums, ldc: 1)
-        }
-        S.accumulate(sums, into: grads.recurrentBias, count: gh)
     }
 
-    /// dG^T [h_prev | x | 1] over all N rows of `columns` (row stride `ld`), added to dW_hh,
-    /// dW_ih and both biases. `rows` are those whose h_prev was stored (all but a zero first
+    /// dhG^T [h_prev | x | 1] over all N rows of `columns` (row stride `ld`; the x columns only
+    /// when `joined`), added to dW_hh, b_hh, to dW_ih when joined and to b_ih when both sides
+    /// share their gate gradients. `rows` are those whose h_prev was stored (all but a zero first
     /// state's block); the others take part with their x and 1 columns only.
-    static func joinedWeightGradients(_ k: Kernel, _ x: Kernel.Inputs, _ grads: Kernel.Gradients, dGates: UnsafePointer<S>,
-                                      rows: Range<Int>, columns: UnsafePointer<S>, ld: Int) {
-        let h = k.hiddenSize, gh = k.cell.gates * h, inputs = k.inputSize, n = k.layout.rows
+    static func weightGradients(_ k: Kernel, _ x: Kernel.Inputs, _ grads: Kernel.Gradients, dGates: UnsafePointer<S>,
+                                rows: Range<Int>, columns: UnsafePointer<S>, ld: Int, joined: Bool, sharedGates: Bool) {
+        let h = k.hiddenSize, gh = k.cell.gates * h, inputs = joined ? k.inputSize : 0, n = k.layout.rows
         // Written by the first product (beta 0), added to by the next.
         let sums = UnsafeMutablePointer<S>.allocate(capacity: gh * ld)
         defer { sums.deallocate() }
@@ -377,9 +368,9 @@ enum RecurrentPasses<S: TensorScalar> {
             for q in span {
                 let row = sums + q * ld
                 if !rows.isEmpty { S.accumulate(row, into: grads.recurrentWeight + q * h, count: h) }
-                S.accumulate(row + h, into: grads.inputWeight + q * inputs, count: inputs)
-                grads.inputBias[q] += row[h + inputs]
                 grads.recurrentBias[q] += row[h + inputs]
+                if sharedGates { grads.inputBias[q] += row[h + inputs] }
+                if joined { S.accumulate(row + h, into: grads.inputWeight + q * inputs, count: inputs) }
             }
         }
     }
