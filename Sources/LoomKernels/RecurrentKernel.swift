@@ -122,9 +122,10 @@ public final class RecurrentKernel<S: TensorScalar> {
         }
     }
 
-    /// Gradient buffers the backward pass *adds* into (zero them for a fresh gradient). The
-    /// input and initial-state gradients are optional: `nil` skips their work (the input
-    /// gradient's GEMM; the first step's state-gradient product).
+    /// Gradient buffers the backward pass *adds* into (zero them for a fresh gradient), but for
+    /// the input's, which it writes in full (no zeroing needed). The input and initial-state
+    /// gradients are optional: `nil` skips their work (the input gradient's GEMM; the first
+    /// step's state-gradient product).
     public struct Gradients {
         public var input: UnsafeMutablePointer<S>?           // [N, I]
         public var inputWeight: UnsafeMutablePointer<S>      // [G H, I]

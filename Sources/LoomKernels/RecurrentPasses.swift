@@ -324,7 +324,7 @@ enum RecurrentPasses<S: TensorScalar> {
         }
         if let dx = grads.input {
             S.gemm(transA: false, transB: false, m: n, n: k.inputSize, k: gh, alpha: 1, a: dxGates, lda: gh,
-                   b: x.inputWeight, ldb: k.inputSize, beta: 1, c: dx, ldc: k.inputSize)
+                   b: x.inputWeight, ldb: k.inputSize, beta: 0, c: dx, ldc: k.inputSize)
         }
         let shared = dxGates == dhGates
         weightGradients(k, x, grads, dGates: dhGates, rows: productRows, columns: previousStates, ld: ld, joined: joined,

@@ -93,6 +93,9 @@ extension Float: TensorScalar {
             // A row vector times a matrix is a matrix-vector product: sgemv, which OpenBLAS runs
             // several times faster than its small-gemm path (measured in seq2seq-decode).
             // c[n] = alpha op(b)^T a + beta c, with op(b) [k, n]: b stored [n, k] (transB) is used as is.
+            // At beta = 0, c is cleared first: a gemm never reads c then (whatever it holds, NaN
+            // included), and callers rely on that; gemv scales it by 0 in some OpenBLAS versions.
+            if beta == 0 { memset(c, 0, n * MemoryLayout<Float>.stride) }
             cblas_sgemv(CblasRowMajor, transB ? CblasNoTrans : CblasTrans, blasint(transB ? n : k), blasint(transB ? k : n), alpha,
                         b, blasint(ldb), a, blasint(transA ? lda : 1), beta, c, 1)
             return

@@ -92,8 +92,10 @@ enum FusedRecurrence {
                 (1...weightCount).contains(index) || tensor.isRecorded
             }
             let shapes = differentiable.map { $0.shape }
-            // The gradients are accumulated straight into the arrays the tensors will own.
-            let arrays = zeroedArrays(zip(shapes, wanted).map { shape, wanted in wanted ? shape.reduce(1, *) : nil }) { buffers in
+            // The gradients are accumulated straight into the arrays the tensors will own; the
+            // input's is written in full by the kernel, so it is not zeroed first.
+            let arrays = zeroedArrays(zip(shapes, wanted).map { shape, wanted in wanted ? shape.reduce(1, *) : nil },
+                                      except: 0) { buffers in
                 withPointers(differentiable + masks) { p in
                     kernel.backward(
                         inputs(p), dHidden: dOutputs, dFinalHidden: dHidden, dFinalCell: hasCell ? dCell : nil,
@@ -106,9 +108,11 @@ enum FusedRecurrence {
         }
     }
 
-    /// Arrays of zeros, `nil` where a count is `nil`, with `body` called on their element
-    /// pointers while they are being made (a valid pointer for an empty one too).
-    static func zeroedArrays<S: TensorScalar>(_ counts: [Int?], _ body: ([UnsafeMutablePointer<S>?]) -> Void) -> [[S]?] {
+    /// Arrays of zeros (the one at index `except` uninitialized, for `body` to write in full),
+    /// `nil` where a count is `nil`, with `body` called on their element pointers while they are
+    /// being made (a valid pointer for an empty one too).
+    static func zeroedArrays<S: TensorScalar>(_ counts: [Int?], except: Int? = nil,
+                                              _ body: ([UnsafeMutablePointer<S>?]) -> Void) -> [[S]?] {
         var arrays = [[S]?](repeating: nil, count: counts.count)
         var pointers: [UnsafeMutablePointer<S>?] = []
         func visit(_ i: Int) {
@@ -121,7 +125,7 @@ enum FusedRecurrence {
             }
             let array = [S](unsafeUninitializedCapacity: Swift.max(count, 1)) { buffer, initialized in
                 guard let base = buffer.baseAddress else { preconditionFailure("zeroedArrays: no storage") }
-                Memory.zero(base, count: count)
+                if i != except { Memory.zero(base, count: count) }
                 pointers.append(base)
                 visit(i + 1)
                 pointers.removeLast()

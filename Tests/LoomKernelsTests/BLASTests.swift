@@ -67,6 +67,23 @@ final class BLASTests: XCTestCase {
         }
     }
 
+    /// At beta = 0 the product never reads C: NaN there does not leak into the result (the
+    /// recurrent kernels write input gradients into uninitialized arrays), on the gemv path
+    /// (m = 1) and the gemm paths (split and not).
+    func testBetaZeroIgnoresC() {
+        var g = SystemRandomNumberGenerator()
+        for (m, n, k) in [(1, 7, 5), (3, 4, 5), (301, 70, 11)] {
+            let a = (0..<(m * k)).map { _ in Float.random(in: -1...1, using: &g) }
+            let b = (0..<(k * n)).map { _ in Float.random(in: -1...1, using: &g) }
+            var c = [Float](repeating: .nan, count: m * n)
+            Float.gemm(transA: false, transB: false, m: m, n: n, k: k, alpha: 1, a: a, lda: k, b: b, ldb: n, beta: 0, c: &c, ldc: n)
+            let expected = naive(false, false, m, n, k, a.map(Double.init), b.map(Double.init))
+            XCTAssertFalse(c.contains { $0.isNaN }, "m \(m) n \(n) k \(k): NaN from C")
+            let worst = zip(c, expected).map { abs(Double($0) - $1) }.max() ?? .nan
+            XCTAssertLessThanOrEqual(worst, Double(k) * Double(Float.ulpOfOne), "m \(m) n \(n) k \(k)")
+        }
+    }
+
     /// Every thread count gives correct products: one thread (OpenBLAS's idle pool stopped),
     /// three (OpenBLAS's pool started again) and two (the worker team, the default, restored last).
     func testThreadCountCanBeSet() {
