@@ -30,9 +30,10 @@ public final class RecurrentKernel<S: TensorScalar> {
     public let inputSize: Int, hiddenSize: Int
     public let layout: PackedLayout
 
-    /// Outputs: the state after every step [N, H] (rows `outputStride` apart); the final states
+    /// Outputs: the state after every step [N, H] (rows `outputStride` apart; the kernel's own
+    /// buffer, an external output, or the caller's array set with `useOutputs`); the final states
     /// [B, H] (each sequence's own last step); the LSTM cell state after every step [N, H].
-    public let hidden: UnsafeMutablePointer<S>
+    public private(set) var hidden: UnsafeMutablePointer<S>
     /// Elements between consecutive rows of `hidden`: H, or the stride of an external output.
     public let outputStride: Int
     public let finalHidden: UnsafeMutablePointer<S>
@@ -61,9 +62,10 @@ public final class RecurrentKernel<S: TensorScalar> {
 
     /// `output`, for a lean kernel only: where the states go instead of a buffer of the kernel's
     /// own, rows `outputStride` elements apart (the two directions of a bidirectional layer then
-    /// write their halves of each merged row in place).
+    /// write their halves of each merged row in place). With `callerOutputs` the kernel has no
+    /// buffer for the states either: the caller names one with `useOutputs` before each pass.
     public init(cell: Cell, inputSize: Int, hiddenSize: Int, layout: PackedLayout, keepsForBackward: Bool = true,
-                output: UnsafeMutablePointer<S>? = nil, outputStride: Int? = nil) {
+                output: UnsafeMutablePointer<S>? = nil, outputStride: Int? = nil, callerOutputs: Bool = false) {
         self.cell = cell
         self.inputSize = inputSize
         self.hiddenSize = hiddenSize
@@ -81,7 +83,9 @@ public final class RecurrentKernel<S: TensorScalar> {
         }
         precondition(output == nil || lean, "only a lean (inference) LSTM kernel writes into an external output")
         precondition((outputStride ?? h) >= h, "output rows \(outputStride ?? h) apart cannot hold \(h) states")
-        hidden = output ?? buffer(n * h, zeroed: false)
+        precondition(!(callerOutputs && output != nil), "an external output and caller outputs exclude each other")
+        // With caller outputs, a one-element placeholder until `useOutputs`.
+        hidden = output ?? buffer(callerOutputs ? 1 : n * h, zeroed: false)
         self.outputStride = outputStride ?? h
         finalHidden = buffer(b * h)
         cellStates = buffer(cell == .lstm ? (lean ? 2 * b * h : n * h) : 0, zeroed: false)
@@ -94,6 +98,15 @@ public final class RecurrentKernel<S: TensorScalar> {
     }
 
     deinit { for p in allocations { p.deallocate() } }
+
+    /// Points the state outputs [N, H] (rows H apart) at `outputs`: where the next forward pass
+    /// writes them and the next backward pass reads them back. For a kernel made with
+    /// `callerOutputs`; the caller keeps that memory alive and unchanged from the forward pass to
+    /// the backward pass (an array the results tensor owns, pointed to again for the backward).
+    public func useOutputs(_ outputs: UnsafeMutablePointer<S>) {
+        precondition(outputStride == hiddenSize, "caller outputs are rows H apart")
+        hidden = outputs
+    }
 
     /// Read-only weights and inputs of one call.
     public struct Inputs {

@@ -49,10 +49,12 @@ enum FusedRecurrence {
         var b: Int { kernel.layout.batch }
         var h: Int { kernel.hiddenSize }
 
-        init(_ d: Direction<S>, recording: Bool, output: UnsafeMutablePointer<S>? = nil, outputStride: Int? = nil) {
+        init(_ d: Direction<S>, recording: Bool, output: UnsafeMutablePointer<S>? = nil, outputStride: Int? = nil,
+             callerOutputs: Bool = false) {
             let b = d.layout.batch, h = d.initialHidden.shape[1]
             kernel = RecurrentKernel<S>(cell: d.cell, inputSize: d.input.shape[1], hiddenSize: h, layout: d.layout,
-                                        keepsForBackward: recording, output: output, outputStride: outputStride)
+                                        keepsForBackward: recording, output: output, outputStride: outputStride,
+                                        callerOutputs: callerOutputs)
             let c0 = d.cell == .lstm ? (d.initialCell ?? Tensor.zeros(unchecked: [b, h])) : nil
             differentiable = [d.input] + d.weights + [d.initialHidden] + (c0.map { [$0] } ?? [])
             masks = [d.stateMask, d.updateMask].compactMap { $0 }
@@ -85,8 +87,10 @@ enum FusedRecurrence {
         /// The gradients of `differentiable` from the gradients of the outputs [N, H], final hidden
         /// and final cell [B, H]; `nil` for the input and initial states when they are not
         /// recorded (nothing upstream wants them), which spares the kernel their work. The
-        /// weights always get theirs.
-        func backward(dOutputs: UnsafePointer<S>, dHidden: UnsafePointer<S>, dCell: UnsafePointer<S>?) -> [Tensor<S>?] {
+        /// weights always get theirs. `outputs`: the forward pass's states, when the kernel was
+        /// made with caller outputs (the tensor that owns the array they were written into).
+        func backward(dOutputs: UnsafePointer<S>, dHidden: UnsafePointer<S>, dCell: UnsafePointer<S>?,
+                      outputs: Tensor<S>? = nil) -> [Tensor<S>?] {
             let weightCount = 4
             let wanted = differentiable.enumerated().map { index, tensor in
                 (1...weightCount).contains(index) || tensor.isRecorded
@@ -95,8 +99,10 @@ enum FusedRecurrence {
             // The gradients are accumulated straight into the arrays the tensors will own; the
             // input's is written in full by the kernel, so it is not zeroed first.
             let arrays = zeroedArrays(zip(shapes, wanted).map { shape, wanted in wanted ? shape.reduce(1, *) : nil },
-                                      except: 0) { buffers in
-                withPointers(differentiable + masks) { p in
+                                      uninitialized: { $0 == 0 }) { buffers in
+                withPointers(differentiable + masks + (outputs.map { [$0] } ?? [])) { p in
+                    // Only read by the backward pass.
+                    if outputs != nil, let last = p.last { kernel.useOutputs(UnsafeMutablePointer(mutating: last)) }
                     kernel.backward(
                         inputs(p), dHidden: dOutputs, dFinalHidden: dHidden, dFinalCell: hasCell ? dCell : nil,
                         into: .init(input: buffers[0], inputWeight: buffers[1]!, recurrentWeight: buffers[2]!,
@@ -108,10 +114,10 @@ enum FusedRecurrence {
         }
     }
 
-    /// Arrays of zeros (the one at index `except` uninitialized, for `body` to write in full),
-    /// `nil` where a count is `nil`, with `body` called on their element pointers while they are
-    /// being made (a valid pointer for an empty one too).
-    static func zeroedArrays<S: TensorScalar>(_ counts: [Int?], except: Int? = nil,
+    /// Arrays of zeros (but those at the indices `uninitialized` names, for `body` to write in
+    /// full), `nil` where a count is `nil`, with `body` called on their element pointers while
+    /// they are being made (a valid pointer for an empty one too).
+    static func zeroedArrays<S: TensorScalar>(_ counts: [Int?], uninitialized: (Int) -> Bool = { _ in false },
                                               _ body: ([UnsafeMutablePointer<S>?]) -> Void) -> [[S]?] {
         var arrays = [[S]?](repeating: nil, count: counts.count)
         var pointers: [UnsafeMutablePointer<S>?] = []
@@ -125,7 +131,7 @@ enum FusedRecurrence {
             }
             let array = [S](unsafeUninitializedCapacity: Swift.max(count, 1)) { buffer, initialized in
                 guard let base = buffer.baseAddress else { preconditionFailure("zeroedArrays: no storage") }
-                if i != except { Memory.zero(base, count: count) }
+                if !uninitialized(i) { Memory.zero(base, count: count) }
                 pointers.append(base)
                 visit(i + 1)
                 pointers.removeLast()
@@ -191,9 +197,16 @@ enum FusedRecurrence {
     /// cell [B, H] or nil). Two directions run concurrently forward and backward.
     static func runAll<S: TensorScalar>(_ directions: [Direction<S>]) throws -> [(outputs: Tensor<S>, hidden: Tensor<S>, cell: Tensor<S>?)] {
         let recording = isRecording(directions)
-        let prepared = directions.map { Prepared($0, recording: recording) }
-        eachDirection(prepared.count) { k in prepared[k].forward() }
-        let results = prepared.map { $0.results() }
+        let prepared = directions.map { Prepared($0, recording: recording, callerOutputs: true) }
+        // Each direction's states [N, H] go straight into the array its outputs tensor will own
+        // (every row is written), not into a kernel buffer copied out afterwards.
+        let outputs: [[S]?] = zeroedArrays(prepared.map { $0.n * $0.h }, uninitialized: { _ in true }) { (p: [UnsafeMutablePointer<S>?]) in
+            for (d, base) in zip(prepared, p) { if let base { d.kernel.useOutputs(base) } }
+            eachDirection(prepared.count) { k in prepared[k].forward() }
+        }
+        let results = prepared.enumerated().map { k, d in
+            [Tensor(unchecked: [d.n, d.h], scalars: outputs[k] ?? [])] + d.results(includingOutputs: false)
+        }
         guard recording else {
             // Nothing to record: the results as they are.
             return results.map { r in (r[0], r[1], r.count > 2 ? r[2] : nil) }
@@ -215,7 +228,7 @@ enum FusedRecurrence {
                 // Each direction writes only its own slot.
                 eachDirection(prepared.count) { k in
                     slots[k] = withPointers(g[k]) { p in
-                        prepared[k].backward(dOutputs: p[0], dHidden: p[1], dCell: p.count > 2 ? p[2] : nil)
+                        prepared[k].backward(dOutputs: p[0], dHidden: p[1], dCell: p.count > 2 ? p[2] : nil, outputs: results[k][0])
                     }
                 }
             }

@@ -222,6 +222,28 @@ final class RecurrentTests: XCTestCase {
         XCTAssertThrowsError(try LSTM<Float>(inputSize: 2, hiddenSize: 3, dropout: RecurrentDropout(state: 1)))
     }
 
+    /// The fused forward writes its states into the array the output tensor owns, and its
+    /// backward pass reads them back from there: changing the output tensor the caller holds
+    /// (which copies it first) must not change any gradient.
+    func testChangingTheOutputsBeforeBackwardLeavesGradientsAlone() throws {
+        let source = RandomSource(seed: 9)
+        let lstm = try LSTM<Float>(inputSize: 3, hiddenSize: 5, using: source)
+        let x = try SequenceBatch(values: Tensor<Float>.randomUniform([4, 6, 3], lower: -1, upper: 1, using: source))
+        let weights = try Tensor<Float>.randomUniform([4, 6, 5], lower: -1, upper: 1, using: source)
+        var gradients: [[Tensor<Float>]] = []
+        for change in [false, true] {
+            let (output, _) = try lstm(x)
+            let loss = try (output.values * weights).sum()
+            if change {
+                var held = output.values
+                held.withUnsafeMutableScalars { for i in $0.indices { $0[i] = 1e6 } }
+                XCTAssertNotEqual(held.scalars, output.values.scalars)
+            }
+            gradients.append(try loss.gradients(for: lstm.parameters))
+        }
+        for (a, b) in zip(gradients[0], gradients[1]) { XCTAssertEqual(a.scalars, b.scalars) }
+    }
+
     func testNamesFollowPyTorch() throws {
         let gru = try GatedRecurrentLayer<Float>(inputSize: 3, hiddenSize: 4, numLayers: 2, bidirectional: true)
         XCTAssertEqual(gru.parameters.prefix(8).map(\.name), [
