@@ -104,7 +104,11 @@ LOOM_CLONES void loom_rnn_forward_row(float *gate, const float *bias, float *out
     }
 }
 
-/* The row functions below have optional inputs (NULL for none). Each is compiled twice, with
+/* The row functions below take buffers that do not overlap (but for the LSTM forward row's act,
+ * which may be gx or hs): the backward rows and the GRU's forward row say so with restrict,
+ * which spares the vectorized loop its run-time overlap checks between every pair of pointers
+ * (measured: the LSTM backward row over 64 rows of 128, 22 -> 15 us).
+ * They have optional inputs (NULL for none). Each is compiled twice, with
  * the pointer known to be NULL and known not to be: in a vectorized loop, `p ? p[j] : 1` becomes
  * a masked load from p + j, which for p == NULL is a load near address 0 with every lane masked
  * off, architecturally harmless but each one taking a fault-suppression assist (measured: 62% of
@@ -306,8 +310,9 @@ void loom_lstm_forward_row_split(const float *gx, const float *hs, float *act, c
     else lstm_forward_row_generic(gx, hs, act, bias, cp, c, tc, out, update, h);
 }
 
-static inline __attribute__((always_inline)) void gru_forward_row_body(float *gate, const float *bias, const float *hs, float *saved_n, const float *hp,
-                                                   float *out, const float *update, long h) {
+static inline __attribute__((always_inline)) void gru_forward_row_body(float *restrict gate, const float *restrict bias, const float *restrict hs,
+                                                   float *restrict saved_n, const float *restrict hp,
+                                                   float *restrict out, const float *restrict update, long h) {
     float *gr = gate, *gz = gate + h, *gn = gate + 2 * h;
     for (long j = 0; j < h; j++) {
         float r = sigmoid_lane(gr[j] + bias[j] + hs[j]), z = sigmoid_lane(gz[j] + bias[h + j] + hs[h + j]);
@@ -326,7 +331,8 @@ LOOM_CLONES void loom_gru_forward_row(float *gate, const float *bias, const floa
     else gru_forward_row_body(gate, bias, hs, saved_n, hp, out, NULL, h);
 }
 
-static inline __attribute__((always_inline)) void rnn_backward_row_body(const float *gate, const float *d_out, float *dh, float *dxg, const float *update, long h) {
+static inline __attribute__((always_inline)) void rnn_backward_row_body(const float *restrict gate, const float *restrict d_out, float *restrict dh,
+                                                    float *restrict dxg, const float *restrict update, long h) {
     for (long j = 0; j < h; j++) {
         float a = gate[j], m = update ? update[j] : 1.0f;
         dxg[j] = (d_out[j] + dh[j]) * m * (1 - a * a);
@@ -339,8 +345,9 @@ LOOM_CLONES void loom_rnn_backward_row(const float *gate, const float *d_out, fl
     else rnn_backward_row_body(gate, d_out, dh, dxg, NULL, h);
 }
 
-static inline __attribute__((always_inline)) void lstm_backward_row_body(const float *gate, const float *tc, const float *cp, const float *d_out, float *dh,
-                                                     float *dc, float *dxg, const float *update, long h) {
+static inline __attribute__((always_inline)) void lstm_backward_row_body(const float *restrict gate, const float *restrict tc, const float *restrict cp,
+                                                     const float *restrict d_out, float *restrict dh, float *restrict dc,
+                                                     float *restrict dxg, const float *restrict update, long h) {
     for (long j = 0; j < h; j++) {
         float i = gate[j], f = gate[h + j], g = gate[2 * h + j], o = gate[3 * h + j];
         float m = update ? update[j] : 1.0f;
@@ -361,8 +368,9 @@ LOOM_CLONES void loom_lstm_backward_row(const float *gate, const float *tc, cons
     else lstm_backward_row_body(gate, tc, cp, d_out, dh, dc, dxg, NULL, h);
 }
 
-static inline __attribute__((always_inline)) void gru_backward_row_body(const float *gate, const float *saved_n, const float *hp, const float *d_out,
-                                                    float *dh, float *dxg, float *dhg, const float *update, long h) {
+static inline __attribute__((always_inline)) void gru_backward_row_body(const float *restrict gate, const float *restrict saved_n,
+                                                    const float *restrict hp, const float *restrict d_out, float *restrict dh,
+                                                    float *restrict dxg, float *restrict dhg, const float *restrict update, long h) {
     for (long j = 0; j < h; j++) {
         float r = gate[j], z = gate[h + j], n = gate[2 * h + j];
         float m = update ? update[j] : 1.0f;

@@ -38,7 +38,9 @@ void loom_lstm_forward_row_split(const float *gx, const float *hs, float *act, c
 void loom_gru_forward_row(float *gate, const float *bias, const float *hs, float *saved_n, const float *hp, float *out,
                           const float *update, long h);
 
-/* Backward of one row: gradients of the pre-activations into dxg (and dhg for the GRU), given
+/* The rows' buffers must not overlap, but where said (act in the split LSTM row; gate is read and
+ * written in place).
+ * Backward of one row: gradients of the pre-activations into dxg (and dhg for the GRU), given
  * the output gradient d_out and the running state gradient dh (which is then reset to the
  * direct part: 0, or dh z for the GRU); the LSTM's running cell gradient dc moves one step back. */
 void loom_rnn_backward_row(const float *gate, const float *d_out, float *dh, float *dxg, const float *update, long h);
