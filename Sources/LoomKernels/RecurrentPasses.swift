@@ -313,8 +313,8 @@ enum RecurrentPasses<S: TensorScalar> {
         if let dh0 = grads.initialHidden { S.accumulate(dh, into: dh0, count: batch * h) }
         if let dc0 = grads.initialCell { S.accumulate(dc, into: dc0, count: batch * h) }
         guard n > 0 else { return }
-        // After the loop: dx += dxGates W_ih; the product over [h_prev | x | 1]; dW_ih += dxGates^T x
-        // and db_ih when not joined.
+        // After the loop: dx = dxGates W_ih (written, not added: its array is not zeroed); the
+        // product over [h_prev | x | 1]; dW_ih += dxGates^T x and db_ih when not joined.
         // h_prev's rows: all, or from a zero state all but the first step's block, whose h_prev is
         // 0 and was never stored (at the start of the rows, or at their end when steps are stored
         // in reverse).

@@ -98,8 +98,8 @@ enum FusedRecurrence {
             let shapes = differentiable.map { $0.shape }
             // The gradients are accumulated straight into the arrays the tensors will own; the
             // input's is written in full by the kernel, so it is not zeroed first.
-            let arrays = zeroedArrays(zip(shapes, wanted).map { shape, wanted in wanted ? shape.reduce(1, *) : nil },
-                                      uninitialized: { $0 == 0 }) { buffers in
+            let arrays = makeArrays(zip(shapes, wanted).map { shape, wanted in wanted ? shape.reduce(1, *) : nil },
+                                    zeroed: { $0 != 0 }) { buffers in
                 withPointers(differentiable + masks + (outputs.map { [$0] } ?? [])) { p in
                     // Only read by the backward pass.
                     if outputs != nil, let last = p.last { kernel.useOutputs(UnsafeMutablePointer(mutating: last)) }
@@ -114,11 +114,11 @@ enum FusedRecurrence {
         }
     }
 
-    /// Arrays of zeros (but those at the indices `uninitialized` names, for `body` to write in
-    /// full), `nil` where a count is `nil`, with `body` called on their element pointers while
-    /// they are being made (a valid pointer for an empty one too).
-    static func zeroedArrays<S: TensorScalar>(_ counts: [Int?], uninitialized: (Int) -> Bool = { _ in false },
-                                              _ body: ([UnsafeMutablePointer<S>?]) -> Void) -> [[S]?] {
+    /// New arrays of `counts` elements, zeros at the indices `zeroed` names and left for `body`
+    /// to write in full at the others, `nil` where a count is `nil`, with `body` called on their
+    /// element pointers while they are being made (a valid pointer for an empty one too).
+    static func makeArrays<S: TensorScalar>(_ counts: [Int?], zeroed: (Int) -> Bool,
+                                            _ body: ([UnsafeMutablePointer<S>?]) -> Void) -> [[S]?] {
         var arrays = [[S]?](repeating: nil, count: counts.count)
         var pointers: [UnsafeMutablePointer<S>?] = []
         func visit(_ i: Int) {
@@ -130,8 +130,8 @@ enum FusedRecurrence {
                 return
             }
             let array = [S](unsafeUninitializedCapacity: Swift.max(count, 1)) { buffer, initialized in
-                guard let base = buffer.baseAddress else { preconditionFailure("zeroedArrays: no storage") }
-                if !uninitialized(i) { Memory.zero(base, count: count) }
+                guard let base = buffer.baseAddress else { preconditionFailure("makeArrays: no storage") }
+                if zeroed(i) { Memory.zero(base, count: count) }
                 pointers.append(base)
                 visit(i + 1)
                 pointers.removeLast()
@@ -200,7 +200,8 @@ enum FusedRecurrence {
         let prepared = directions.map { Prepared($0, recording: recording, callerOutputs: true) }
         // Each direction's states [N, H] go straight into the array its outputs tensor will own
         // (every row is written), not into a kernel buffer copied out afterwards.
-        let outputs: [[S]?] = zeroedArrays(prepared.map { $0.n * $0.h }, uninitialized: { _ in true }) { (p: [UnsafeMutablePointer<S>?]) in
+        let counts: [Int?] = prepared.map { $0.n * $0.h }
+        let outputs: [[S]?] = makeArrays(counts, zeroed: { _ in false }) { (p: [UnsafeMutablePointer<S>?]) in
             for (d, base) in zip(prepared, p) { if let base { d.kernel.useOutputs(base) } }
             eachDirection(prepared.count) { k in prepared[k].forward() }
         }
