@@ -87,10 +87,10 @@ enum FusedRecurrence {
         /// The gradients of `differentiable` from the gradients of the outputs [N, H], final hidden
         /// and final cell [B, H]; `nil` for the input and initial states when they are not
         /// recorded (nothing upstream wants them), which spares the kernel their work. The
-        /// weights always get theirs. `outputs`: the forward pass's states, when the kernel was
-        /// made with caller outputs (the tensor that owns the array they were written into).
+        /// weights always get theirs. `outputs`: the forward pass's states (the tensor that owns
+        /// the array the kernel, made with caller outputs, wrote them into).
         func backward(dOutputs: UnsafePointer<S>, dHidden: UnsafePointer<S>, dCell: UnsafePointer<S>?,
-                      outputs: Tensor<S>? = nil) -> [Tensor<S>?] {
+                      outputs: Tensor<S>) -> [Tensor<S>?] {
             let weightCount = 4
             let wanted = differentiable.enumerated().map { index, tensor in
                 (1...weightCount).contains(index) || tensor.isRecorded
@@ -100,9 +100,9 @@ enum FusedRecurrence {
             // input's is written in full by the kernel, so it is not zeroed first.
             let arrays = makeArrays(zip(shapes, wanted).map { shape, wanted in wanted ? shape.reduce(1, *) : nil },
                                     zeroed: { $0 != 0 }) { buffers in
-                withPointers(differentiable + masks + (outputs.map { [$0] } ?? [])) { p in
-                    // Only read by the backward pass.
-                    if outputs != nil, let last = p.last { kernel.useOutputs(UnsafeMutablePointer(mutating: last)) }
+                withPointers(differentiable + masks + [outputs]) { p in
+                    // The states, last: only read by the backward pass.
+                    if let last = p.last { kernel.useOutputs(UnsafeMutablePointer(mutating: last)) }
                     kernel.backward(
                         inputs(p), dHidden: dOutputs, dFinalHidden: dHidden, dFinalCell: hasCell ? dCell : nil,
                         into: .init(input: buffers[0], inputWeight: buffers[1]!, recurrentWeight: buffers[2]!,
