@@ -53,6 +53,11 @@ public final class RecurrentKernel<S: TensorScalar> {
 
     private var allocations: [UnsafeMutablePointer<S>] = []
 
+    /// Set while this kernel runs beside another on the worker team (the other direction of a
+    /// bidirectional layer): its large products (the input projection; after the backward loop,
+    /// the input and weight gradients) go in chunks to `SharedChunks`, which both threads take.
+    public var sharing: ChunkSharing?
+
     /// Inference only (`keepsForBackward` false; Float LSTM): the forward pass keeps nothing for
     /// a backward pass. Each step's recurrent product goes to a [B, G H] scratch that stays in
     /// cache and also takes the activations; the cell state lives in two [B, H] halves used in

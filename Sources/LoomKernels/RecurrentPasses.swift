@@ -92,10 +92,7 @@ enum RecurrentPasses<S: TensorScalar> {
         // reads while they are in cache; otherwise one [N, I] x [I, G H] GEMM before the loop.
         let packedInput = packed != nil && 2 * k.inputSize <= h
             ? packedWeights(x.inputWeight, transposed: true, n: gh, k: k.inputSize, rows: layout.batchSizes.first ?? 0) : nil
-        if n > 0 && packedInput == nil {
-            S.gemm(transA: false, transB: true, m: n, n: gh, k: k.inputSize, alpha: 1, a: x.input, lda: k.inputSize,
-                   b: x.inputWeight, ldb: k.inputSize, beta: 0, c: k.gates, ldc: gh)
-        }
+        if n > 0 && packedInput == nil { inputProjection(k, x) }
         // From a zero state (the default) the first step's recurrent product is 0: skipped. The
         // state mask multiplies that state, so it stays 0 too.
         let first = layout.batchSizes.first ?? 0
@@ -166,6 +163,23 @@ enum RecurrentPasses<S: TensorScalar> {
             Memory.copy(x.initialHidden + r * h, to: k.finalHidden + r * h, count: h)
             if k.cell == .lstm, let c0 = x.initialCell { Memory.copy(c0 + r * h, to: k.finalCell + r * h, count: h) }
         }
+    }
+
+    /// Pieces of the input projection's rows shared with the other direction: few (each product
+    /// packs W_ih again), the last small.
+    static var projectionShares: [Double] { [0.3, 0.25, 0.2, 0.15, 0.1] }
+
+    /// gates [N, G H] = input [N, I] x W_ih^T: one GEMM, or pieces of rows shared with the other
+    /// direction's kernel.
+    static func inputProjection(_ k: Kernel, _ x: Kernel.Inputs) {
+        let n = k.layout.rows, gh = k.cell.gates * k.hiddenSize, i = k.inputSize
+        func project(_ rows: Range<Int>) {
+            S.gemm(transA: false, transB: true, m: rows.count, n: gh, k: i, alpha: 1, a: x.input + rows.lowerBound * i, lda: i,
+                   b: x.inputWeight, ldb: i, beta: 0, c: k.gates + rows.lowerBound * gh, ldc: gh)
+        }
+        guard let sharing = k.sharing else { return project(0..<n) }
+        let pieces = SharedChunks.pieces(n, shares: projectionShares, multiple: 16)
+        sharing.run(count: pieces.count) { c, _ in project(pieces[c]) }
     }
 
     /// The elementwise pass of one row of step t (packed row `row`, batch position r): gates
@@ -322,16 +336,21 @@ enum RecurrentPasses<S: TensorScalar> {
         if k.startedFromZero, let first = layout.batchSizes.first {
             productRows = layout.rowStart(0) == 0 ? first..<n : 0..<(n - first)
         }
-        if let dx = grads.input {
-            S.gemm(transA: false, transB: false, m: n, n: k.inputSize, k: gh, alpha: 1, a: dxGates, lda: gh,
-                   b: x.inputWeight, ldb: k.inputSize, beta: 0, c: dx, ldc: k.inputSize)
-        }
         let shared = dxGates == dhGates
-        weightGradients(k, x, grads, dGates: dhGates, rows: productRows, columns: previousStates, ld: ld, joined: joined,
-                        sharedGates: shared)
-        if joined { return }
-        S.gemm(transA: true, transB: false, m: gh, n: k.inputSize, k: n, alpha: 1, a: dxGates, lda: gh,
-               b: x.input, ldb: k.inputSize, beta: 1, c: grads.inputWeight, ldc: k.inputSize)
+        if let sharing = k.sharing {
+            sharedGradients(k, x, grads, sharing, dxGates: dxGates, dhGates: dhGates, rows: productRows, columns: previousStates,
+                            ld: ld, joined: joined)
+        } else {
+            if let dx = grads.input {
+                S.gemm(transA: false, transB: false, m: n, n: k.inputSize, k: gh, alpha: 1, a: dxGates, lda: gh,
+                       b: x.inputWeight, ldb: k.inputSize, beta: 0, c: dx, ldc: k.inputSize)
+            }
+            weightGradients(k, x, grads, dGates: dhGates, rows: productRows, columns: previousStates, ld: ld, joined: joined,
+                            sharedGates: shared)
+            if joined { return }
+            S.gemm(transA: true, transB: false, m: gh, n: k.inputSize, k: n, alpha: 1, a: dxGates, lda: gh,
+                   b: x.input, ldb: k.inputSize, beta: 1, c: grads.inputWeight, ldc: k.inputSize)
+        }
         if shared { return }
         // The GRU's x-side bias: column sums of its own gate gradients, a product with ones.
         let ones = UnsafeMutablePointer<S>.allocate(capacity: n)
@@ -365,12 +384,86 @@ enum RecurrentPasses<S: TensorScalar> {
             beta = 1
         }
         WorkerTeam.forEachHalf(gh, elements: gh * ld) { span in
-            for q in span {
-                let row = sums + q * ld
-                if !rows.isEmpty { S.accumulate(row, into: grads.recurrentWeight + q * h, count: h) }
-                grads.recurrentBias[q] += row[h + inputs]
-                if sharedGates { grads.inputBias[q] += row[h + inputs] }
-                if joined { S.accumulate(row + h, into: grads.inputWeight + q * inputs, count: inputs) }
+            addSums(k, grads, sums, ld: ld, gateRows: span, recurrent: !rows.isEmpty, joined: joined, sharedGates: sharedGates)
+        }
+    }
+
+    /// Adds rows `gateRows` of the sums [G H, ld] of `weightGradients` into the gradients: the
+    /// h_prev columns to dW_hh (when `recurrent`: some h_prev was stored), the x columns to dW_ih
+    /// (when `joined`), the ones column to b_hh and, with `sharedGates`, to b_ih.
+    @inline(__always)
+    static func addSums(_ k: Kernel, _ grads: Kernel.Gradients, _ sums: UnsafePointer<S>, ld: Int, gateRows: Range<Int>,
+                        recurrent: Bool, joined: Bool, sharedGates: Bool) {
+        let h = k.hiddenSize, inputs = joined ? k.inputSize : 0
+        for q in gateRows {
+            let row = sums + q * ld
+            if recurrent { S.accumulate(row, into: grads.recurrentWeight + q * h, count: h) }
+            grads.recurrentBias[q] += row[h + inputs]
+            if sharedGates { grads.inputBias[q] += row[h + inputs] }
+            if joined { S.accumulate(row + h, into: grads.inputWeight + q * inputs, count: inputs) }
+        }
+    }
+
+    /// Pieces of the input gradient's rows (few: each product packs W_ih again) and of the
+    /// sequence's rows for the weight gradients (many, the last small: both threads run out of
+    /// work at nearly the same time).
+    static var inputGradientShares: [Double] { [0.3, 0.27, 0.23, 0.2] }
+    static var weightGradientShares: [Double] { [0.25, 0.2, 0.17, 0.14, 0.11, 0.08, 0.05] }
+
+    /// The products after the backward loop in chunks shared with the other direction's kernel
+    /// (`SharedChunks`): dx = dxG W_ih in pieces of rows; the weight and bias gradients in pieces
+    /// of the sequence's rows, each adding dhG^T [h_prev | x | 1] (and dxG^T x when not `joined`)
+    /// over its rows into the sums of the thread that runs it; then the two threads' sums are
+    /// added into the gradients, in pieces of gate rows. Same results as `weightGradients` and
+    /// the products beside it, summed in a different order.
+    static func sharedGradients(_ k: Kernel, _ x: Kernel.Inputs, _ grads: Kernel.Gradients, _ sharing: ChunkSharing,
+                                dxGates: UnsafePointer<S>, dhGates: UnsafePointer<S>, rows: Range<Int>,
+                                columns: UnsafePointer<S>, ld: Int, joined: Bool) {
+        let h = k.hiddenSize, gh = k.cell.gates * h, n = k.layout.rows, i = k.inputSize
+        let inputs = joined ? i : 0
+        // Per thread: [G H, ld] sums, then (not joined) the [G H, I] of dW_ih.
+        let size = gh * ld + (joined ? 0 : gh * i)
+        let sums = UnsafeMutablePointer<S>.allocate(capacity: Swift.max(2 * size, 1))
+        defer { sums.deallocate() }
+        Memory.zero(sums, count: 2 * size)
+        let inputPieces = grads.input == nil ? [] : SharedChunks.pieces(n, shares: inputGradientShares, multiple: 16)
+        let rowPieces = SharedChunks.pieces(n, shares: weightGradientShares, multiple: 16)
+        sharing.run(count: inputPieces.count + rowPieces.count) { chunk, slot in
+            if chunk < inputPieces.count, let dx = grads.input {
+                let r = inputPieces[chunk]
+                S.gemm(transA: false, transB: false, m: r.count, n: i, k: gh, alpha: 1, a: dxGates + r.lowerBound * gh, lda: gh,
+                       b: x.inputWeight, ldb: i, beta: 0, c: dx + r.lowerBound * i, ldc: i)
+                return
+            }
+            let piece = rowPieces[chunk - inputPieces.count], target = sums + slot * size
+            // Rows whose h_prev was stored take part with all columns, the others with x and 1.
+            let stored = piece.clamped(to: rows)
+            if !stored.isEmpty {
+                S.gemm(transA: true, transB: false, m: gh, n: ld, k: stored.count, alpha: 1, a: dhGates + stored.lowerBound * gh,
+                       lda: gh, b: columns + stored.lowerBound * ld, ldb: ld, beta: 1, c: target, ldc: ld)
+            }
+            let before = piece.lowerBound..<Swift.max(piece.lowerBound, Swift.min(piece.upperBound, rows.lowerBound))
+            let after = Swift.min(piece.upperBound, Swift.max(piece.lowerBound, rows.upperBound))..<piece.upperBound
+            for other in [before, after] where !other.isEmpty {
+                S.gemm(transA: true, transB: false, m: gh, n: inputs + 1, k: other.count, alpha: 1, a: dhGates + other.lowerBound * gh,
+                       lda: gh, b: columns + other.lowerBound * ld + h, ldb: ld, beta: 1, c: target + h, ldc: ld)
+            }
+            if !joined {
+                S.gemm(transA: true, transB: false, m: gh, n: i, k: piece.count, alpha: 1, a: dxGates + piece.lowerBound * gh,
+                       lda: gh, b: x.input + piece.lowerBound * i, ldb: i, beta: 1, c: target + gh * ld, ldc: i)
+            }
+        }
+        let gatePieces = SharedChunks.pieces(gh, shares: [0.25, 0.25, 0.25, 0.25])
+        sharing.run(count: gatePieces.count) { chunk, _ in
+            let span = gatePieces[chunk]
+            for slot in 0..<2 {
+                let source = sums + slot * size
+                addSums(k, grads, source, ld: ld, gateRows: span, recurrent: !rows.isEmpty, joined: joined,
+                        sharedGates: dxGates == dhGates)
+                if !joined {
+                    S.accumulate(source + gh * ld + span.lowerBound * i, into: grads.inputWeight + span.lowerBound * i,
+                                 count: span.count * i)
+                }
             }
         }
     }

@@ -72,7 +72,9 @@ enum FusedRecurrence {
                          initialHidden: p[5], initialCell: c, stateMask: sm, updateMask: um)
         }
 
-        func forward() {
+        /// Runs the kernel forward, its large products shared through `sharing` when given.
+        func forward(_ sharing: ChunkSharing?) {
+            kernel.sharing = sharing
             withPointers(differentiable + masks) { p in kernel.forward(inputs(p)) }
         }
 
@@ -143,12 +145,21 @@ enum FusedRecurrence {
         return arrays
     }
 
-    /// Runs `body(k)` for k in 0..<count: two directions of a bidirectional layer concurrently
-    /// on the worker team (each then runs its steps whole, with no per-step hand-over), else
-    /// one after the other.
-    static func eachDirection(_ count: Int, _ body: (Int) -> Void) {
-        if count == 2, let team = WorkerTeam.shared, team.tryRun(body) { return }
-        for k in 0..<count { body(k) }
+    /// Runs `body(k, sharing)` for k in 0..<count: two directions of a bidirectional layer
+    /// concurrently on the worker team (each then runs its steps whole, with no per-step
+    /// hand-over, and their large products go in chunks to one `SharedChunks`, `sharing` their
+    /// handles on it), else one after the other (`sharing` nil).
+    static func eachDirection(_ count: Int, _ body: (Int, ChunkSharing?) -> Void) {
+        if count == 2, let team = WorkerTeam.shared {
+            let chunks = SharedChunks()
+            let ran = team.tryRun { k in
+                chunks.begin(k)
+                body(k, ChunkSharing(chunks, side: k))
+                chunks.end(k)
+            }
+            if ran { return }
+        }
+        for k in 0..<count { body(k, nil) }
     }
 
     /// Runs one direction over packed rows (see `runAll`).
@@ -180,7 +191,7 @@ enum FusedRecurrence {
         // Every element is written: each direction writes all N rows of its half.
         let merged: [S] = Memory.fullyWritten(n * 2 * h) { out in
             let prepared = directions.enumerated().map { k, d in Prepared(d, recording: false, output: out + k * h, outputStride: 2 * h) }
-            eachDirection(2) { k in prepared[k].forward() }
+            eachDirection(2) { k, sharing in prepared[k].forward(sharing) }
             finals = prepared.map { d in
                 let results = d.results(includingOutputs: false)
                 return (results[0], results.count > 1 ? results[1] : nil)
@@ -203,7 +214,7 @@ enum FusedRecurrence {
         let counts: [Int?] = prepared.map { $0.n * $0.h }
         let outputs: [[S]?] = makeArrays(counts, zeroed: { _ in false }) { (p: [UnsafeMutablePointer<S>?]) in
             for (d, base) in zip(prepared, p) { if let base { d.kernel.useOutputs(base) } }
-            eachDirection(prepared.count) { k in prepared[k].forward() }
+            eachDirection(prepared.count) { k, sharing in prepared[k].forward(sharing) }
         }
         let results = prepared.enumerated().map { k, d in
             [Tensor(unchecked: [d.n, d.h], scalars: outputs[k] ?? [])] + d.results(includingOutputs: false)
@@ -227,7 +238,8 @@ enum FusedRecurrence {
             var grads = [[Tensor<S>?]](repeating: [], count: prepared.count)
             grads.withUnsafeMutableBufferPointer { slots in
                 // Each direction writes only its own slot.
-                eachDirection(prepared.count) { k in
+                eachDirection(prepared.count) { k, sharing in
+                    prepared[k].kernel.sharing = sharing
                     slots[k] = withPointers(g[k]) { p in
                         prepared[k].backward(dOutputs: p[0], dHidden: p[1], dCell: p.count > 2 ? p[2] : nil, outputs: results[k][0])
                     }

@@ -172,6 +172,21 @@ final class RecurrentTests: XCTestCase {
         try all(4, [4, 4], 3, 8, 2, true)               // full length, bidirectional (reverse steps), both layers narrow
     }
 
+    /// Enough rows that a bidirectional layer's large products go in many pieces shared by the
+    /// two directions (input projection, input gradient, weight gradients over pieces of rows):
+    /// different lengths (reverse steps within each length), a wide first layer (separate input
+    /// weight gradient) and a narrow one (joined), odd hidden size.
+    func testFusedEqualsReferenceOverManyRows() throws {
+        let lengths = (0..<24).map { 3 + ($0 * 7) % 10 }
+        for (i, h) in [(4, 5), (2, 5)] {
+            try compareFusedWithReference(RNNKind.self, steps: 12, lengths: lengths, inputSize: i, hiddenSize: h, layers: 2, bidirectional: true)
+            try compareFusedWithReference(GRUKind.self, steps: 12, lengths: lengths, inputSize: i, hiddenSize: h, layers: 2, bidirectional: true)
+            try compareFusedWithReference(LSTMKind.self, steps: 12, lengths: lengths, inputSize: i, hiddenSize: h, layers: 2, bidirectional: true)
+        }
+        try compareFusedWithReference(LSTMKind.self, steps: 12, lengths: [Int](repeating: 12, count: 20), inputSize: 7, hiddenSize: 5,
+                                      layers: 2, bidirectional: true)
+    }
+
     func testFusedEqualsReferenceWithEveryDropoutMethod() throws {
         let dropout = RecurrentDropout(weights: 0.3, input: 0.2, state: 0.25, stateUpdate: 0.2, alwaysActive: true)
         try compareFusedWithReference(RNNKind.self, steps: 5, lengths: [5, 2, 4], inputSize: 3, hiddenSize: 4, layers: 2, bidirectional: true, dropout: dropout)

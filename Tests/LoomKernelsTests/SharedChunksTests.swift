@@ -1,0 +1,109 @@
+import Foundation
+import Synchronization
+import XCTest
+@testable import LoomKernels
+
+final class SharedChunksTests: XCTestCase {
+    /// Spins for `microseconds` (a chunk's work).
+    static func busy(_ microseconds: UInt64) {
+        let start = DispatchTime.now().uptimeNanoseconds
+        while DispatchTime.now().uptimeNanoseconds - start < microseconds * 1000 {}
+    }
+
+    func testPiecesCoverTheRangeInOrder() {
+        for count in [0, 1, 15, 16, 17, 100, 6400] {
+            for multiple in [1, 16] {
+                let pieces = SharedChunks.pieces(count, shares: [0.3, 0.25, 0.2, 0.15, 0.1], multiple: multiple)
+                XCTAssertEqual(pieces.first?.lowerBound ?? 0, 0)
+                XCTAssertEqual(pieces.last?.upperBound ?? 0, count)
+                for (a, b) in zip(pieces, pieces.dropFirst()) { XCTAssertEqual(a.upperBound, b.lowerBound) }
+                XCTAssertTrue(pieces.allSatisfy { !$0.isEmpty })
+                for piece in pieces.dropLast() { XCTAssertEqual(piece.upperBound % multiple, 0) }
+            }
+        }
+        XCTAssertEqual(SharedChunks.pieces(6400, shares: [0.3, 0.25, 0.2, 0.15, 0.1], multiple: 16).count, 5)
+    }
+
+    /// Two tasks on the team, each posting several batches of chunks of uneven cost: every chunk
+    /// runs exactly once, its writes are visible when `run` returns, and the slot a chunk is
+    /// given is its owner's thread (0) or the other one (1).
+    func testEveryChunkRunsOnceOnEitherThread() throws {
+        guard let team = WorkerTeam.shared else { throw XCTSkip("one core: no worker team") }
+        let chunks = SharedChunks()
+        let batches = [40, 1, 0, 17]
+        // counts[side][batch][chunk]
+        let counts = UnsafeMutableBufferPointer<Int>.allocate(capacity: 2 * batches.count * 64)
+        let slots = UnsafeMutableBufferPointer<Int>.allocate(capacity: 2 * batches.count * 64)
+        defer { counts.deallocate(); slots.deallocate() }
+        counts.initialize(repeating: 0)
+        slots.initialize(repeating: -1)
+        for _ in 0..<20 {
+            team.run { side in
+                chunks.begin(side)
+                for (b, count) in batches.enumerated() {
+                    chunks.run(side, count: count) { chunk, slot in
+                        // Side 1's chunks are slow: side 0 runs out of its own and helps.
+                        if side == 1 { Self.busy(50) }
+                        counts[(side * batches.count + b) * 64 + chunk] += 1
+                        slots[(side * batches.count + b) * 64 + chunk] = slot
+                    }
+                    // The batch is complete when run returns.
+                    for chunk in 0..<count { XCTAssertGreaterThan(counts[(side * batches.count + b) * 64 + chunk], 0) }
+                }
+                chunks.end(side)
+            }
+        }
+        for side in 0..<2 {
+            for (b, count) in batches.enumerated() {
+                for chunk in 0..<64 {
+                    let index = (side * batches.count + b) * 64 + chunk
+                    XCTAssertEqual(counts[index], chunk < count ? 20 : 0, "side \(side) batch \(b) chunk \(chunk)")
+                    if chunk < count { XCTAssertTrue([0, 1].contains(slots[index])) }
+                }
+            }
+        }
+    }
+
+    /// When the other task is not running (both parts on one thread, one after the other), a
+    /// task runs all its chunks itself in slot 0 and `end` returns at once.
+    func testWithoutTheOtherTaskAllChunksRunHere() {
+        let chunks = SharedChunks()
+        var seen: [Int] = []
+        for side in 0..<2 {
+            chunks.begin(side)
+            chunks.run(side, count: 9) { chunk, slot in
+                XCTAssertEqual(slot, 0)
+                seen.append(side * 100 + chunk)
+            }
+            chunks.end(side)
+        }
+        XCTAssertEqual(seen.sorted(), Array(0..<9) + Array(100..<109))
+    }
+
+    /// A task done with its own chunks takes the other's: with the worker busy on 200 slow
+    /// chunks and the caller on none, the caller (waiting in `end`) runs some of them in slot 1.
+    func testAnIdleThreadHelpsTheOther() throws {
+        guard let team = WorkerTeam.shared else { throw XCTSkip("one core: no worker team") }
+        let helped = Atomic<Int>(0)
+        let started = Atomic<Bool>(false)
+        let chunks = SharedChunks()
+        team.run { side in
+            chunks.begin(side)
+            if side == 1 {
+                started.store(true, ordering: .sequentiallyConsistent)
+                chunks.run(1, count: 200) { _, slot in
+                    Self.busy(100)
+                    if slot == 1 { helped.add(1, ordering: .relaxed) }
+                }
+            } else {
+                // Wait (at most a second) for the worker to take its part, so that there is
+                // another task to help; a worker that never starts leaves part 1 to this thread.
+                let start = DispatchTime.now().uptimeNanoseconds
+                while !started.load(ordering: .sequentiallyConsistent) && DispatchTime.now().uptimeNanoseconds - start < 1_000_000_000 {}
+            }
+            chunks.end(side)
+        }
+        guard started.load(ordering: .sequentiallyConsistent) else { throw XCTSkip("the worker did not start within a second") }
+        XCTAssertGreaterThan(helped.load(ordering: .relaxed), 0)
+    }
+}
