@@ -80,18 +80,21 @@ final class SharedChunksTests: XCTestCase {
         XCTAssertEqual(seen.sorted(), Array(0..<9) + Array(100..<109))
     }
 
-    /// A task done with its own chunks takes the other's: with the worker busy on 200 slow
+    /// A task done with its own chunks takes the other's: with the worker busy on 400 slow
     /// chunks and the caller on none, the caller (waiting in `end`) runs some of them in slot 1.
     func testAnIdleThreadHelpsTheOther() throws {
         guard let team = WorkerTeam.shared else { throw XCTSkip("one core: no worker team") }
         let helped = Atomic<Int>(0)
         let started = Atomic<Bool>(false)
+        let onWorker = Atomic<Bool>(false)
+        let caller = pthread_self()
         let chunks = SharedChunks()
         team.run { side in
             chunks.begin(side)
             if side == 1 {
+                onWorker.store(pthread_equal(pthread_self(), caller) == 0, ordering: .sequentiallyConsistent)
                 started.store(true, ordering: .sequentiallyConsistent)
-                chunks.run(1, count: 200) { _, slot in
+                chunks.run(1, count: 400) { _, slot in
                     Self.busy(100)
                     if slot == 1 { helped.add(1, ordering: .relaxed) }
                 }
@@ -103,7 +106,7 @@ final class SharedChunksTests: XCTestCase {
             }
             chunks.end(side)
         }
-        guard started.load(ordering: .sequentiallyConsistent) else { throw XCTSkip("the worker did not start within a second") }
+        guard onWorker.load(ordering: .sequentiallyConsistent) else { throw XCTSkip("the worker did not take its part within a second") }
         XCTAssertGreaterThan(helped.load(ordering: .relaxed), 0)
     }
 }
