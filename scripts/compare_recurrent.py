@@ -2,8 +2,9 @@
 """Loom against PyTorch CPU on the recurrent workloads, side by side in one run.
 
 For each workload, runs Loom's release Benchmarks and scripts/bench_torch.py alternately
-(`--rounds` times each, default 2, so that slow phases of a shared machine hit both) and
-prints one JSON line with both medians-of-medians and the ratio Loom / PyTorch.
+(`--rounds` times each, default 5, so that slow phases of a shared machine hit both) and
+prints one JSON line with both medians-of-medians, their ratio Loom / PyTorch, and the
+median of the per-round ratios (`paired_ratio`).
 
 Opt-in: needs PyTorch (`python3 -m venv /tmp/torchenv && /tmp/torchenv/bin/pip install torch`),
 then `/tmp/torchenv/bin/python scripts/compare_recurrent.py`. Build first:
@@ -29,7 +30,7 @@ def lines(command):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("workloads", nargs="*", default=WORKLOADS)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     loom = os.path.join(ROOT, ".build", "release", "Benchmarks")
     for workload in args.workloads:
@@ -39,7 +40,11 @@ def main():
             figures["torch"] += [l["median"] for l in lines([sys.executable, os.path.join(HERE, "bench_torch.py"), workload])
                                  if l["workload"] == workload]
         a, b = statistics.median(figures["loom"]), statistics.median(figures["torch"])
-        print(json.dumps({"workload": workload, "loom": a, "torch": b, "ratio": a / b,
+        # Each round's two runs are seconds apart, so they mostly share the machine's state;
+        # the median of the rounds' own ratios is less sensitive to a state that changes
+        # between rounds than the ratio of the two medians.
+        paired = statistics.median(x / y for x, y in zip(figures["loom"], figures["torch"]))
+        print(json.dumps({"workload": workload, "loom": a, "torch": b, "ratio": a / b, "paired_ratio": paired,
                           "loom_runs": figures["loom"], "torch_runs": figures["torch"]}), flush=True)
 
 
