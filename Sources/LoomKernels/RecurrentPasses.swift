@@ -407,40 +407,50 @@ enum RecurrentPasses<S: TensorScalar> {
     /// Pieces of the input gradient's rows (few: each product packs W_ih again) and of the
     /// sequence's rows for the weight gradients (many, the last small: both threads run out of
     /// work at nearly the same time).
-    static var inputGradientShares: [Double] { [0.3, 0.27, 0.23, 0.2] }
+    static var inputGradientShares: [Double] { [0.3, 0.25, 0.2, 0.15, 0.1] }
     static var weightGradientShares: [Double] { [0.25, 0.2, 0.17, 0.14, 0.11, 0.08, 0.05] }
+    static var fewWeightGradientShares: [Double] { [0.4, 0.35, 0.25] }
+
+    /// Elements of sums per span of gate rows when the blocks of `sharedGradients` are summed
+    /// (64 K floats: 256 KB, well inside a core's L2).
+    static var gradientSpanElements: Int { 1 << 16 }
 
     /// The products after the backward loop in chunks shared with the other direction's kernel
     /// (`SharedChunks`): dx = dxG W_ih in pieces of rows; the weight and bias gradients in pieces
-    /// of the sequence's rows, each adding dhG^T [h_prev | x | 1] (and dxG^T x when not `joined`)
-    /// over its rows into the sums of the thread that runs it; then the two threads' sums are
-    /// added into the gradients, in pieces of gate rows. Same results as `weightGradients` and
-    /// the products beside it, summed in a different order.
+    /// of the sequence's rows, each writing dhG^T [h_prev | x | 1] (and dxG^T x when not
+    /// `joined`) over its rows into a block of sums of its own; then the blocks are added into the
+    /// gradients in piece order, in pieces of gate rows. Same results as `weightGradients` and
+    /// the products beside it, summed in a different order, and the same whichever thread ran
+    /// which piece (results are bit-reproducible for a fixed thread count).
     static func sharedGradients(_ k: Kernel, _ x: Kernel.Inputs, _ grads: Kernel.Gradients, _ sharing: ChunkSharing,
                                 dxGates: UnsafePointer<S>, dhGates: UnsafePointer<S>, rows: Range<Int>,
                                 columns: UnsafePointer<S>, ld: Int, joined: Bool) {
         let h = k.hiddenSize, gh = k.cell.gates * h, n = k.layout.rows, i = k.inputSize
         let inputs = joined ? i : 0
-        // Per thread: [G H, ld] sums, then (not joined) the [G H, I] of dW_ih.
-        let size = gh * ld + (joined ? 0 : gh * i)
-        let sums = UnsafeMutablePointer<S>.allocate(capacity: Swift.max(2 * size, 1))
-        defer { sums.deallocate() }
-        Memory.zero(sums, count: 2 * size)
+        // Weight pieces first, then the input gradient's, so that the smallest pieces come last.
         let inputPieces = grads.input == nil ? [] : SharedChunks.pieces(n, shares: inputGradientShares, multiple: 16)
-        let rowPieces = SharedChunks.pieces(n, shares: weightGradientShares, multiple: 16)
-        sharing.run(count: inputPieces.count + rowPieces.count) { chunk, slot in
-            if chunk < inputPieces.count, let dx = grads.input {
-                let r = inputPieces[chunk]
+        let rowPieces = SharedChunks.pieces(n, shares: inputPieces.isEmpty ? weightGradientShares : fewWeightGradientShares,
+                                            multiple: 16)
+        // Per piece of rows: [G H, ld] sums, then (not joined) the [G H, I] of dW_ih.
+        let size = gh * ld + (joined ? 0 : gh * i)
+        let sums = UnsafeMutablePointer<S>.allocate(capacity: Swift.max(rowPieces.count * size, 1))
+        defer { sums.deallocate() }
+        sharing.run(count: inputPieces.count + rowPieces.count) { chunk, _ in
+            if chunk >= rowPieces.count, let dx = grads.input {
+                let r = inputPieces[chunk - rowPieces.count]
                 S.gemm(transA: false, transB: false, m: r.count, n: i, k: gh, alpha: 1, a: dxGates + r.lowerBound * gh, lda: gh,
                        b: x.inputWeight, ldb: i, beta: 0, c: dx + r.lowerBound * i, ldc: i)
                 return
             }
-            let piece = rowPieces[chunk - inputPieces.count], target = sums + slot * size
-            // Rows whose h_prev was stored take part with all columns, the others with x and 1.
+            let index = chunk, piece = rowPieces[index], target = sums + index * size
+            // Rows whose h_prev was stored take part with all columns (written first, beta 0),
+            // the others with x and 1 (added; onto zeros when the piece has no stored row).
             let stored = piece.clamped(to: rows)
-            if !stored.isEmpty {
+            if stored.isEmpty {
+                Memory.zero(target, count: gh * ld)
+            } else {
                 S.gemm(transA: true, transB: false, m: gh, n: ld, k: stored.count, alpha: 1, a: dhGates + stored.lowerBound * gh,
-                       lda: gh, b: columns + stored.lowerBound * ld, ldb: ld, beta: 1, c: target, ldc: ld)
+                       lda: gh, b: columns + stored.lowerBound * ld, ldb: ld, beta: 0, c: target, ldc: ld)
             }
             let before = piece.lowerBound..<Swift.max(piece.lowerBound, Swift.min(piece.upperBound, rows.lowerBound))
             let after = Swift.min(piece.upperBound, Swift.max(piece.lowerBound, rows.upperBound))..<piece.upperBound
@@ -450,20 +460,27 @@ enum RecurrentPasses<S: TensorScalar> {
             }
             if !joined {
                 S.gemm(transA: true, transB: false, m: gh, n: i, k: piece.count, alpha: 1, a: dxGates + piece.lowerBound * gh,
-                       lda: gh, b: x.input + piece.lowerBound * i, ldb: i, beta: 1, c: target + gh * ld, ldc: i)
+                       lda: gh, b: x.input + piece.lowerBound * i, ldb: i, beta: 0, c: target + gh * ld, ldc: i)
             }
         }
-        let gatePieces = SharedChunks.pieces(gh, shares: [0.25, 0.25, 0.25, 0.25])
-        sharing.run(count: gatePieces.count) { chunk, _ in
-            let span = gatePieces[chunk]
-            for slot in 0..<2 {
-                let source = sums + slot * size
-                addSums(k, grads, source, ld: ld, gateRows: span, recurrent: !rows.isEmpty, joined: joined,
-                        sharedGates: dxGates == dhGates)
+        // The blocks summed into the first one, in piece order, then added into the gradients:
+        // in spans of gate rows small enough that the first block's span stays in cache while
+        // the others are added to it.
+        let span = Swift.max(1, (gradientSpanElements + size / gh - 1) / (size / gh))
+        let gateSpans = stride(from: 0, to: gh, by: span).map { $0..<Swift.min($0 + span, gh) }
+        sharing.run(count: gateSpans.count) { chunk, _ in
+            let gates = gateSpans[chunk]
+            for index in rowPieces.indices.dropFirst() {
+                let source = sums + index * size
+                S.accumulate(source + gates.lowerBound * ld, into: sums + gates.lowerBound * ld, count: gates.count * ld)
                 if !joined {
-                    S.accumulate(source + gh * ld + span.lowerBound * i, into: grads.inputWeight + span.lowerBound * i,
-                                 count: span.count * i)
+                    S.accumulate(source + gh * ld + gates.lowerBound * i, into: sums + gh * ld + gates.lowerBound * i,
+                                 count: gates.count * i)
                 }
+            }
+            addSums(k, grads, sums, ld: ld, gateRows: gates, recurrent: !rows.isEmpty, joined: joined, sharedGates: dxGates == dhGates)
+            if !joined {
+                S.accumulate(sums + gh * ld + gates.lowerBound * i, into: grads.inputWeight + gates.lowerBound * i, count: gates.count * i)
             }
         }
     }

@@ -148,18 +148,19 @@ enum FusedRecurrence {
     /// Runs `body(k, sharing)` for k in 0..<count: two directions of a bidirectional layer
     /// concurrently on the worker team (each then runs its steps whole, with no per-step
     /// hand-over, and their large products go in chunks to one `SharedChunks`, `sharing` their
-    /// handles on it), else one after the other (`sharing` nil).
+    /// handles on it), else one after the other. Two directions always cut their products into
+    /// the same chunks, also one after the other, so that their sums, and so the results, do not
+    /// depend on whether the team was free.
     static func eachDirection(_ count: Int, _ body: (Int, ChunkSharing?) -> Void) {
-        if count == 2, let team = WorkerTeam.shared {
-            let chunks = SharedChunks()
-            let ran = team.tryRun { k in
-                chunks.begin(k)
-                body(k, ChunkSharing(chunks, side: k))
-                chunks.end(k)
-            }
-            if ran { return }
+        let chunks = count == 2 ? SharedChunks() : nil
+        func run(_ k: Int) {
+            guard let chunks else { return body(k, nil) }
+            chunks.begin(k)
+            body(k, ChunkSharing(chunks, side: k))
+            chunks.end(k)
         }
-        for k in 0..<count { body(k, nil) }
+        if count == 2, let team = WorkerTeam.shared, team.tryRun(run) { return }
+        for k in 0..<count { run(k) }
     }
 
     /// Runs one direction over packed rows (see `runAll`).

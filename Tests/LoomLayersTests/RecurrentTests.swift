@@ -187,6 +187,35 @@ final class RecurrentTests: XCTestCase {
                                       layers: 2, bidirectional: true)
     }
 
+    /// With a fixed thread count results are bit-reproducible (README): a bidirectional layer's
+    /// directions share their large products in chunks that either thread may take, so no sum
+    /// may depend on which thread took which chunk. Gradients of repeated runs agree bit for bit.
+    func testBidirectionalGradientsAreBitReproducible() throws {
+        let lengths = (0..<32).map { 40 - $0 % 5 }
+        let source = RandomSource(seed: 12)
+        for wide in [false, true] {
+            let lstm = try Recurrent<Float, LSTMKind>(inputSize: wide ? 48 : 8, hiddenSize: 32, numLayers: 2, bidirectional: true, using: source)
+            let x = try Tensor<Float>.randomUniform([40, 32, wide ? 48 : 8], lower: -1, upper: 1, using: source)
+            let r = try Tensor<Float>.randomUniform([40, 32, 64], lower: -1, upper: 1, using: source)
+            func gradients() throws -> [[Float]] {
+                let leaf = x.requiringGradient()
+                let loss = try (lstm(SequenceBatch(values: leaf, lengths: lengths)).output.values * r).sum()
+                return try loss.gradients(wrt: [leaf] + lstm.parameters.map(\.value)).map(\.scalars)
+            }
+            let first = try gradients()
+            for _ in 0..<10 {
+                XCTAssertTrue(try gradients() == first, "wide \(wide): gradients differ between runs")
+            }
+            // With the team busy (here: running this), the two directions run one after the other:
+            // the same chunks, the same sums.
+            if let team = WorkerTeam.shared {
+                var sequential: [[Float]]?
+                team.run { part in if part == 0 { sequential = try? gradients() } }
+                XCTAssertTrue(sequential == first, "wide \(wide): gradients differ when the directions run one after the other")
+            }
+        }
+    }
+
     func testFusedEqualsReferenceWithEveryDropoutMethod() throws {
         let dropout = RecurrentDropout(weights: 0.3, input: 0.2, state: 0.25, stateUpdate: 0.2, alwaysActive: true)
         try compareFusedWithReference(RNNKind.self, steps: 5, lengths: [5, 2, 4], inputSize: 3, hiddenSize: 4, layers: 2, bidirectional: true, dropout: dropout)
