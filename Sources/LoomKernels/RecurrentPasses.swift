@@ -179,7 +179,7 @@ enum RecurrentPasses<S: TensorScalar> {
         }
         guard let sharing = k.sharing else { return project(0..<n) }
         let pieces = SharedChunks.pieces(n, shares: projectionShares, multiple: 16)
-        sharing.run(count: pieces.count) { c, _ in project(pieces[c]) }
+        sharing.run(count: pieces.count) { c in project(pieces[c]) }
     }
 
     /// The elementwise pass of one row of step t (packed row `row`, batch position r): gates
@@ -435,7 +435,7 @@ enum RecurrentPasses<S: TensorScalar> {
         let size = gh * ld + (joined ? 0 : gh * i)
         let sums = UnsafeMutablePointer<S>.allocate(capacity: Swift.max(rowPieces.count * size, 1))
         defer { sums.deallocate() }
-        sharing.run(count: inputPieces.count + rowPieces.count) { chunk, _ in
+        sharing.run(count: inputPieces.count + rowPieces.count) { chunk in
             if chunk >= rowPieces.count, let dx = grads.input {
                 let r = inputPieces[chunk - rowPieces.count]
                 S.gemm(transA: false, transB: false, m: r.count, n: i, k: gh, alpha: 1, a: dxGates + r.lowerBound * gh, lda: gh,
@@ -468,7 +468,7 @@ enum RecurrentPasses<S: TensorScalar> {
         // the others are added to it.
         let span = Swift.max(1, (gradientSpanElements + size / gh - 1) / (size / gh))
         let gateSpans = stride(from: 0, to: gh, by: span).map { $0..<Swift.min($0 + span, gh) }
-        sharing.run(count: gateSpans.count) { chunk, _ in
+        sharing.run(count: gateSpans.count) { chunk in
             let gates = gateSpans[chunk]
             for index in rowPieces.indices.dropFirst() {
                 let source = sums + index * size

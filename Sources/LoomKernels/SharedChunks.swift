@@ -12,8 +12,9 @@ import Synchronization
 /// has any left untaken; at its end (`end`) it keeps taking the other's until that one ends too.
 /// Work flows to whichever thread is free; nothing waits for a thread that is behind.
 ///
-/// A chunk's body learns which thread runs it: `slot` 0 is the posting task's own thread, 1 the
-/// other one, so that chunks adding into one result can each add into their thread's copy.
+/// Which thread runs which chunk depends on timing, so a chunk must compute the same thing
+/// wherever it runs: results that add chunks together add them in an order of their own (by
+/// chunk), never in the order the chunks happened to run.
 public final class SharedChunks: @unchecked Sendable {
     final class Side: @unchecked Sendable {
         /// The posted batch in one word: phase (bits 48-62) | chunk count (24-47) | next
@@ -23,7 +24,7 @@ public final class SharedChunks: @unchecked Sendable {
         let completed = Atomic<Int>(0)
         let active = Atomic<Bool>(false)
         /// Set before its batch is published, cleared after all its chunks are complete.
-        var body: ((_ chunk: Int, _ slot: Int) -> Void)?
+        var body: ((_ chunk: Int) -> Void)?
     }
 
     private let sides = [Side(), Side()]
@@ -38,12 +39,12 @@ public final class SharedChunks: @unchecked Sendable {
         sides[side].active.store(true, ordering: .sequentiallyConsistent)
     }
 
-    /// Runs `body(chunk, slot)` once for every chunk in 0..<count and returns when all are
+    /// Runs `body(chunk)` once for every chunk in 0..<count and returns when all are
     /// complete. Takes this task's chunks first and then the other task's, and returns once this
     /// batch is complete and neither task has a chunk left untaken. Chunks may run in any order
     /// and concurrently (on the two threads); each must write only memory no other chunk of either
-    /// task touches, but for the copy its `slot` names.
-    public func run(_ side: Int, count: Int, _ body: @escaping (_ chunk: Int, _ slot: Int) -> Void) {
+    /// task touches.
+    public func run(_ side: Int, count: Int, _ body: @escaping (_ chunk: Int) -> Void) {
         precondition(count <= Self.maximumChunks, "\(count) chunks in one batch; at most \(Self.maximumChunks)")
         guard count > 0 else { return }
         let me = sides[side], other = sides[1 - side]
@@ -55,7 +56,7 @@ public final class SharedChunks: @unchecked Sendable {
         me.word.store(phase << 48 | count << 24, ordering: .releasing)
         while true {
             if let chunk = take(me) {
-                body(chunk, 0)
+                body(chunk)
                 me.completed.add(1, ordering: .releasing)
             } else if !help(other) {
                 if me.completed.load(ordering: .acquiring) == count { break }
@@ -87,12 +88,12 @@ public final class SharedChunks: @unchecked Sendable {
         }
     }
 
-    /// Runs one chunk of the other task's batch on this thread (slot 1); false when none is left.
+    /// Runs one chunk of the other task's batch on this thread; false when none is left.
     private func help(_ side: Side) -> Bool {
         guard let chunk = take(side) else { return false }
         // Published before the batch's word; the batch cannot complete while this chunk runs.
         guard let body = side.body else { preconditionFailure("SharedChunks: a taken chunk without its body") }
-        body(chunk, 1)
+        body(chunk)
         side.completed.add(1, ordering: .releasing)
         return true
     }
@@ -125,7 +126,7 @@ public struct ChunkSharing: @unchecked Sendable {
         self.side = side
     }
 
-    public func run(count: Int, _ body: @escaping (_ chunk: Int, _ slot: Int) -> Void) {
+    public func run(count: Int, _ body: @escaping (_ chunk: Int) -> Void) {
         chunks.run(side, count: count, body)
     }
 }

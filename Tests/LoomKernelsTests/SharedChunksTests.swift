@@ -25,27 +25,23 @@ final class SharedChunksTests: XCTestCase {
     }
 
     /// Two tasks on the team, each posting several batches of chunks of uneven cost: every chunk
-    /// runs exactly once, its writes are visible when `run` returns, and the slot a chunk is
-    /// given is its owner's thread (0) or the other one (1).
+    /// runs exactly once, and its writes are visible when `run` returns.
     func testEveryChunkRunsOnceOnEitherThread() throws {
         guard let team = WorkerTeam.shared else { throw XCTSkip("one core: no worker team") }
         let chunks = SharedChunks()
         let batches = [40, 1, 0, 17]
         // counts[side][batch][chunk]
         let counts = UnsafeMutableBufferPointer<Int>.allocate(capacity: 2 * batches.count * 64)
-        let slots = UnsafeMutableBufferPointer<Int>.allocate(capacity: 2 * batches.count * 64)
-        defer { counts.deallocate(); slots.deallocate() }
+        defer { counts.deallocate() }
         counts.initialize(repeating: 0)
-        slots.initialize(repeating: -1)
         for _ in 0..<20 {
             team.run { side in
                 chunks.begin(side)
                 for (b, count) in batches.enumerated() {
-                    chunks.run(side, count: count) { chunk, slot in
+                    chunks.run(side, count: count) { chunk in
                         // Side 1's chunks are slow: side 0 runs out of its own and helps.
                         if side == 1 { Self.busy(50) }
                         counts[(side * batches.count + b) * 64 + chunk] += 1
-                        slots[(side * batches.count + b) * 64 + chunk] = slot
                     }
                     // The batch is complete when run returns.
                     for chunk in 0..<count { XCTAssertGreaterThan(counts[(side * batches.count + b) * 64 + chunk], 0) }
@@ -58,30 +54,28 @@ final class SharedChunksTests: XCTestCase {
                 for chunk in 0..<64 {
                     let index = (side * batches.count + b) * 64 + chunk
                     XCTAssertEqual(counts[index], chunk < count ? 20 : 0, "side \(side) batch \(b) chunk \(chunk)")
-                    if chunk < count { XCTAssertTrue([0, 1].contains(slots[index])) }
                 }
             }
         }
     }
 
     /// When the other task is not running (both parts on one thread, one after the other), a
-    /// task runs all its chunks itself in slot 0 and `end` returns at once.
+    /// task runs all its chunks itself, in order, and `end` returns at once.
     func testWithoutTheOtherTaskAllChunksRunHere() {
         let chunks = SharedChunks()
         var seen: [Int] = []
         for side in 0..<2 {
             chunks.begin(side)
-            chunks.run(side, count: 9) { chunk, slot in
-                XCTAssertEqual(slot, 0)
+            chunks.run(side, count: 9) { chunk in
                 seen.append(side * 100 + chunk)
             }
             chunks.end(side)
         }
-        XCTAssertEqual(seen.sorted(), Array(0..<9) + Array(100..<109))
+        XCTAssertEqual(seen, Array(0..<9) + Array(100..<109))
     }
 
     /// A task done with its own chunks takes the other's: with the worker busy on 400 slow
-    /// chunks and the caller on none, the caller (waiting in `end`) runs some of them in slot 1.
+    /// chunks and the caller on none, the caller (waiting in `end`) runs some of them.
     func testAnIdleThreadHelpsTheOther() throws {
         guard let team = WorkerTeam.shared else { throw XCTSkip("one core: no worker team") }
         let helped = Atomic<Int>(0)
@@ -94,9 +88,10 @@ final class SharedChunksTests: XCTestCase {
             if side == 1 {
                 onWorker.store(pthread_equal(pthread_self(), caller) == 0, ordering: .sequentiallyConsistent)
                 started.store(true, ordering: .sequentiallyConsistent)
-                chunks.run(1, count: 400) { _, slot in
+                let worker = pthread_self()
+                chunks.run(1, count: 400) { _ in
                     Self.busy(100)
-                    if slot == 1 { helped.add(1, ordering: .relaxed) }
+                    if pthread_equal(pthread_self(), worker) == 0 { helped.add(1, ordering: .relaxed) }
                 }
             } else {
                 // Wait (at most a second) for the worker to take its part, so that there is
