@@ -13,7 +13,9 @@ public enum BLAS {
     /// thread: the recurrent kernels hand work to the same team every few microseconds, and
     /// OpenBLAS's own pool, spinning on `sched_yield` between calls, would compete with it for
     /// the two cores (measured: a quarter of lstm-small-train's time went to `sched_yield`).
-    /// Any other count is handed to OpenBLAS.
+    /// Any other count is handed to OpenBLAS, and the team stays idle: recurrent steps,
+    /// elementwise passes and the directions of a bidirectional layer then run on the calling
+    /// thread (one thread is single-threaded throughout).
     public static func setThreadCount(_ count: Int) {
         _ = processDefaults
         let viaTeam = count == 2 && WorkerTeam.shared != nil
@@ -37,6 +39,14 @@ public enum BLAS {
     }
 
     static let splitsAcrossTeam = Atomic<Bool>(false)
+
+    /// Whether Loom's two-thread team does the splitting (the thread count is 2): otherwise
+    /// `WorkerTeam` runs nothing on its worker, and every product, step and pass runs on the
+    /// calling thread (OpenBLAS alone splitting its products, at a count above 2).
+    public static var usesTeam: Bool {
+        _ = processDefaults
+        return splitsAcrossTeam.load(ordering: .relaxed)
+    }
 
     /// Whether subnormal floats are flushed to zero (on by default, as in TensorFlow; PyTorch's
     /// `torch.set_flush_denormal(True)`). Late in training, gradients and Adam's moments drift

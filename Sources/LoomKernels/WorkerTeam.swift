@@ -79,9 +79,10 @@ public final class WorkerTeam: @unchecked Sendable {
 
     /// Runs `body(0)` here and `body(1)` on the worker, like `run`, when the team is free;
     /// returns false without running anything when it is in use (a nested call, or another
-    /// thread), so the caller can do the whole job itself in one piece.
+    /// thread) or switched off (`BLAS.setThreadCount` with a count other than 2), so the caller
+    /// can do the whole job itself in one piece.
     public func tryRun(_ body: (Int) -> Void) -> Bool {
-        guard busy.try() else { return false }
+        guard BLAS.usesTeam, busy.try() else { return false }
         defer { busy.unlock() }
         withoutActuallyEscaping(body) { escapable in
             task = escapable
