@@ -53,9 +53,9 @@ public final class RecurrentKernel<S: TensorScalar> {
 
     private var allocations: [UnsafeMutablePointer<S>] = []
 
-    /// Set while this kernel runs beside another on the worker team (the other direction of a
-    /// bidirectional layer): its large products (the input projection; after the backward loop,
-    /// the input and weight gradients) go in chunks to `SharedChunks`, which both threads take.
+    /// Set when this kernel is one of the two directions of a bidirectional layer: its large
+    /// products (the input projection; after the backward loop, the input and weight gradients)
+    /// go in chunks to `SharedChunks`, which both threads take when the directions run at once.
     public var sharing: ChunkSharing?
 
     /// Inference only (`keepsForBackward` false; Float LSTM): the forward pass keeps nothing for

@@ -404,9 +404,10 @@ enum RecurrentPasses<S: TensorScalar> {
         }
     }
 
-    /// Pieces of the input gradient's rows (few: each product packs W_ih again) and of the
-    /// sequence's rows for the weight gradients (many, the last small: both threads run out of
-    /// work at nearly the same time).
+    /// Pieces of the input gradient's rows (each product packs W_ih again) and of the sequence's
+    /// rows for the weight gradients: seven of these when they are alone (the last small, so that
+    /// both threads run out of work at nearly the same time), three before an input gradient,
+    /// whose pieces then come last.
     static var inputGradientShares: [Double] { [0.3, 0.25, 0.2, 0.15, 0.1] }
     static var weightGradientShares: [Double] { [0.25, 0.2, 0.17, 0.14, 0.11, 0.08, 0.05] }
     static var fewWeightGradientShares: [Double] { [0.4, 0.35, 0.25] }
