@@ -339,7 +339,7 @@ enum RecurrentPasses<S: TensorScalar> {
         let shared = dxGates == dhGates
         if let sharing = k.sharing {
             sharedGradients(k, x, grads, sharing, dxGates: dxGates, dhGates: dhGates, rows: productRows, columns: previousStates,
-                            ld: ld, joined: joined)
+                            ld: ld, joined: joined, sharedGates: shared)
         } else {
             if let dx = grads.input {
                 S.gemm(transA: false, transB: false, m: n, n: k.inputSize, k: gh, alpha: 1, a: dxGates, lda: gh,
@@ -368,23 +368,34 @@ enum RecurrentPasses<S: TensorScalar> {
     /// state's block); the others take part with their x and 1 columns only.
     static func weightGradients(_ k: Kernel, _ x: Kernel.Inputs, _ grads: Kernel.Gradients, dGates: UnsafePointer<S>,
                                 rows: Range<Int>, columns: UnsafePointer<S>, ld: Int, joined: Bool, sharedGates: Bool) {
-        let h = k.hiddenSize, gh = k.cell.gates * h, inputs = joined ? k.inputSize : 0, n = k.layout.rows
-        // Written by the first product (beta 0), added to by the next.
+        let gh = k.cell.gates * k.hiddenSize
         let sums = UnsafeMutablePointer<S>.allocate(capacity: gh * ld)
         defer { sums.deallocate() }
-        var beta: S = 0
-        if !rows.isEmpty {
-            S.gemm(transA: true, transB: false, m: gh, n: ld, k: rows.count, alpha: 1, a: dGates + rows.lowerBound * gh, lda: gh,
-                   b: columns + rows.lowerBound * ld, ldb: ld, beta: 0, c: sums, ldc: ld)
-            beta = 1
-        }
-        for other in [0..<rows.lowerBound, rows.upperBound..<n] where !other.isEmpty {
-            S.gemm(transA: true, transB: false, m: gh, n: inputs + 1, k: other.count, alpha: 1, a: dGates + other.lowerBound * gh,
-                   lda: gh, b: columns + other.lowerBound * ld + h, ldb: ld, beta: beta, c: sums + h, ldc: ld)
-            beta = 1
-        }
+        writeSums(k, dGates: dGates, piece: 0..<k.layout.rows, rows: rows, columns: columns, ld: ld, joined: joined, into: sums)
         WorkerTeam.forEachHalf(gh, elements: gh * ld) { span in
             addSums(k, grads, sums, ld: ld, gateRows: span, recurrent: !rows.isEmpty, joined: joined, sharedGates: sharedGates)
+        }
+    }
+
+    /// Writes dG[piece]^T [h_prev | x | 1] into `sums` [G H, ld] (the x columns only when
+    /// `joined`): the piece's rows whose h_prev was stored (those in `rows`) with all columns,
+    /// written first, its other rows with their x and 1 columns, added (onto zeros when the piece
+    /// has no stored row; the h_prev columns then stay 0).
+    static func writeSums(_ k: Kernel, dGates: UnsafePointer<S>, piece: Range<Int>, rows: Range<Int>, columns: UnsafePointer<S>,
+                          ld: Int, joined: Bool, into sums: UnsafeMutablePointer<S>) {
+        let h = k.hiddenSize, gh = k.cell.gates * h, inputs = joined ? k.inputSize : 0
+        let stored = piece.clamped(to: rows)
+        if stored.isEmpty {
+            Memory.zero(sums, count: gh * ld)
+        } else {
+            S.gemm(transA: true, transB: false, m: gh, n: ld, k: stored.count, alpha: 1, a: dGates + stored.lowerBound * gh,
+                   lda: gh, b: columns + stored.lowerBound * ld, ldb: ld, beta: 0, c: sums, ldc: ld)
+        }
+        let before = piece.lowerBound..<Swift.max(piece.lowerBound, Swift.min(piece.upperBound, rows.lowerBound))
+        let after = Swift.min(piece.upperBound, Swift.max(piece.lowerBound, rows.upperBound))..<piece.upperBound
+        for other in [before, after] where !other.isEmpty {
+            S.gemm(transA: true, transB: false, m: gh, n: inputs + 1, k: other.count, alpha: 1, a: dGates + other.lowerBound * gh,
+                   lda: gh, b: columns + other.lowerBound * ld + h, ldb: ld, beta: 1, c: sums + h, ldc: ld)
         }
     }
 
@@ -425,9 +436,8 @@ enum RecurrentPasses<S: TensorScalar> {
     /// which piece (results are bit-reproducible for a fixed thread count).
     static func sharedGradients(_ k: Kernel, _ x: Kernel.Inputs, _ grads: Kernel.Gradients, _ sharing: ChunkSharing,
                                 dxGates: UnsafePointer<S>, dhGates: UnsafePointer<S>, rows: Range<Int>,
-                                columns: UnsafePointer<S>, ld: Int, joined: Bool) {
-        let h = k.hiddenSize, gh = k.cell.gates * h, n = k.layout.rows, i = k.inputSize
-        let inputs = joined ? i : 0
+                                columns: UnsafePointer<S>, ld: Int, joined: Bool, sharedGates: Bool) {
+        let gh = k.cell.gates * k.hiddenSize, n = k.layout.rows, i = k.inputSize
         // Weight pieces first, then the input gradient's, so that the smallest pieces come last.
         let inputPieces = grads.input == nil ? [] : SharedChunks.pieces(n, shares: inputGradientShares, multiple: 16)
         let rowPieces = SharedChunks.pieces(n, shares: inputPieces.isEmpty ? weightGradientShares : fewWeightGradientShares,
@@ -443,22 +453,8 @@ enum RecurrentPasses<S: TensorScalar> {
                        b: x.inputWeight, ldb: i, beta: 0, c: dx + r.lowerBound * i, ldc: i)
                 return
             }
-            let index = chunk, piece = rowPieces[index], target = sums + index * size
-            // Rows whose h_prev was stored take part with all columns (written first, beta 0),
-            // the others with x and 1 (added; onto zeros when the piece has no stored row).
-            let stored = piece.clamped(to: rows)
-            if stored.isEmpty {
-                Memory.zero(target, count: gh * ld)
-            } else {
-                S.gemm(transA: true, transB: false, m: gh, n: ld, k: stored.count, alpha: 1, a: dhGates + stored.lowerBound * gh,
-                       lda: gh, b: columns + stored.lowerBound * ld, ldb: ld, beta: 0, c: target, ldc: ld)
-            }
-            let before = piece.lowerBound..<Swift.max(piece.lowerBound, Swift.min(piece.upperBound, rows.lowerBound))
-            let after = Swift.min(piece.upperBound, Swift.max(piece.lowerBound, rows.upperBound))..<piece.upperBound
-            for other in [before, after] where !other.isEmpty {
-                S.gemm(transA: true, transB: false, m: gh, n: inputs + 1, k: other.count, alpha: 1, a: dhGates + other.lowerBound * gh,
-                       lda: gh, b: columns + other.lowerBound * ld + h, ldb: ld, beta: 1, c: target + h, ldc: ld)
-            }
+            let piece = rowPieces[chunk], target = sums + chunk * size
+            writeSums(k, dGates: dhGates, piece: piece, rows: rows, columns: columns, ld: ld, joined: joined, into: target)
             if !joined {
                 S.gemm(transA: true, transB: false, m: gh, n: i, k: piece.count, alpha: 1, a: dxGates + piece.lowerBound * gh,
                        lda: gh, b: x.input + piece.lowerBound * i, ldb: i, beta: 0, c: target + gh * ld, ldc: i)
@@ -479,7 +475,7 @@ enum RecurrentPasses<S: TensorScalar> {
                                  count: gates.count * i)
                 }
             }
-            addSums(k, grads, sums, ld: ld, gateRows: gates, recurrent: !rows.isEmpty, joined: joined, sharedGates: dxGates == dhGates)
+            addSums(k, grads, sums, ld: ld, gateRows: gates, recurrent: !rows.isEmpty, joined: joined, sharedGates: sharedGates)
             if !joined {
                 S.accumulate(sums + gh * ld + gates.lowerBound * i, into: grads.inputWeight + gates.lowerBound * i, count: gates.count * i)
             }

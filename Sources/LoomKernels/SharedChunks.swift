@@ -126,6 +126,7 @@ public struct ChunkSharing: @unchecked Sendable {
         self.side = side
     }
 
+    /// `SharedChunks.run` for this task's side.
     public func run(count: Int, _ body: @escaping (_ chunk: Int) -> Void) {
         chunks.run(side, count: count, body)
     }

@@ -90,9 +90,10 @@ enum FusedRecurrence {
         /// and final cell [B, H]; `nil` for the input and initial states when they are not
         /// recorded (nothing upstream wants them), which spares the kernel their work. The
         /// weights always get theirs. `outputs`: the forward pass's states (the tensor that owns
-        /// the array the kernel, made with caller outputs, wrote them into).
+        /// the array the kernel, made with caller outputs, wrote them into). `sharing` as in `forward`.
         func backward(dOutputs: UnsafePointer<S>, dHidden: UnsafePointer<S>, dCell: UnsafePointer<S>?,
-                      outputs: Tensor<S>) -> [Tensor<S>?] {
+                      outputs: Tensor<S>, sharing: ChunkSharing?) -> [Tensor<S>?] {
+            kernel.sharing = sharing
             let weightCount = 4
             let wanted = differentiable.enumerated().map { index, tensor in
                 (1...weightCount).contains(index) || tensor.isRecorded
@@ -240,9 +241,9 @@ enum FusedRecurrence {
             grads.withUnsafeMutableBufferPointer { slots in
                 // Each direction writes only its own slot.
                 eachDirection(prepared.count) { k, sharing in
-                    prepared[k].kernel.sharing = sharing
                     slots[k] = withPointers(g[k]) { p in
-                        prepared[k].backward(dOutputs: p[0], dHidden: p[1], dCell: p.count > 2 ? p[2] : nil, outputs: results[k][0])
+                        prepared[k].backward(dOutputs: p[0], dHidden: p[1], dCell: p.count > 2 ? p[2] : nil, outputs: results[k][0],
+                                             sharing: sharing)
                     }
                 }
             }
