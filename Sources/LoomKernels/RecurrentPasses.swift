@@ -5,7 +5,7 @@ import CLoomKernels
 ///
 /// Each step is a function of a range of rows (the recurrent product of those rows, then their
 /// elementwise pass): rows are independent within a step, so with the packed AVX-512 product the
-/// two halves of a step run on the two threads of `WorkerTeam`, one hand-over per step.
+/// chunks of a step run on the two threads of `WorkerTeam`, one hand-over per step.
 enum RecurrentPasses<S: TensorScalar> {
     typealias Kernel = RecurrentKernel<S>
 
@@ -70,10 +70,21 @@ enum RecurrentPasses<S: TensorScalar> {
     @inline(__always)
     static func f(_ p: UnsafePointer<S>?) -> UnsafeMutablePointer<Float>? { p.map { f($0) } }
 
-    /// Runs `body` over rows 0..<count, split across the worker team when `split`.
+    /// Runs `body` over rows 0..<count, in chunks both threads of the worker team take when
+    /// `split` (see `chunkRows`); `weights` is the number of recurrent weights each chunk's
+    /// product reads.
     @inline(__always)
-    static func parallel(_ split: Bool, _ count: Int, _ body: (Range<Int>) -> Void) {
-        if split { WorkerTeam.inHalves(count, body) } else { body(0..<count) }
+    static func parallel(_ split: Bool, _ count: Int, weights: Int, _ body: (Range<Int>) -> Void) {
+        if split { WorkerTeam.inChunks(count, size: chunkRows(count, weights: weights), body) } else { body(0..<count) }
+    }
+
+    /// Rows per chunk of a step: about 8 chunks of a multiple of 8 rows (the packed product's
+    /// tile), at least 16, when the weights fit in a core's L2 cache (up to 1 MB here: every
+    /// chunk's product reads all of them again); else, and below 64 rows, halves.
+    @inline(__always)
+    static func chunkRows(_ count: Int, weights: Int) -> Int {
+        guard count >= 64, weights * MemoryLayout<S>.stride <= 1 << 20 else { return (count + 1) / 2 }
+        return Swift.max(16, ((count + 7) / 8 + 7) / 8 * 8)
     }
 
     static func forward(_ k: Kernel, _ x: Kernel.Inputs) {
@@ -102,7 +113,7 @@ enum RecurrentPasses<S: TensorScalar> {
             let previousHidden = previous(k, x.initialHidden, t)
             let g = k.gates + offset * gh
             let skipProduct = t == 0 && k.startedFromZero
-            parallel(packed != nil && b >= 2, b) { rows in
+            parallel(packed != nil && b >= 2, b, weights: gh * h) { rows in
                 guard let first = rows.first else { return }
                 if let packedInput {
                     product(packedInput, m: rows.count, a: x.input + (offset + first) * k.inputSize, lda: k.inputSize,
@@ -299,7 +310,7 @@ enum RecurrentPasses<S: TensorScalar> {
                     target[onesColumn] = 1
                 }
             }
-            parallel(packed != nil && b >= 2, b) { rows in
+            parallel(packed != nil && b >= 2, b, weights: gh * h) { rows in
                 guard let first = rows.first else { return }
                 for r in rows {
                     backwardRow(k, x, t: t, r: r, row: offset + r, dOut: dHidden + (offset + r) * h, dh: dh + r * h, dc: dc + r * h,

@@ -120,10 +120,35 @@ public final class WorkerTeam: @unchecked Sendable {
         body(0..<count)
     }
 
+    /// Runs `body` over 0..<count in chunks of `size` rows (the last one shorter) that the
+    /// calling thread and the worker take from a shared counter until none is left, when there
+    /// is a team and it is free; else in one piece here. A thread that is behind (it started
+    /// late, or the machine's other tenants slow its core) takes fewer chunks and the other does
+    /// the rest, instead of waiting at the end for a fixed half. Each chunk must compute the same
+    /// thing on either thread, so that results do not depend on which one ran it.
+    public static func inChunks(_ count: Int, size: Int, _ body: (Range<Int>) -> Void) {
+        let chunks = size > 0 ? (count + size - 1) / size : 0
+        guard chunks > 1, let team = shared else { return body(0..<count) }
+        let next = ChunkCounter()
+        let ran = team.tryRun { _ in
+            while true {
+                let chunk = next.value.add(1, ordering: .relaxed).oldValue
+                guard chunk < chunks else { return }
+                body((chunk * size)..<Swift.min(count, (chunk + 1) * size))
+            }
+        }
+        if !ran { body(0..<count) }
+    }
+
     /// Rows `part` of `count` split in two (part 0 the first half).
     @inline(__always)
     public static func half(_ count: Int, part: Int) -> Range<Int> {
         let middle = (count + 1) / 2
         return part == 0 ? 0..<middle : middle..<count
     }
+}
+
+/// The next untaken chunk of one `WorkerTeam.inChunks` call.
+final class ChunkCounter: Sendable {
+    let value = Atomic<Int>(0)
 }

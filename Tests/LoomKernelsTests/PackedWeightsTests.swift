@@ -78,4 +78,36 @@ final class PackedWeightsTests: XCTestCase {
             }
         }
     }
+
+    func testInChunksCoversEveryRowOnceAndShares() throws {
+        guard let team = WorkerTeam.shared else { throw XCTSkip("one core: no worker team") }
+        for (count, size) in [(0, 16), (1, 16), (16, 16), (17, 16), (128, 16), (100, 16), (1000, 7)] {
+            let counts = UnsafeMutableBufferPointer<Int>.allocate(capacity: max(count, 1))
+            defer { counts.deallocate() }
+            counts.initialize(repeating: 0)
+            let caller = pthread_self()
+            var rangesOnWorker = 0
+            for _ in 0..<50 {
+                WorkerTeam.inChunks(count, size: size) { rows in
+                    // Each chunk is a whole multiple of `size` but the last; chunks do not overlap.
+                    XCTAssertEqual(rows.lowerBound % size, 0)
+                    XCTAssertTrue(rows.count == size || rows.upperBound == count)
+                    if pthread_equal(pthread_self(), caller) == 0 { rangesOnWorker += 1 }
+                    for i in rows { counts[i] += 1 }
+                    // Long enough that the worker wakes while chunks are left.
+                    let start = DispatchTime.now().uptimeNanoseconds
+                    while DispatchTime.now().uptimeNanoseconds - start < 2_000 {}
+                }
+            }
+            XCTAssertEqual(Array(counts.prefix(count)), [Int](repeating: 50, count: count), "count \(count), size \(size)")
+            if count >= 128 { XCTAssertGreaterThan(rangesOnWorker, 0, "count \(count): the worker took no chunk in 50 calls") }
+        }
+        // With the team busy (a nested call), everything runs here in one piece.
+        team.run { part in
+            guard part == 0 else { return }
+            var ranges: [Range<Int>] = []
+            WorkerTeam.inChunks(100, size: 16) { ranges.append($0) }
+            XCTAssertEqual(ranges, [0..<100])
+        }
+    }
 }

@@ -216,6 +216,46 @@ final class RecurrentTests: XCTestCase {
         }
     }
 
+    /// Steps of a one-directional layer over many rows run in chunks either thread may take
+    /// (`WorkerTeam.inChunks`, which thread takes which depends on timing): outputs and gradients
+    /// must not depend on it. Repeated runs must agree bit for bit; and a forward pass with no
+    /// product through OpenBLAS (one layer, a narrow input projected per step by the packed
+    /// kernel) must give the same outputs when this thread runs every chunk (the team busy).
+    /// (Elsewhere a busy team also changes how OpenBLAS products are split, which may round
+    /// differently: results are reproducible for a fixed thread count.)
+    func testChunkedStepsAreBitReproducible() throws {
+        let lengths = (0..<100).map { 12 - $0 % 4 }
+        let source = RandomSource(seed: 13)
+        func check<K: RecurrentCellKind>(_ kind: K.Type, inputSize: Int, layers: Int) throws {
+            let layer = try Recurrent<Float, K>(inputSize: inputSize, hiddenSize: 24, numLayers: layers, using: source)
+            let x = try Tensor<Float>.randomUniform([12, 100, inputSize], lower: -1, upper: 1, using: source)
+            let r = try Tensor<Float>.randomUniform([12, 100, 24], lower: -1, upper: 1, using: source)
+            let batch = try SequenceBatch(values: x, lengths: lengths)
+            func results() throws -> [[Float]] {
+                let leaf = x.requiringGradient()
+                let output = try layer(SequenceBatch(values: leaf, lengths: lengths)).output.values
+                let loss = try (output * r).sum()
+                return try [output.scalars] + loss.gradients(wrt: [leaf] + layer.parameters.map(\.value)).map(\.scalars)
+            }
+            let first = try results()
+            for _ in 0..<5 {
+                XCTAssertTrue(try results() == first, "\(K.self), input \(inputSize): results differ between runs")
+            }
+            guard layers == 1, let team = WorkerTeam.shared else { return }
+            let output = try withoutGradients { try layer(batch).output.values.scalars }
+            var serial: [Float]?
+            team.run { part in
+                if part == 0 { serial = try? withoutGradients { try layer(batch).output.values.scalars } }
+            }
+            XCTAssertTrue(serial == output, "\(K.self): outputs differ when one thread runs every chunk")
+        }
+        for (inputSize, layers) in [(4, 1), (4, 2), (40, 2)] {
+            try check(RNNKind.self, inputSize: inputSize, layers: layers)
+            try check(GRUKind.self, inputSize: inputSize, layers: layers)
+            try check(LSTMKind.self, inputSize: inputSize, layers: layers)
+        }
+    }
+
     func testFusedEqualsReferenceWithEveryDropoutMethod() throws {
         let dropout = RecurrentDropout(weights: 0.3, input: 0.2, state: 0.25, stateUpdate: 0.2, alwaysActive: true)
         try compareFusedWithReference(RNNKind.self, steps: 5, lengths: [5, 2, 4], inputSize: 3, hiddenSize: 4, layers: 2, bidirectional: true, dropout: dropout)
