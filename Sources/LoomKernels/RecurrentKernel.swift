@@ -31,10 +31,12 @@ public final class RecurrentKernel<S: TensorScalar> {
     public let layout: PackedLayout
 
     /// Outputs: the state after every step [N, H] (rows `outputStride` apart; the kernel's own
-    /// buffer, an external output, or the caller's array set with `useOutputs`); the final states
-    /// [B, H] (each sequence's own last step); the LSTM cell state after every step [N, H].
+    /// buffer, or the caller's memory set with `useOutputs`); the final states [B, H] (each
+    /// sequence's own last step); the LSTM cell state after every step [N, H].
     public private(set) var hidden: UnsafeMutablePointer<S>
-    /// Elements between consecutive rows of `hidden`: H, or the stride of an external output.
+    /// Elements between consecutive rows of `hidden` (and of the gradient `backward` takes for
+    /// them): H, or more when the caller's rows hold other values too (the two directions of a
+    /// bidirectional layer each writing their half of every merged row).
     public let outputStride: Int
     public let finalHidden: UnsafeMutablePointer<S>
     public let cellStates: UnsafeMutablePointer<S>
@@ -65,12 +67,10 @@ public final class RecurrentKernel<S: TensorScalar> {
     /// [N, G H] gate rows and the two [N, H] buffers are not written back to memory.
     public let isLean: Bool
 
-    /// `output`, for a lean kernel only: where the states go instead of a buffer of the kernel's
-    /// own, rows `outputStride` elements apart (the two directions of a bidirectional layer then
-    /// write their halves of each merged row in place). With `callerOutputs` the kernel has no
-    /// buffer for the states either: the caller names one with `useOutputs` before each pass.
+    /// With `callerOutputs` the kernel has no buffer for the states: the caller names the memory,
+    /// rows `outputStride` elements apart, with `useOutputs` before each pass.
     public init(cell: Cell, inputSize: Int, hiddenSize: Int, layout: PackedLayout, keepsForBackward: Bool = true,
-                output: UnsafeMutablePointer<S>? = nil, outputStride: Int? = nil, callerOutputs: Bool = false) {
+                outputStride: Int? = nil, callerOutputs: Bool = false) {
         self.cell = cell
         self.inputSize = inputSize
         self.hiddenSize = hiddenSize
@@ -86,11 +86,10 @@ public final class RecurrentKernel<S: TensorScalar> {
             if zeroed { Memory.zero(p, count: Swift.max(count, 1)) }
             return p
         }
-        precondition(output == nil || lean, "only a lean (inference) LSTM kernel writes into an external output")
         precondition((outputStride ?? h) >= h, "output rows \(outputStride ?? h) apart cannot hold \(h) states")
-        precondition(!(callerOutputs && output != nil), "an external output and caller outputs exclude each other")
+        precondition(callerOutputs || (outputStride ?? h) == h, "the kernel's own buffer holds rows H apart")
         // With caller outputs, a one-element placeholder until `useOutputs`.
-        hidden = output ?? buffer(callerOutputs ? 1 : n * h, zeroed: false)
+        hidden = buffer(callerOutputs ? 1 : n * h, zeroed: false)
         self.outputStride = outputStride ?? h
         finalHidden = buffer(b * h)
         cellStates = buffer(cell == .lstm ? (lean ? 2 * b * h : n * h) : 0, zeroed: false)
@@ -99,17 +98,17 @@ public final class RecurrentKernel<S: TensorScalar> {
         extra = buffer(cell == .rnn ? 0 : (lean ? b * h : n * h), zeroed: false)
         scratchState = buffer(b * h)
         scratchProjection = buffer(cell == .gru || lean ? b * g : 0)
-        allocations = (output == nil ? [hidden] : []) + [finalHidden, cellStates, finalCell, gates, extra, scratchState, scratchProjection]
+        allocations = [hidden, finalHidden, cellStates, finalCell, gates, extra, scratchState, scratchProjection]
     }
 
     deinit { for p in allocations { p.deallocate() } }
 
-    /// Points the state outputs [N, H] (rows H apart) at `outputs`: where the next forward pass
-    /// writes them and the next backward pass reads them back. For a kernel made with
-    /// `callerOutputs`; the caller keeps that memory alive and unchanged from the forward pass to
-    /// the backward pass (an array the results tensor owns, pointed to again for the backward).
+    /// Points the state outputs [N, H] (rows `outputStride` apart) at `outputs`: where the next
+    /// forward pass writes them and the next backward pass reads them back. For a kernel made
+    /// with `callerOutputs`; the caller keeps that memory alive and unchanged from the forward
+    /// pass to the backward pass (an array the results tensor owns, pointed to again for the
+    /// backward).
     public func useOutputs(_ outputs: UnsafeMutablePointer<S>) {
-        precondition(outputStride == hiddenSize, "caller outputs are rows H apart")
         hidden = outputs
     }
 
@@ -178,8 +177,9 @@ public final class RecurrentKernel<S: TensorScalar> {
         }
     }
 
-    /// Backpropagates `dHidden` [N, H] (gradient of every output state) and the gradients of the
-    /// final states `dFinalHidden` [B, H], `dFinalCell` [B, H] (LSTM) through the last `forward`.
+    /// Backpropagates `dHidden` [N, H] (gradient of every output state, rows `outputStride` apart
+    /// like the states) and the gradients of the final states `dFinalHidden` [B, H], `dFinalCell`
+    /// [B, H] (LSTM) through the last `forward`.
     public func backward(_ x: Inputs, dHidden: UnsafePointer<S>, dFinalHidden: UnsafePointer<S>,
                          dFinalCell: UnsafePointer<S>?, into gradients: Gradients) {
         precondition(!isLean, "this kernel was made for inference (keepsForBackward: false)")

@@ -199,7 +199,7 @@ enum RecurrentPasses<S: TensorScalar> {
     static func forwardRow(_ k: Kernel, _ x: Kernel.Inputs, _ bias: UnsafePointer<S>, t: Int, r: Int, row: Int,
                            previousHidden hp: UnsafePointer<S>) {
         let h = k.hiddenSize, gh = k.cell.gates * h
-        let gate = k.gates + row * gh, out = k.hidden + row * h
+        let gate = k.gates + row * gh, out = k.hidden + row * k.outputStride
         let update = x.updateMask.map { $0 + row * h }
         if S.self == Float.self {
             // The same formulas in C, compiled for the CPU's widest vectors (loom_cells.c).
@@ -290,11 +290,11 @@ enum RecurrentPasses<S: TensorScalar> {
 
         for t in stride(from: layout.steps - 1, through: 0, by: -1) {
             let b = layout.batchSizes[t], offset = layout.rowStart(t)
-            let previousHidden = previous(k, x.initialHidden, t)
+            let previousHidden = previous(k, x.initialHidden, t), previousRows = previousStride(k, t)
             // The (masked) state that entered this step's product, for dW_hh.
             func storePrevious(_ rows: Range<Int>) {
                 for r in rows {
-                    let source = previousHidden + r * h, target = previousStates + (offset + r) * ld
+                    let source = previousHidden + r * previousRows, target = previousStates + (offset + r) * ld
                     if let mask = x.stateMask {
                         for j in 0..<h { target[j] = source[j] * mask[r * h + j] }
                     } else {
@@ -313,8 +313,9 @@ enum RecurrentPasses<S: TensorScalar> {
             parallel(packed != nil && b >= 2, b, weights: gh * h) { rows in
                 guard let first = rows.first else { return }
                 for r in rows {
-                    backwardRow(k, x, t: t, r: r, row: offset + r, dOut: dHidden + (offset + r) * h, dh: dh + r * h, dc: dc + r * h,
-                                dxg: dxGates + (offset + r) * gh, dhg: dhGates + (offset + r) * gh, previousHidden: previousHidden + r * h)
+                    backwardRow(k, x, t: t, r: r, row: offset + r, dOut: dHidden + (offset + r) * k.outputStride, dh: dh + r * h,
+                                dc: dc + r * h, dxg: dxGates + (offset + r) * gh, dhg: dhGates + (offset + r) * gh,
+                                previousHidden: previousHidden + r * previousRows)
                 }
                 // dh[rows] += mask * (dhGates_t[rows] W_hh); rows that ended earlier keep their gradient.
                 // At the first step that product is the initial state's gradient: skipped when not wanted.

@@ -49,12 +49,11 @@ enum FusedRecurrence {
         var b: Int { kernel.layout.batch }
         var h: Int { kernel.hiddenSize }
 
-        init(_ d: Direction<S>, recording: Bool, output: UnsafeMutablePointer<S>? = nil, outputStride: Int? = nil,
-             callerOutputs: Bool = false) {
+        /// A kernel writing its states where the caller says (`useOutputs`), rows `outputStride` apart.
+        init(_ d: Direction<S>, recording: Bool, outputStride: Int) {
             let b = d.layout.batch, h = d.initialHidden.shape[1]
             kernel = RecurrentKernel<S>(cell: d.cell, inputSize: d.input.shape[1], hiddenSize: h, layout: d.layout,
-                                        keepsForBackward: recording, output: output, outputStride: outputStride,
-                                        callerOutputs: callerOutputs)
+                                        keepsForBackward: recording, outputStride: outputStride, callerOutputs: true)
             let c0 = d.cell == .lstm ? (d.initialCell ?? Tensor.zeros(unchecked: [b, h])) : nil
             differentiable = [d.input] + d.weights + [d.initialHidden] + (c0.map { [$0] } ?? [])
             masks = [d.stateMask, d.updateMask].compactMap { $0 }
@@ -78,21 +77,20 @@ enum FusedRecurrence {
             withPointers(differentiable + masks) { p in kernel.forward(inputs(p)) }
         }
 
-        /// The results, copied out of the kernel's buffers: outputs [N, H] (unless not wanted),
-        /// final hidden and cell [B, H].
-        func results(includingOutputs: Bool = true) -> [Tensor<S>] {
-            (includingOutputs ? [Tensor(unchecked: [n, h], scalars: Memory.array(copying: kernel.hidden, count: n * h))] : [])
-                + [Tensor(unchecked: [b, h], scalars: Memory.array(copying: kernel.finalHidden, count: b * h))]
+        /// The final hidden and cell states [B, H], copied out of the kernel's buffers.
+        func finals() -> [Tensor<S>] {
+            [Tensor(unchecked: [b, h], scalars: Memory.array(copying: kernel.finalHidden, count: b * h))]
                 + (hasCell ? [Tensor(unchecked: [b, h], scalars: Memory.array(copying: kernel.finalCell, count: b * h))] : [])
         }
 
-        /// The gradients of `differentiable` from the gradients of the outputs [N, H], final hidden
-        /// and final cell [B, H]; `nil` for the input and initial states when they are not
-        /// recorded (nothing upstream wants them), which spares the kernel their work. The
-        /// weights always get theirs. `outputs`: the forward pass's states (the tensor that owns
-        /// the array the kernel, made with caller outputs, wrote them into). `sharing` as in `forward`.
+        /// The gradients of `differentiable` from the gradients of the outputs [N, H] (rows
+        /// `outputStride` apart, like the states), final hidden and final cell [B, H]; `nil` for
+        /// the input and initial states when they are not recorded (nothing upstream wants
+        /// them), which spares the kernel their work. The weights always get theirs. `outputs`:
+        /// the tensor that owns the array the forward pass wrote the states into, this
+        /// direction's first state at `offset`. `sharing` as in `forward`.
         func backward(dOutputs: UnsafePointer<S>, dHidden: UnsafePointer<S>, dCell: UnsafePointer<S>?,
-                      outputs: Tensor<S>, sharing: ChunkSharing?) -> [Tensor<S>?] {
+                      outputs: Tensor<S>, offset: Int, sharing: ChunkSharing?) -> [Tensor<S>?] {
             kernel.sharing = sharing
             let weightCount = 4
             let wanted = differentiable.enumerated().map { index, tensor in
@@ -105,7 +103,7 @@ enum FusedRecurrence {
                                     zeroed: { $0 != 0 }) { buffers in
                 withPointers(differentiable + masks + [outputs]) { p in
                     // The states, last: only read by the backward pass.
-                    if let last = p.last { kernel.useOutputs(UnsafeMutablePointer(mutating: last)) }
+                    if let last = p.last { kernel.useOutputs(UnsafeMutablePointer(mutating: last) + offset) }
                     kernel.backward(
                         inputs(p), dHidden: dOutputs, dFinalHidden: dHidden, dFinalCell: hasCell ? dCell : nil,
                         into: .init(input: buffers[0], inputWeight: buffers[1]!, recurrentWeight: buffers[2]!,
@@ -180,28 +178,6 @@ enum FusedRecurrence {
         }
     }
 
-    /// Both directions of a bidirectional LSTM layer off the tape over full-length sequences
-    /// (Float: lean kernels), their outputs concatenated: each kernel writes its half of every
-    /// row of the [N, 2 H] result in place, so the outputs are neither copied out of the kernels
-    /// nor concatenated afterwards. The reverse direction's steps are stored in reverse, so its
-    /// rows line up with the forward direction's. Returns the merged outputs and, per
-    /// direction, the final hidden and cell states [B, H].
-    static func runConcatenated<S: TensorScalar>(_ directions: [Direction<S>]) -> (outputs: Tensor<S>, finals: [(hidden: Tensor<S>, cell: Tensor<S>?)]) {
-        precondition(directions.count == 2 && directions[0].layout.rows == directions[1].layout.rows)
-        let n = directions[0].layout.rows, h = directions[0].initialHidden.shape[1]
-        var finals: [(hidden: Tensor<S>, cell: Tensor<S>?)] = []
-        // Every element is written: each direction writes all N rows of its half.
-        let merged: [S] = Memory.fullyWritten(n * 2 * h) { out in
-            let prepared = directions.enumerated().map { k, d in Prepared(d, recording: false, output: out + k * h, outputStride: 2 * h) }
-            eachDirection(2) { k, sharing in prepared[k].forward(sharing) }
-            finals = prepared.map { d in
-                let results = d.results(includingOutputs: false)
-                return (results[0], results.count > 1 ? results[1] : nil)
-            }
-        }
-        return (Tensor(unchecked: [n, 2 * h], scalars: merged), finals)
-    }
-
     /// Runs layer directions over packed rows; on the tape, one backward pass for all of them.
     ///
     /// Shapes per direction: input [N, I] packed by `layout`; weights [G H, I], [G H, H], [G H],
@@ -209,71 +185,94 @@ enum FusedRecurrence {
     /// updateMask [N, H]. Returns per direction (outputs [N, H], final hidden [B, H], final
     /// cell [B, H] or nil). Two directions run concurrently forward and backward.
     static func runAll<S: TensorScalar>(_ directions: [Direction<S>]) throws -> [(outputs: Tensor<S>, hidden: Tensor<S>, cell: Tensor<S>?)] {
+        let run = runDirections(directions, merged: false)
+        return zip(run.outputs, run.finals).map { outputs, finals in (outputs, finals[0], finals.count > 1 ? finals[1] : nil) }
+    }
+
+    /// The directions of a bidirectional layer like `runAll`, over layouts with the same rows
+    /// (full-length sequences, the reverse direction's steps stored in reverse so that its rows
+    /// line up with the forward one's), their states merged by concatenation: each kernel writes
+    /// its H columns of every row of the [N, D H] outputs in place, and reads its columns of
+    /// their gradient, so the states are neither copied out of the kernels nor concatenated,
+    /// and their gradient is not split. Returns the merged outputs and, per direction, the final
+    /// hidden and cell states [B, H].
+    static func runMerged<S: TensorScalar>(_ directions: [Direction<S>]) -> (outputs: Tensor<S>, finals: [(hidden: Tensor<S>, cell: Tensor<S>?)]) {
+        precondition(directions.allSatisfy { $0.layout.rows == directions[0].layout.rows }, "merged directions need the same rows")
+        let run = runDirections(directions, merged: true)
+        return (run.outputs[0], run.finals.map { ($0[0], $0.count > 1 ? $0[1] : nil) })
+    }
+
+    /// `runAll` (one [N, H] outputs tensor per direction) and `runMerged` (one [N, D H]): the
+    /// outputs, and per direction its final hidden and cell states.
+    static func runDirections<S: TensorScalar>(_ directions: [Direction<S>], merged: Bool) -> (outputs: [Tensor<S>], finals: [[Tensor<S>]]) {
         let recording = isRecording(directions)
-        let prepared = directions.map { Prepared($0, recording: recording, callerOutputs: true) }
-        // Each direction's states [N, H] go straight into the array its outputs tensor will own
-        // (every row is written), not into a kernel buffer copied out afterwards.
-        let counts: [Int?] = prepared.map { $0.n * $0.h }
-        let outputs: [[S]?] = makeArrays(counts, zeroed: { _ in false }) { (p: [UnsafeMutablePointer<S>?]) in
-            for (d, base) in zip(prepared, p) { if let base { d.kernel.useOutputs(base) } }
+        let h = directions.first?.initialHidden.shape[1] ?? 0, width = merged ? directions.count * h : h
+        let prepared = directions.map { Prepared($0, recording: recording, outputStride: width) }
+        // The states go straight into the arrays the outputs tensors will own (every row is
+        // written in full), not into kernel buffers copied out afterwards.
+        let counts: [Int?] = merged ? [(prepared.first?.n ?? 0) * width] : prepared.map { $0.n * $0.h }
+        let arrays: [[S]?] = makeArrays(counts, zeroed: { _ in false }) { (p: [UnsafeMutablePointer<S>?]) in
+            for (k, d) in prepared.enumerated() {
+                if let base = merged ? p[0].map({ $0 + k * h }) : p[k] { d.kernel.useOutputs(base) }
+            }
             eachDirection(prepared.count) { k, sharing in prepared[k].forward(sharing) }
         }
-        let results = prepared.enumerated().map { k, d in
-            [Tensor(unchecked: [d.n, d.h], scalars: outputs[k] ?? [])] + d.results(includingOutputs: false)
-        }
-        guard recording else {
-            // Nothing to record: the results as they are.
-            return results.map { r in (r[0], r[1], r.count > 2 ? r[2] : nil) }
-        }
+        let outputs = merged ? [Tensor(unchecked: [prepared.first?.n ?? 0, width], scalars: arrays[0] ?? [])]
+            : prepared.enumerated().map { k, d in Tensor(unchecked: [d.n, d.h], scalars: arrays[k] ?? []) }
+        let finals = prepared.map { $0.finals() }
+        // Nothing to record: the results as they are.
+        guard recording else { return (outputs, finals) }
         // One tape record per result, each over a shared empty record that stands for the
         // kernels: a result's pullback files its gradient in `received` (the tape visits every
         // result before the shared record, which they all depend on), then the shared record's
         // pullback runs the kernels' backward passes once with all of them. No result needs a
-        // copy into, or a slice out of, one flat output.
-        let received = ReceivedGradients<S>(counts: results.map { $0.count })
+        // copy into, or a slice out of, one flat output. Slot 0 holds the outputs' gradients,
+        // slot 1 + k direction k's final states'.
+        let received = ReceivedGradients<S>(counts: [outputs.count] + finals.map { $0.count })
         let kernels = Tensor<S>(unchecked: [0], scalars: []).recorded(from: prepared.flatMap { $0.differentiable }) { _ in
             // Every result's gradient (zeros for one the loss does not reach), taken here, before
-            // the two directions run concurrently.
-            let g = prepared.enumerated().map { k, d in
-                (0..<(d.hasCell ? 3 : 2)).map { i in received.take(k, i) ?? Tensor.zeros(unchecked: i == 0 ? [d.n, d.h] : [d.b, d.h]) }
+            // the directions run concurrently.
+            let dOutputs = outputs.enumerated().map { i, o in received.take(0, i) ?? Tensor.zeros(unchecked: o.shape) }
+            let dFinals = prepared.enumerated().map { k, d in
+                finals[k].indices.map { i in received.take(1 + k, i) ?? Tensor.zeros(unchecked: [d.b, d.h]) }
             }
             var grads = [[Tensor<S>?]](repeating: [], count: prepared.count)
             grads.withUnsafeMutableBufferPointer { slots in
                 // Each direction writes only its own slot.
                 eachDirection(prepared.count) { k, sharing in
-                    slots[k] = withPointers(g[k]) { p in
-                        prepared[k].backward(dOutputs: p[0], dHidden: p[1], dCell: p.count > 2 ? p[2] : nil, outputs: results[k][0],
-                                             sharing: sharing)
+                    let (states, offset) = merged ? (0, k * h) : (k, 0)
+                    slots[k] = withPointers([dOutputs[states]] + dFinals[k]) { p in
+                        prepared[k].backward(dOutputs: p[0] + offset, dHidden: p[1], dCell: p.count > 2 ? p[2] : nil,
+                                             outputs: outputs[states], offset: offset, sharing: sharing)
                     }
                 }
             }
             return grads.flatMap { $0 }
         }
         let empty = Tensor<S>(unchecked: [0], scalars: [])
-        return results.enumerated().map { k, r in
-            let recorded = r.enumerated().map { i, value in
-                value.recorded(from: [kernels]) { g in
-                    received.file(g, k, i)
-                    return [empty]
-                }
+        func record(_ value: Tensor<S>, slot: Int, index: Int) -> Tensor<S> {
+            value.recorded(from: [kernels]) { g in
+                received.file(g, slot, index)
+                return [empty]
             }
-            return (recorded[0], recorded[1], recorded.count > 2 ? recorded[2] : nil)
         }
+        return (outputs.enumerated().map { i, o in record(o, slot: 0, index: i) },
+                finals.enumerated().map { k, f in f.enumerated().map { i, value in record(value, slot: 1 + k, index: i) } })
     }
 }
 
-/// The gradients that reached the results of `FusedRecurrence.runAll`, per direction and result,
-/// until the kernels' shared record takes them.
+/// The gradients that reached the results of `FusedRecurrence.runDirections`, per slot (a group
+/// of results) and result, until the kernels' shared record takes them.
 final class ReceivedGradients<S: TensorScalar>: @unchecked Sendable {
     private var slots: [[Tensor<S>?]]
 
     init(counts: [Int]) { slots = counts.map { [Tensor<S>?](repeating: nil, count: $0) } }
 
-    func file(_ g: Tensor<S>, _ direction: Int, _ result: Int) { slots[direction][result] = g }
+    func file(_ g: Tensor<S>, _ slot: Int, _ result: Int) { slots[slot][result] = g }
 
     /// The gradient filed for a result (nil when none reached it), handed over once.
-    func take(_ direction: Int, _ result: Int) -> Tensor<S>? {
-        defer { slots[direction][result] = nil }
-        return slots[direction][result]
+    func take(_ slot: Int, _ result: Int) -> Tensor<S>? {
+        defer { slots[slot][result] = nil }
+        return slots[slot][result]
     }
 }

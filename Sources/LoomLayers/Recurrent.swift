@@ -161,11 +161,11 @@ public struct Recurrent<Scalar: TensorScalar, Kind: RecurrentCellKind> {
                                                           recurrentWeight: recurrentWeight, masks: m))
                 }
             }
-            if fusedDirections.count == 2, merge == .concatenate, packing.isFull, input.steps > 0, batch > 0, layerMasks == nil, cell == .lstm,
-               Scalar.self == Float.self, !FusedRecurrence.isRecording(fusedDirections) {
-                // Inference over full-length sequences: the two directions write the merged
-                // outputs in place (no copies out of the kernels, no concatenation).
-                let (merged, finals) = FusedRecurrence.runConcatenated(fusedDirections)
+            if fusedDirections.count == 2, merge == .concatenate, packing.isFull {
+                // Full-length sequences: the two directions write their halves of the merged
+                // outputs in place and read their halves of its gradient (no copies out of the
+                // kernels, no concatenation, no split of the gradient).
+                let (merged, finals) = FusedRecurrence.runMerged(fusedDirections)
                 for final in finals {
                     finalHidden.append(final.hidden)
                     if let c = final.cell { finalCell.append(c) }

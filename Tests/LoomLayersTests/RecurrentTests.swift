@@ -265,6 +265,10 @@ final class RecurrentTests: XCTestCase {
         try compareFusedWithReference(RNNKind.self, steps: 5, lengths: [5, 2, 4], inputSize: 2, hiddenSize: 5, layers: 1, bidirectional: true, dropout: dropout)
         try compareFusedWithReference(LSTMKind.self, steps: 5, lengths: [5, 2, 4], inputSize: 2, hiddenSize: 5, layers: 1, bidirectional: true, dropout: dropout)
         try compareFusedWithReference(GRUKind.self, steps: 4, lengths: [4, 3], inputSize: 2, hiddenSize: 3, layers: 2, bidirectional: true, merge: .mean)
+        // Full length: the directions write their halves of the merged outputs, masks and all.
+        try compareFusedWithReference(RNNKind.self, steps: 4, lengths: [4, 4, 4], inputSize: 3, hiddenSize: 4, layers: 2, bidirectional: true, dropout: dropout)
+        try compareFusedWithReference(GRUKind.self, steps: 4, lengths: [4, 4, 4], inputSize: 3, hiddenSize: 4, layers: 2, bidirectional: true, dropout: dropout)
+        try compareFusedWithReference(LSTMKind.self, steps: 4, lengths: [4, 4, 4], inputSize: 3, hiddenSize: 4, layers: 2, bidirectional: true, dropout: dropout)
     }
 
     /// Finite differences over inputs, initial states and parameters, dropout masks fixed.
