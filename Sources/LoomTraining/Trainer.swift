@@ -110,6 +110,10 @@ public final class Trainer<Scalar: TensorScalar, Example, Batch> {
     public var shouldStop: (() -> Bool)?
     public var onEpochStart: ((_ epoch: Int) -> Void)?
     public var onEpochEnd: ((EpochRecord) -> Void)?
+    /// Checked after every epoch (after `onEpochEnd` and its checkpoint): `fit` returns once it is
+    /// true for the epoch's record, e.g. when a target metric is reached; the progress line still
+    /// counts against the planned `epochs`.
+    public var stopAfterEpoch: ((EpochRecord) -> Bool)?
 
     public init(parameters: [Parameter<Scalar>], optimizer: any Optimizer<Scalar>, options: TrainerOptions = TrainerOptions(),
                 randomSource: RandomSource = .shared, length: @escaping (Example) -> Int,
@@ -279,6 +283,7 @@ public final class Trainer<Scalar: TensorScalar, Example, Batch> {
             }
             onEpochEnd?(record)
             try saveCheckpoint(epochGenerator: generator, nextBatch: 0)
+            if stopAfterEpoch?(record) == true { break }
             if let patience = options.earlyStoppingPatience, epochsWithoutImprovement >= patience {
                 if options.showProgress { progress.line("early stopping: no validation improvement for \(patience) epochs") }
                 break

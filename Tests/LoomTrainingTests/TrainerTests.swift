@@ -31,6 +31,17 @@ final class TrainerTests: XCTestCase {
         XCTAssertLessThan(history.last!.trainLoss, 1e-3, "\(history.map(\.trainLoss))")
         XCTAssertEqual(model.weight.data.scalars[0], 3, accuracy: 0.05)
     }
+
+    func testStopAfterEpochEndsFitAtThatEpoch() throws {
+        let (_, trainer, _) = try regression()
+        var seen: [Int] = []
+        trainer.onEpochEnd = { seen.append($0.epoch) }
+        trainer.stopAfterEpoch = { $0.epoch == 4 }
+        let history = try trainer.fit(train: Array(0..<256), epochs: 30)
+        XCTAssertEqual(history.map(\.epoch), [1, 2, 3, 4])
+        XCTAssertEqual(seen, [1, 2, 3, 4])
+        XCTAssertEqual(trainer.epoch, 4)
+    }
 }
 
 extension TrainerTests {

@@ -66,11 +66,9 @@ struct Addition: ParsableCommand {
             if reached == nil, let exact = record.validationMetrics["exact_match"], exact >= target { reached = record.epoch }
         }
         let start = Date()
-        var history: [EpochRecord] = []
-        // Epoch by epoch so that reaching the target ends the run at an epoch boundary.
-        while trainer.epoch < epochs && reached == nil {
-            history = try trainer.fit(train: train, validation: held, epochs: trainer.epoch + 1)
-        }
+        // Reaching the target ends the run at that epoch's end.
+        trainer.stopAfterEpoch = { _ in reached != nil }
+        let history = try trainer.fit(train: train, validation: held, epochs: epochs)
         let seconds = Date().timeIntervalSince(start)
         // The last epoch's validation decoded every held-out pair with these final weights.
         let final = history.last?.validationMetrics ?? [:]
