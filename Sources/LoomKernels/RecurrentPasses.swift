@@ -78,6 +78,20 @@ enum RecurrentPasses<S: TensorScalar> {
         if split { WorkerTeam.inChunks(count, size: chunkRows(count, weights: weights), body) } else { body(0..<count) }
     }
 
+    /// Runs `body` over the rows 0..<count of one step (see `parallel`); for one direction of a
+    /// bidirectional layer whose other direction has already ended (its thread then only helps,
+    /// see `SharedChunks`), in two chunks on the kernel's `sharing`, so that the thread that is
+    /// ahead takes half of each remaining step instead of waiting for this one to finish.
+    @inline(__always)
+    static func step(_ k: Kernel, split: Bool, _ count: Int, weights: Int, _ body: @escaping (Range<Int>) -> Void) {
+        if split, count >= 16, let sharing = k.sharing, sharing.otherHasEnded {
+            let middle = (count / 2 + 7) / 8 * 8
+            sharing.run(count: 2) { chunk in body(chunk == 0 ? 0..<middle : middle..<count) }
+            return
+        }
+        parallel(split, count, weights: weights, body)
+    }
+
     /// Rows per chunk of a step: about 8 chunks of a multiple of 8 rows (the packed product's
     /// tile), at least 16, when the weights fit in a core's L2 cache (up to 1 MB here: every
     /// chunk's product reads all of them again); else, and below 64 rows, halves.
@@ -113,7 +127,7 @@ enum RecurrentPasses<S: TensorScalar> {
             let previousHidden = previous(k, x.initialHidden, t)
             let g = k.gates + offset * gh
             let skipProduct = t == 0 && k.startedFromZero
-            parallel(packed != nil && b >= 2, b, weights: gh * h) { rows in
+            step(k, split: packed != nil && b >= 2, b, weights: gh * h) { rows in
                 guard let first = rows.first else { return }
                 if let packedInput {
                     product(packedInput, m: rows.count, a: x.input + (offset + first) * k.inputSize, lda: k.inputSize,
@@ -310,7 +324,7 @@ enum RecurrentPasses<S: TensorScalar> {
                     target[onesColumn] = 1
                 }
             }
-            parallel(packed != nil && b >= 2, b, weights: gh * h) { rows in
+            step(k, split: packed != nil && b >= 2, b, weights: gh * h) { rows in
                 guard let first = rows.first else { return }
                 for r in rows {
                     backwardRow(k, x, t: t, r: r, row: offset + r, dOut: dHidden + (offset + r) * k.outputStride, dh: dh + r * h,

@@ -10,7 +10,9 @@ import Synchronization
 /// other in one step), and a training step lost 10-50 ms per layer that way. A task posts each
 /// batch of chunks (`run`) and takes chunks, its own first, then the other task's, until neither
 /// has any left untaken; at its end (`end`) it keeps taking the other's until that one ends too.
-/// Work flows to whichever thread is free; nothing waits for a thread that is behind.
+/// Work flows to whichever thread is free; nothing waits for a thread that is behind. A task
+/// whose partner has ended (`hasEnded`: its thread only helps now) may also post small batches,
+/// such as the two halves of each recurrent step it has left.
 ///
 /// Which thread runs which chunk depends on timing, so a chunk must compute the same thing
 /// wherever it runs: results that add chunks together add them in an order of their own (by
@@ -23,6 +25,8 @@ public final class SharedChunks: @unchecked Sendable {
         let word = Atomic<Int>(0)
         let completed = Atomic<Int>(0)
         let active = Atomic<Bool>(false)
+        /// Set by `end` (and cleared by `begin`): the task has finished and its thread only helps.
+        let ended = Atomic<Bool>(false)
         /// Set before its batch is published, cleared after all its chunks are complete.
         var body: ((_ chunk: Int) -> Void)?
     }
@@ -36,7 +40,14 @@ public final class SharedChunks: @unchecked Sendable {
 
     /// Marks task `side` (0 or 1) as running: the other task's `end` helps it until its own `end`.
     public func begin(_ side: Int) {
+        sides[side].ended.store(false, ordering: .relaxed)
         sides[side].active.store(true, ordering: .sequentiallyConsistent)
+    }
+
+    /// Whether task `side` has ended (`end`): its thread then does nothing but take the other
+    /// task's chunks, so that the other may cut even small jobs into chunks for it.
+    public func hasEnded(_ side: Int) -> Bool {
+        sides[side].ended.load(ordering: .relaxed)
     }
 
     /// Runs `body(chunk)` once for every chunk in 0..<count and returns when all are
@@ -69,6 +80,7 @@ public final class SharedChunks: @unchecked Sendable {
     /// Ends task `side`: takes the other task's chunks until that task has ended too (the time
     /// would otherwise go to waiting for it). Returns at once when the other task is not running.
     public func end(_ side: Int) {
+        sides[side].ended.store(true, ordering: .relaxed)
         sides[side].active.store(false, ordering: .sequentiallyConsistent)
         let other = sides[1 - side]
         while other.active.load(ordering: .sequentiallyConsistent) {
@@ -125,6 +137,9 @@ public struct ChunkSharing: @unchecked Sendable {
         self.chunks = chunks
         self.side = side
     }
+
+    /// Whether the other task has ended (`SharedChunks.hasEnded`).
+    public var otherHasEnded: Bool { chunks.hasEnded(1 - side) }
 
     /// `SharedChunks.run` for this task's side.
     public func run(count: Int, _ body: @escaping (_ chunk: Int) -> Void) {

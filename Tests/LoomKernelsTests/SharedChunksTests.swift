@@ -104,4 +104,18 @@ final class SharedChunksTests: XCTestCase {
         guard onWorker.load(ordering: .sequentiallyConsistent) else { throw XCTSkip("the worker did not take its part within a second") }
         XCTAssertGreaterThan(helped.load(ordering: .relaxed), 0)
     }
+
+    func testEndedIsSetByEndAndClearedByBegin() {
+        let chunks = SharedChunks()
+        XCTAssertFalse(chunks.hasEnded(0))
+        XCTAssertFalse(chunks.hasEnded(1))
+        chunks.begin(0)
+        XCTAssertFalse(chunks.hasEnded(0))
+        chunks.end(0)  // the other task is not running: returns at once
+        XCTAssertTrue(chunks.hasEnded(0))
+        XCTAssertTrue(ChunkSharing(chunks, side: 1).otherHasEnded)
+        XCTAssertFalse(ChunkSharing(chunks, side: 0).otherHasEnded)
+        chunks.begin(0)
+        XCTAssertFalse(chunks.hasEnded(0))
+    }
 }
