@@ -4,8 +4,9 @@ import CLoomKernels
 /// concrete type from the kernel's entry points) and Double.
 ///
 /// Each step is a function of a range of rows (the recurrent product of those rows, then their
-/// elementwise pass): rows are independent within a step, so with the packed AVX-512 product the
-/// chunks of a step run on the two threads of `WorkerTeam`, one hand-over per step.
+/// elementwise pass). Row r of a step depends only on row r of the step before, so with the
+/// packed AVX-512 product a one-directional layer runs pieces of rows through every step on the
+/// two threads of `WorkerTeam`, one hand-over per pass (`steps`).
 enum RecurrentPasses<S: TensorScalar> {
     typealias Kernel = RecurrentKernel<S>
 
@@ -92,6 +93,45 @@ enum RecurrentPasses<S: TensorScalar> {
         parallel(split, count, weights: weights, body)
     }
 
+    /// Runs `stepRows(t, rows)` for every step t (from the last one back when `reversed`) over
+    /// the rows of its running sequences. Row r of a step reads only row r of the step before,
+    /// so when `split` (the packed product) and the team is free (a one-directional layer),
+    /// both threads take pieces of rows (`sweepPieces`) and run each through every step, with no
+    /// hand-over between steps; one direction of a bidirectional layer, whose other direction
+    /// runs on the other thread, goes step by step (`step`).
+    static func steps(_ k: Kernel, split: Bool, reversed: Bool, weights: Int,
+                      _ stepRows: @escaping (_ t: Int, _ rows: Range<Int>) -> Void) {
+        let layout = k.layout, count = layout.steps
+        let batch = layout.batchSizes.first ?? 0
+        if split, k.sharing == nil, batch >= 2 {
+            WorkerTeam.inPieces(sweepPieces(batch, weights: weights)) { rows in
+                for i in 0..<count {
+                    let t = reversed ? count - 1 - i : i
+                    let running = rows.clamped(to: 0..<layout.batchSizes[t])
+                    if !running.isEmpty { stepRows(t, running) }
+                }
+            }
+            return
+        }
+        for i in 0..<count {
+            let t = reversed ? count - 1 - i : i
+            let b = layout.batchSizes[t]
+            step(k, split: split && b >= 2, b, weights: weights) { rows in stepRows(t, rows) }
+        }
+    }
+
+    /// Shares of the rows in the pieces of a sweep: two quarters, two eighths, four sixteenths,
+    /// smaller towards the end so that both threads run out of work at nearly the same time.
+    static var sweepShares: [Double] { [0.25, 0.25, 0.125, 0.125, 0.0625, 0.0625, 0.0625, 0.0625] }
+
+    /// Pieces of rows for `steps`: `sweepShares` in multiples of 8 rows (the packed product's
+    /// tile) when the recurrent weights fit in a core's L2 cache (up to 1 MB here: each piece's
+    /// products read all of them again every step) and there are at least 32 rows; else halves.
+    static func sweepPieces(_ count: Int, weights: Int) -> [Range<Int>] {
+        guard count >= 32, weights * MemoryLayout<S>.stride <= 1 << 20 else { return SharedChunks.pieces(count, shares: [0.5, 0.5]) }
+        return SharedChunks.pieces(count, shares: sweepShares, multiple: 8)
+    }
+
     /// Rows per chunk of a step: about 8 chunks of a multiple of 8 rows (the packed product's
     /// tile), at least 16, when the weights fit in a core's L2 cache (up to 1 MB here: every
     /// chunk's product reads all of them again); else, and below 64 rows, halves.
@@ -122,58 +162,60 @@ enum RecurrentPasses<S: TensorScalar> {
         // state mask multiplies that state, so it stays 0 too.
         let first = layout.batchSizes.first ?? 0
         k.startedFromZero = (0..<(first * h)).allSatisfy { x.initialHidden[$0] == 0 }
-        for t in 0..<layout.steps {
-            let b = layout.batchSizes[t], offset = layout.rowStart(t)
+        let startedFromZero = k.startedFromZero
+        steps(k, split: packed != nil, reversed: false, weights: gh * h) { t, rows in
+            guard let first = rows.first else { return }
+            let offset = layout.rowStart(t)
             let previousHidden = previous(k, x.initialHidden, t)
             let g = k.gates + offset * gh
-            let skipProduct = t == 0 && k.startedFromZero
-            step(k, split: packed != nil && b >= 2, b, weights: gh * h) { rows in
-                guard let first = rows.first else { return }
-                if let packedInput {
-                    product(packedInput, m: rows.count, a: x.input + (offset + first) * k.inputSize, lda: k.inputSize,
-                            weights: x.inputWeight, transposeW: true, n: gh, k: k.inputSize, beta: 0, c: g + first * gh, ldc: gh)
-                }
-                // The state entering the recurrent product, masked by variational state dropout.
-                let stride = previousStride(k, t)
-                var recurrentInput = previousHidden + first * stride, inputStride = stride
-                if let mask = x.stateMask {
-                    for r in rows {
-                        for j in 0..<h { k.scratchState[r * h + j] = previousHidden[r * stride + j] * mask[r * h + j] }
-                    }
-                    recurrentInput = UnsafePointer(k.scratchState + first * h)
-                    inputStride = h
-                }
-                if k.isLean {
-                    // The h side to the cached scratch (0 at a skipped first step: no h side).
-                    if !skipProduct {
-                        product(packed, m: rows.count, a: recurrentInput, lda: inputStride, weights: x.recurrentWeight, transposeW: true,
-                                n: gh, k: h, beta: 0, c: k.scratchProjection + first * gh, ldc: gh)
-                    }
-                    let cp = previousCell(k, x, t), c = leanCell(k, t)
-                    for r in rows {
-                        let hs = k.scratchProjection + r * gh
-                        loom_lstm_forward_row_split(f(g + r * gh), skipProduct ? nil : f(hs), f(hs), f(bias), f(cp + r * h),
-                                                    f(c + r * h), f(k.extra + r * h), f(k.hidden + (offset + r) * k.outputStride),
-                                                    f(x.updateMask.map { $0 + (offset + r) * h }), h)
-                    }
-                    return
-                }
-                switch k.cell {
-                case .rnn, .lstm:
-                    if !skipProduct {
-                        product(packed, m: rows.count, a: recurrentInput, lda: inputStride, weights: x.recurrentWeight, transposeW: true,
-                                n: gh, k: h, beta: 1, c: g + first * gh, ldc: gh)
-                    }
-                case .gru:
-                    for r in rows { Memory.copy(x.recurrentBias, to: k.scratchProjection + r * gh, count: gh) }
-                    if !skipProduct {
-                        product(packed, m: rows.count, a: recurrentInput, lda: inputStride, weights: x.recurrentWeight, transposeW: true,
-                                n: gh, k: h, beta: 1, c: k.scratchProjection + first * gh, ldc: gh)
-                    }
-                }
-                for r in rows { forwardRow(k, x, bias, t: t, r: r, row: offset + r, previousHidden: previousHidden + r * stride) }
+            let skipProduct = t == 0 && startedFromZero
+            if let packedInput {
+                product(packedInput, m: rows.count, a: x.input + (offset + first) * k.inputSize, lda: k.inputSize,
+                        weights: x.inputWeight, transposeW: true, n: gh, k: k.inputSize, beta: 0, c: g + first * gh, ldc: gh)
             }
-            // Sequences whose last step this is hand over their final state.
+            // The state entering the recurrent product, masked by variational state dropout.
+            let stride = previousStride(k, t)
+            var recurrentInput = previousHidden + first * stride, inputStride = stride
+            if let mask = x.stateMask {
+                for r in rows {
+                    for j in 0..<h { k.scratchState[r * h + j] = previousHidden[r * stride + j] * mask[r * h + j] }
+                }
+                recurrentInput = UnsafePointer(k.scratchState + first * h)
+                inputStride = h
+            }
+            if k.isLean {
+                // The h side to the cached scratch (0 at a skipped first step: no h side).
+                if !skipProduct {
+                    product(packed, m: rows.count, a: recurrentInput, lda: inputStride, weights: x.recurrentWeight, transposeW: true,
+                            n: gh, k: h, beta: 0, c: k.scratchProjection + first * gh, ldc: gh)
+                }
+                let cp = previousCell(k, x, t), c = leanCell(k, t)
+                for r in rows {
+                    let hs = k.scratchProjection + r * gh
+                    loom_lstm_forward_row_split(f(g + r * gh), skipProduct ? nil : f(hs), f(hs), f(bias), f(cp + r * h),
+                                                f(c + r * h), f(k.extra + r * h), f(k.hidden + (offset + r) * k.outputStride),
+                                                f(x.updateMask.map { $0 + (offset + r) * h }), h)
+                }
+                return
+            }
+            switch k.cell {
+            case .rnn, .lstm:
+                if !skipProduct {
+                    product(packed, m: rows.count, a: recurrentInput, lda: inputStride, weights: x.recurrentWeight, transposeW: true,
+                            n: gh, k: h, beta: 1, c: g + first * gh, ldc: gh)
+                }
+            case .gru:
+                for r in rows { Memory.copy(x.recurrentBias, to: k.scratchProjection + r * gh, count: gh) }
+                if !skipProduct {
+                    product(packed, m: rows.count, a: recurrentInput, lda: inputStride, weights: x.recurrentWeight, transposeW: true,
+                            n: gh, k: h, beta: 1, c: k.scratchProjection + first * gh, ldc: gh)
+                }
+            }
+            for r in rows { forwardRow(k, x, bias, t: t, r: r, row: offset + r, previousHidden: previousHidden + r * stride) }
+        }
+        // Sequences hand over their final state, that of their last step.
+        for t in 0..<layout.steps {
+            let b = layout.batchSizes[t], offset = layout.rowStart(t)
             let next = t + 1 < layout.steps ? layout.batchSizes[t + 1] : 0
             for r in next..<b {
                 Memory.copy(k.hidden + (offset + r) * k.outputStride, to: k.finalHidden + r * h, count: h)
@@ -302,8 +344,10 @@ enum RecurrentPasses<S: TensorScalar> {
         // dh_prev = dGates W_hh: op(W) = W_hh as stored [G H, H].
         let packed = packedWeights(x.recurrentWeight, transposed: false, n: h, k: gh, rows: layout.batchSizes.first ?? 0)
 
-        for t in stride(from: layout.steps - 1, through: 0, by: -1) {
-            let b = layout.batchSizes[t], offset = layout.rowStart(t)
+        let startedFromZero = k.startedFromZero, wantsInitial = grads.initialHidden != nil
+        steps(k, split: packed != nil, reversed: true, weights: gh * h) { t, rows in
+            guard let first = rows.first else { return }
+            let offset = layout.rowStart(t)
             let previousHidden = previous(k, x.initialHidden, t), previousRows = previousStride(k, t)
             // The (masked) state that entered this step's product, for dW_hh.
             func storePrevious(_ rows: Range<Int>) {
@@ -324,31 +368,28 @@ enum RecurrentPasses<S: TensorScalar> {
                     target[onesColumn] = 1
                 }
             }
-            step(k, split: packed != nil && b >= 2, b, weights: gh * h) { rows in
-                guard let first = rows.first else { return }
-                for r in rows {
-                    backwardRow(k, x, t: t, r: r, row: offset + r, dOut: dHidden + (offset + r) * k.outputStride, dh: dh + r * h,
-                                dc: dc + r * h, dxg: dxGates + (offset + r) * gh, dhg: dhGates + (offset + r) * gh,
-                                previousHidden: previousHidden + r * previousRows)
-                }
-                // dh[rows] += mask * (dhGates_t[rows] W_hh); rows that ended earlier keep their gradient.
-                // At the first step that product is the initial state's gradient: skipped when not wanted.
-                // The first step's previous states are stored only when they are not all zero.
-                let span = (first * h)..<(rows.upperBound * h)
-                storeInputs(rows)
-                if t == 0 && grads.initialHidden == nil {
-                    if !k.startedFromZero { storePrevious(rows) }
-                    return
-                }
-                product(packed, m: rows.count, a: dhGates + (offset + first) * gh, lda: gh, weights: x.recurrentWeight,
-                        transposeW: false, n: h, k: gh, beta: 0, c: stepProduct + first * h, ldc: h)
-                if let mask = x.stateMask {
-                    for j in span { dh[j] += stepProduct[j] * mask[j] }
-                } else {
-                    S.accumulate(stepProduct + first * h, into: dh + first * h, count: span.count)
-                }
-                if !(t == 0 && k.startedFromZero) { storePrevious(rows) }
+            for r in rows {
+                backwardRow(k, x, t: t, r: r, row: offset + r, dOut: dHidden + (offset + r) * k.outputStride, dh: dh + r * h,
+                            dc: dc + r * h, dxg: dxGates + (offset + r) * gh, dhg: dhGates + (offset + r) * gh,
+                            previousHidden: previousHidden + r * previousRows)
             }
+            // dh[rows] += mask * (dhGates_t[rows] W_hh); rows that ended earlier keep their gradient.
+            // At the first step that product is the initial state's gradient: skipped when not wanted.
+            // The first step's previous states are stored only when they are not all zero.
+            let span = (first * h)..<(rows.upperBound * h)
+            storeInputs(rows)
+            if t == 0 && !wantsInitial {
+                if !startedFromZero { storePrevious(rows) }
+                return
+            }
+            product(packed, m: rows.count, a: dhGates + (offset + first) * gh, lda: gh, weights: x.recurrentWeight,
+                    transposeW: false, n: h, k: gh, beta: 0, c: stepProduct + first * h, ldc: h)
+            if let mask = x.stateMask {
+                for j in span { dh[j] += stepProduct[j] * mask[j] }
+            } else {
+                S.accumulate(stepProduct + first * h, into: dh + first * h, count: span.count)
+            }
+            if !(t == 0 && startedFromZero) { storePrevious(rows) }
         }
         if let dh0 = grads.initialHidden { S.accumulate(dh, into: dh0, count: batch * h) }
         if let dc0 = grads.initialCell { S.accumulate(dc, into: dc0, count: batch * h) }

@@ -128,13 +128,26 @@ public final class WorkerTeam: @unchecked Sendable {
     /// thing on either thread, so that results do not depend on which one ran it.
     public static func inChunks(_ count: Int, size: Int, _ body: (Range<Int>) -> Void) {
         let chunks = size > 0 ? (count + size - 1) / size : 0
+        inPieces(count, chunks) { chunk in (chunk * size)..<Swift.min(count, (chunk + 1) * size) } body: { body($0) }
+    }
+
+    /// Runs `body` over each of `pieces` (ranges covering 0..<count, in order) like `inChunks`:
+    /// both threads take the next untaken piece until none is left, when there is a team and it
+    /// is free; else `body(0..<count)` in one piece here. Pieces that get smaller towards the end
+    /// let both threads run out of work at nearly the same time.
+    public static func inPieces(_ pieces: [Range<Int>], _ body: (Range<Int>) -> Void) {
+        inPieces(pieces.last?.upperBound ?? 0, pieces.count) { pieces[$0] } body: { body($0) }
+    }
+
+    @inline(__always)
+    static func inPieces(_ count: Int, _ chunks: Int, _ piece: (Int) -> Range<Int>, body: (Range<Int>) -> Void) {
         guard chunks > 1, let team = shared else { return body(0..<count) }
         let next = ChunkCounter()
         let ran = team.tryRun { _ in
             while true {
                 let chunk = next.value.add(1, ordering: .relaxed).oldValue
                 guard chunk < chunks else { return }
-                body((chunk * size)..<Swift.min(count, (chunk + 1) * size))
+                body(piece(chunk))
             }
         }
         if !ran { body(0..<count) }

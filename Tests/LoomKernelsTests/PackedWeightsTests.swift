@@ -110,4 +110,33 @@ final class PackedWeightsTests: XCTestCase {
             XCTAssertEqual(ranges, [0..<100])
         }
     }
+
+    func testInPiecesRunsEachPieceOnce() throws {
+        guard let team = WorkerTeam.shared else { throw XCTSkip("one core: no worker team") }
+        let pieces = [0..<32, 32..<64, 64..<80, 80..<96, 96..<104, 104..<112, 112..<120, 120..<128]
+        let seen = UnsafeMutableBufferPointer<Int>.allocate(capacity: pieces.count)
+        defer { seen.deallocate() }
+        seen.initialize(repeating: 0)
+        let caller = pthread_self()
+        var onWorker = 0
+        for _ in 0..<50 {
+            WorkerTeam.inPieces(pieces) { rows in
+                guard let index = pieces.firstIndex(of: rows) else { return XCTFail("\(rows) is not one of the pieces") }
+                seen[index] += 1
+                if pthread_equal(pthread_self(), caller) == 0 { onWorker += 1 }
+                let start = DispatchTime.now().uptimeNanoseconds
+                while DispatchTime.now().uptimeNanoseconds - start < 2_000 {}
+            }
+        }
+        XCTAssertEqual(Array(seen), [Int](repeating: 50, count: pieces.count))
+        XCTAssertGreaterThan(onWorker, 0, "the worker took no piece in 50 calls")
+        // A single piece, and a busy team: everything here in one piece.
+        var ranges: [Range<Int>] = []
+        WorkerTeam.inPieces([0..<5]) { ranges.append($0) }
+        team.run { part in
+            guard part == 0 else { return }
+            WorkerTeam.inPieces(pieces) { ranges.append($0) }
+        }
+        XCTAssertEqual(ranges, [0..<5, 0..<128])
+    }
 }

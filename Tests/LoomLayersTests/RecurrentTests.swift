@@ -72,14 +72,17 @@ final class RecurrentTests: XCTestCase {
 
     /// The Float path runs the C cell kernels (loom_cells.c); compare it with the unfused Float
     /// composition. Values are O(1), T <= 7 and H <= 9: the two orders of Float rounding differ by
-    /// a few eps per step and sum, well under 2e-5.
+    /// a few eps per step and sum, well under 2e-5. One-directional layers over 40 rows run
+    /// their rows in pieces through all steps on both threads (`RecurrentPasses.steps`).
     func testFloatFusedEqualsReference() throws {
-        func check<K: RecurrentCellKind>(_ kind: K.Type, dropout: RecurrentDropout, lengths: [Int] = [7, 2, 5, 1]) throws {
+        func check<K: RecurrentCellKind>(_ kind: K.Type, dropout: RecurrentDropout, lengths: [Int] = [7, 2, 5, 1],
+                                         bidirectional: Bool = true) throws {
             let floatSource = RandomSource(seed: 5)
-            let layer = try Recurrent<Float, K>(inputSize: 3, hiddenSize: 9, numLayers: 2, bidirectional: true, dropout: dropout, using: floatSource)
-            let x = try Tensor<Float>.randomUniform([7, 4, 3], lower: -1, upper: 1, using: floatSource)
+            let layer = try Recurrent<Float, K>(inputSize: 3, hiddenSize: 9, numLayers: 2, bidirectional: bidirectional, dropout: dropout,
+                                                using: floatSource)
+            let x = try Tensor<Float>.randomUniform([7, lengths.count, 3], lower: -1, upper: 1, using: floatSource)
             let masks = try layer.drawMasks(for: SequenceBatch(values: x, lengths: lengths))
-            let weights = try Tensor<Float>.randomUniform([7, 4, 18], lower: -1, upper: 1, using: floatSource)
+            let weights = try Tensor<Float>.randomUniform([7, lengths.count, layer.outputSize], lower: -1, upper: 1, using: floatSource)
             var results: [[Tensor<Float>]] = []
             for implementation in [Recurrent<Float, K>.Implementation.fused, .reference] {
                 let leaf = x.requiringGradient()
@@ -109,6 +112,13 @@ final class RecurrentTests: XCTestCase {
             try check(LSTMKind.self, dropout: dropout)
         }
         try check(LSTMKind.self, dropout: .none, lengths: [7, 7, 7, 7])
+        let manyLengths = (0..<40).map { 1 + $0 * 5 % 7 }
+        let everyMethod = RecurrentDropout(weights: 0.3, input: 0.2, state: 0.25, stateUpdate: 0.2, alwaysActive: true)
+        for dropout in [RecurrentDropout.none, everyMethod] {
+            try check(RNNKind.self, dropout: dropout, lengths: manyLengths, bidirectional: false)
+            try check(GRUKind.self, dropout: dropout, lengths: manyLengths, bidirectional: false)
+            try check(LSTMKind.self, dropout: dropout, lengths: manyLengths, bidirectional: false)
+        }
         // The in-place merged path is not taken for empty batches or sequences: shapes as usual.
         let lstm = try Recurrent<Float, LSTMKind>(inputSize: 3, hiddenSize: 4, numLayers: 2, bidirectional: true, using: RandomSource(seed: 2))
         for (steps, batch) in [(0, 2), (3, 0)] {
