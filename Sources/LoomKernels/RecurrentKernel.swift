@@ -170,7 +170,7 @@ public final class RecurrentKernel<S: TensorScalar> {
     public func forward(_ x: Inputs) {
         precondition(cell != .lstm || x.initialCell != nil, "an LSTM kernel needs an initial cell state")
         if S.self == Float.self {
-            RecurrentPasses<Float>.forward(unsafeBitCast(self, to: RecurrentKernel<Float>.self),
+            RecurrentPasses<Float>.forward(unsafeDowncast(self, to: RecurrentKernel<Float>.self),
                                            unsafeBitCast(x, to: RecurrentKernel<Float>.Inputs.self))
         } else {
             RecurrentPasses<S>.forward(self, x)
@@ -186,7 +186,7 @@ public final class RecurrentKernel<S: TensorScalar> {
         if S.self == Float.self {
             typealias K = RecurrentKernel<Float>
             RecurrentPasses<Float>.backward(
-                unsafeBitCast(self, to: K.self), unsafeBitCast(x, to: K.Inputs.self),
+                unsafeDowncast(self, to: K.self), unsafeBitCast(x, to: K.Inputs.self),
                 UnsafeRawPointer(dHidden).assumingMemoryBound(to: Float.self),
                 UnsafeRawPointer(dFinalHidden).assumingMemoryBound(to: Float.self),
                 dFinalCell.map { UnsafeRawPointer($0).assumingMemoryBound(to: Float.self) },
