@@ -82,7 +82,7 @@ func medium<K: RecurrentCellKind>(_ kind: K.Type, train: Bool) throws -> () thro
 
 /// One training step of an LSTM (input 16, hidden 128, batch 1) over a 100,000-step sequence,
 /// with gradient checkpointing every `every` steps or none; returns the peak resident memory
-/// of this process in MB (getrusage's ru_maxrss).
+/// of this process in MB (`peakResidentMegabytes`).
 func longSequenceStep(every: Int?) throws -> Double {
     let source = RandomSource(seed: 3)
     var lstm = try LSTM<Float>(inputSize: 16, hiddenSize: 128, using: source)
@@ -91,6 +91,18 @@ func longSequenceStep(every: Int?) throws -> Double {
     let (output, _) = try lstm(x)
     let gradients = try output.values.sum().gradients(for: lstm.parameters)
     precondition(gradients.allSatisfy { $0.scalars.allSatisfy(\.isFinite) })
+    return peakResidentMegabytes()
+}
+
+/// This process's peak resident memory in MB: VmHWM of /proc/self/status, the high-water mark
+/// of its own address space. (getrusage's ru_maxrss is not that in a child process: Linux
+/// carries the largest RSS of the address space exec replaced, here the parent's, into it.)
+func peakResidentMegabytes() -> Double {
+    if let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+       let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
+       let kilobytes = line.split(separator: " ").dropFirst().first.flatMap({ Double($0) }) {
+        return kilobytes / 1024
+    }
     var usage = rusage()
     getrusage(RUSAGE_SELF.rawValue, &usage)
     return Double(usage.ru_maxrss) / 1024
