@@ -195,6 +195,13 @@ final class RecurrentTests: XCTestCase {
         }
         try compareFusedWithReference(LSTMKind.self, steps: 12, lengths: [Int](repeating: 12, count: 20), inputSize: 7, hiddenSize: 5,
                                       layers: 2, bidirectional: true)
+        // One direction over enough rows that the weight gradients are summed over two halves of
+        // the rows, one per thread (RecurrentPasses.weightGradients), narrow and wide inputs.
+        for i in [3, 20] {
+            try compareFusedWithReference(RNNKind.self, steps: 12, lengths: lengths, inputSize: i, hiddenSize: 31, layers: 2, bidirectional: false)
+            try compareFusedWithReference(GRUKind.self, steps: 12, lengths: lengths, inputSize: i, hiddenSize: 31, layers: 2, bidirectional: false)
+            try compareFusedWithReference(LSTMKind.self, steps: 12, lengths: lengths, inputSize: i, hiddenSize: 31, layers: 2, bidirectional: false)
+        }
     }
 
     /// With a fixed thread count results are bit-reproducible (README): a bidirectional layer's
