@@ -105,8 +105,16 @@ public enum BLAS {
             return
         }
         let middle = Swift.min(n, ((n / 2) + 15) / 16 * 16)
-        // A busy team (this product is already one of two parallel jobs): one call here.
-        if !team.tryRun({ part in product(0..<m, part == 0 ? 0..<middle : middle..<n) }) { product(0..<m, 0..<n) }
+        if team.tryRun({ part in product(0..<m, part == 0 ? 0..<middle : middle..<n) }) { return }
+        // Inside a job (this product is already one of two parallel parts): one call here.
+        // Outside, the team busy with another thread's job: the same two parts here (see
+        // `WorkerTeam.inHalves`).
+        if WorkerTeam.isInsideJob {
+            product(0..<m, 0..<n)
+        } else {
+            product(0..<m, 0..<middle)
+            product(0..<m, middle..<n)
+        }
     }
 
     /// OpenBLAS's description of its build (version, target core, threading).

@@ -37,6 +37,7 @@ public final class WorkerTeam: @unchecked Sendable {
     }
 
     private func work() {
+        Self.setInsideJob(true)
         var seen = 0
         var subnormalsFlushed: Bool?
         while true {
@@ -72,18 +73,40 @@ public final class WorkerTeam: @unchecked Sendable {
     /// the other, so the result is the same either way.
     public func run(_ body: (Int) -> Void) {
         if !tryRun(body) {
+            let outside = !Self.isInsideJob
+            if outside { Self.setInsideJob(true) }
             body(0)
             body(1)
+            if outside { Self.setInsideJob(false) }
         }
     }
+
+    /// Whether the calling thread is doing a job's parts: the worker always; another thread while
+    /// it runs `tryRun`'s or `run`'s body (on the team, or one part after the other). Work split
+    /// into halves (`inHalves`, `BLAS.split`) is split only outside jobs, so that how a product
+    /// is cut depends on where it is called, never on whether the team happened to be free.
+    public static var isInsideJob: Bool { pthread_getspecific(insideKey) != nil }
+
+    static func setInsideJob(_ inside: Bool) {
+        pthread_setspecific(insideKey, inside ? UnsafeRawPointer(bitPattern: 1) : nil)
+    }
+
+    private static let insideKey: pthread_key_t = {
+        var key = pthread_key_t()
+        pthread_key_create(&key, nil)
+        return key
+    }()
 
     /// Runs `body(0)` here and `body(1)` on the worker, like `run`, when the team is free;
     /// returns false without running anything when it is in use (a nested call, or another
     /// thread) or switched off (`BLAS.setThreadCount` with a count other than 2), so the caller
     /// can do the whole job itself in one piece.
     public func tryRun(_ body: (Int) -> Void) -> Bool {
-        guard BLAS.usesTeam, busy.try() else { return false }
+        // Inside a job (on the team or one part after the other) the team is not taken again.
+        guard BLAS.usesTeam, !Self.isInsideJob, busy.try() else { return false }
         defer { busy.unlock() }
+        Self.setInsideJob(true)
+        defer { Self.setInsideJob(false) }
         withoutActuallyEscaping(body) { escapable in
             task = escapable
             let generation = posted.add(1, ordering: .sequentiallyConsistent).newValue
@@ -114,9 +137,20 @@ public final class WorkerTeam: @unchecked Sendable {
     /// Runs `body` over 0..<count in two halves, the first here and the second on the worker,
     /// when there is a team and it is free (not already running both directions of a layer, or
     /// the job around this one); else in one piece here.
+    ///
+    /// Outside a job, a busy team (another thread's job) gets the same two halves here, one
+    /// after the other, so that results that depend on the cut (a product's rows through
+    /// OpenBLAS) do not depend on whether the team was free; inside a job, one piece.
     @inline(__always)
     public static func inHalves(_ count: Int, _ body: (Range<Int>) -> Void) {
-        if let team = shared, team.tryRun({ part in body(half(count, part: part)) }) { return }
+        if let team = shared {
+            if team.tryRun({ part in body(half(count, part: part)) }) { return }
+            if BLAS.usesTeam && !isInsideJob {
+                body(half(count, part: 0))
+                body(half(count, part: 1))
+                return
+            }
+        }
         body(0..<count)
     }
 

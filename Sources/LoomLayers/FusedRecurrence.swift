@@ -158,7 +158,9 @@ enum FusedRecurrence {
             body(k, ChunkSharing(chunks, side: k))
             chunks.end(k)
         }
-        if count == 2, let team = WorkerTeam.shared, team.tryRun(run) { return }
+        // One after the other too, the two are a job's parts (`WorkerTeam.run`): their products
+        // are cut the same way as on the team.
+        if count == 2, let team = WorkerTeam.shared { return team.run(run) }
         for k in 0..<count { run(k) }
     }
 

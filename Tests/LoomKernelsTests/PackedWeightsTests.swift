@@ -139,4 +139,39 @@ final class PackedWeightsTests: XCTestCase {
         }
         XCTAssertEqual(ranges, [0..<5, 0..<128])
     }
+
+    /// How work is cut must not depend on whether the team is free: with another thread's job
+    /// on the team, `inHalves` still cuts in the same two halves (run here, one after the other;
+    /// a product's rows through OpenBLAS can round differently cut or whole, which made feature
+    /// extraction on two threads give different last bits from run to run); inside a job it
+    /// keeps one piece, and `tryRun` does not take the team again.
+    func testCutsDoNotDependOnWhetherTheTeamIsFree() throws {
+        guard let team = WorkerTeam.shared, BLAS.threadCount == 2 else { throw XCTSkip("no two-thread team") }
+        let started = DispatchSemaphore(value: 0), release = DispatchSemaphore(value: 0), finished = DispatchSemaphore(value: 0)
+        Thread {
+            team.run { part in
+                if part == 0 { started.signal(); release.wait() }
+            }
+            finished.signal()
+        }.start()
+        started.wait()
+        var ranges: [Range<Int>] = []
+        WorkerTeam.inHalves(101) { ranges.append($0) }
+        XCTAssertEqual(ranges, [0..<51, 51..<101], "another thread's job on the team: the same halves, here")
+        XCTAssertFalse(WorkerTeam.isInsideJob)
+        release.signal()
+        finished.wait()
+        // Inside a job, on the team or one part after the other: one piece, and no team.
+        ranges = []
+        var nestedRan = false
+        team.run { part in
+            guard part == 0 else { return }
+            XCTAssertTrue(WorkerTeam.isInsideJob)
+            WorkerTeam.inHalves(101) { ranges.append($0) }
+            nestedRan = team.tryRun { _ in }
+        }
+        XCTAssertEqual(ranges, [0..<101])
+        XCTAssertFalse(nestedRan)
+        XCTAssertFalse(WorkerTeam.isInsideJob, "the mark ends with the job")
+    }
 }
