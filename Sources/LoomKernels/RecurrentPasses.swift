@@ -71,26 +71,19 @@ enum RecurrentPasses<S: TensorScalar> {
     @inline(__always)
     static func f(_ p: UnsafePointer<S>?) -> UnsafeMutablePointer<Float>? { p.map { f($0) } }
 
-    /// Runs `body` over rows 0..<count, in chunks both threads of the worker team take when
-    /// `split` (see `chunkRows`); `weights` is the number of recurrent weights each chunk's
-    /// product reads.
+    /// Runs `body` over the rows 0..<count of one step of one direction of a bidirectional layer
+    /// (see `steps`): in one piece (the other direction runs on the other thread), or, once the
+    /// other direction has ended (its thread then only helps, see `SharedChunks`), in two chunks
+    /// on the kernel's `sharing`, so that the thread that is ahead takes half of each remaining
+    /// step instead of waiting for this one to finish.
     @inline(__always)
-    static func parallel(_ split: Bool, _ count: Int, weights: Int, _ body: (Range<Int>) -> Void) {
-        if split { WorkerTeam.inChunks(count, size: chunkRows(count, weights: weights), body) } else { body(0..<count) }
-    }
-
-    /// Runs `body` over the rows 0..<count of one step (see `parallel`); for one direction of a
-    /// bidirectional layer whose other direction has already ended (its thread then only helps,
-    /// see `SharedChunks`), in two chunks on the kernel's `sharing`, so that the thread that is
-    /// ahead takes half of each remaining step instead of waiting for this one to finish.
-    @inline(__always)
-    static func step(_ k: Kernel, split: Bool, _ count: Int, weights: Int, _ body: @escaping (Range<Int>) -> Void) {
+    static func step(_ k: Kernel, split: Bool, _ count: Int, _ body: @escaping (Range<Int>) -> Void) {
         if split, count >= 16, let sharing = k.sharing, sharing.otherHasEnded {
             let middle = (count / 2 + 7) / 8 * 8
             sharing.run(count: 2) { chunk in body(chunk == 0 ? 0..<middle : middle..<count) }
             return
         }
-        parallel(split, count, weights: weights, body)
+        body(0..<count)
     }
 
     /// Runs `stepRows(t, rows)` for every step t (from the last one back when `reversed`) over
@@ -116,7 +109,7 @@ enum RecurrentPasses<S: TensorScalar> {
         for i in 0..<count {
             let t = reversed ? count - 1 - i : i
             let b = layout.batchSizes[t]
-            step(k, split: split && b >= 2, b, weights: weights) { rows in stepRows(t, rows) }
+            step(k, split: split && b >= 2, b) { rows in stepRows(t, rows) }
         }
     }
 
@@ -130,15 +123,6 @@ enum RecurrentPasses<S: TensorScalar> {
     static func sweepPieces(_ count: Int, weights: Int) -> [Range<Int>] {
         guard count >= 32, weights * MemoryLayout<S>.stride <= 1 << 20 else { return SharedChunks.pieces(count, shares: [0.5, 0.5]) }
         return SharedChunks.pieces(count, shares: sweepShares, multiple: 8)
-    }
-
-    /// Rows per chunk of a step: about 8 chunks of a multiple of 8 rows (the packed product's
-    /// tile), at least 16, when the weights fit in a core's L2 cache (up to 1 MB here: every
-    /// chunk's product reads all of them again); else, and below 64 rows, halves.
-    @inline(__always)
-    static func chunkRows(_ count: Int, weights: Int) -> Int {
-        guard count >= 64, weights * MemoryLayout<S>.stride <= 1 << 20 else { return (count + 1) / 2 }
-        return Swift.max(16, ((count + 7) / 8 + 7) / 8 * 8)
     }
 
     static func forward(_ k: Kernel, _ x: Kernel.Inputs) {
