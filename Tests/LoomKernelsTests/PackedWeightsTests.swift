@@ -2,7 +2,7 @@ import LoomKernels
 import XCTest
 
 /// The AVX-512 packed micro-kernel against its plain loop and against a naive product of the
-/// unpacked weights; the two-thread team against a serial run.
+/// unpacked weights.
 final class PackedWeightsTests: XCTestCase {
     func testPackedProductMatchesNaiveAndReference() throws {
         try XCTSkipUnless(PackedWeights.isAvailable, "no AVX-512 on this CPU; callers use BLAS")
@@ -53,125 +53,5 @@ final class PackedWeightsTests: XCTestCase {
         }
         // Small integers: every product and sum is exact in Float, so the two must agree bit for bit.
         XCTAssertEqual(whole, split)
-    }
-
-    func testWorkerTeamRunsBothPartsOnce() throws {
-        guard let team = WorkerTeam.shared else { throw XCTSkip("one core: no worker team") }
-        // The second part is run by whichever thread claims it first: with an instant first part
-        // mostly the caller, with a slow one mostly the worker. Either way each part runs once,
-        // and its writes are visible when `run` returns.
-        for slowFirstPart in [false, true] {
-            for count in [0, 1, 2, 7, 1000] {
-                let counts = UnsafeMutableBufferPointer<Int>.allocate(capacity: max(count, 1))
-                defer { counts.deallocate() }
-                counts.initialize(repeating: 0)
-                for _ in 0..<50 {
-                    team.run { part in
-                        if part == 0 && slowFirstPart {
-                            let start = DispatchTime.now().uptimeNanoseconds
-                            while DispatchTime.now().uptimeNanoseconds - start < 20_000 {}
-                        }
-                        for i in WorkerTeam.half(count, part: part) { counts[i] += 1 }
-                    }
-                }
-                XCTAssertEqual(Array(counts.prefix(count)), [Int](repeating: 50, count: count))
-            }
-        }
-    }
-
-    func testInChunksCoversEveryRowOnceAndShares() throws {
-        guard let team = WorkerTeam.shared else { throw XCTSkip("one core: no worker team") }
-        for (count, size) in [(0, 16), (1, 16), (16, 16), (17, 16), (128, 16), (100, 16), (1000, 7)] {
-            let counts = UnsafeMutableBufferPointer<Int>.allocate(capacity: max(count, 1))
-            defer { counts.deallocate() }
-            counts.initialize(repeating: 0)
-            let caller = pthread_self()
-            var rangesOnWorker = 0
-            for _ in 0..<50 {
-                WorkerTeam.inChunks(count, size: size) { rows in
-                    // Each chunk is a whole multiple of `size` but the last; chunks do not overlap.
-                    XCTAssertEqual(rows.lowerBound % size, 0)
-                    XCTAssertTrue(rows.count == size || rows.upperBound == count)
-                    if pthread_equal(pthread_self(), caller) == 0 { rangesOnWorker += 1 }
-                    for i in rows { counts[i] += 1 }
-                    // Long enough that the worker wakes while chunks are left.
-                    let start = DispatchTime.now().uptimeNanoseconds
-                    while DispatchTime.now().uptimeNanoseconds - start < 2_000 {}
-                }
-            }
-            XCTAssertEqual(Array(counts.prefix(count)), [Int](repeating: 50, count: count), "count \(count), size \(size)")
-            if count >= 128 { XCTAssertGreaterThan(rangesOnWorker, 0, "count \(count): the worker took no chunk in 50 calls") }
-        }
-        // With the team busy (a nested call), everything runs here in one piece.
-        team.run { part in
-            guard part == 0 else { return }
-            var ranges: [Range<Int>] = []
-            WorkerTeam.inChunks(100, size: 16) { ranges.append($0) }
-            XCTAssertEqual(ranges, [0..<100])
-        }
-    }
-
-    func testInPiecesRunsEachPieceOnce() throws {
-        guard let team = WorkerTeam.shared else { throw XCTSkip("one core: no worker team") }
-        let pieces = [0..<32, 32..<64, 64..<80, 80..<96, 96..<104, 104..<112, 112..<120, 120..<128]
-        let seen = UnsafeMutableBufferPointer<Int>.allocate(capacity: pieces.count)
-        defer { seen.deallocate() }
-        seen.initialize(repeating: 0)
-        let caller = pthread_self()
-        var onWorker = 0
-        for _ in 0..<50 {
-            WorkerTeam.inPieces(pieces) { rows in
-                guard let index = pieces.firstIndex(of: rows) else { return XCTFail("\(rows) is not one of the pieces") }
-                seen[index] += 1
-                if pthread_equal(pthread_self(), caller) == 0 { onWorker += 1 }
-                let start = DispatchTime.now().uptimeNanoseconds
-                while DispatchTime.now().uptimeNanoseconds - start < 2_000 {}
-            }
-        }
-        XCTAssertEqual(Array(seen), [Int](repeating: 50, count: pieces.count))
-        XCTAssertGreaterThan(onWorker, 0, "the worker took no piece in 50 calls")
-        // A single piece, and a busy team: everything here in one piece.
-        var ranges: [Range<Int>] = []
-        WorkerTeam.inPieces([0..<5]) { ranges.append($0) }
-        team.run { part in
-            guard part == 0 else { return }
-            WorkerTeam.inPieces(pieces) { ranges.append($0) }
-        }
-        XCTAssertEqual(ranges, [0..<5, 0..<128])
-    }
-
-    /// How work is cut must not depend on whether the team is free: with another thread's job
-    /// on the team, `inHalves` still cuts in the same two halves (run here, one after the other;
-    /// a product's rows through OpenBLAS can round differently cut or whole, which made feature
-    /// extraction on two threads give different last bits from run to run); inside a job it
-    /// keeps one piece, and `tryRun` does not take the team again.
-    func testCutsDoNotDependOnWhetherTheTeamIsFree() throws {
-        guard let team = WorkerTeam.shared, BLAS.threadCount == 2 else { throw XCTSkip("no two-thread team") }
-        let started = DispatchSemaphore(value: 0), release = DispatchSemaphore(value: 0), finished = DispatchSemaphore(value: 0)
-        Thread {
-            team.run { part in
-                if part == 0 { started.signal(); release.wait() }
-            }
-            finished.signal()
-        }.start()
-        started.wait()
-        var ranges: [Range<Int>] = []
-        WorkerTeam.inHalves(101) { ranges.append($0) }
-        XCTAssertEqual(ranges, [0..<51, 51..<101], "another thread's job on the team: the same halves, here")
-        XCTAssertFalse(WorkerTeam.isInsideJob)
-        release.signal()
-        finished.wait()
-        // Inside a job, on the team or one part after the other: one piece, and no team.
-        ranges = []
-        var nestedRan = false
-        team.run { part in
-            guard part == 0 else { return }
-            XCTAssertTrue(WorkerTeam.isInsideJob)
-            WorkerTeam.inHalves(101) { ranges.append($0) }
-            nestedRan = team.tryRun { _ in }
-        }
-        XCTAssertEqual(ranges, [0..<101])
-        XCTAssertFalse(nestedRan)
-        XCTAssertFalse(WorkerTeam.isInsideJob, "the mark ends with the job")
     }
 }
