@@ -90,13 +90,14 @@ public enum BLAS {
     /// worker costs about a microsecond, which small products do not repay.
     static let splitThreshold = 1 << 17
 
-    /// Runs `product(rows)` over row ranges of an [m, n] result: both halves on the team when the
-    /// product is large and splitting is on, else one call over everything. `columns` splits
-    /// along n instead (when n is the longer side), at a multiple of 16.
+    /// Runs `product(rows)` over row ranges of an [m, n] result: in two halves when the product is
+    /// large and splitting is on (on the team, or as `WorkerTeam.inTwoParts` says), else one call
+    /// over everything. `columns` splits along n instead (when n is the longer side), at a
+    /// multiple of 16.
     @inline(__always)
     static func split(m: Int, n: Int, k: Int, _ product: (_ rows: Range<Int>, _ columns: Range<Int>) -> Void) {
         _ = processDefaults
-        guard m * n * k >= splitThreshold, splitsAcrossTeam.load(ordering: .relaxed), let team = WorkerTeam.shared else {
+        guard m * n * k >= splitThreshold, splitsAcrossTeam.load(ordering: .relaxed), WorkerTeam.shared != nil else {
             product(0..<m, 0..<n)
             return
         }
@@ -105,16 +106,7 @@ public enum BLAS {
             return
         }
         let middle = Swift.min(n, ((n / 2) + 15) / 16 * 16)
-        if team.tryRun({ part in product(0..<m, part == 0 ? 0..<middle : middle..<n) }) { return }
-        // Inside a job (this product is already one of two parallel parts): one call here.
-        // Outside, the team busy with another thread's job: the same two parts here (see
-        // `WorkerTeam.inHalves`).
-        if WorkerTeam.isInsideJob {
-            product(0..<m, 0..<n)
-        } else {
-            product(0..<m, 0..<middle)
-            product(0..<m, middle..<n)
-        }
+        WorkerTeam.inTwoParts({ part in product(0..<m, part == 0 ? 0..<middle : middle..<n) }, whole: { product(0..<m, 0..<n) })
     }
 
     /// OpenBLAS's description of its build (version, target core, threading).

@@ -136,52 +136,45 @@ public final class WorkerTeam: @unchecked Sendable {
 
     /// Runs `body` over 0..<count in two halves, the first here and the second on the worker,
     /// when there is a team and it is free (not already running both directions of a layer, or
-    /// the job around this one); else in one piece here.
-    ///
-    /// Outside a job, a busy team (another thread's job) gets the same two halves here, one
-    /// after the other, so that results that depend on the cut (a product's rows through
-    /// OpenBLAS) do not depend on whether the team was free; inside a job, one piece.
+    /// the job around this one); else as `inTwoParts` says.
     @inline(__always)
     public static func inHalves(_ count: Int, _ body: (Range<Int>) -> Void) {
+        inTwoParts({ part in body(half(count, part: part)) }, whole: { body(0..<count) })
+    }
+
+    /// Runs `part(0)` here and `part(1)` on the worker when there is a team and it is free.
+    /// Outside a job, a busy team (another thread's job) gets the same two parts here, one after
+    /// the other, so that results that depend on the cut (a product's rows through OpenBLAS) do
+    /// not depend on whether the team was free; inside a job, or with no team, `whole()` here.
+    @inline(__always)
+    public static func inTwoParts(_ part: (Int) -> Void, whole: () -> Void) {
         if let team = shared {
-            if team.tryRun({ part in body(half(count, part: part)) }) { return }
+            if team.tryRun(part) { return }
             if BLAS.usesTeam && !isInsideJob {
-                body(half(count, part: 0))
-                body(half(count, part: 1))
+                part(0)
+                part(1)
                 return
             }
         }
-        body(0..<count)
+        whole()
     }
 
-    /// Runs `body` over 0..<count in chunks of `size` rows (the last one shorter) that the
-    /// calling thread and the worker take from a shared counter until none is left, when there
-    /// is a team and it is free; else in one piece here. A thread that is behind (it started
-    /// late, or the machine's other tenants slow its core) takes fewer chunks and the other does
-    /// the rest, instead of waiting at the end for a fixed half. Each chunk must compute the same
-    /// thing on either thread, so that results do not depend on which one ran it.
-    public static func inChunks(_ count: Int, size: Int, _ body: (Range<Int>) -> Void) {
-        let chunks = size > 0 ? (count + size - 1) / size : 0
-        inPieces(count, chunks) { chunk in (chunk * size)..<Swift.min(count, (chunk + 1) * size) } body: { body($0) }
-    }
-
-    /// Runs `body` over each of `pieces` (ranges covering 0..<count, in order) like `inChunks`:
-    /// both threads take the next untaken piece until none is left, when there is a team and it
-    /// is free; else `body(0..<count)` in one piece here. Pieces that get smaller towards the end
-    /// let both threads run out of work at nearly the same time.
+    /// Runs `body` over each of `pieces` (ranges covering 0..<count, in order) on both threads:
+    /// each takes the next untaken piece from a shared counter until none is left, when there is
+    /// a team and it is free; else `body(0..<count)` in one piece here. A thread that is behind
+    /// (it started late, or the machine's other tenants slow its core) takes fewer pieces and
+    /// the other does the rest; pieces that get smaller towards the end let both threads run out
+    /// of work at nearly the same time. Each piece must compute the same thing on either thread,
+    /// so that results do not depend on which one ran it.
     public static func inPieces(_ pieces: [Range<Int>], _ body: (Range<Int>) -> Void) {
-        inPieces(pieces.last?.upperBound ?? 0, pieces.count) { pieces[$0] } body: { body($0) }
-    }
-
-    @inline(__always)
-    static func inPieces(_ count: Int, _ chunks: Int, _ piece: (Int) -> Range<Int>, body: (Range<Int>) -> Void) {
-        guard chunks > 1, let team = shared else { return body(0..<count) }
+        let count = pieces.last?.upperBound ?? 0
+        guard pieces.count > 1, let team = shared else { return body(0..<count) }
         let next = ChunkCounter()
         let ran = team.tryRun { _ in
             while true {
-                let chunk = next.value.add(1, ordering: .relaxed).oldValue
-                guard chunk < chunks else { return }
-                body(piece(chunk))
+                let piece = next.value.add(1, ordering: .relaxed).oldValue
+                guard piece < pieces.count else { return }
+                body(pieces[piece])
             }
         }
         if !ran { body(0..<count) }
@@ -195,7 +188,7 @@ public final class WorkerTeam: @unchecked Sendable {
     }
 }
 
-/// The next untaken chunk of one `WorkerTeam.inChunks` call.
+/// The next untaken piece of one `WorkerTeam.inPieces` call.
 final class ChunkCounter: Sendable {
     let value = Atomic<Int>(0)
 }

@@ -29,7 +29,7 @@ final class WorkerTeamTests: XCTestCase {
         }
     }
 
-    func testInChunksCoversEveryRowOnceAndShares() throws {
+    func testPiecesOfOneSizeCoverEveryRowOnceAndShare() throws {
         guard let team = WorkerTeam.shared else { throw XCTSkip("one core: no worker team") }
         for (count, size) in [(0, 16), (1, 16), (16, 16), (17, 16), (128, 16), (100, 16), (1000, 7)] {
             let counts = UnsafeMutableBufferPointer<Int>.allocate(capacity: max(count, 1))
@@ -37,8 +37,9 @@ final class WorkerTeamTests: XCTestCase {
             counts.initialize(repeating: 0)
             let caller = pthread_self()
             var rangesOnWorker = 0
+            let pieces = stride(from: 0, to: count, by: size).map { $0..<min($0 + size, count) }
             for _ in 0..<50 {
-                WorkerTeam.inChunks(count, size: size) { rows in
+                WorkerTeam.inPieces(pieces) { rows in
                     // Each chunk is a whole multiple of `size` but the last; chunks do not overlap.
                     XCTAssertEqual(rows.lowerBound % size, 0)
                     XCTAssertTrue(rows.count == size || rows.upperBound == count)
@@ -56,7 +57,7 @@ final class WorkerTeamTests: XCTestCase {
         team.run { part in
             guard part == 0 else { return }
             var ranges: [Range<Int>] = []
-            WorkerTeam.inChunks(100, size: 16) { ranges.append($0) }
+            WorkerTeam.inPieces(stride(from: 0, to: 100, by: 16).map { $0..<min($0 + 16, 100) }) { ranges.append($0) }
             XCTAssertEqual(ranges, [0..<100])
         }
     }

@@ -234,7 +234,7 @@ final class RecurrentTests: XCTestCase {
     }
 
     /// Steps of a one-directional layer over many rows run in chunks either thread may take
-    /// (`WorkerTeam.inChunks`, which thread takes which depends on timing): outputs and gradients
+    /// (`WorkerTeam.inPieces`, which thread takes which depends on timing): outputs and gradients
     /// must not depend on it. Repeated runs must agree bit for bit; and a forward pass with no
     /// product through OpenBLAS (one layer, a narrow input projected per step by the packed
     /// kernel) must give the same outputs when this thread runs every chunk (the team busy).
