@@ -145,8 +145,8 @@ enum RecurrentPasses<S: TensorScalar> {
         // From a zero state (the default) the first step's recurrent product is 0: skipped. The
         // state mask multiplies that state, so it stays 0 too.
         let first = layout.batchSizes.first ?? 0
-        k.startedFromZero = (0..<(first * h)).allSatisfy { x.initialHidden[$0] == 0 }
-        let startedFromZero = k.startedFromZero
+        let startedFromZero = (0..<(first * h)).allSatisfy { x.initialHidden[$0] == 0 }
+        k.startedFromZero = startedFromZero
         steps(k, split: packed != nil, reversed: false, weights: gh * h) { t, rows in
             guard let first = rows.first else { return }
             let offset = layout.rowStart(t)
@@ -424,25 +424,18 @@ enum RecurrentPasses<S: TensorScalar> {
         // of the rows, one product each, and the two blocks are added with the gradients (lstm-
         // small-train: 0.981-0.988 of the step time against one product split by gate rows; a
         // large block costs more to add than that gains: lstm-large-train 1.03).
-        if let team = WorkerTeam.shared, BLAS.splitsAcrossTeam.load(ordering: .relaxed), n >= 64, size * n >= BLAS.splitThreshold,
-           size * MemoryLayout<S>.stride <= 1 << 20 {
-            let halves = SharedChunks.pieces(n, shares: [0.5, 0.5], multiple: 16)
-            let sums = UnsafeMutablePointer<S>.allocate(capacity: 2 * size)
-            defer { sums.deallocate() }
-            team.run { part in
-                writeSums(k, dGates: dGates, piece: halves[part], rows: rows, columns: columns, ld: ld, joined: joined, into: sums + part * size)
-            }
-            WorkerTeam.forEachHalf(gh, elements: 2 * size) { span in
-                S.accumulate(sums + size + span.lowerBound * ld, into: sums + span.lowerBound * ld, count: span.count * ld)
-                addSums(k, grads, sums, ld: ld, gateRows: span, recurrent: !rows.isEmpty, joined: joined, sharedGates: sharedGates)
-            }
-            return
-        }
-        let sums = UnsafeMutablePointer<S>.allocate(capacity: gh * ld)
+        let halves = WorkerTeam.shared != nil && BLAS.splitsAcrossTeam.load(ordering: .relaxed) && n >= 64
+            && size * n >= BLAS.splitThreshold && size * MemoryLayout<S>.stride <= 1 << 20
+        let pieces = halves ? SharedChunks.pieces(n, shares: [0.5, 0.5], multiple: 16) : [0..<n]
+        let sums = UnsafeMutablePointer<S>.allocate(capacity: pieces.count * size)
         defer { sums.deallocate() }
-        writeSums(k, dGates: dGates, piece: 0..<k.layout.rows, rows: rows, columns: columns, ld: ld, joined: joined, into: sums)
-        WorkerTeam.forEachHalf(gh, elements: gh * ld) { span in
-            addSums(k, grads, sums, ld: ld, gateRows: span, recurrent: !rows.isEmpty, joined: joined, sharedGates: sharedGates)
+        func write(_ p: Int) {
+            writeSums(k, dGates: dGates, piece: pieces[p], rows: rows, columns: columns, ld: ld, joined: joined, into: sums + p * size)
+        }
+        if let team = WorkerTeam.shared, pieces.count == 2 { team.run(write) } else { write(0) }
+        WorkerTeam.forEachHalf(gh, elements: pieces.count * size) { span in
+            addBlocks(k, grads, sums, blocks: pieces.count, size: size, ld: ld, gateRows: span, recurrent: !rows.isEmpty, joined: joined,
+                      sharedGates: sharedGates)
         }
     }
 
@@ -482,6 +475,18 @@ enum RecurrentPasses<S: TensorScalar> {
             if sharedGates { grads.inputBias[q] += row[h + inputs] }
             if joined { S.accumulate(row + h, into: grads.inputWeight + q * inputs, count: inputs) }
         }
+    }
+
+    /// Adds blocks 1..<blocks of `sums` (each a [G H, ld] block of `writeSums`, `size` elements
+    /// apart) into block 0 over `gateRows`, in block order, then those rows into the gradients
+    /// (`addSums`).
+    @inline(__always)
+    static func addBlocks(_ k: Kernel, _ grads: Kernel.Gradients, _ sums: UnsafeMutablePointer<S>, blocks: Int, size: Int, ld: Int,
+                          gateRows: Range<Int>, recurrent: Bool, joined: Bool, sharedGates: Bool) {
+        for index in 1..<Swift.max(blocks, 1) {
+            S.accumulate(sums + index * size + gateRows.lowerBound * ld, into: sums + gateRows.lowerBound * ld, count: gateRows.count * ld)
+        }
+        addSums(k, grads, sums, ld: ld, gateRows: gateRows, recurrent: recurrent, joined: joined, sharedGates: sharedGates)
     }
 
     /// Pieces of the input gradient's rows (each product packs W_ih again) and of the sequence's
@@ -536,16 +541,14 @@ enum RecurrentPasses<S: TensorScalar> {
         let gateSpans = stride(from: 0, to: gh, by: span).map { $0..<Swift.min($0 + span, gh) }
         sharing.run(count: gateSpans.count) { chunk in
             let gates = gateSpans[chunk]
-            for index in rowPieces.indices.dropFirst() {
-                let source = sums + index * size
-                S.accumulate(source + gates.lowerBound * ld, into: sums + gates.lowerBound * ld, count: gates.count * ld)
-                if !joined {
-                    S.accumulate(source + gh * ld + gates.lowerBound * i, into: sums + gh * ld + gates.lowerBound * i,
+            addBlocks(k, grads, sums, blocks: rowPieces.count, size: size, ld: ld, gateRows: gates, recurrent: !rows.isEmpty,
+                      joined: joined, sharedGates: sharedGates)
+            if !joined {
+                // dxG^T x, after each block's sums: added the same way, in piece order.
+                for index in rowPieces.indices.dropFirst() {
+                    S.accumulate(sums + index * size + gh * ld + gates.lowerBound * i, into: sums + gh * ld + gates.lowerBound * i,
                                  count: gates.count * i)
                 }
-            }
-            addSums(k, grads, sums, ld: ld, gateRows: gates, recurrent: !rows.isEmpty, joined: joined, sharedGates: sharedGates)
-            if !joined {
                 S.accumulate(sums + gh * ld + gates.lowerBound * i, into: grads.inputWeight + gates.lowerBound * i, count: gates.count * i)
             }
         }
