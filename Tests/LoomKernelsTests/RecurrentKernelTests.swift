@@ -64,4 +64,29 @@ final class RecurrentKernelTests: XCTestCase {
             }
         }
     }
+
+    /// The weight gradients' two halves: cut at a multiple of 16, covering every row once, with
+    /// costs (a stored row 2, another 1) as equal as a 16-row step allows, wherever the first
+    /// step's unstored rows are (at the start, or at the end when steps are stored in reverse).
+    func testBalancedHalvesEvenOutTheirCost() {
+        typealias Passes = RecurrentPasses<Float>
+        for (count, stored) in [(1024, 128..<1024), (1024, 0..<896), (1024, 0..<1024), (96, 32..<96), (200, 0..<0)] {
+            let halves = Passes.balancedHalves(count, stored: stored)
+            XCTAssertEqual(halves.count, 2, "\(count) \(stored)")
+            guard halves.count == 2 else { continue }
+            XCTAssertEqual(halves[0].lowerBound, 0)
+            XCTAssertEqual(halves[0].upperBound, halves[1].lowerBound)
+            XCTAssertEqual(halves[1].upperBound, count)
+            XCTAssertEqual(halves[0].upperBound % 16, 0)
+            func cost(_ rows: Range<Int>) -> Int { rows.count + rows.clamped(to: stored).count }
+            XCTAssertLessThanOrEqual(abs(cost(halves[0]) - cost(halves[1])), 2 * 16, "\(count) \(stored): \(halves)")
+        }
+        // All rows stored: plain halves. 128 unstored rows at the start: the first half takes
+        // them and 64 stored rows fewer than the second (128 + 2 * 416 = 2 * 480 = 960 each).
+        XCTAssertEqual(Passes.balancedHalves(1024, stored: 0..<1024), [0..<512, 512..<1024])
+        XCTAssertEqual(Passes.balancedHalves(1024, stored: 128..<1024), [0..<544, 544..<1024])
+        XCTAssertEqual(Passes.balancedHalves(1024, stored: 0..<896), [0..<480, 480..<1024])
+        // Too few rows to cut: one piece.
+        XCTAssertEqual(Passes.balancedHalves(16, stored: 0..<16), [0..<16])
+    }
 }
