@@ -206,6 +206,7 @@ enum FusedRecurrence {
 
     /// `runAll` (one [N, H] outputs tensor per direction) and `runMerged` (one [N, D H]): the
     /// outputs, and per direction its final hidden and cell states.
+    @_specialize(where S == Float) // Float pre-specialized: see Recurrent.run
     static func runDirections<S: TensorScalar>(_ directions: [Direction<S>], merged: Bool) -> (outputs: [Tensor<S>], finals: [[Tensor<S>]]) {
         let recording = isRecording(directions)
         let h = directions.first?.initialHidden.shape[1] ?? 0, width = merged ? directions.count * h : h

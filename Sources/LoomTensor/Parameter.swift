@@ -29,6 +29,7 @@ public final class Parameter<Scalar: TensorScalar>: @unchecked Sendable {
 extension Tensor {
     /// Gradients of this scalar with respect to each parameter's value; zeros for a parameter it
     /// does not depend on.
+    @_specialize(where Scalar == Float) // Float pre-specialized: see Recurrent.run
     public func gradients(for parameters: [Parameter<Scalar>]) throws -> [Tensor] {
         let found = try backpropagate(to: parameters.map { $0.leaf }, seed: nil)
         return zip(found, parameters).map { $0 ?? Tensor.zeros(unchecked: $1.data.shape) }

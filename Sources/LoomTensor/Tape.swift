@@ -36,6 +36,7 @@ extension Tensor {
     ///
     /// The pullback receives the gradient of the output (shape of `self`) and returns one
     /// gradient per input, of that input's shape, or `nil` for an input that gets none.
+    @_specialize(where Scalar == Float) // Float pre-specialized: see Recurrent.run
     public func recorded(from inputs: [Tensor], pullback: @escaping (Tensor) -> [Tensor?]) -> Tensor {
         guard GradientRecording.isEnabled, inputs.contains(where: { $0.node != nil }) else { return self }
         var result = self
@@ -52,6 +53,7 @@ extension Tensor {
     /// to `self`, same shape) is given. Each input must be recorded: a leaf made with
     /// `requiringGradient()` or a parameter's `value`. An input that `self` does not depend on
     /// gets zeros. The tape records between them are released afterwards.
+    @_specialize(where Scalar == Float) // Float pre-specialized: see Recurrent.run
     public func gradients(wrt inputs: [Tensor], seed: Tensor? = nil) throws -> [Tensor] {
         let targets = try inputs.enumerated().map { index, input -> TapeNode<Scalar> in
             guard let node = input.node else {
@@ -67,6 +69,7 @@ extension Tensor {
 
     /// The reverse sweep: returns, for each target, the accumulated gradient or `nil` when the
     /// target is not reached from `self`.
+    @_specialize(where Scalar == Float) // Float pre-specialized: see Recurrent.run
     func backpropagate(to targets: [TapeNode<Scalar>], seed: Tensor?) throws -> [Tensor?] {
         guard let root = node else {
             throw TensorError.notRecorded(
@@ -137,6 +140,7 @@ extension Tensor {
 extension TapeNode {
     /// The records reachable from `root`, every record before its inputs. Iterative, because an
     /// unrolled recurrence can be a chain hundreds of thousands of records deep.
+    @_specialize(where Scalar == Float) // Float pre-specialized: see Recurrent.run
     static func topologicalOrder(from root: TapeNode) -> [TapeNode] {
         var postOrder: [TapeNode] = []
         var visited: Set<ObjectIdentifier> = [ObjectIdentifier(root)]

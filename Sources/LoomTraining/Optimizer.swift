@@ -57,6 +57,7 @@ final class OptimizerState<Scalar: TensorScalar> {
     init(buffersPerParameter: Int) { self.buffersPerParameter = buffersPerParameter }
 
     /// Runs `makeUpdate(multiplier)` on every parameter whose multiplier is not 0.
+    @_specialize(where Scalar == Float) // Float pre-specialized: see Recurrent.run
     func apply(
         _ parameters: [Parameter<Scalar>], _ gradients: [Tensor<Scalar>], optimizer: String,
         _ makeUpdate: (Double) -> OptimizerUpdate<Scalar>
