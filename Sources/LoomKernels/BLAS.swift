@@ -90,14 +90,21 @@ public enum BLAS {
     /// worker costs about a microsecond, which small products do not repay.
     static let splitThreshold = 1 << 17
 
+    /// Whether a product of `multiplyAdds` (m n k) is split over the team: large enough, and the
+    /// team is there and doing the splitting.
+    @inline(__always)
+    static func splits(multiplyAdds: Int) -> Bool {
+        _ = processDefaults
+        return multiplyAdds >= splitThreshold && splitsAcrossTeam.load(ordering: .relaxed) && WorkerTeam.shared != nil
+    }
+
     /// Runs `product(rows)` over row ranges of an [m, n] result: in two halves when the product is
     /// large and splitting is on (on the team, or as `WorkerTeam.inTwoParts` says), else one call
     /// over everything. `columns` splits along n instead (when n is the longer side), at a
     /// multiple of 16.
     @inline(__always)
     static func split(m: Int, n: Int, k: Int, _ product: (_ rows: Range<Int>, _ columns: Range<Int>) -> Void) {
-        _ = processDefaults
-        guard m * n * k >= splitThreshold, splitsAcrossTeam.load(ordering: .relaxed), WorkerTeam.shared != nil else {
+        guard splits(multiplyAdds: m * n * k) else {
             product(0..<m, 0..<n)
             return
         }

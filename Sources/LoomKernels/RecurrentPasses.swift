@@ -424,8 +424,7 @@ enum RecurrentPasses<S: TensorScalar> {
         // of the rows, one product each, and the two blocks are added with the gradients (lstm-
         // small-train: 0.981-0.988 of the step time against one product split by gate rows; a
         // large block costs more to add than that gains: lstm-large-train 1.03).
-        let halves = WorkerTeam.shared != nil && BLAS.splitsAcrossTeam.load(ordering: .relaxed) && n >= 64
-            && size * n >= BLAS.splitThreshold && size * MemoryLayout<S>.stride <= 1 << 20
+        let halves = n >= 64 && BLAS.splits(multiplyAdds: size * n) && size * MemoryLayout<S>.stride <= 1 << 20
         let pieces = halves ? balancedHalves(n, stored: rows) : [0..<n]
         let sums = UnsafeMutablePointer<S>.allocate(capacity: pieces.count * size)
         defer { sums.deallocate() }
