@@ -331,8 +331,16 @@ LOOM_CLONES void loom_gru_forward_row(float *gate, const float *bias, const floa
     else gru_forward_row_body(gate, bias, hs, saved_n, hp, out, NULL, h);
 }
 
-static inline __attribute__((always_inline)) void rnn_backward_row_body(const float *restrict gate, const float *restrict d_out, float *restrict dh,
-                                                    float *restrict dxg, const float *restrict update, long h) {
+/* The backward rows write the gate gradients dxg over the gates they read (the backward pass
+ * does, see RecurrentPasses.backward): at each j, every gate value is read before a gradient is
+ * written to the same place, and no other j touches those places, so the loop vectorizes as
+ * if they were apart (with `restrict`, writing through one and reading through the other would
+ * be undefined). */
+#define LOOM_IN_PLACE_GATES LOOM_ELEMENTWISE
+
+static inline __attribute__((always_inline)) void rnn_backward_row_body(const float *gate, const float *restrict d_out, float *restrict dh,
+                                                    float *dxg, const float *restrict update, long h) {
+    LOOM_IN_PLACE_GATES
     for (long j = 0; j < h; j++) {
         float a = gate[j], m = update ? update[j] : 1.0f;
         dxg[j] = (d_out[j] + dh[j]) * m * (1 - a * a);
@@ -345,9 +353,10 @@ LOOM_CLONES void loom_rnn_backward_row(const float *gate, const float *d_out, fl
     else rnn_backward_row_body(gate, d_out, dh, dxg, NULL, h);
 }
 
-static inline __attribute__((always_inline)) void lstm_backward_row_body(const float *restrict gate, const float *restrict tc, const float *restrict cp,
+static inline __attribute__((always_inline)) void lstm_backward_row_body(const float *gate, const float *restrict tc, const float *restrict cp,
                                                      const float *restrict d_out, float *restrict dh, float *restrict dc,
-                                                     float *restrict dxg, const float *restrict update, long h) {
+                                                     float *dxg, const float *restrict update, long h) {
+    LOOM_IN_PLACE_GATES
     for (long j = 0; j < h; j++) {
         float i = gate[j], f = gate[h + j], g = gate[2 * h + j], o = gate[3 * h + j];
         float m = update ? update[j] : 1.0f;
@@ -368,9 +377,10 @@ LOOM_CLONES void loom_lstm_backward_row(const float *gate, const float *tc, cons
     else lstm_backward_row_body(gate, tc, cp, d_out, dh, dc, dxg, NULL, h);
 }
 
-static inline __attribute__((always_inline)) void gru_backward_row_body(const float *restrict gate, const float *restrict saved_n,
+static inline __attribute__((always_inline)) void gru_backward_row_body(const float *gate, const float *restrict saved_n,
                                                     const float *restrict hp, const float *restrict d_out, float *restrict dh,
-                                                    float *restrict dxg, float *restrict dhg, const float *restrict update, long h) {
+                                                    float *dxg, float *restrict dhg, const float *restrict update, long h) {
+    LOOM_IN_PLACE_GATES
     for (long j = 0; j < h; j++) {
         float r = gate[j], z = gate[h + j], n = gate[2 * h + j];
         float m = update ? update[j] : 1.0f;

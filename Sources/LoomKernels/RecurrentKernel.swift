@@ -42,8 +42,11 @@ public final class RecurrentKernel<S: TensorScalar> {
     public let cellStates: UnsafeMutablePointer<S>
     public let finalCell: UnsafeMutablePointer<S>
     /// Saved for backward: activated gates [N, G H] (RNN: tanh of the pre-activation);
-    /// LSTM tanh(c') or GRU W_hn h + b_hn [N, H].
+    /// LSTM tanh(c') or GRU W_hn h + b_hn [N, H]. The backward pass writes the gates'
+    /// gradients over them.
     let gates: UnsafeMutablePointer<S>
+    /// Whether a backward pass has run since the last forward (and so consumed the gates).
+    private var gatesConsumed = false
     let extra: UnsafeMutablePointer<S>
     /// One step's scratch: the masked previous state [B, H] and the GRU's h-side projection [B, G H].
     let scratchState: UnsafeMutablePointer<S>
@@ -169,6 +172,7 @@ public final class RecurrentKernel<S: TensorScalar> {
     /// Runs the recurrence; fills `hidden`, `finalHidden` (and the cell states for an LSTM).
     public func forward(_ x: Inputs) {
         precondition(cell != .lstm || x.initialCell != nil, "an LSTM kernel needs an initial cell state")
+        gatesConsumed = false
         if S.self == Float.self {
             RecurrentPasses<Float>.forward(unsafeDowncast(self, to: RecurrentKernel<Float>.self),
                                            unsafeBitCast(x, to: RecurrentKernel<Float>.Inputs.self))
@@ -179,10 +183,13 @@ public final class RecurrentKernel<S: TensorScalar> {
 
     /// Backpropagates `dHidden` [N, H] (gradient of every output state, rows `outputStride` apart
     /// like the states) and the gradients of the final states `dFinalHidden` [B, H], `dFinalCell`
-    /// [B, H] (LSTM) through the last `forward`.
+    /// [B, H] (LSTM) through the last `forward`. Once per forward: it overwrites the gates the
+    /// forward pass saved (as PyTorch frees a graph's buffers after a backward pass).
     public func backward(_ x: Inputs, dHidden: UnsafePointer<S>, dFinalHidden: UnsafePointer<S>,
                          dFinalCell: UnsafePointer<S>?, into gradients: Gradients) {
         precondition(!isLean, "this kernel was made for inference (keepsForBackward: false)")
+        precondition(!gatesConsumed, "a second backward pass through one forward pass: run forward again first")
+        gatesConsumed = true
         if S.self == Float.self {
             typealias K = RecurrentKernel<Float>
             RecurrentPasses<Float>.backward(

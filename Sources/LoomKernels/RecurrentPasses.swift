@@ -301,7 +301,11 @@ enum RecurrentPasses<S: TensorScalar> {
         let h = k.hiddenSize, gh = k.cell.gates * h, layout = k.layout
         let n = layout.rows, batch = layout.batch
         // Gradients of the pre-activations, x side and h side (equal but for the GRU's n block).
-        let dxGates = UnsafeMutablePointer<S>.allocate(capacity: Swift.max(n * gh, 1))
+        // The x side's are written over the gates, which each row reads just before (the gates
+        // are not needed after: one backward per forward). A separate array was written to
+        // memory never read before, every line fetched only to be overwritten: lstm-medium-train
+        // took 1.035-1.039 times as long (in-process A/B, 40 pairs each of two runs).
+        let dxGates = k.gates
         let dhGates = k.cell == .gru ? UnsafeMutablePointer<S>.allocate(capacity: Swift.max(n * gh, 1)) : dxGates
         // Running gradients of the state and cell entering each step, and one step's product.
         let dh = UnsafeMutablePointer<S>.allocate(capacity: Swift.max(batch * h, 1))
@@ -319,7 +323,6 @@ enum RecurrentPasses<S: TensorScalar> {
         let ld = onesColumn + 1
         let previousStates = UnsafeMutablePointer<S>.allocate(capacity: Swift.max(n * ld, 1))
         defer {
-            dxGates.deallocate()
             if k.cell == .gru { dhGates.deallocate() }
             dh.deallocate(); dc.deallocate(); stepProduct.deallocate(); previousStates.deallocate()
         }

@@ -39,7 +39,7 @@ void loom_gru_forward_row(float *gate, const float *bias, const float *hs, float
                           const float *update, long h);
 
 /* The rows' buffers must not overlap, but where said (act in the split LSTM row; gate is read and
- * written in place).
+ * written in place; dxg may be gate in the backward rows).
  * Backward of one row: gradients of the pre-activations into dxg (and dhg for the GRU), given
  * the output gradient d_out and the running state gradient dh (which is then reset to the
  * direct part: 0, or dh z for the GRU); the LSTM's running cell gradient dc moves one step back. */
