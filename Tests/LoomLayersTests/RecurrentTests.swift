@@ -1,4 +1,5 @@
 import LoomLayers
+@testable import LoomKernels
 import XCTest
 
 /// The fused recurrent kernels against their unfused composition, and the layers' gradients
@@ -195,6 +196,23 @@ final class RecurrentTests: XCTestCase {
         }
         try compareFusedWithReference(LSTMKind.self, steps: 12, lengths: [Int](repeating: 12, count: 20), inputSize: 7, hiddenSize: 5,
                                       layers: 2, bidirectional: true)
+        // The weight gradients' sums added group by group of steps during the backward loop
+        // (RecurrentPasses.GroupSums): here groups of a few rows (each step its own group, or
+        // nearly) and of about 50 rows (several steps, the last group shorter), instead of the
+        // one group that these few rows make.
+        let saved = WeightGradientGroups.bytes
+        defer { WeightGradientGroups.bytes = saved }
+        for rowsPerGroup in [1, 50] {
+            for (i, h) in [(4, 5), (2, 5)] {
+                WeightGradientGroups.bytes = rowsPerGroup * 3 * h * MemoryLayout<Double>.stride
+                try compareFusedWithReference(RNNKind.self, steps: 12, lengths: lengths, inputSize: i, hiddenSize: h, layers: 2, bidirectional: true)
+                try compareFusedWithReference(GRUKind.self, steps: 12, lengths: lengths, inputSize: i, hiddenSize: h, layers: 2, bidirectional: true)
+                try compareFusedWithReference(LSTMKind.self, steps: 12, lengths: lengths, inputSize: i, hiddenSize: h, layers: 2, bidirectional: true)
+            }
+            try compareFusedWithReference(LSTMKind.self, steps: 12, lengths: [Int](repeating: 12, count: 20), inputSize: 7, hiddenSize: 5,
+                                          layers: 2, bidirectional: true)
+        }
+        WeightGradientGroups.bytes = saved
         // One direction over enough rows that the weight gradients are summed over two halves of
         // the rows, one per thread (RecurrentPasses.weightGradients), narrow and wide inputs.
         for i in [3, 20] {
@@ -210,6 +228,12 @@ final class RecurrentTests: XCTestCase {
     func testBidirectionalGradientsAreBitReproducible() throws {
         let lengths = (0..<32).map { 40 - $0 % 5 }
         let source = RandomSource(seed: 12)
+        // Groups of about four steps for the weight-gradient sums of the backward loop, so that
+        // the steps a direction splits with the other thread (once that one has ended) fall in
+        // the middle of groups.
+        let saved = WeightGradientGroups.bytes
+        defer { WeightGradientGroups.bytes = saved }
+        WeightGradientGroups.bytes = 128 * 4 * 32 * MemoryLayout<Float>.stride
         for wide in [false, true] {
             let lstm = try Recurrent<Float, LSTMKind>(inputSize: wide ? 48 : 8, hiddenSize: 32, numLayers: 2, bidirectional: true, using: source)
             let x = try Tensor<Float>.randomUniform([40, 32, wide ? 48 : 8], lower: -1, upper: 1, using: source)
