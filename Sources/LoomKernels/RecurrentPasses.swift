@@ -343,7 +343,9 @@ enum RecurrentPasses<S: TensorScalar> {
         }
         // One direction of a bidirectional layer adds the weight gradients' sums of each group of
         // steps as soon as the group is done (`GroupSums`), while its gate gradients are in cache.
-        let groups = k.sharing.map { _ in GroupSums(k, rows: productRows, columns: previousStates, ld: ld, joined: joined) }
+        let groups = k.sharing.map { _ in
+            GroupSums(k, x, rows: productRows, columns: previousStates, ld: ld, joined: joined, inputGradient: grads.input)
+        }
         defer { groups?.deallocate() }
         steps(k, split: packed != nil, reversed: true, weights: gh * h,
               afterStep: groups.map { groups in { t in groups.stepDone(t, x, dxGates: dxGates, dhGates: dhGates) } }) { t, rows in
@@ -399,8 +401,7 @@ enum RecurrentPasses<S: TensorScalar> {
         // product over [h_prev | x | 1]; dW_ih += dxGates^T x and db_ih when not joined.
         let shared = dxGates == dhGates
         if let sharing = k.sharing, let groups {
-            sharedGradients(k, x, grads, sharing, dxGates: dxGates, sums: groups.sums, recurrent: !productRows.isEmpty, ld: ld,
-                            joined: joined, sharedGates: shared)
+            addGroupSums(k, grads, sharing, sums: groups.sums, recurrent: !productRows.isEmpty, ld: ld, joined: joined, sharedGates: shared)
         } else {
             if let dx = grads.input {
                 S.gemm(transA: false, transB: false, m: n, n: k.inputSize, k: gh, alpha: 1, a: dxGates, lda: gh,
@@ -522,9 +523,15 @@ enum RecurrentPasses<S: TensorScalar> {
 
     /// The weight and bias gradients' sums dhG^T [h_prev | x | 1] (see `weightGradients`; and
     /// dxG^T x after them when not joined) of one direction of a bidirectional layer, added
-    /// group by group of steps while its backward loop runs (`stepDone`): each group's gate
-    /// gradients, about 1 MB, are then still in the core's cache, where a product over all rows
-    /// after the loop read all of them back from memory. The groups are cut by the layout alone
+    /// group by group of steps while its backward loop runs (`stepDone`), and the input
+    /// gradient's rows dxG W_ih of each group: each group's gate gradients, about 1 MB, are then
+    /// still in the core's cache, where products over all rows after the loop read all of them
+    /// back from memory. The input gradient's groups go through W_ih packed once for the packed
+    /// kernel (else BLAS), which writes its results directly (BLAS first zeroes the rows of a
+    /// product with beta = 0, and repacks W_ih on every call): lstm-medium-train 0.989-0.993 of
+    /// the step time against that product in pieces after the loop (in-process A/B, 20 pairs
+    /// each of two runs; alternating runs of both builds were too noisy to tell, median 0.997
+    /// over 8 pairs spread +-7%). The groups are cut by the layout alone
     /// and each is one product on the direction's own thread (handing half of it to the other
     /// thread when that one was free cost more than it saved), so the sums come out the same
     /// every time. lstm-medium-train against the shared products after the loop: faster in 8 of
@@ -538,10 +545,18 @@ enum RecurrentPasses<S: TensorScalar> {
         let groupRows: Int
         /// The rows of the steps done since the last group.
         var pending: Range<Int>?
+        /// The input gradient [N, I], when wanted, and W_ih packed for it.
+        let inputGradient: UnsafeMutablePointer<S>?
+        let inputWeight: PackedWeights?
 
         /// `rows`: those whose h_prev is stored in `columns` (see `writeSums`).
-        init(_ k: Kernel, rows: Range<Int>, columns: UnsafePointer<S>, ld: Int, joined: Bool) {
+        init(_ k: Kernel, _ x: Kernel.Inputs, rows: Range<Int>, columns: UnsafePointer<S>, ld: Int, joined: Bool,
+             inputGradient: UnsafeMutablePointer<S>?) {
             kernel = k
+            self.inputGradient = inputGradient
+            // op(W) = W_ih as stored [G H, I].
+            inputWeight = inputGradient == nil ? nil
+                : packedWeights(x.inputWeight, transposed: false, n: k.inputSize, k: k.cell.gates * k.hiddenSize, rows: k.layout.batch)
             self.rows = rows
             self.columns = columns
             self.ld = ld
@@ -564,6 +579,10 @@ enum RecurrentPasses<S: TensorScalar> {
             pending = nil
             guard !group.isEmpty else { return }
             let k = kernel, gh = k.cell.gates * k.hiddenSize, i = k.inputSize
+            if let dx = inputGradient {
+                product(inputWeight, m: group.count, a: dxGates + group.lowerBound * gh, lda: gh, weights: x.inputWeight,
+                        transposeW: false, n: i, k: gh, beta: 0, c: dx + group.lowerBound * i, ldc: i)
+            }
             writeSums(k, dGates: dhGates, piece: group, rows: rows, columns: columns, ld: ld, joined: joined, into: sums, adding: true)
             if !joined {
                 S.gemm(transA: true, transB: false, m: gh, n: i, k: group.count, alpha: 1, a: dxGates + group.lowerBound * gh, lda: gh,
@@ -572,31 +591,17 @@ enum RecurrentPasses<S: TensorScalar> {
         }
     }
 
-    /// Pieces of the input gradient's rows (each product packs W_ih again), the last small, so
-    /// that both threads run out of work at nearly the same time.
-    static var inputGradientShares: [Double] { [0.3, 0.25, 0.2, 0.15, 0.1] }
-
-    /// Elements of sums per span of gate rows when the sums of `sharedGradients` are added into
-    /// the gradients (64 K floats: 256 KB, well inside a core's L2).
+    /// Elements of sums per span of gate rows when the sums of `addGroupSums` are added into the
+    /// gradients (64 K floats: 256 KB, well inside a core's L2).
     static var gradientSpanElements: Int { 1 << 16 }
 
-    /// The products after the backward loop of one direction of a bidirectional layer, in chunks
-    /// shared with the other direction's kernel (`SharedChunks`): dx = dxG W_ih in pieces of
-    /// rows; then the weight and bias gradients' sums the loop wrote (`GroupSums`) are added into
-    /// the gradients in spans of gate rows. Each chunk writes its own rows, so the results are the
-    /// same whichever thread ran which chunk (bit-reproducible for a fixed thread count).
-    static func sharedGradients(_ k: Kernel, _ x: Kernel.Inputs, _ grads: Kernel.Gradients, _ sharing: ChunkSharing,
-                                dxGates: UnsafePointer<S>, sums: UnsafeMutablePointer<S>, recurrent: Bool, ld: Int, joined: Bool,
-                                sharedGates: Bool) {
-        let gh = k.cell.gates * k.hiddenSize, n = k.layout.rows, i = k.inputSize
-        if let dx = grads.input {
-            let pieces = SharedChunks.pieces(n, shares: inputGradientShares, multiple: 16)
-            sharing.run(count: pieces.count) { chunk in
-                let r = pieces[chunk]
-                S.gemm(transA: false, transB: false, m: r.count, n: i, k: gh, alpha: 1, a: dxGates + r.lowerBound * gh, lda: gh,
-                       b: x.inputWeight, ldb: i, beta: 0, c: dx + r.lowerBound * i, ldc: i)
-            }
-        }
+    /// Adds the weight and bias gradients' sums of one direction of a bidirectional layer
+    /// (`GroupSums`) into the gradients, in spans of gate rows shared with the other direction's
+    /// kernel (`SharedChunks`). Each span writes its own rows, so the results are the same
+    /// whichever thread ran which span.
+    static func addGroupSums(_ k: Kernel, _ grads: Kernel.Gradients, _ sharing: ChunkSharing, sums: UnsafeMutablePointer<S>,
+                             recurrent: Bool, ld: Int, joined: Bool, sharedGates: Bool) {
+        let gh = k.cell.gates * k.hiddenSize, i = k.inputSize
         let span = Swift.max(1, gradientSpanElements / (ld + (joined ? 0 : i)))
         let gateSpans = stride(from: 0, to: gh, by: span).map { $0..<Swift.min($0 + span, gh) }
         sharing.run(count: gateSpans.count) { chunk in
