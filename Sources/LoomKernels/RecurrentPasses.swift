@@ -471,25 +471,22 @@ enum RecurrentPasses<S: TensorScalar> {
     /// `joined`): the piece's rows whose h_prev was stored (those in `rows`) with all columns,
     /// written first, its other rows with their x and 1 columns, added (onto zeros when the piece
     /// has no stored row; the h_prev columns then stay 0).
-    /// With `adding`, the sums are added to those already in `sums`. `gateRows` (default all):
-    /// only those rows of the sums (those columns of dG).
+    /// With `adding`, the sums are added to those already in `sums`.
     static func writeSums(_ k: Kernel, dGates: UnsafePointer<S>, piece: Range<Int>, rows: Range<Int>, columns: UnsafePointer<S>,
-                          ld: Int, joined: Bool, into sums: UnsafeMutablePointer<S>, adding: Bool = false,
-                          gateRows: Range<Int>? = nil) {
+                          ld: Int, joined: Bool, into sums: UnsafeMutablePointer<S>, adding: Bool = false) {
         let h = k.hiddenSize, gh = k.cell.gates * h, inputs = joined ? k.inputSize : 0
-        let gates = gateRows ?? 0..<gh, dG = dGates + gates.lowerBound, target = sums + gates.lowerBound * ld
         let stored = piece.clamped(to: rows)
         if stored.isEmpty {
-            if !adding { Memory.zero(target, count: gates.count * ld) }
+            if !adding { Memory.zero(sums, count: gh * ld) }
         } else {
-            S.gemm(transA: true, transB: false, m: gates.count, n: ld, k: stored.count, alpha: 1, a: dG + stored.lowerBound * gh,
-                   lda: gh, b: columns + stored.lowerBound * ld, ldb: ld, beta: adding ? 1 : 0, c: target, ldc: ld)
+            S.gemm(transA: true, transB: false, m: gh, n: ld, k: stored.count, alpha: 1, a: dGates + stored.lowerBound * gh,
+                   lda: gh, b: columns + stored.lowerBound * ld, ldb: ld, beta: adding ? 1 : 0, c: sums, ldc: ld)
         }
         let before = piece.lowerBound..<Swift.max(piece.lowerBound, Swift.min(piece.upperBound, rows.lowerBound))
         let after = Swift.min(piece.upperBound, Swift.max(piece.lowerBound, rows.upperBound))..<piece.upperBound
         for other in [before, after] where !other.isEmpty {
-            S.gemm(transA: true, transB: false, m: gates.count, n: inputs + 1, k: other.count, alpha: 1, a: dG + other.lowerBound * gh,
-                   lda: gh, b: columns + other.lowerBound * ld + h, ldb: ld, beta: 1, c: target + h, ldc: ld)
+            S.gemm(transA: true, transB: false, m: gh, n: inputs + 1, k: other.count, alpha: 1, a: dGates + other.lowerBound * gh,
+                   lda: gh, b: columns + other.lowerBound * ld + h, ldb: ld, beta: 1, c: sums + h, ldc: ld)
         }
     }
 
@@ -531,11 +528,11 @@ enum RecurrentPasses<S: TensorScalar> {
     /// product with beta = 0, and repacks W_ih on every call): lstm-medium-train 0.989-0.993 of
     /// the step time against that product in pieces after the loop (in-process A/B, 20 pairs
     /// each of two runs; alternating runs of both builds were too noisy to tell, median 0.997
-    /// over 8 pairs spread +-7%). The groups are cut by the layout alone
-    /// and each is one product on the direction's own thread (handing half of it to the other
-    /// thread when that one was free cost more than it saved), so the sums come out the same
-    /// every time. lstm-medium-train against the shared products after the loop: faster in 8 of
-    /// 10 alternating runs of both builds, median +2.1%.
+    /// over 8 pairs spread +-7%). The groups are cut by the layout alone and each is one product
+    /// on the direction's own thread (handing half of it to the other thread when that one was
+    /// free cost more than it saved), so the sums come out the same every time. The weight
+    /// gradients' part, against the shared products after the loop: lstm-medium-train faster in
+    /// 8 of 10 alternating runs of both builds, median +2.1%.
     final class GroupSums {
         let kernel: Kernel
         /// [G H, ld], then [G H, I] when not `joined`.
