@@ -268,7 +268,7 @@ __attribute__((target("avx512f"))) static void lstm_forward_row_avx512(const flo
 }
 
 /* The same check as the packed product's (AVX-512F), made once there. */
-static int has_avx512(void) { return loom_gemm_available(); }
+static int has_avx512(void) { return loom_gemm_kernel() == 2; }
 #else
 static int has_avx512(void) { return 0; }
 #define sigmoid_avx512 sigmoid_generic

@@ -3,11 +3,11 @@
 #include <immintrin.h>
 #include <string.h>
 
-int loom_gemm_available(void) {
+int loom_gemm_kernel(void) {
     static int known = -1; /* racing first calls store the same value */
     if (known < 0) {
         __builtin_cpu_init();
-        known = __builtin_cpu_supports("avx512f") ? 1 : 0;
+        known = __builtin_cpu_supports("avx512f") ? 2 : (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) ? 1 : 0;
     }
     return known;
 }
@@ -121,8 +121,8 @@ static inline __mmask16 columns_mask(int remaining) {
     return remaining >= LOOM_PANEL ? (__mmask16)0xFFFF : (__mmask16)((1u << (remaining > 0 ? remaining : 0)) - 1u);
 }
 
-__attribute__((target("avx512f"))) void loom_gemm_packed(int m, int n0, int n1, int k, const float *a, int lda,
-                                                          const float *packed, float beta, float *c, int ldc) {
+__attribute__((target("avx512f"))) static void gemm_packed_avx512(int m, int n0, int n1, int k, const float *a, int lda,
+                                                                 const float *packed, float beta, float *c, int ldc) {
     const size_t panel_size = (size_t)LOOM_PANEL * k;
     for (int col = n0; col < n1; col += 2 * LOOM_PANEL) {
         const float *p0 = packed + (size_t)(col / LOOM_PANEL) * panel_size;
@@ -132,4 +132,103 @@ __attribute__((target("avx512f"))) void loom_gemm_packed(int m, int n0, int n1, 
         if (two) rows(m, k, a, lda, p0, p1, 1, mask0, mask1, beta, c + col, ldc);
         else rows(m, k, a, lda, p0, p1, 0, mask0, mask1, beta, c + col, ldc);
     }
+}
+
+/* ---- AVX2 + FMA (CPUs without AVX-512, e.g. AMD Zen 2/3) ----
+ * 16 ymm registers: a tile is MR <= 6 rows by one panel (two ymm of 8 columns), 2 * MR
+ * accumulators plus the panel's two vectors and one broadcast. Each output is the same chain of
+ * fused multiply-adds over i = 0 ..< k as in the AVX-512 tile, so both kernels give the same bits. */
+#define LOOM_AVX2 __attribute__((target("avx2,fma"), always_inline)) static inline
+
+LOOM_AVX2 void tile_avx2(const int MR, int k, const float *a, int lda, const float *p, const int full, __m256i mask0,
+                         __m256i mask1, float beta, float *c, int ldc) {
+    __m256 acc0[6], acc1[6];
+    const float *ar[6]; /* one pointer per row, hidden from the optimizer as in the AVX-512 tile */
+    for (int r = 0; r < MR; r++) {
+        ar[r] = a + (size_t)r * lda;
+        __asm__("" : "+r"(ar[r]));
+    }
+    for (int r = 0; r < MR; r++) { acc0[r] = _mm256_setzero_ps(); acc1[r] = _mm256_setzero_ps(); }
+    if (beta != 0) {
+        for (int r = 0; r < MR; r++) _mm_prefetch((const char *)(c + (size_t)r * ldc), _MM_HINT_T0);
+    }
+#pragma clang loop unroll_count(4)
+    for (int i = 0; i < k; i++) {
+        __m256 b0 = _mm256_loadu_ps(p + (size_t)i * LOOM_PANEL), b1 = _mm256_loadu_ps(p + (size_t)i * LOOM_PANEL + 8);
+        for (int r = 0; r < MR; r++) {
+            __m256 x = _mm256_broadcast_ss(ar[r] + i);
+            acc0[r] = _mm256_fmadd_ps(x, b0, acc0[r]);
+            acc1[r] = _mm256_fmadd_ps(x, b1, acc1[r]);
+        }
+    }
+    for (int r = 0; r < MR; r++) {
+        float *row = c + (size_t)r * ldc;
+        if (full) {
+            if (beta != 0) {
+                acc0[r] = _mm256_add_ps(acc0[r], _mm256_loadu_ps(row));
+                acc1[r] = _mm256_add_ps(acc1[r], _mm256_loadu_ps(row + 8));
+            }
+            _mm256_storeu_ps(row, acc0[r]);
+            _mm256_storeu_ps(row + 8, acc1[r]);
+        } else {
+            if (beta != 0) {
+                acc0[r] = _mm256_add_ps(acc0[r], _mm256_maskload_ps(row, mask0));
+                acc1[r] = _mm256_add_ps(acc1[r], _mm256_maskload_ps(row + 8, mask1));
+            }
+            _mm256_maskstore_ps(row, mask0, acc0[r]);
+            _mm256_maskstore_ps(row + 8, mask1, acc1[r]);
+        }
+    }
+}
+
+/* All rows of one panel in tiles of at most 6 rows, as even as they go (32 rows: 6, 6, 5, 5, 5, 5):
+ * a tile of fewer than 4 rows has fewer than 8 independent accumulators, too few to cover the
+ * multiply-add latency. */
+LOOM_AVX2 void rows_avx2(int m, int k, const float *a, int lda, const float *p, const int full, __m256i mask0,
+                         __m256i mask1, float beta, float *c, int ldc) {
+    int tiles = (m + 5) / 6, base = m / tiles, extra = m % tiles, r = 0;
+    for (int t = 0; t < tiles; t++) {
+        int size = base + (t < extra);
+        const float *ar = a + (size_t)r * lda;
+        float *cr = c + (size_t)r * ldc;
+        switch (size) {
+        case 6: tile_avx2(6, k, ar, lda, p, full, mask0, mask1, beta, cr, ldc); break;
+        case 5: tile_avx2(5, k, ar, lda, p, full, mask0, mask1, beta, cr, ldc); break;
+        case 4: tile_avx2(4, k, ar, lda, p, full, mask0, mask1, beta, cr, ldc); break;
+        case 3: tile_avx2(3, k, ar, lda, p, full, mask0, mask1, beta, cr, ldc); break;
+        case 2: tile_avx2(2, k, ar, lda, p, full, mask0, mask1, beta, cr, ldc); break;
+        default: tile_avx2(1, k, ar, lda, p, full, mask0, mask1, beta, cr, ldc); break;
+        }
+        r += size;
+    }
+}
+
+/* Lanes j with j < remaining set (all ones), for maskload/maskstore. */
+__attribute__((target("avx2"))) static inline __m256i lanes_below(int remaining) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(remaining), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+__attribute__((target("avx2,fma"))) static void gemm_packed_avx2(int m, int n0, int n1, int k, const float *a, int lda,
+                                                                const float *packed, float beta, float *c, int ldc) {
+    const size_t panel_size = (size_t)LOOM_PANEL * k;
+    for (int col = n0; col < n1; col += LOOM_PANEL) {
+        const float *p = packed + (size_t)(col / LOOM_PANEL) * panel_size;
+        if (col + LOOM_PANEL <= n1) {
+            __m256i all = _mm256_set1_epi32(-1);
+            rows_avx2(m, k, a, lda, p, 1, all, all, beta, c + col, ldc);
+        } else {
+            rows_avx2(m, k, a, lda, p, 0, lanes_below(n1 - col), lanes_below(n1 - col - 8), beta, c + col, ldc);
+        }
+    }
+}
+
+void loom_gemm_packed_with(int kernel, int m, int n0, int n1, int k, const float *a, int lda, const float *packed, float beta,
+                           float *c, int ldc) {
+    if (kernel == 2) gemm_packed_avx512(m, n0, n1, k, a, lda, packed, beta, c, ldc);
+    else if (kernel == 1) gemm_packed_avx2(m, n0, n1, k, a, lda, packed, beta, c, ldc);
+    else loom_gemm_reference(m, n0, n1, k, a, lda, packed, beta, c, ldc);
+}
+
+void loom_gemm_packed(int m, int n0, int n1, int k, const float *a, int lda, const float *packed, float beta, float *c, int ldc) {
+    loom_gemm_packed_with(loom_gemm_kernel(), m, n0, n1, k, a, lda, packed, beta, c, ldc);
 }

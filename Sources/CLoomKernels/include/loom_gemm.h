@@ -7,7 +7,7 @@
  *
  * OpenBLAS repacks op(W) on every call, which for m = 32, k = 256, n = 1024 costs more than the
  * product itself (measured: 37 GFLOP/s on one core). Packing once per sequence and running an
- * AVX-512 micro-kernel over the packed panels removes that cost.
+ * AVX-512 (or AVX2 + FMA) micro-kernel over the packed panels removes that cost.
  *
  * Packed layout: panels of LOOM_PANEL (16) columns; panel p holds, for each i < k, the 16 values
  * op(W)[i, 16p .. 16p + 15] contiguously (zero beyond n). Size: loom_packed_size(n, k) floats.
@@ -21,9 +21,9 @@ extern "C" {
 
 #define LOOM_PANEL 16
 
-/* Whether the AVX-512 kernel can run on this CPU (else the caller uses BLAS); checked once. The
- * AVX-512 cell passes of loom_cells.c use the same answer. */
-int loom_gemm_available(void);
+/* The micro-kernel loom_gemm_packed runs on this CPU, checked once: 2 AVX-512, 1 AVX2 + FMA, 0 none
+ * (the caller uses BLAS). The AVX-512 cell passes of loom_cells.c run when this is 2. */
+int loom_gemm_kernel(void);
 
 /* Floats needed by a packed op(W) [k, n]. */
 size_t loom_packed_size(int n, int k);
@@ -39,6 +39,11 @@ void loom_pack_panels(int transposed, int n, int k, const float *w, int ldw, flo
  * (row stride ldc); beta is 0 or 1. n0 must be a multiple of LOOM_PANEL. */
 void loom_gemm_packed(int m, int n0, int n1, int k, const float *a, int lda, const float *packed, float beta,
                       float *c, int ldc);
+
+/* The same product with a given kernel (2, 1, or 0 for the reference loop below), at most
+ * loom_gemm_kernel(): lets tests hold both micro-kernels against the reference on one CPU. */
+void loom_gemm_packed_with(int kernel, int m, int n0, int n1, int k, const float *a, int lda, const float *packed, float beta,
+                           float *c, int ldc);
 
 /* The plain triple loop of the same product, the reference the kernel is tested against. */
 void loom_gemm_reference(int m, int n0, int n1, int k, const float *a, int lda, const float *packed, float beta,
