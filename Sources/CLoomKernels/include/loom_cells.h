@@ -58,6 +58,13 @@ void loom_lstm_forward_row_portable(float *gate, const float *bias, const float 
 void loom_lstm_forward_row_split_portable(const float *gx, const float *hs, float *act, const float *bias, const float *cp, float *c,
                                           float *tc, float *out, const float *update, long h);
 
+/* The AVX2 + FMA versions (what a CPU with AVX2 but without AVX-512 runs), for tests on CPUs that
+ * run a better one: call only when loom_gemm_kernel() >= 1. */
+void loom_sigmoid_avx2(const float *x, float *out, long count);
+void loom_tanh_avx2(const float *x, float *out, long count);
+void loom_lstm_forward_row_split_avx2(const float *gx, const float *hs, float *act, const float *bias, const float *cp, float *c,
+                                      float *tc, float *out, const float *update, long h);
+
 /* Natural logarithm of x + offset, within 3 ULP of libm (measured worst 2.2, near x = 1.13); log(0) = -inf,
  * negative or NaN inputs give NaN. */
 void loom_log_offset(const float *x, float *out, long count, float offset);
