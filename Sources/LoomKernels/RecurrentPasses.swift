@@ -5,7 +5,7 @@ import CLoomKernels
 ///
 /// Each step is a function of a range of rows (the recurrent product of those rows, then their
 /// elementwise pass). Row r of a step depends only on row r of the step before, so with the
-/// packed AVX-512 product a one-directional layer runs pieces of rows through every step on the
+/// packed product (AVX-512 or AVX2) a one-directional layer runs pieces of rows through every step on the
 /// two threads of `WorkerTeam`, one hand-over per pass (`steps`).
 enum RecurrentPasses<S: TensorScalar> {
     typealias Kernel = RecurrentKernel<S>
@@ -33,7 +33,7 @@ enum RecurrentPasses<S: TensorScalar> {
         k.cellStates + (t % 2) * k.layout.batch * k.hiddenSize
     }
 
-    /// The recurrent weights packed for the AVX-512 product, when S is Float and the CPU has it.
+    /// The recurrent weights packed for the AVX-512 or AVX2 product, when S is Float and the CPU has one.
     static func packedWeights(_ w: UnsafePointer<S>, transposed: Bool, n: Int, k: Int, rows: Int) -> PackedWeights? {
         // Packing costs about one product's worth of memory traffic; with fewer than 4 rows
         // per step (decoding one sequence) OpenBLAS's small-matrix kernels are as fast unpacked.
