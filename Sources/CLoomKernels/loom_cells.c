@@ -154,6 +154,16 @@ LOOM_CLONES static void lstm_forward_row_generic(const float *gx, const float *h
 
 #if defined(__x86_64__)
 #include <immintrin.h>
+
+/* exp's and tanh's polynomials by Horner's scheme in fused multiply-adds, for the 16- and 8-lane
+ * versions alike: FMA and SET1 name the width's intrinsics (fmadd and set1). */
+#define EXP_HORNER(FMA, SET1, r)                                                                  \
+    FMA(FMA(FMA(FMA(FMA(FMA(FMA(SET1(EXP_C7), r, SET1(EXP_C6)), r, SET1(EXP_C5)), r, SET1(EXP_C4)), \
+                    r, SET1(EXP_C3)), r, SET1(EXP_C2)), r, SET1(1.0f)), r, SET1(1.0f))
+#define TANH_HORNER(FMA, SET1, x2)                                                                    \
+    FMA(FMA(FMA(FMA(FMA(FMA(SET1(TANH_C15), x2, SET1(TANH_C13)), x2, SET1(TANH_C11)), x2, SET1(TANH_C9)), \
+                x2, SET1(TANH_C7)), x2, SET1(TANH_C5)), x2, SET1(TANH_C3))
+
 #define LOOM_AVX512 __attribute__((target("avx512f"), always_inline)) static inline
 
 /* exp_lane's arithmetic, 16 lanes, for x already within [EXP_MIN, EXP_MAX]: no handling of the
@@ -163,14 +173,7 @@ LOOM_AVX512 __m512 exp16_core(__m512 clamped) {
     __m512 n = _mm512_sub_ps(shifted, _mm512_set1_ps(ROUNDING_SHIFT));
     __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_HIGH), clamped);
     r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_LOW), r);
-    __m512 p = _mm512_set1_ps(EXP_C7);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EXP_C6));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EXP_C5));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EXP_C4));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EXP_C3));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EXP_C2));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    __m512 p = EXP_HORNER(_mm512_fmadd_ps, _mm512_set1_ps, r);
     /* p 2^n; vscalefps saturates to +inf at n = 128 as the two-halves product above does. */
     return _mm512_scalef_ps(p, n);
 }
@@ -205,13 +208,7 @@ LOOM_AVX512 __m512 tanh16(__m512 x) {
     __m512 large = _mm512_fnmadd_ps(_mm512_set1_ps(2.0f), q, _mm512_set1_ps(1.0f));
     large = _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(large), _mm512_castps_si512(sign)));
     __m512 x2 = _mm512_mul_ps(x, x);
-    __m512 p = _mm512_set1_ps(TANH_C15);
-    p = _mm512_fmadd_ps(p, x2, _mm512_set1_ps(TANH_C13));
-    p = _mm512_fmadd_ps(p, x2, _mm512_set1_ps(TANH_C11));
-    p = _mm512_fmadd_ps(p, x2, _mm512_set1_ps(TANH_C9));
-    p = _mm512_fmadd_ps(p, x2, _mm512_set1_ps(TANH_C7));
-    p = _mm512_fmadd_ps(p, x2, _mm512_set1_ps(TANH_C5));
-    p = _mm512_fmadd_ps(p, x2, _mm512_set1_ps(TANH_C3));
+    __m512 p = TANH_HORNER(_mm512_fmadd_ps, _mm512_set1_ps, x2);
     __m512 small = _mm512_fmadd_ps(_mm512_mul_ps(x, x2), p, x);
     __m512 result = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(ax, _mm512_set1_ps(0.5f), _CMP_LT_OQ), large, small);
     return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), result, x);
@@ -273,7 +270,6 @@ __attribute__((target("avx512f"))) static void lstm_forward_row_avx512(const flo
  * 4-ULP bound the activations keep), and on the CPUs that run this the divider is not what limits
  * the row: measured on AMD Zen 3, the lane-by-lane version spent its time on the range checks
  * for overflow, underflow and NaN that the clamps below replace. */
-#define LOOM_AVX2 __attribute__((target("avx2,fma"), always_inline)) static inline
 
 /* exp16_core's arithmetic; for clamped in [EXP_MIN, SQUASH_EXP_MAX] n is in [-126, 127], so 2^n
  * is the normal float with exponent field n + 127. */
@@ -282,14 +278,7 @@ LOOM_AVX2 __m256 exp8_core(__m256 clamped) {
     __m256 n = _mm256_sub_ps(shifted, _mm256_set1_ps(ROUNDING_SHIFT));
     __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_HIGH), clamped);
     r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_LOW), r);
-    __m256 p = _mm256_set1_ps(EXP_C7);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(EXP_C6));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(EXP_C5));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(EXP_C4));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(EXP_C3));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(EXP_C2));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    __m256 p = EXP_HORNER(_mm256_fmadd_ps, _mm256_set1_ps, r);
     __m256i ni = _mm256_sub_epi32(_mm256_castps_si256(shifted), _mm256_set1_epi32(0x4B400000));
     return _mm256_mul_ps(p, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(ni, _mm256_set1_epi32(127)), 23)));
 }
@@ -311,22 +300,10 @@ LOOM_AVX2 __m256 tanh8(__m256 x) {
     __m256 q = _mm256_div_ps(_mm256_set1_ps(1.0f), _mm256_add_ps(e, _mm256_set1_ps(1.0f)));
     __m256 large = _mm256_or_ps(_mm256_fnmadd_ps(_mm256_set1_ps(2.0f), q, _mm256_set1_ps(1.0f)), sign);
     __m256 x2 = _mm256_mul_ps(x, x);
-    __m256 p = _mm256_set1_ps(TANH_C15);
-    p = _mm256_fmadd_ps(p, x2, _mm256_set1_ps(TANH_C13));
-    p = _mm256_fmadd_ps(p, x2, _mm256_set1_ps(TANH_C11));
-    p = _mm256_fmadd_ps(p, x2, _mm256_set1_ps(TANH_C9));
-    p = _mm256_fmadd_ps(p, x2, _mm256_set1_ps(TANH_C7));
-    p = _mm256_fmadd_ps(p, x2, _mm256_set1_ps(TANH_C5));
-    p = _mm256_fmadd_ps(p, x2, _mm256_set1_ps(TANH_C3));
+    __m256 p = TANH_HORNER(_mm256_fmadd_ps, _mm256_set1_ps, x2);
     __m256 small = _mm256_fmadd_ps(_mm256_mul_ps(x, x2), p, x);
     __m256 result = _mm256_blendv_ps(large, small, _mm256_cmp_ps(ax, _mm256_set1_ps(0.5f), _CMP_LT_OQ));
     return _mm256_blendv_ps(result, x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
-}
-
-/* Lanes below `remaining` (all of them from 8 on), for the masked loads and stores of a tail. */
-LOOM_AVX2 __m256i lanes8(long remaining) {
-    int n = remaining >= 8 ? 8 : (int)remaining;
-    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
 /* full: all 8 lanes (plain loads and stores); else the lanes of m. */
@@ -341,14 +318,14 @@ LOOM_AVX2 void tanh8_at(const float *x, float *out, long i, const int full, __m2
 
 __attribute__((target("avx2,fma"))) void loom_sigmoid_avx2(const float *x, float *out, long count) {
     long i = 0;
-    for (; i + 8 <= count; i += 8) sigmoid8_at(x, out, i, 1, lanes8(8));
-    if (i < count) sigmoid8_at(x, out, i, 0, lanes8(count - i));
+    for (; i + 8 <= count; i += 8) sigmoid8_at(x, out, i, 1, loom_lanes_below(8));
+    if (i < count) sigmoid8_at(x, out, i, 0, loom_lanes_below(count - i));
 }
 
 __attribute__((target("avx2,fma"))) void loom_tanh_avx2(const float *x, float *out, long count) {
     long i = 0;
-    for (; i + 8 <= count; i += 8) tanh8_at(x, out, i, 1, lanes8(8));
-    if (i < count) tanh8_at(x, out, i, 0, lanes8(count - i));
+    for (; i + 8 <= count; i += 8) tanh8_at(x, out, i, 1, loom_lanes_below(8));
+    if (i < count) tanh8_at(x, out, i, 0, loom_lanes_below(count - i));
 }
 
 LOOM_AVX2 __m256 preactivation8(const float *gx, const float *hs, const float *bias, long at, const int full, __m256i m) {
@@ -381,8 +358,8 @@ __attribute__((target("avx2,fma"))) void loom_lstm_forward_row_split_avx2(const 
                                                                          const float *cp, float *c, float *tc, float *out,
                                                                          const float *update, long h) {
     long j = 0;
-    for (; j + 8 <= h; j += 8) lstm_forward8(gx, hs, act, bias, cp, c, tc, out, update, h, j, 1, lanes8(8));
-    if (j < h) lstm_forward8(gx, hs, act, bias, cp, c, tc, out, update, h, j, 0, lanes8(h - j));
+    for (; j + 8 <= h; j += 8) lstm_forward8(gx, hs, act, bias, cp, c, tc, out, update, h, j, 1, loom_lanes_below(8));
+    if (j < h) lstm_forward8(gx, hs, act, bias, cp, c, tc, out, update, h, j, 0, loom_lanes_below(h - j));
 }
 
 /* The same check as the packed product's (AVX-512F), made once there. */
@@ -394,9 +371,6 @@ static int has_avx2(void) { return 0; }
 #define sigmoid_avx512 sigmoid_generic
 #define tanh_avx512 tanh_generic
 #define lstm_forward_row_avx512 lstm_forward_row_generic
-#endif
-
-#if !defined(__x86_64__)
 /* No AVX2 here (has_avx2() is 0, so callers never reach these): the portable loops. */
 void loom_sigmoid_avx2(const float *x, float *out, long count) { sigmoid_generic(x, out, count); }
 void loom_tanh_avx2(const float *x, float *out, long count) { tanh_generic(x, out, count); }

@@ -1,4 +1,5 @@
 #include "loom_gemm.h"
+#include "loom_vectorize.h"
 
 #include <immintrin.h>
 #include <string.h>
@@ -138,7 +139,6 @@ __attribute__((target("avx512f"))) static void gemm_packed_avx512(int m, int n0,
  * 16 ymm registers: a tile is MR <= 6 rows by one panel (two ymm of 8 columns), 2 * MR
  * accumulators plus the panel's two vectors and one broadcast. Each output is the same chain of
  * fused multiply-adds over i = 0 ..< k as in the AVX-512 tile, so both kernels give the same bits. */
-#define LOOM_AVX2 __attribute__((target("avx2,fma"), always_inline)) static inline
 
 LOOM_AVX2 void tile_avx2(const int MR, int k, const float *a, int lda, const float *p, const int full, __m256i mask0,
                          __m256i mask1, float beta, float *c, int ldc) {
@@ -203,11 +203,6 @@ LOOM_AVX2 void rows_avx2(int m, int k, const float *a, int lda, const float *p, 
     }
 }
 
-/* Lanes j with j < remaining set (all ones), for maskload/maskstore. */
-__attribute__((target("avx2"))) static inline __m256i lanes_below(int remaining) {
-    return _mm256_cmpgt_epi32(_mm256_set1_epi32(remaining), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
-
 __attribute__((target("avx2,fma"))) static void gemm_packed_avx2(int m, int n0, int n1, int k, const float *a, int lda,
                                                                 const float *packed, float beta, float *c, int ldc) {
     const size_t panel_size = (size_t)LOOM_PANEL * k;
@@ -217,7 +212,7 @@ __attribute__((target("avx2,fma"))) static void gemm_packed_avx2(int m, int n0, 
             __m256i all = _mm256_set1_epi32(-1);
             rows_avx2(m, k, a, lda, p, 1, all, all, beta, c + col, ldc);
         } else {
-            rows_avx2(m, k, a, lda, p, 0, lanes_below(n1 - col), lanes_below(n1 - col - 8), beta, c + col, ldc);
+            rows_avx2(m, k, a, lda, p, 0, loom_lanes_below(n1 - col), loom_lanes_below(n1 - col - 8), beta, c + col, ldc);
         }
     }
 }
