@@ -33,7 +33,7 @@ let package = Package(
         .target(name: "LoomLayers", dependencies: ["LoomTensor", "CLoomKernels"]),
         .target(name: "LoomTraining", dependencies: ["LoomTensor", "LoomLayers"]),
         .target(name: "LoomText", dependencies: ["LoomTensor"]),
-        .target(name: "LoomAudio", dependencies: ["LoomKernels", "CLoomKernels", "CFFTW", "CSndFile", "CSampleRate"]),
+        .target(name: "LoomAudio", dependencies: ["LoomTensor", "LoomKernels", "CLoomKernels", "CFFTW", "CSndFile", "CSampleRate"]),
         .target(name: "LoomSeq2Seq", dependencies: ["LoomLayers", "LoomTraining", "LoomText", "LoomAudio"]),
         .target(name: "Loom", dependencies: ["LoomKernels", "LoomTensor", "LoomLayers", "LoomTraining", "LoomText", "LoomAudio", "LoomSeq2Seq"]),
 

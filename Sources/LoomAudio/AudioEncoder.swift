@@ -22,8 +22,36 @@ public struct AudioEncoder: Sendable {
     /// Runs the file through the front end, handing each block of finished frames to `sink`.
     /// Returns the maximum dB value (for a final top-dB clamp) when the log is in decibels.
     @discardableResult
-    public func stream(path: String, into sink: ([Float]) throws -> Void) throws -> Double {
+    public func stream(path: String, into output: ([Float]) throws -> Void) throws -> Double {
+        try stream(path: path, limit: nil, into: output)
+    }
+
+    func tooManyValues(path: String, limit: Int) -> AudioError {
+        AudioError.unsupported(path: path, reason: "its features would exceed \(limit) values "
+                               + "(\(configuration.featureCount) features per frame, hop \(configuration.hop) at \(configuration.sampleRate) Hz)")
+    }
+
+    func stream(path: String, limit: Int?, into output: ([Float]) throws -> Void) throws -> Double {
+        // A feature that is not finite (the log of a zero power with no offset) is an error, never
+        // a file of NaN written with success.
+        let featureCount = configuration.featureCount
+        return try unchecked(path: path, limit: limit) { block in
+            if let bad = block.firstIndex(where: { !$0.isFinite }) {
+                throw AudioError.unsupported(path: path, reason: "feature \(bad % featureCount) of a frame is \(block[bad]) "
+                                             + "(a log of zero power? give the log an offset or floor)")
+            }
+            try output(block)
+        }
+    }
+
+    private func unchecked(path: String, limit: Int?, sink: ([Float]) throws -> Void) throws -> Double {
         let reader = try AudioReader(path: path, downmix: downmix)
+        if let limit {
+            // Refused at once when the header's length already implies too many values (the
+            // running count in `features(path:)` still holds if the header understates it).
+            let frames = Double(reader.declaredFrames) * Double(configuration.sampleRate) / Double(reader.sampleRate) / Double(configuration.hop)
+            if frames * Double(configuration.featureCount) > Double(limit) { throw tooManyValues(path: path, limit: limit) }
+        }
         let extractor = try FeatureExtractor(configuration)
         let resampler = reader.sampleRate == configuration.sampleRate ? nil
             : try Resampler(from: reader.sampleRate, to: configuration.sampleRate)
@@ -44,10 +72,17 @@ public struct AudioEncoder: Sendable {
         return extractor.maximumDecibels
     }
 
+    /// The most feature values `features(path:)` holds in memory (512 MiB of Float32): a long
+    /// file with a tiny hop (a model file's front end is not trusted) is refused, not swapped.
+    public static let maximumValuesInMemory = 1 << 27
+
     /// The features of a file in memory: [frames, featureCount].
     public func features(path: String) throws -> (values: [Float], frames: Int) {
         var values: [Float] = []
-        let maximum = try stream(path: path) { values += $0 }
+        let maximum = try stream(path: path, limit: Self.maximumValuesInMemory) { block in
+            guard values.count + block.count <= Self.maximumValuesInMemory else { throw tooManyValues(path: path, limit: Self.maximumValuesInMemory) }
+            values += block
+        }
         if configuration.kind != .mfcc, case let .decibels(_, topDB?) = configuration.log {
             FeatureExtractor.clampDecibels(&values, maximum: maximum, topDB: topDB)
         }

@@ -1,5 +1,6 @@
 import CSndFile
 import Foundation
+import LoomTensor
 
 /// Why audio could not be read or encoded; every case names the file.
 public enum AudioError: Error, CustomStringConvertible, Equatable {
@@ -44,6 +45,30 @@ public enum Downmix: Equatable, Sendable {
 public final class AudioReader {
     public static let maximumChannels = 64
     public static let maximumSampleRate = 768_000
+    /// The largest sample magnitude accepted (float files are normally within -1...1; a power
+    /// spectrum of samples near 1e19 overflows Float32).
+    public static let maximumSample: Float = 65_536
+
+    /// libsndfile's message, with the cause spelled out where its words are cryptic: a WAV header
+    /// with a rate or channel count of 0 is reported as "SF_INFO struct incomplete".
+    static func explain(_ message: String, path: String) -> String {
+        guard message.contains("SF_INFO"), let header = try? UserFile.read(path, limit: 1 << 30).prefix(4096) else { return message }
+        let bytes = [UInt8](header)
+        guard bytes.count >= 12, bytes[0..<4].elementsEqual("RIFF".utf8), bytes[8..<12].elementsEqual("WAVE".utf8) else { return message }
+        var at = 12
+        while at + 8 <= bytes.count {
+            let size = Int(bytes[at + 4]) | Int(bytes[at + 5]) << 8 | Int(bytes[at + 6]) << 16 | Int(bytes[at + 7]) << 24
+            if bytes[at..<(at + 4)].elementsEqual("fmt ".utf8), at + 16 <= bytes.count {
+                let channels = Int(bytes[at + 10]) | Int(bytes[at + 11]) << 8
+                let rate = at + 16 <= bytes.count ? Int(bytes[at + 12]) | Int(bytes[at + 13]) << 8 | Int(bytes[at + 14]) << 16 | Int(bytes[at + 15]) << 24 : -1
+                if rate == 0 { return "the WAV header gives a sample rate of 0 Hz" }
+                if channels == 0 { return "the WAV header gives 0 channels" }
+                return message
+            }
+            at += 8 + size + (size & 1)
+        }
+        return message
+    }
 
     public let path: String
     public let sampleRate: Int
@@ -60,9 +85,15 @@ public final class AudioReader {
     public init(path: String, downmix: Downmix = .mean, maximumFrames: Int? = nil) throws {
         self.path = path
         var info = SF_INFO()
-        guard let handle = sf_open(path, Int32(SFM_READ), &info) else {
-            let code = Int(sf_error(nil))
-            throw AudioError.unreadable(path: path, code: code, message: String(cString: sf_strerror(nil)))
+        // Regular files only, checked on the open descriptor: a FIFO or a device never blocks here.
+        let descriptor: Int32
+        do { descriptor = try UserFile.open(path, what: "audio file").descriptor } catch {
+            throw AudioError.unreadable(path: path, code: 2, message: "\(error)")
+        }
+        guard let handle = sf_open_fd(descriptor, Int32(SFM_READ), &info, 1) else {
+            let code = Int(sf_error(nil)), message = String(cString: sf_strerror(nil))
+            let explained = Self.explain(message, path: path)
+            throw AudioError.unreadable(path: path, code: explained == message ? code : 3, message: explained)
         }
         func fail(_ reason: String) -> AudioError {
             sf_close(handle)
@@ -97,10 +128,16 @@ public final class AudioReader {
             if code != 0 { throw AudioError.readFailed(path: path, message: String(cString: sf_strerror(file))) }
             return nil
         }
-        framesRead += got
-        guard framesRead <= maximumFrames else {
+        guard framesRead + got <= maximumFrames else {
             throw AudioError.unsupported(path: path, reason: "longer than the limit of \(maximumFrames) frames")
         }
+        // NaN, infinity or samples so large that their squares overflow Float32 would make every
+        // feature NaN: refused, naming the frame.
+        if let bad = interleaved[0..<(got * channels)].firstIndex(where: { !($0.magnitude <= Self.maximumSample) }) {
+            throw AudioError.unsupported(path: path, reason: "sample \(interleaved[bad]) at frame \(framesRead + bad / channels) "
+                                         + "(samples must be finite and at most \(Int(Self.maximumSample)) in magnitude; float audio is normally within -1...1)")
+        }
+        framesRead += got
         if channels == 1 { return Array(interleaved[0..<got]) }
         var mono = [Float](repeating: 0, count: got)
         switch downmix {

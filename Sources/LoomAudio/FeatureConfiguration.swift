@@ -114,8 +114,10 @@ public struct FeatureConfiguration: Codable, Equatable, Sendable {
     /// Throws on parameters the front end cannot use, naming them.
     public func validate() throws {
         func fail(_ m: String) -> AudioError { .invalidParameter(m) }
-        guard sampleRate > 0 else { throw fail("sample rate \(sampleRate)") }
-        guard fftLength >= 2, fftLength <= 1 << 20 else { throw fail("FFT length \(fftLength) (2 to 2^20)") }
+        // The bounds keep what a model file can ask for (its front end is read from the file)
+        // within memory: the filter tables grow with the FFT length times the mel bands.
+        guard sampleRate > 0, sampleRate <= 768_000 else { throw fail("sample rate \(sampleRate) (1 to 768000 Hz)") }
+        guard fftLength >= 2, fftLength <= 1 << 15 else { throw fail("FFT length \(fftLength) (2 to 32768)") }
         guard windowLength >= 1, windowLength <= fftLength else { throw fail("window length \(windowLength) must be in 1...\(fftLength) (the FFT length)") }
         guard hop >= 1 else { throw fail("hop \(hop)") }
         guard power == 1 || power == 2 else { throw fail("power \(power) (1 magnitude or 2 power)") }

@@ -1,4 +1,5 @@
 import Foundation
+import LoomTensor
 
 /// Errors reading or writing `.npy` files.
 public enum NumpyError: Error, CustomStringConvertible, Equatable {
@@ -99,13 +100,12 @@ public final class FeatureFileWriter {
         self.destination = destination
         self.format = format
         self.columns = columns
-        temporary = destination.deletingLastPathComponent()
-            .appendingPathComponent(".\(destination.lastPathComponent).\(ProcessInfo.processInfo.processIdentifier).partial")
-        guard FileManager.default.createFile(atPath: temporary.path, contents: nil),
-              let handle = FileHandle(forUpdatingAtPath: temporary.path) else {
-            throw NumpyError.io("cannot create \(temporary.path)")
-        }
-        self.handle = handle
+        // A directory (or FIFO, device) under the destination name is the user's: refused, not replaced.
+        do { try AtomicFile.refuseNonRegularDestination(destination) } catch { throw NumpyError.io("\(error)") }
+        temporary = AtomicFile.temporarySibling(of: destination)
+        let fd = open(temporary.path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw NumpyError.io("cannot create \(temporary.path): \(String(cString: strerror(errno)))") }
+        handle = FileHandle(fileDescriptor: fd, closeOnDealloc: true)
         if format == .npy { try write(Numpy.header(rows: 0, columns: columns)) }
     }
 
@@ -174,11 +174,13 @@ public final class FeatureFileWriter {
             }
             try handle.synchronize()
             try handle.close()
-            if FileManager.default.fileExists(atPath: destination.path) { try FileManager.default.removeItem(at: destination) }
-            try FileManager.default.moveItem(at: temporary, to: destination)
+            // One rename over the old file: a kill at any moment leaves the old file or the new one.
+            try AtomicFile.replace(destination, with: temporary)
             committed = true
         } catch let error as NumpyError {
             throw error
+        } catch let error as UserFileError {
+            throw NumpyError.io("\(error)")
         } catch {
             throw NumpyError.io("finishing \(destination.path): \(error.localizedDescription)")
         }

@@ -43,6 +43,28 @@ public struct DecodingOptions: Sendable {
     }
 }
 
+extension DecodingOptions {
+    /// The widest beam accepted: past it the per-step work and memory (rows x beam x vocabulary)
+    /// grow without improving results.
+    public static let maximumBeamWidth = 256
+    /// The longest output accepted.
+    public static let maximumOutputLength = 100_000
+
+    /// Checks every setting against its range; the message names the setting, the range and the value.
+    public func validate() throws {
+        func fail(_ m: String) -> TensorError { .invalidArgument(op: "decoding", message: m) }
+        guard (1...Self.maximumBeamWidth).contains(beamWidth) else { throw fail("beam width must be in 1...\(Self.maximumBeamWidth), got \(beamWidth)") }
+        guard (1...Swift.max(beamWidth, 1)).contains(nBest) else { throw fail("n-best must be in 1...\(beamWidth) (the beam width), got \(nBest)") }
+        guard (1...Self.maximumOutputLength).contains(maximumLength) else {
+            throw fail("maximum length must be in 1...\(Self.maximumOutputLength), got \(maximumLength)")
+        }
+        guard (0...maximumLength).contains(minimumLength) else {
+            throw fail("minimum length must be in 0...\(maximumLength) (the maximum length), got \(minimumLength)")
+        }
+        guard lengthPenalty.isFinite, (0...10).contains(lengthPenalty) else { throw fail("length penalty must be a number in 0...10, got \(lengthPenalty)") }
+    }
+}
+
 /// Greedy and beam search over any `StepDecoder`.
 public enum Search {
     static func normalized(_ logp: Double, length: Int, alpha: Double) -> Double {
@@ -161,7 +183,8 @@ extension SequenceTransformer {
     /// Decodes a batch of sources: greedy when `beamWidth` is 1, else beam search. Returns per
     /// source up to `nBest` hypotheses as text with their scores.
     public func decode(_ source: SourceBatch, options: DecodingOptions = DecodingOptions()) throws -> [[(text: String, hypothesis: Hypothesis)]] {
-        try withoutGradients {
+        try options.validate()
+        return try withoutGradients {
             let encoded = try encode(source)
             let stepper = TransformerStepper(model: self, encoded: encoded)
             let rows = encoded.outputs.batch, start = configuration.target.startIndex

@@ -4,29 +4,44 @@ import Foundation
 /// `__metadata__`, `loom.format`, `loom.architecture` (the configuration as JSON, encoders and
 /// vocabularies included) and `loom.training` (free-form facts such as accuracy and epochs).
 extension SequenceTransformer {
-    public static let fileFormat = "loom-sequence-transformer/1"
+    /// The format written now: every architecture key is present (an absent setting is `null`).
+    public static let fileFormat = "loom-sequence-transformer/2"
+    /// Files written before the format said so: the writer left out settings that were absent
+    /// (`attention`, `reverseSource`, `featureNormalization`), so there a missing one of these
+    /// means absent; every other key is required, as in /2.
+    public static let previousFileFormat = "loom-sequence-transformer/1"
+    /// Architecture keys that may be `null`.
+    static let optionalArchitectureKeys: Set<String> = ["attention", "reverseSource", "featureNormalization"]
 
     /// Writes the model atomically.
     public func save(to url: URL, training: [String: String] = [:]) throws {
-        let architecture = String(decoding: try JSONEncoder().encode(configuration), as: UTF8.self)
         let facts = String(decoding: try JSONEncoder().encode(training), as: UTF8.self)
         try SafeTensors.write(namedParameters.map { ($0.name, $0.parameter.data) },
-                              metadata: ["loom.format": Self.fileFormat, "loom.architecture": architecture, "loom.training": facts], to: url)
+                              metadata: ["loom.format": Self.fileFormat, "loom.architecture": try Self.architectureJSON(configuration),
+                                         "loom.training": facts], to: url)
+    }
+
+    /// The configuration as JSON with every key present: absent optional settings as `null`, so
+    /// that a reader can tell "absent" from "left out".
+    static func architectureJSON(_ configuration: SequenceTransformerConfiguration) throws -> String {
+        let encoded = try JSONEncoder().encode(configuration)
+        guard var object = try JSONSerialization.jsonObject(with: encoded) as? [String: Any] else {
+            throw SafeTensorsError.invalidHeader("the architecture did not encode as a JSON object")
+        }
+        for key in optionalArchitectureKeys where object[key] == nil { object[key] = NSNull() }
+        return String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]), as: UTF8.self)
     }
 
     /// Reads a model file: the architecture from the metadata, then every weight, each checked
-    /// against the shape the architecture implies. Missing, extra or misshapen tensors are errors.
+    /// against the shape the architecture implies. Missing, extra or misshapen tensors, unknown or
+    /// missing architecture keys, and weights that are NaN or infinite are errors.
     public static func load(from url: URL) throws -> (model: SequenceTransformer, training: [String: String]) {
         let file = try SafeTensors.read(url)
-        guard file.metadata["loom.format"] == fileFormat else {
-            throw SafeTensorsError.invalidHeader("\(url.lastPathComponent) is not a Loom SequenceTransformer file (loom.format is \(file.metadata["loom.format"].map { "\"\($0)\"" } ?? "missing"))")
+        let format = file.metadata["loom.format"]
+        guard format == fileFormat || format == previousFileFormat else {
+            throw SafeTensorsError.invalidHeader("\(url.lastPathComponent) is not a Loom SequenceTransformer file (loom.format is \(format.map { "\"\($0)\"" } ?? "missing"))")
         }
-        let configuration: SequenceTransformerConfiguration
-        do {
-            configuration = try JSONDecoder().decode(SequenceTransformerConfiguration.self, from: Data((file.metadata["loom.architecture"] ?? "").utf8))
-        } catch {
-            throw SafeTensorsError.invalidHeader("loom.architecture is not a valid architecture: \(SafeTensors.describe(error))")
-        }
+        let configuration = try decodeArchitecture(file.metadata["loom.architecture"] ?? "", strict: format == fileFormat)
         // A hostile architecture could ask for any size: the weights it implies must all be in
         // the file, so they cannot much outnumber its tensors; refuse before allocating anything
         // (the exact check, tensor by tensor, comes after, with the tensor's name).
@@ -41,6 +56,46 @@ extension SequenceTransformer {
         return (model, training)
     }
 
+    /// The architecture from its JSON text. Every key must be one the configuration knows, at any
+    /// depth (a misspelt or foreign key would otherwise be ignored and the model built wrongly);
+    /// with `strict`, every top-level key must be present (null for an absent setting).
+    static func decodeArchitecture(_ text: String, strict: Bool) throws -> SequenceTransformerConfiguration {
+        func fail(_ m: String) -> SafeTensorsError { .invalidHeader("loom.architecture: \(m)") }
+        let data = Data(text.utf8)
+        guard let given = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { throw fail("not a JSON object") }
+        let configuration: SequenceTransformerConfiguration
+        do { configuration = try JSONDecoder().decode(SequenceTransformerConfiguration.self, from: data) } catch {
+            throw fail("not a valid architecture: \(SafeTensors.describe(error))")
+        }
+        guard let known = try JSONSerialization.jsonObject(with: Data(architectureJSON(configuration).utf8)) as? [String: Any] else {
+            throw fail("cannot be re-encoded")
+        }
+        if let unknown = unknownKey(given, known, path: "") { throw fail("unknown key \"\(unknown)\"") }
+        let missing = Set(known.keys).subtracting(given.keys).subtracting(strict ? [] : optionalArchitectureKeys)
+        if let key = missing.sorted().first { throw fail("missing key \"\(key)\" (write null for an absent setting)") }
+        return configuration
+    }
+
+    /// The first key path in `given` that `known` (the same value re-encoded) does not have.
+    static func unknownKey(_ given: Any, _ known: Any, path: String) -> String? {
+        if let g = given as? [String: Any] {
+            let k = known as? [String: Any] ?? [:]
+            for key in g.keys.sorted() {
+                let here = path.isEmpty ? key : "\(path).\(key)"
+                guard let next = k[key] else {
+                    if g[key] is NSNull { continue }
+                    return here
+                }
+                if let found = unknownKey(g[key] as Any, next, path: here) { return found }
+            }
+        } else if let g = given as? [Any], let k = known as? [Any] {
+            for (i, (a, b)) in zip(g, k).enumerated() {
+                if let found = unknownKey(a, b, path: "\(path)[\(i)]") { return found }
+            }
+        }
+        return nil
+    }
+
     /// Sets every parameter from `file`, all or nothing.
     public func loadWeights(_ file: SafeTensors) throws {
         let named = namedParameters
@@ -51,7 +106,13 @@ extension SequenceTransformer {
         let values = try named.map { name, p -> Tensor<Float> in
             guard let entry = file.entries[name] else { throw SafeTensorsError.missingTensor(name) }
             guard entry.shape == p.shape else { throw SafeTensorsError.shapeMismatch(tensor: name, expected: p.shape, actual: entry.shape) }
-            return try file.tensor(name, as: Float.self)
+            let value = try file.tensor(name, as: Float.self)
+            // One NaN or infinite weight makes every output empty or meaningless: refuse the file.
+            if let bad = value.scalars.firstIndex(where: { !$0.isFinite }) {
+                let count = value.scalars.reduce(0) { $0 + ($1.isFinite ? 0 : 1) }
+                throw SafeTensorsError.invalidHeader("tensor \"\(name)\" holds \(count) non-finite value\(count == 1 ? "" : "s") (the first, \(value.scalars[bad]), at index \(bad))")
+            }
+            return value
         }
         for ((_, p), v) in zip(named, values) { p.data = v }
     }

@@ -169,7 +169,11 @@ public final class SequenceTransformer {
             throw TensorError.invalidArgument(op: "SequenceTransformer", message: "this model reads audio, not text")
         }
         let reverse = configuration.reverseSource ?? false
-        return .indices(PaddedIndices(try texts.map { try codec.encode(reverse ? String($0.reversed()) : $0) }, padding: codec.paddingIndex))
+        return .indices(PaddedIndices(try texts.map { text in
+            // Encoded as written, then reversed: an error names the text and position the user wrote.
+            let indices = try codec.encode(text)
+            return reverse ? Array(indices.reversed()) : indices
+        }, padding: codec.paddingIndex))
     }
 
     /// Feature matrices [frames, features] (row-major) to a batch.

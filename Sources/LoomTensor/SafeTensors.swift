@@ -3,7 +3,7 @@ import Foundation
 /// Why a safetensors file was refused; every case names the rule (and the tensor) it broke.
 public enum SafeTensorsError: Error, CustomStringConvertible, Equatable {
     case headerTooSmall
-    case headerTooLarge(Int)
+    case headerTooLarge(UInt64)
     case invalidHeaderLength(Int, fileSize: Int)
     case invalidHeader(String)
     case unknownDType(tensor: String, String)
@@ -69,32 +69,16 @@ public struct SafeTensors: Sendable {
     let data: Data
     let dataStart: Int
 
-    /// Reads and validates a file.
-    public static func read(_ url: URL) throws -> SafeTensors {
-        return try SafeTensors(data: readFile(url))
-    }
-
-    /// The bytes of a file through POSIX reads (Foundation's Data(contentsOf:) leaks a
-    /// buffer on empty files, found by the fuzz target under LeakSanitizer).
-    static func readFile(_ url: URL) throws -> Data {
-        let fd = open(url.path, O_RDONLY)
-        guard fd >= 0 else { throw SafeTensorsError.io("\(url.path): \(String(cString: strerror(errno)))") }
-        defer { close(fd) }
-        var data = Data()
-        var buffer = [UInt8](repeating: 0, count: 1 << 16)
-        while true {
-            let n = buffer.withUnsafeMutableBytes { Foundation.read(fd, $0.baseAddress, $0.count) }
-            if n < 0 { throw SafeTensorsError.io("\(url.path): \(String(cString: strerror(errno)))") }
-            if n == 0 { return data }
-            data.append(contentsOf: buffer[0..<n])
-        }
+    /// Reads and validates a file (a regular file only, of at most `limit` bytes: see `UserFile`).
+    public static func read(_ url: URL, limit: Int = UserFile.defaultLimit) throws -> SafeTensors {
+        return try SafeTensors(data: UserFile.read(url.path, what: "safetensors file", limit: limit))
     }
 
     /// Validates bytes as a safetensors file.
     public init(data: Data) throws {
         guard data.count >= 8 else { throw SafeTensorsError.headerTooSmall }
         let n = data.prefix(8).enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }
-        guard n <= UInt64(Self.maximumHeader) else { throw SafeTensorsError.headerTooLarge(Int(clamping: n)) }
+        guard n <= UInt64(Self.maximumHeader) else { throw SafeTensorsError.headerTooLarge(n) }
         let headerLength = Int(n)
         guard 8 + headerLength <= data.count else { throw SafeTensorsError.invalidHeaderLength(headerLength, fileSize: data.count) }
         let headerBytes = data.subdata(in: (data.startIndex + 8)..<(data.startIndex + 8 + headerLength))
@@ -102,7 +86,9 @@ public struct SafeTensors: Sendable {
         guard text.first == "{" else { throw SafeTensorsError.invalidHeader("it must begin with \"{\"") }
         if let duplicate = try Self.duplicateTopLevelKey(text) { throw SafeTensorsError.duplicateKey(duplicate) }
         let object: [String: HeaderValue]
-        do { object = try JSONDecoder().decode([String: HeaderValue].self, from: headerBytes) } catch {
+        do { object = try JSONDecoder().decode([String: HeaderValue].self, from: headerBytes) } catch let error as SafeTensorsError {
+            throw error
+        } catch {
             throw SafeTensorsError.invalidHeader("not the expected JSON (\(Self.describe(error)))")
         }
         var entries: [String: Entry] = [:]
@@ -154,6 +140,29 @@ public struct SafeTensors: Sendable {
         let dtype: String
         let shape: [UInt64]
         let data_offsets: [UInt64]
+
+        enum CodingKeys: String, CodingKey { case dtype, shape, data_offsets }
+
+        init(from decoder: Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            dtype = try c.decode(String.self, forKey: .dtype)
+            let name = decoder.codingPath.last?.stringValue ?? "?"
+            shape = try Self.naturals(c, .shape, tensor: name)
+            data_offsets = try Self.naturals(c, .data_offsets, tensor: name)
+        }
+
+        /// A list of non-negative integers, with a message naming the tensor, the field and the
+        /// offending value (negative, fractional, or too large) instead of "not valid JSON".
+        static func naturals(_ c: KeyedDecodingContainer<CodingKeys>, _ key: CodingKeys, tensor: String) throws -> [UInt64] {
+            if let values = try? c.decode([UInt64].self, forKey: key) { return values }
+            let field = key.stringValue
+            guard let numbers = try? c.decode([Double].self, forKey: key) else {
+                throw SafeTensorsError.invalidHeader("tensor \"\(tensor)\": \(field) must be a list of integers")
+            }
+            let bad = numbers.first { !($0 >= 0 && $0 < 0x1p64 && $0.rounded() == $0) } ?? numbers.first { $0 >= 0x1p63 } ?? numbers[0]
+            let reason = bad < 0 ? "is negative" : bad.rounded() != bad ? "is not an integer" : "is too large"
+            throw SafeTensorsError.invalidHeader("tensor \"\(tensor)\": \(field) value \(bad) \(reason) (sizes and offsets are integers from 0 to 2^48)")
+        }
     }
 
     /// A top-level header value: `__metadata__` (strings only) or a tensor description.
@@ -270,43 +279,5 @@ public enum JSONText {
     public static func quoted(_ s: String) -> String {
         let data = (try? JSONSerialization.data(withJSONObject: [s], options: [.withoutEscapingSlashes])) ?? Data("[\"\"]".utf8)
         return String(decoding: data.dropFirst().dropLast(), as: UTF8.self)
-    }
-}
-
-/// Whole-file writes that never leave a partial file under the destination's name.
-public enum AtomicFile {
-    /// Writes `data` to a temporary sibling, fsyncs it, renames it over `url`, fsyncs the directory.
-    /// `interruptAfter` (tests only) stops after that many bytes, as a crash would.
-    public static func write(_ data: Data, to url: URL, interruptAfter: Int? = nil) throws {
-        let directory = url.deletingLastPathComponent()
-        let temporary = directory.appendingPathComponent(".\(url.lastPathComponent).\(getpid()).\(UInt32.random(in: 0...UInt32.max)).partial")
-        let fd = open(temporary.path, O_WRONLY | O_CREAT | O_EXCL, 0o644)
-        guard fd >= 0 else { throw SafeTensorsError.io("cannot create \(temporary.path): \(String(cString: strerror(errno)))") }
-        var ok = false
-        defer {
-            if !ok { unlink(temporary.path) }
-        }
-        let limit = interruptAfter.map { Swift.min($0, data.count) } ?? data.count
-        let written = data.prefix(limit).withUnsafeBytes { raw -> Int in
-            var done = 0
-            while done < raw.count {
-                let n = Foundation.write(fd, raw.baseAddress! + done, raw.count - done)
-                if n <= 0 { return -1 }
-                done += n
-            }
-            return done
-        }
-        guard written == limit, fsync(fd) == 0 else {
-            close(fd)
-            throw SafeTensorsError.io("writing \(temporary.path) failed: \(String(cString: strerror(errno)))")
-        }
-        close(fd)
-        if interruptAfter != nil { throw SafeTensorsError.io("write to \(url.path) interrupted after \(limit) bytes") }
-        guard rename(temporary.path, url.path) == 0 else {
-            throw SafeTensorsError.io("renaming to \(url.path) failed: \(String(cString: strerror(errno)))")
-        }
-        ok = true
-        let dfd = open(directory.path, O_RDONLY)
-        if dfd >= 0 { fsync(dfd); close(dfd) }
     }
 }

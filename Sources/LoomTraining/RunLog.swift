@@ -31,7 +31,7 @@ public final class MetricsLog {
     /// Opens `url` for appending (a resumed run continues the same log), creating it if needed.
     public init(url: URL, truncate: Bool = false) throws {
         self.url = url
-        try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+        try UserFile.makeDirectory(url.deletingLastPathComponent())
         if truncate || !FileManager.default.fileExists(atPath: url.path) {
             guard FileManager.default.createFile(atPath: url.path, contents: nil) else {
                 throw TrainingError.io("cannot create the metrics log \(url.path)")
@@ -43,6 +43,13 @@ public final class MetricsLog {
     }
 
     deinit { try? handle.close() }
+
+    /// Now in ISO 8601 with milliseconds, UTC: the `time` field of log lines.
+    public static func timestamp() -> String {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return formatter.string(from: Date())
+    }
 
     public func write(_ fields: [String: LogValue]) {
         handle.write(Data((LogValue.object(fields).json + "\n").utf8))

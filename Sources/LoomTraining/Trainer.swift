@@ -50,8 +50,27 @@ public struct TrainerOptions {
     public var progressEvery = 50
     /// Collate the next batch on another thread while the current step runs.
     public var prefetch = true
+    /// Facts that make a run this run beyond what the Trainer sees (a hash of the model's
+    /// configuration, the corpus's name): stored in every checkpoint and compared on resume.
+    public var runIdentity: [String: String] = [:]
+    /// Resume even when a checkpoint's run identity differs from this run's (batch size, seed,
+    /// data, `runIdentity`): the differences are reported as a warning instead of an error.
+    public var resumeAnyway = false
 
     public init() {}
+
+    /// Every option against its range; the message names the option.
+    public func validate() throws {
+        func fail(_ m: String) -> TrainingError { .invalidOptions(m) }
+        guard batchSize >= 1 else { throw fail("batch size must be at least 1, got \(batchSize)") }
+        if let every = checkpointEverySteps, every < 1 { throw fail("checkpoint every must be at least 1 step, got \(every)") }
+        if let budget = tokenBudget, budget < 1 { throw fail("token budget must be at least 1, got \(budget)") }
+        if let clip = gradientClipNorm, !(clip > 0 && clip.isFinite) { throw fail("gradient clip norm must be a positive number, got \(clip)") }
+        if let patience = earlyStoppingPatience, patience < 1 { throw fail("early-stopping patience must be at least 1 epoch, got \(patience)") }
+        guard keepCheckpoints >= 1, logEverySteps >= 1, progressEvery >= 1, maximumNonFiniteSteps >= 1 else {
+            throw fail("keep checkpoints, log every, progress every and maximum non-finite steps must be at least 1")
+        }
+    }
 }
 
 /// One epoch's figures.
@@ -101,6 +120,12 @@ public final class Trainer<Scalar: TensorScalar, Example, Batch> {
     /// Where to continue inside an epoch after a resume: the generator state the epoch's order
     /// was drawn from, and the next batch.
     var resumePosition: (generator: SeededGenerator, batch: Int)?
+    /// The run identity of the checkpoint restored, checked against this run's at the start of `fit`.
+    var restoredIdentity: [String: String]?
+    var restoredFrom: URL?
+    /// Whether `fit` may write checkpoints into a directory that already holds some (true after
+    /// `resume()`, or once this trainer has written them itself).
+    var ownsCheckpointDirectory = false
     var bestValidation = Double.infinity
     var bestWeights: [Tensor<Scalar>]?
     var epochsWithoutImprovement = 0
@@ -199,24 +224,32 @@ public final class Trainer<Scalar: TensorScalar, Example, Batch> {
     /// Trains for `epochs` epochs (counting any already done before a resume).
     @discardableResult
     public func fit(train: [Example], validation: [Example]? = nil, epochs: Int) throws -> [EpochRecord] {
-        guard options.batchSize > 0, epochs >= 0 else { throw TrainingError.invalidOptions("batch size \(options.batchSize), epochs \(epochs)") }
+        try options.validate()
+        guard epochs >= 0 else { throw TrainingError.invalidOptions("epochs must be at least 0, got \(epochs)") }
         guard !train.isEmpty else { throw TrainingError.invalidOptions("no training examples") }
         BLAS.applySubnormalMode()
         let lengths = train.map(length)
-        let log = try options.runDirectory.map { try MetricsLog(url: $0.appendingPathComponent("metrics.jsonl")) }
+        try checkRunIdentity(lengths: lengths)
+        try claimCheckpointDirectory()
+        // A new run starts its own log; a resumed one continues it.
+        let fresh = globalStep == 0 && restoredFrom == nil
+        if let dir = options.runDirectory { try UserFile.makeDirectory(dir) }
+        let log = try options.runDirectory.map { try MetricsLog(url: $0.appendingPathComponent("metrics.jsonl"), truncate: fresh) }
         let progress = ProgressLine(logEvery: options.progressEvery)
         while epoch < epochs {
-            let epochGenerator: SeededGenerator, firstBatch: Int
+            let epochGenerator: SeededGenerator, resumeBatch: Int
             if let resume = resumePosition {
-                (epochGenerator, firstBatch) = (resume.generator, resume.batch)
+                (epochGenerator, resumeBatch) = (resume.generator, resume.batch)
                 resumePosition = nil
             } else {
-                (epochGenerator, firstBatch) = (generator, 0)
+                (epochGenerator, resumeBatch) = (generator, 0)
                 onEpochStart?(epoch)
             }
             generator = epochGenerator
             let batches = BatchPlan.batches(lengths: lengths, batchSize: options.batchSize, order: options.order,
                                             tokenBudget: options.tokenBudget, using: &generator)
+            // Only a resume-anyway with other data or batches can point past this epoch's batches.
+            let firstBatch = Swift.min(resumeBatch, batches.count)
             let padded = BatchPlan.paddedFraction(batches, lengths: lengths)
             let start = Date()
             var lossSum = 0.0, lossCount = 0, examples = 0
@@ -236,7 +269,7 @@ public final class Trainer<Scalar: TensorScalar, Example, Batch> {
                                          loss, rate, ProgressLine.duration(Double(remaining) / rate)), count: globalStep, final: false)
                 }
                 if let log, globalStep % Swift.max(options.logEverySteps, 1) == 0 {
-                    log.write(["kind": .text("step"), "epoch": .integer(epoch + 1), "step": .integer(globalStep), "loss": .number(loss),
+                    log.write(["kind": .text("step"), "time": .text(MetricsLog.timestamp()), "epoch": .integer(epoch + 1), "step": .integer(globalStep), "loss": .number(loss),
                                "learning_rate": .number(optimizer.learningRate), "examples_per_second": .number(rate)])
                 }
                 if let every = options.checkpointEverySteps, globalStep % every == 0, b + 1 < batches.count {
@@ -274,7 +307,8 @@ public final class Trainer<Scalar: TensorScalar, Example, Batch> {
                 progress.line(text)
             }
             if let log {
-                log.write(["kind": .text("epoch"), "epoch": .integer(epoch), "step": .integer(globalStep), "train_loss": .number(record.trainLoss),
+                log.write(["kind": .text("epoch"), "time": .text(MetricsLog.timestamp()), "epoch_seconds": .number(seconds),
+                           "epoch": .integer(epoch), "step": .integer(globalStep), "train_loss": .number(record.trainLoss),
                            "validation_loss": record.validationLoss.map(LogValue.number) ?? .text("none"),
                            "validation": .object(record.validationMetrics.mapValues(LogValue.number)),
                            "padded_fraction": .number(padded), "examples_per_second": .number(record.examplesPerSecond),
@@ -317,7 +351,8 @@ public final class Trainer<Scalar: TensorScalar, Example, Batch> {
 
     func saveCheckpoint(epochGenerator: SeededGenerator, nextBatch: Int) throws {
         guard let dir = options.checkpointDirectory else { return }
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        try UserFile.makeDirectory(dir)
+        try claimCheckpointDirectory()
         var tensors: [(name: String, tensor: Tensor<Scalar>)] = []
         for (i, p) in parameters.enumerated() { tensors.append(("parameter.\(i)", p.data)) }
         let state = optimizer.checkpoint(for: parameters)
@@ -334,12 +369,24 @@ public final class Trainer<Scalar: TensorScalar, Example, Batch> {
             "learning_rate": "\(optimizer.learningRate)", "skipped_steps": "\(skippedSteps)",
             "best_validation": "\(bestValidation)", "epochs_without_improvement": "\(epochsWithoutImprovement)",
             "moments": state.moments.map { "\($0?.count ?? -1)" }.joined(separator: ","), "history": history,
+            "current_loss": "\(currentLoss)", "identity": Self.encodeIdentity(runIdentity ?? [:]),
         ]
         let name = Self.checkpointPrefix + String(format: "%010d", globalStep) + (nextBatch == 0 ? "-epoch" : "") + ".safetensors"
         try SafeTensors.write(tensors, metadata: metadata, to: dir.appendingPathComponent(name))
         // Keep the newest N.
         let all = Self.checkpoints(in: dir)
         for old in all.dropLast(Swift.max(options.keepCheckpoints, 1)) { try? FileManager.default.removeItem(at: old) }
+    }
+
+    /// Another run's checkpoints are never overwritten or pruned by a run that did not resume
+    /// them: a run that did not call `resume()` refuses a directory that already holds some.
+    func claimCheckpointDirectory() throws {
+        guard !ownsCheckpointDirectory, let dir = options.checkpointDirectory else { return }
+        if let other = Self.checkpoints(in: dir).last {
+            throw TrainingError.checkpoint("\(dir.path) already holds checkpoints of a run (newest: \(other.lastPathComponent)); "
+                                           + "resume that run (--resume) or choose another checkpoint directory")
+        }
+        ownsCheckpointDirectory = true
     }
 
     /// Checkpoint files of a directory, oldest first (temporary files are ignored).
@@ -354,10 +401,14 @@ public final class Trainer<Scalar: TensorScalar, Example, Batch> {
     @discardableResult
     public func resume() throws -> URL? {
         guard let dir = options.checkpointDirectory else { throw TrainingError.checkpoint("no checkpoint directory set") }
+        ownsCheckpointDirectory = true
         for url in Self.checkpoints(in: dir).reversed() {
             do {
                 try restore(from: url)
                 return url
+            } catch let error as TrainingError {
+                // A readable checkpoint of another model: refused, never skipped and overwritten.
+                throw error
             } catch {
                 warn("skipping checkpoint \(url.lastPathComponent): \(error)")
             }
@@ -369,8 +420,14 @@ public final class Trainer<Scalar: TensorScalar, Example, Batch> {
     public func restore(from url: URL) throws {
         let file = try SafeTensors.read(url)
         let m = file.metadata
-        guard m["format"] == "loom-checkpoint/1", m["parameters"] == "\(parameters.count)" else {
-            throw TrainingError.checkpoint("\(url.lastPathComponent) is not a checkpoint of this model (\(parameters.count) parameters)")
+        guard m["format"] == "loom-checkpoint/1" else { throw TrainingError.checkpoint("\(url.lastPathComponent) is not a Loom checkpoint") }
+        let shapes = parameters.indices.map { file.entries["parameter.\($0)"]?.shape }
+        guard m["parameters"] == "\(parameters.count)", shapes == parameters.map({ Optional($0.shape) }) else {
+            let theirs = m["parameters"] ?? "?"
+            let first = parameters.indices.first { shapes[$0] != parameters[$0].shape }
+            throw TrainingError.checkpoint("\(url.path) was written by a run of another model (\(theirs) parameters there, \(parameters.count) here"
+                                           + (first.map { ", parameter \($0) (\(parameters[$0].name)): \(shapes[$0].map { "\($0)" } ?? "missing") there, \(parameters[$0].shape) here" } ?? "")
+                                           + "); resume with the same settings or choose another checkpoint directory")
         }
         func int(_ key: String) throws -> Int {
             guard let v = m[key].flatMap(Int.init) else { throw TrainingError.checkpoint("\(url.lastPathComponent): bad \(key)") }
@@ -413,6 +470,70 @@ public final class Trainer<Scalar: TensorScalar, Example, Batch> {
         epochsWithoutImprovement = (try? int("epochs_without_improvement")) ?? 0
         bestWeights = best
         history = restoredHistory
+        currentLoss = m["current_loss"].flatMap(Double.init) ?? .nan
+        restoredIdentity = m["identity"].map(Self.decodeIdentity) ?? [:]
+        restoredFrom = url
+    }
+
+    // MARK: - Run identity
+
+    /// What makes this run this run, as far as a checkpoint can tell: the batching, the seed,
+    /// the data (count and a hash of the example lengths) and the caller's `runIdentity`.
+    /// Nil until `fit` has seen the data.
+    var runIdentity: [String: String]?
+
+    func identity(lengths: [Int]) -> [String: String] {
+        var hash = FNV1a()
+        for l in lengths { hash.add(UInt64(bitPattern: Int64(l))) }
+        var identity = options.runIdentity
+        identity["batch_size"] = "\(options.batchSize)"
+        identity["token_budget"] = options.tokenBudget.map { "\($0)" } ?? "none"
+        identity["order"] = "\(options.order)"
+        identity["seed"] = "\(options.seed)"
+        identity["examples"] = "\(lengths.count)"
+        identity["example_lengths_hash"] = String(hash.value, radix: 16)
+        return identity
+    }
+
+    /// Compares this run with the checkpoint it resumed from; a difference is an error naming
+    /// each differing fact (a warning with `resumeAnyway`).
+    func checkRunIdentity(lengths: [Int]) throws {
+        let mine = identity(lengths: lengths)
+        runIdentity = mine
+        guard let theirs = restoredIdentity, let from = restoredFrom else { return }
+        restoredIdentity = nil
+        // Checkpoints written before identities were recorded have none: nothing to compare.
+        guard !theirs.isEmpty else { return }
+        let keys = Set(mine.keys).union(theirs.keys).sorted()
+        let differences = keys.filter { mine[$0] != theirs[$0] }.map { "\($0) \(theirs[$0] ?? "unset") there, \(mine[$0] ?? "unset") here" }
+        guard !differences.isEmpty else { return }
+        let message = "\(from.lastPathComponent) was written by a different run: " + differences.joined(separator: "; ")
+        if options.resumeAnyway {
+            warn(message + "; resuming anyway, as asked")
+        } else {
+            throw TrainingError.checkpoint(message + ". Resume with the same settings and data, choose another checkpoint directory, or resume anyway (--resume-anyway)")
+        }
+    }
+
+    static func encodeIdentity(_ identity: [String: String]) -> String {
+        (try? JSONEncoder().encode(identity)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+    }
+
+    static func decodeIdentity(_ text: String) -> [String: String] {
+        (try? JSONDecoder().decode([String: String].self, from: Data(text.utf8))) ?? [:]
+    }
+}
+
+/// The 64-bit FNV-1a hash: a stable fingerprint across runs and machines (Swift's `Hasher` is
+/// seeded per process).
+struct FNV1a {
+    private(set) var value: UInt64 = 0xcbf2_9ce4_8422_2325
+
+    mutating func add(_ word: UInt64) {
+        for shift in stride(from: 0, to: 64, by: 8) {
+            value ^= (word >> UInt64(shift)) & 0xFF
+            value = value &* 0x100_0000_01b3
+        }
     }
 }
 

@@ -4,89 +4,174 @@ import Loom
 
 /// `loom decode`: a saved SequenceTransformer turns inputs into text.
 struct Decode: ParsableCommand {
-    enum Format: String, ExpressibleByArgument { case txt, tsv, json }
+    enum Format: String, ExpressibleByArgument, CaseIterable { case txt, tsv, json }
 
     static let configuration = CommandConfiguration(
         abstract: "Decode text or audio inputs with a saved model, one output line per input, in input order.",
         discussion: """
-            Inputs are the arguments, or one per line on standard input when there are none: text for text \
+            Inputs are the arguments, or one per line on standard input when there are none (read and \
+            decoded --batch-size lines at a time, so output follows input as it streams): text for text \
             models, audio file paths for audio models. --format tsv prints input, rank, score and output \
-            (one line per n-best hypothesis); json prints one JSON object per input.
+            (one line per n-best hypothesis); json prints one JSON object per input. An input that cannot \
+            be decoded (empty, too long, an unknown character, unreadable audio) is reported on standard \
+            error with its number and keeps its place in the output: an empty line (txt), a line \
+            `input<TAB>error<TAB><TAB>message` (tsv) or an object with "error" (json); the exit status is \
+            then 1. Control characters in txt and tsv output are escaped (\\n, \\r, \\t, \\u{1B}).
             """)
 
     @Option(help: "The model file (.safetensors written by Loom).") var model: String
-    @Option(help: "Beam width (1: greedy).") var beam = 1
-    @Option(help: "Hypotheses per input (<= beam).") var nbest = 1
-    @Option(help: "Maximum output length; decoding always stops there.") var maxLength = 100
-    @Option(help: "Minimum output length.") var minLength = 0
-    @Option(help: "GNMT length penalty alpha (0: none).") var lengthPenalty = 0.0
-    @Option(help: "txt, tsv or json.") var format: Format = .txt
-    @Option(help: "Inputs decoded together.") var batchSize = 64
+    @Option(parsing: .unconditional, help: "Beam width, 1...\(DecodingOptions.maximumBeamWidth) (1: greedy).") var beam = 1
+    @Option(parsing: .unconditional, help: "Hypotheses per input, 1...beam (more than 1 needs --format tsv or json).") var nbest = 1
+    @Option(parsing: .unconditional, help: "Maximum output length; decoding always stops there.") var maxLength = 100
+    @Option(parsing: .unconditional, help: "Minimum output length (<= --max-length).") var minLength = 0
+    @Option(parsing: .unconditional, help: "GNMT length penalty alpha, 0...10 (0: none).") var lengthPenalty = 0.0
+    @Option(help: "Output format: txt, tsv or json.") var format: Format = .txt
+    @Option(parsing: .unconditional, help: "Inputs decoded together, 1...4096.") var batchSize = 64
+    @Option(parsing: .unconditional, help: "Longest text input in characters; longer ones are reported, not decoded.") var maxInputLength = 10_000
     @Argument(help: "Inputs (default: lines of standard input).") var inputs: [String] = []
 
+    var decodingOptions: DecodingOptions {
+        DecodingOptions(maximumLength: maxLength, minimumLength: minLength, beamWidth: beam, nBest: nbest, lengthPenalty: lengthPenalty)
+    }
+
     func validate() throws {
-        guard beam >= 1, nbest >= 1, nbest <= beam || beam == 1 && nbest == 1, maxLength >= 1, minLength >= 0, batchSize >= 1 else {
-            throw ValidationError("need --beam >= 1, 1 <= --nbest <= --beam, --max-length >= 1, --batch-size >= 1")
+        try validatingOptions {
+            try OptionRange.path("--model", model)
+            try OptionRange.check("--beam", beam, in: 1...DecodingOptions.maximumBeamWidth)
+            try OptionRange.check("--nbest", nbest, in: 1...beam)
+            try OptionRange.check("--max-length", maxLength, in: 1...DecodingOptions.maximumOutputLength)
+            try OptionRange.check("--min-length", minLength, in: 0...maxLength)
+            try OptionRange.check("--length-penalty", lengthPenalty, in: 0...10)
+            try OptionRange.check("--batch-size", batchSize, in: 1...4096)
+            try OptionRange.check("--max-input-length", maxInputLength, in: 1...1_000_000)
+            try decodingOptions.validate()
         }
+        if nbest > 1 && format == .txt { throw ValidationError("--nbest \(nbest) prints several hypotheses per input: use --format tsv or json") }
+    }
+
+    /// A source ready for the model.
+    enum Source {
+        case text(String)
+        case features(values: [Float], frames: Int)
     }
 
     func run() throws {
         let (transformer, _) = try SequenceTransformer.load(from: URL(fileURLWithPath: model))
-        var items = inputs
-        if items.isEmpty {
-            while let line = readLine() { items.append(line) }
-        }
-        let options = DecodingOptions(maximumLength: maxLength, minimumLength: minLength, beamWidth: beam, nBest: nbest, lengthPenalty: lengthPenalty)
-        var failed = 0
-        for start in stride(from: 0, to: items.count, by: batchSize) {
-            let chunk = Array(items[start..<min(start + batchSize, items.count)])
-            // A bad input (unknown character, unreadable audio) is reported on its own line; the others still decode.
-            var sources: [(index: Int, value: Any)] = []
-            for (i, item) in chunk.enumerated() {
-                do {
-                    switch transformer.configuration.source {
-                    case .text: _ = try transformer.sourceBatch(texts: [item]); sources.append((i, item))
-                    case let .audio(features, _):
-                        let f = try AudioEncoder(configuration: features).features(path: item)
-                        sources.append((i, f))
-                    }
-                } catch {
-                    failed += 1
-                    FileHandle.standardError.write(Data("error: input \(start + i + 1) (\(item)): \(error)\n".utf8))
-                }
-            }
-            var results = [[(text: String, hypothesis: Hypothesis)]?](repeating: nil, count: chunk.count)
-            if !sources.isEmpty {
-                let batch: SequenceTransformer.SourceBatch
-                switch transformer.configuration.source {
-                case .text: batch = try transformer.sourceBatch(texts: sources.map { $0.value as! String })
-                case .audio: batch = try transformer.sourceBatch(features: sources.map { $0.value as! (values: [Float], frames: Int) })
-                }
-                for (s, decoded) in zip(sources, try transformer.decode(batch, options: options)) { results[s.index] = decoded }
-            }
-            for (i, result) in results.enumerated() { emit(chunk[i], result) }
+        var failed = 0, number = 0
+        var lines = inputs.isEmpty ? nil : inputs.makeIterator()
+        // Bounded batches in, results out in order: standard input is never read ahead of the output.
+        while true {
+            var chunk: [String] = []
+            while chunk.count < batchSize, let line = lines != nil ? lines?.next() : readLine() { chunk.append(line) }
+            if chunk.isEmpty { break }
+            failed += try decodeChunk(chunk, firstNumber: number + 1, transformer)
+            number += chunk.count
+            fflush(stdout)
         }
         if failed > 0 { throw ExitCode(1) }
     }
 
-    func emit(_ input: String, _ result: [(text: String, hypothesis: Hypothesis)]?) {
-        guard let result else {
-            if format == .txt { print("") }
-            return
+    /// Decodes one chunk; returns how many of its inputs failed.
+    func decodeChunk(_ chunk: [String], firstNumber: Int, _ transformer: SequenceTransformer) throws -> Int {
+        var results = [Result<[(text: String, hypothesis: Hypothesis)], Error>?](repeating: nil, count: chunk.count)
+        var sources: [(index: Int, source: Source)] = []
+        for (i, item) in chunk.enumerated() {
+            do { sources.append((i, try prepare(item, transformer))) } catch { results[i] = .failure(error) }
         }
-        switch format {
-        case .txt: print(result.first?.text ?? "")
-        case .tsv:
-            for (rank, r) in result.enumerated() { print("\(input)\t\(rank + 1)\t\(String(format: "%.4f", r.hypothesis.score))\t\(r.text)") }
-        case .json:
+        do {
+            for (s, decoded) in zip(sources, try decode(sources.map(\.source), transformer)) { results[s.index] = .success(decoded) }
+        } catch {
+            // The batch failed as a whole: decode one by one, so that the error lands on its own input.
+            for s in sources { results[s.index] = Result { try decode([s.source], transformer)[0] } }
+        }
+        var failed = 0
+        for (i, result) in results.enumerated() {
+            guard let result else { continue }
+            if case let .failure(error) = result {
+                failed += 1
+                FileHandle.standardError.write(Data("error: input \(firstNumber + i) (\(Self.escaped(chunk[i]))): \(error)\n".utf8))
+            }
+            emit(chunk[i], result)
+        }
+        return failed
+    }
+
+    func prepare(_ item: String, _ transformer: SequenceTransformer) throws -> Source {
+        switch transformer.configuration.source {
+        case .text:
+            guard !item.isEmpty else { throw ValidationError("empty input") }
+            guard item.count <= maxInputLength else { throw ValidationError("\(item.count) characters, more than --max-input-length \(maxInputLength)") }
+            _ = try transformer.sourceBatch(texts: [item])
+            return .text(item)
+        case let .audio(features, _):
+            let f = try AudioEncoder(configuration: features).features(path: item)
+            guard f.frames > 0 else { throw ValidationError("\(item): no frames of audio") }
+            return .features(values: f.values, frames: f.frames)
+        }
+    }
+
+    func decode(_ sources: [Source], _ transformer: SequenceTransformer) throws -> [[(text: String, hypothesis: Hypothesis)]] {
+        guard !sources.isEmpty else { return [] }
+        var texts: [String] = [], features: [(values: [Float], frames: Int)] = []
+        for source in sources {
+            switch source {
+            case let .text(t): texts.append(t)
+            case let .features(values, frames): features.append((values, frames))
+            }
+        }
+        let batch = texts.isEmpty ? try transformer.sourceBatch(features: features) : try transformer.sourceBatch(texts: texts)
+        return try transformer.decode(batch, options: decodingOptions)
+    }
+
+    /// Control characters as visible escapes, so that one output stays one line and no terminal
+    /// escape sequence passes through.
+    static func escaped(_ text: String) -> String {
+        var out = ""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case _ where scalar.value < 0x20 || (0x7F..<0xA0).contains(scalar.value) || scalar == "\u{2028}" || scalar == "\u{2029}":
+                out += "\\u{" + String(scalar.value, radix: 16, uppercase: true) + "}"
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        return out
+    }
+
+    func emit(_ input: String, _ result: Result<[(text: String, hypothesis: Hypothesis)], Error>) {
+        switch (format, result) {
+        case (.txt, .failure): print("")
+        case let (.txt, .success(r)): print(Self.escaped(r.first?.text ?? ""))
+        case let (.tsv, .failure(error)): print("\(Self.escaped(input))\terror\t\t\(Self.escaped("\(error)"))")
+        case let (.tsv, .success(r)):
+            for (rank, h) in r.enumerated() {
+                print("\(Self.escaped(input))\t\(rank + 1)\t\(String(format: "%.4f", h.hypothesis.score))\t\(Self.escaped(h.text))")
+            }
+        case let (.json, .failure(error)): printJSON(["input": input, "error": "\(error)"])
+        case let (.json, .success(r)):
             // JSON has no NaN or infinity: such scores are written as strings, so every input keeps its line.
             func number(_ x: Double) -> Any { x.isFinite ? x : (x.isNaN ? "NaN" : x > 0 ? "Infinity" : "-Infinity") }
-            let object: [String: Any] = ["input": input, "outputs": result.map {
+            printJSON(["input": input, "outputs": r.map {
                 ["text": $0.text, "score": number($0.hypothesis.score), "log_probability": number($0.hypothesis.logProbability), "finished": $0.hypothesis.finished]
-            }]
-            let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data("{}".utf8)
-            print(String(decoding: data, as: UTF8.self))
+            }])
         }
+    }
+
+    func printJSON(_ object: [String: Any]) {
+        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data("{}".utf8)
+        print(String(decoding: data, as: UTF8.self))
+    }
+}
+
+/// Runs option checks, turning a range error into a validation error (which prints the
+/// subcommand's usage beside the message).
+func validatingOptions(_ checks: () throws -> Void) throws {
+    do { try checks() } catch let error as OptionRangeError {
+        throw ValidationError(error.description)
+    } catch let error as TensorError {
+        throw ValidationError(error.description)
     }
 }
 
@@ -95,6 +180,8 @@ struct Info: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Show a model file's architecture, layers, shapes, parameter count and vocabularies.")
 
     @Argument(help: "The model file.") var file: String
+
+    func validate() throws { try validatingOptions { try OptionRange.path("the model file", file) } }
 
     func run() throws {
         let (model, training) = try SequenceTransformer.load(from: URL(fileURLWithPath: file))

@@ -9,22 +9,32 @@ struct Demo: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Train a small network on the two-spirals problem and report held-out accuracy.")
 
-    @Option(help: "Training epochs.") var epochs = 300
-    @Option(help: "Examples per batch.") var batchSize = 100
-    @Option(help: "Hidden units per layer.") var hidden = 32
-    @Option(help: "Points per spiral in the training set.") var points = 200
-    @Option(help: "Seed for data, initialization and everything random.") var seed: UInt64 = 1
-    @Option(help: "Threads (1 or 2 use Loom's own team; more go to OpenBLAS).") var threads = 2
-    @Option(help: "Adam learning rate.") var learningRate = 0.01
+    @Option(parsing: .unconditional, help: "Training epochs.") var epochs = 300
+    @Option(parsing: .unconditional, help: "Examples per batch.") var batchSize = 100
+    @Option(parsing: .unconditional, help: "Hidden units per layer.") var hidden = 32
+    @Option(parsing: .unconditional, help: "Points per spiral in the training set.") var points = 200
+    @Option(parsing: .unconditional, help: "Seed for data, initialization and everything random.") var seed: UInt64 = 1
+    @Option(parsing: .unconditional, help: "Threads (1 or 2 use Loom's own team; more go to OpenBLAS).") var threads = 2
+    @Option(parsing: .unconditional, help: "Adam learning rate.") var learningRate = 0.01
     @Option(help: "Write checkpoints here (at each epoch's end and every --checkpoint-every steps).") var checkpointDir: String?
-    @Option(help: "Also checkpoint every this many steps.") var checkpointEvery: Int?
+    @Option(parsing: .unconditional, help: "Also checkpoint every this many steps.") var checkpointEvery: Int?
     @Flag(help: "Continue from the newest checkpoint in --checkpoint-dir.") var resume = false
+    @Flag(help: "Resume even if the checkpoint was written with other settings or data (reported).") var resumeAnyway = false
     @Option(help: "Write the metrics log (metrics.jsonl) and plots (loss.svg, metrics.svg) here.") var runDir: String?
 
     func validate() throws {
-        guard epochs > 0, hidden > 0, points > 0, threads > 0 else {
-            throw ValidationError("--epochs, --hidden, --points and --threads must be positive")
+        try validatingOptions {
+            try OptionRange.check("--epochs", epochs, in: 1...1_000_000)
+            try OptionRange.check("--batch-size", batchSize, in: 1...1_000_000)
+            try OptionRange.check("--hidden", hidden, in: 1...4096)
+            try OptionRange.check("--points", points, in: 1...1_000_000)
+            try OptionRange.check("--threads", threads, in: 1...256)
+            try OptionRange.check("--learning-rate", learningRate, in: 0...10)
+            if let checkpointEvery { try OptionRange.check("--checkpoint-every", checkpointEvery, in: 1...Int.max) }
+            if let checkpointDir { try OptionRange.path("--checkpoint-dir", checkpointDir) }
+            if let runDir { try OptionRange.path("--run-dir", runDir) }
         }
+        if (resume || resumeAnyway) && checkpointDir == nil { throw ValidationError("--resume needs --checkpoint-dir") }
     }
 
     /// Two spirals: class c, radius r in (0, 1], angle 3 pi r + c pi, with Gaussian jitter.
@@ -66,6 +76,7 @@ struct Demo: ParsableCommand {
         options.checkpointEverySteps = checkpointEvery
         options.runDirectory = runDir.map { URL(fileURLWithPath: $0) }
         options.progressEvery = 100
+        options.resumeAnyway = resumeAnyway
         // An example is a row of the training matrix; a batch is (points, labels).
         let trainer = Trainer<Float, Int, (Tensor<Float>, [Int])>(
             parameters: model.parameters, optimizer: Adam<Float>(learningRate: learningRate), options: options, randomSource: source,
@@ -76,12 +87,12 @@ struct Demo: ParsableCommand {
                 let predicted = try model(batch.0).argmax(alongAxis: -1)
                 return ["accuracy": Double(zip(predicted, batch.1).filter { $0 == $1 }.count) / Double(batch.1.count)]
             })
-        if resume {
-            guard checkpointDir != nil else { throw ValidationError("--resume needs --checkpoint-dir") }
+        if let checkpointDir, resume || resumeAnyway {
             if let url = try trainer.resume() {
-                print("resumed from \(url.lastPathComponent) at step \(trainer.globalStep), epoch \(trainer.epoch)")
+                print("resumed from \(url.lastPathComponent) at step \(trainer.globalStep), epoch \(trainer.epoch)"
+                      + (trainer.epoch >= epochs ? " (the run had finished all \(epochs) epochs)" : ""))
             } else {
-                print("no checkpoint yet in \(checkpointDir!); starting from the beginning")
+                print("no checkpoint yet in \(checkpointDir); starting from the beginning")
             }
         }
         print("two spirals: \(train.labels.count) training points, \(test.labels.count) held out; "

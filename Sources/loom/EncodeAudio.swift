@@ -79,20 +79,38 @@ struct EncodeAudio: ParsableCommand {
         return c
     }
 
+    /// One distinct output name per input: the base name, or for a base name already taken (the
+    /// same name in another folder, or a name like `s-2` that a numbering would produce) the
+    /// first free `base-N`, N from 2.
+    static func outputNames(_ files: [String]) -> [String] {
+        var taken = Set<String>()
+        return files.map { file in
+            let base = URL(fileURLWithPath: file).deletingPathExtension().lastPathComponent
+            var name = base, n = 1
+            while taken.contains(name) {
+                n += 1
+                name = "\(base)-\(n)"
+            }
+            taken.insert(name)
+            return name
+        }
+    }
+
+    func validate() throws {
+        try validatingOptions { try OptionRange.path("--output", output) }
+        guard !files.isEmpty else { throw ValidationError("give at least one audio file") }
+    }
+
     func run() throws {
         let encoder = try AudioEncoder(configuration: makeConfiguration())
         let directory = URL(fileURLWithPath: output)
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        try UserFile.makeDirectory(directory)
         let progress = ProgressLine(logEvery: max(files.count / 20, 1), toStandardError: true)
         let start = Date()
         var failures: [String] = []
-        var used: [String: Int] = [:]
+        let names = Self.outputNames(files)
         for (i, file) in files.enumerated() {
-            // Inputs with the same base name in different folders get numbered outputs.
-            let base = URL(fileURLWithPath: file).deletingPathExtension().lastPathComponent
-            used[base, default: 0] += 1
-            let name = used[base]! == 1 ? base : "\(base)-\(used[base]!)"
-            let destination = directory.appendingPathComponent("\(name).\(format.rawValue)")
+            let destination = directory.appendingPathComponent("\(names[i]).\(format.rawValue)")
             do {
                 let frames = try encoder.encode(path: file, to: destination, format: format)
                 if files.count == 1 { FileHandle.standardError.write(Data("\(file): \(frames) frames -> \(destination.path)\n".utf8)) }

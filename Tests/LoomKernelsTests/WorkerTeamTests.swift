@@ -3,7 +3,8 @@ import LoomKernels
 import XCTest
 
 /// The two-thread team: every part and piece runs once, either thread may take them, and how
-/// work is cut does not depend on whether the team is free.
+/// work is cut does not depend on whether the team is free. No assertion here depends on
+/// which thread ran a piece or on timing: the suite must pass with the other core busy.
 final class WorkerTeamTests: XCTestCase {
     func testWorkerTeamRunsBothPartsOnce() throws {
         guard let team = WorkerTeam.shared else { throw XCTSkip("one core: no worker team") }
@@ -35,23 +36,16 @@ final class WorkerTeamTests: XCTestCase {
             let counts = UnsafeMutableBufferPointer<Int>.allocate(capacity: max(count, 1))
             defer { counts.deallocate() }
             counts.initialize(repeating: 0)
-            let caller = pthread_self()
-            var rangesOnWorker = 0
             let pieces = stride(from: 0, to: count, by: size).map { $0..<min($0 + size, count) }
             for _ in 0..<50 {
                 WorkerTeam.inPieces(pieces) { rows in
                     // Each chunk is a whole multiple of `size` but the last; chunks do not overlap.
                     XCTAssertEqual(rows.lowerBound % size, 0)
                     XCTAssertTrue(rows.count == size || rows.upperBound == count)
-                    if pthread_equal(pthread_self(), caller) == 0 { rangesOnWorker += 1 }
                     for i in rows { counts[i] += 1 }
-                    // Long enough that the worker wakes while chunks are left.
-                    let start = DispatchTime.now().uptimeNanoseconds
-                    while DispatchTime.now().uptimeNanoseconds - start < 2_000 {}
                 }
             }
             XCTAssertEqual(Array(counts.prefix(count)), [Int](repeating: 50, count: count), "count \(count), size \(size)")
-            if count >= 128 { XCTAssertGreaterThan(rangesOnWorker, 0, "count \(count): the worker took no chunk in 50 calls") }
         }
         // With the team busy (a nested call), everything runs here in one piece.
         team.run { part in
@@ -68,19 +62,14 @@ final class WorkerTeamTests: XCTestCase {
         let seen = UnsafeMutableBufferPointer<Int>.allocate(capacity: pieces.count)
         defer { seen.deallocate() }
         seen.initialize(repeating: 0)
-        let caller = pthread_self()
-        var onWorker = 0
         for _ in 0..<50 {
             WorkerTeam.inPieces(pieces) { rows in
                 guard let index = pieces.firstIndex(of: rows) else { return XCTFail("\(rows) is not one of the pieces") }
                 seen[index] += 1
-                if pthread_equal(pthread_self(), caller) == 0 { onWorker += 1 }
-                let start = DispatchTime.now().uptimeNanoseconds
-                while DispatchTime.now().uptimeNanoseconds - start < 2_000 {}
             }
         }
+        // Which thread took which piece is the scheduler's business; that each ran once is ours.
         XCTAssertEqual(Array(seen), [Int](repeating: 50, count: pieces.count))
-        XCTAssertGreaterThan(onWorker, 0, "the worker took no piece in 50 calls")
         // A single piece, and a busy team: everything here in one piece.
         var ranges: [Range<Int>] = []
         WorkerTeam.inPieces([0..<5]) { ranges.append($0) }

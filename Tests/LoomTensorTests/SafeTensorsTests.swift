@@ -74,10 +74,19 @@ final class SafeTensorsTests: XCTestCase {
         expect(file(#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}"#,
                     data: eight), "duplicate key \"a\"")
         expect(file(#"{"__metadata__":{"epoch":3}}"#), "__metadata__")
-        expect(file(#"{"a":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}}"#, data: four), "JSON")
+        // M2: negative, fractional and too large numbers are named (they were "not valid JSON").
+        expect(file(#"{"a":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}}"#, data: four), "tensor \"a\": shape value -1.0 is negative")
         expect(file(#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[4,0]}}"#, data: four), "invalid offset")
         expect(file(#"{"a":{"dtype":"F32","shape":[1]}}"#, data: four), "data_offsets")
-        expect(file(#"{"a":{"dtype":"F32","shape":[1.5],"data_offsets":[0,4]}}"#, data: four), "JSON")
+        expect(file(#"{"a":{"dtype":"F32","shape":[1.5],"data_offsets":[0,4]}}"#, data: four), "shape value 1.5 is not an integer")
+        expect(file(#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,18446744073709551616]}}"#, data: four), "data_offsets value 1.8446744073709552e+19 is too large")
+        expect(file(#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[-4,4]}}"#, data: four), "data_offsets value -4.0 is negative")
+        // M3: header lengths past the limit are reported as given, not clamped to Int.max.
+        for length: UInt64 in [1 << 63, UInt64.max] {
+            var bytes = Data()
+            withUnsafeBytes(of: length.littleEndian) { bytes.append(contentsOf: $0) }
+            expect(bytes + Data("{}".utf8), "header length \(length) exceeds")
+        }
         expect(file(#"{"a":{"dtype":"F32","shape":[1000000000000,1000000000000],"data_offsets":[0,4]}}"#, data: four), "overflows")
         expect(file(#"{"a":{"dtype":"F4","shape":[1],"data_offsets":[0,1]}}"#, data: Data([0])), "Loom reads F32 and F64")
         // Accepted like the reference: out-of-order listing, empty tensors, scalars, extra fields.

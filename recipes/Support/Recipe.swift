@@ -4,15 +4,29 @@ import Loom
 
 /// What every recipe accepts: the usual knobs, with per-recipe defaults.
 public struct RecipeOptions: ParsableArguments {
-    @Option(help: "Training epochs (default: the recipe's).") public var epochs: Int?
-    @Option(help: "Examples per batch (default: the recipe's).") public var batchSize: Int?
-    @Option(help: "Hidden units (default: the recipe's).") public var hidden: Int?
-    @Option(help: "Seed for the corpus, initialization, shuffling and dropout.") public var seed: UInt64 = 1
-    @Option(help: "Threads: 2 (default) uses Loom's own team, 1 runs single-threaded.") public var threads = 2
+    @Option(parsing: .unconditional, help: "Training epochs (default: the recipe's).") public var epochs: Int?
+    @Option(parsing: .unconditional, help: "Examples per batch (default: the recipe's).") public var batchSize: Int?
+    @Option(parsing: .unconditional, help: "Hidden units (default: the recipe's).") public var hidden: Int?
+    @Option(parsing: .unconditional, help: "Seed for the corpus, initialization, shuffling and dropout.") public var seed: UInt64 = 1
+    @Option(parsing: .unconditional, help: "Threads: 2 (default) uses Loom's own team, 1 runs single-threaded.") public var threads = 2
     @Option(help: "Where the model, metrics log, plots and report go.") public var output: String?
     @Flag(help: "A small, fast run (what the test suite runs): a smaller corpus and fewer epochs.") public var quick = false
 
     public init() {}
+
+    /// The limits of the common options: beyond them a run would trap, divide by zero or ask
+    /// for more memory than any machine has.
+    public func validate() throws {
+        do {
+            if let epochs { try OptionRange.check("--epochs", epochs, in: 1...100_000) }
+            if let batchSize { try OptionRange.check("--batch-size", batchSize, in: 1...65_536) }
+            if let hidden { try OptionRange.check("--hidden", hidden, in: 1...4096) }
+            try OptionRange.check("--threads", threads, in: 1...256)
+            if let output { try OptionRange.path("--output", output) }
+        } catch let error as OptionRangeError {
+            throw ValidationError(error.description)
+        }
+    }
 
     /// Thread count and OpenBLAS kernels (see BLAS.selectOptimizedCoreAndRelaunchIfNeeded).
     public func configureThreads() {
@@ -22,7 +36,7 @@ public struct RecipeOptions: ParsableArguments {
 
     public func outputDirectory(_ recipe: String) throws -> URL {
         let url = URL(fileURLWithPath: output ?? "runs/\(recipe)")
-        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        try UserFile.makeDirectory(url)
         return url
     }
 }

@@ -74,7 +74,8 @@ struct TimeSeries: ParsableCommand {
             let out = try windowed(SequenceBatch(values: Tensor(shape: [window, ends.count, 1], scalars: values)))
             return try windowHead(SequenceLast<Float>()(out.output))
         }
-        let windowOptions = trainerOptions(batchSize: 32, order: .shuffled, run: "windowed")
+        // The stateful model reads the one walk in order (batch 1); --batch-size sets the windowed model's batches.
+        let windowOptions = trainerOptions(batchSize: common.batchSize ?? 32, order: .shuffled, run: "windowed")
         let windowTrainer = Trainer<Float, Int, [Int]>(
             parameters: windowed.parameters + windowHead.parameters, optimizer: Adam<Float>(learningRate: 5e-3), options: windowOptions,
             randomSource: source, length: { _ in window }, collate: { $0 },

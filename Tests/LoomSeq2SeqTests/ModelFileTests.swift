@@ -1,0 +1,99 @@
+import Foundation
+@testable import LoomSeq2Seq
+import XCTest
+
+/// Model files are read strictly: an architecture key that is missing or unknown is an error
+/// naming it (S3 of the hostile-input sweep: a file without `reverseSource` loaded with the
+/// default and decoded "535+61" as "551").
+final class ModelFileTests: XCTestCase {
+    func temporaryFile() -> URL {
+        FileManager.default.temporaryDirectory.appendingPathComponent("model-\(UUID().uuidString).safetensors")
+    }
+
+    func savedModel() throws -> (SequenceTransformer, URL) {
+        var configuration = try SequenceTransformerConfiguration(
+            source: .text(.characters(CharacterEncoder(alphabet: Array("0123456789+"))), embeddingSize: 4), encoderLayers: [6],
+            target: .characters(CharacterEncoder(alphabet: Array("0123456789"))), targetEmbeddingSize: 4, decoderHidden: 6, attention: .general)
+        configuration.reverseSource = true
+        let model = try SequenceTransformer(configuration, using: RandomSource(seed: 1))
+        let url = temporaryFile()
+        try model.save(to: url)
+        return (model, url)
+    }
+
+    /// Rewrites the file's architecture JSON (and optionally its format) through `edit`.
+    func rewrite(_ url: URL, format: String? = nil, _ edit: (inout [String: Any]) -> Void) throws {
+        let file = try SafeTensors.read(url)
+        var metadata = file.metadata
+        var object = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data((metadata["loom.architecture"] ?? "").utf8)) as? [String: Any])
+        edit(&object)
+        metadata["loom.architecture"] = String(decoding: try JSONSerialization.data(withJSONObject: object), as: UTF8.self)
+        if let format { metadata["loom.format"] = format }
+        try SafeTensors.write(try file.entries.keys.sorted().map { ($0, try file.tensor($0, as: Float.self)) }, metadata: metadata, to: url)
+    }
+
+    func assertLoadFails(_ url: URL, _ fragment: String, line: UInt = #line) {
+        XCTAssertThrowsError(try SequenceTransformer.load(from: url), line: line) { error in
+            XCTAssertTrue("\(error)".contains(fragment), "\(error) should mention \(fragment)", line: line)
+        }
+    }
+
+    func testEveryArchitectureKeyIsWrittenAndTheFileLoads() throws {
+        let (model, url) = try savedModel()
+        defer { try? FileManager.default.removeItem(at: url) }
+        let architecture = try XCTUnwrap(try SafeTensors.read(url).metadata["loom.architecture"])
+        XCTAssertTrue(architecture.contains("\"featureNormalization\":null"), architecture)
+        let (loaded, _) = try SequenceTransformer.load(from: url)
+        XCTAssertEqual(loaded.configuration, model.configuration)
+    }
+
+    func testS3MissingArchitectureKeyIsAnError() throws {
+        let (_, url) = try savedModel()
+        defer { try? FileManager.default.removeItem(at: url) }
+        try rewrite(url) { $0["reverseSource"] = nil }
+        assertLoadFails(url, "missing key \"reverseSource\"")
+        try rewrite(url) { $0["reverseSource"] = true; $0["featureNormalization"] = nil }
+        assertLoadFails(url, "missing key \"featureNormalization\"")
+    }
+
+    func testS3UnknownArchitectureKeyIsAnError() throws {
+        let (_, url) = try savedModel()
+        defer { try? FileManager.default.removeItem(at: url) }
+        try rewrite(url) { $0["reverseSourse"] = false }
+        assertLoadFails(url, "unknown key \"reverseSourse\"")
+        try rewrite(url) {
+            $0["reverseSourse"] = nil
+            var source = $0["source"] as? [String: Any] ?? [:]
+            var text = source["text"] as? [String: Any] ?? [:]
+            text["embeddingSise"] = 4
+            source["text"] = text
+            $0["source"] = source
+        }
+        assertLoadFails(url, "unknown key \"source.text.embeddingSise\"")
+    }
+
+    /// Files of the earlier format were written without absent settings: there a missing optional
+    /// key means absent, as its writer meant; unknown keys are still refused.
+    func testFilesOfThePreviousFormatStillLoad() throws {
+        let (model, url) = try savedModel()
+        defer { try? FileManager.default.removeItem(at: url) }
+        try rewrite(url, format: SequenceTransformer.previousFileFormat) { $0["featureNormalization"] = nil }
+        let (loaded, _) = try SequenceTransformer.load(from: url)
+        XCTAssertEqual(loaded.configuration, model.configuration)
+        try rewrite(url) { $0["extra"] = 1 }
+        assertLoadFails(url, "unknown key \"extra\"")
+    }
+
+    /// The reversal is applied to the encoded indices, so an error names the text as written.
+    func testM1UnknownCharacterIsReportedInTheTextAsWritten() throws {
+        let (model, url) = try savedModel()
+        defer { try? FileManager.default.removeItem(at: url) }
+        XCTAssertThrowsError(try model.sourceBatch(texts: ["16*535"])) { error in
+            XCTAssertTrue("\(error)".contains("at position 2 of \"16*535\""), "\(error)")
+        }
+        // And the reversed encoding is the encoding of the reversed text.
+        guard case let .indices(batch) = try model.sourceBatch(texts: ["12+345"]),
+              case let .text(codec, _) = model.configuration.source else { return XCTFail("a text model") }
+        XCTAssertEqual(batch.indices, try codec.encode("543+21"))
+    }
+}
