@@ -1,6 +1,6 @@
 #!/bin/sh
 # Builds the LoomFuzz targets with libFuzzer and AddressSanitizer and runs one for a while.
-#   scripts/fuzz.sh audio|npy|safetensors [SECONDS]     (default 60)
+#   scripts/fuzz.sh audio|npy|safetensors|manifest [SECONDS]     (default 60)
 # Crashes are written to fuzz-crashes/<target>/; the corpus grows in fuzz-corpus/<target>/.
 # Replay inputs with a normal build: swift run LoomFuzz audio fuzz-crashes/audio/*
 set -eu
@@ -18,6 +18,9 @@ if [ "$target" = safetensors ] && [ -z "$(ls -A fuzz-corpus/safetensors)" ]; the
     # Seeds: small model files written by the test suite's reference fixture.
     cp Tests/Fixtures/safetensors_reference.safetensors fuzz-corpus/safetensors/
     [ -f fuzz-seeds/model.safetensors ] && cp fuzz-seeds/model.safetensors fuzz-corpus/safetensors/
+fi
+if [ "$target" = manifest ] && [ -z "$(ls -A fuzz-corpus/manifest)" ]; then
+    printf 'path\ttranscript\na.wav\tone two\n# comment\n\nsub/b.flac\t3 4\r\n/abs/c.wav\tx\n' > fuzz-corpus/manifest/seed.tsv
 fi
 LOOM_FUZZ_TARGET=$target .build-fuzz/debug/LoomFuzz "fuzz-corpus/$target" -max_total_time="$seconds" \
     -artifact_prefix="fuzz-crashes/$target/" -max_len=65536 -rss_limit_mb=2048

@@ -1,4 +1,5 @@
 import Foundation
+import LoomTensor
 
 /// A speech corpus as a manifest: a UTF-8 text file of `audio path<TAB>transcript` lines.
 /// Relative paths are relative to the manifest's directory; blank lines, lines starting with `#`
@@ -34,7 +35,7 @@ public struct AudioManifest: Equatable, Sendable {
             guard !path.isEmpty, !transcript.isEmpty else {
                 throw AudioError.invalidParameter("\(name) line \(index + 1): empty \(path.isEmpty ? "path" : "transcript")")
             }
-            let resolved = path.hasPrefix("/") ? path : directory.appendingPathComponent(path).path
+            let resolved = (path.hasPrefix("/") ? URL(fileURLWithPath: path) : directory.appendingPathComponent(path)).standardizedFileURL.path
             entries.append(Entry(path: resolved, transcript: transcript))
         }
         self.entries = entries
@@ -42,8 +43,9 @@ public struct AudioManifest: Equatable, Sendable {
 
     /// Reads a manifest file.
     public static func read(_ url: URL) throws -> AudioManifest {
-        guard let data = FileManager.default.contents(atPath: url.path) else {
-            throw AudioError.invalidParameter("cannot read the manifest \(url.path)")
+        let data: Data
+        do { data = try UserFile.read(url.path, what: "manifest", limit: 1 << 30) } catch {
+            throw AudioError.invalidParameter("cannot read the manifest \(url.path): \(error)")
         }
         guard let text = String(data: data, encoding: .utf8) else {
             throw AudioError.invalidParameter("\(url.path) is not UTF-8 text")
@@ -54,11 +56,14 @@ public struct AudioManifest: Equatable, Sendable {
     /// The manifest text with paths relative to `directory` where they lie inside it.
     public func text(relativeTo directory: URL) throws -> String {
         let prefix = directory.standardizedFileURL.path + "/"
-        return try entries.map { e in
-            guard !e.transcript.contains("\t"), !e.transcript.contains("\n"), !e.path.contains("\t"), !e.path.contains("\n") else {
-                throw AudioError.invalidParameter("a manifest entry cannot hold a tab or newline: \(e.path)")
+        return try entries.enumerated().map { index, e in
+            guard !e.transcript.contains(where: \.isNewline), !e.transcript.contains("\t"), !e.path.contains(where: \.isNewline), !e.path.contains("\t") else {
+                throw AudioError.invalidParameter("a manifest entry cannot hold a tab or line break: \(e.path)")
             }
-            let path = e.path.hasPrefix(prefix) ? String(e.path.dropFirst(prefix.count)) : e.path
+            var path = e.path.hasPrefix(prefix) && e.path.count > prefix.count ? String(e.path.dropFirst(prefix.count)) : e.path
+            // A relative path that would read as a comment, or as the header on the first line,
+            // is written as ./path so that it reads back as the entry it is.
+            if path.hasPrefix("#") || (index == 0 && path == "path" && e.transcript == "transcript") { path = "./" + path }
             return "\(path)\t\(e.transcript)\n"
         }.joined()
     }

@@ -3,7 +3,8 @@ import LoomAudio
 import LoomSeq2Seq
 
 /// Fuzz targets for the hostile-input readers: the audio path (libsndfile through AudioReader
-/// and the feature front end) and the .npy reader, plus the .npy writer/reader round trip.
+/// and the feature front end), the .npy reader, the safetensors model loader and the manifest
+/// reader, plus the .npy writer/reader and manifest write/read round trips.
 ///
 /// Built with libFuzzer by scripts/fuzz.sh (`-sanitize=fuzzer,address -DLIBFUZZER`); built
 /// normally, it is a replayer: `LoomFuzz audio|npy FILE...` runs the same checks on saved inputs
@@ -39,6 +40,21 @@ enum FuzzTargets {
         }
     }
 
+    /// Any bytes as a manifest: a clear error or entries that each have a path and a transcript
+    /// without tabs or line ends, and that read back the same from the manifest text they give.
+    static func manifest(_ data: Data) {
+        guard let text = String(data: data, encoding: .utf8) else { return }
+        let directory = URL(fileURLWithPath: "/corpus")
+        guard let manifest = try? AudioManifest(text: text, directory: directory) else { return }
+        for entry in manifest.entries {
+            precondition(!entry.path.isEmpty && !entry.transcript.isEmpty, "empty field accepted")
+            precondition(!entry.transcript.contains("\t") && !entry.transcript.contains(where: \.isNewline), "tab or newline in a transcript")
+        }
+        guard let written = try? manifest.text(relativeTo: directory) else { return }
+        let back = try? AudioManifest(text: written, directory: directory)
+        precondition(back == manifest, "the manifest changed in a write/read round trip")
+    }
+
     /// Any bytes as .npy: a clear error or a matrix; and any floats written then read back equal.
     static func npy(_ data: Data) {
         if let (shape, values) = try? Numpy.parse(data) {
@@ -70,6 +86,7 @@ public func fuzz(_ bytes: UnsafePointer<UInt8>?, _ count: Int) -> CInt {
     switch ProcessInfo.processInfo.environment["LOOM_FUZZ_TARGET"] ?? "audio" {
     case "npy": FuzzTargets.npy(data)
     case "safetensors": FuzzTargets.safetensors(data)
+    case "manifest": FuzzTargets.manifest(data)
     default: FuzzTargets.audio(data)
     }
     return 0
@@ -104,8 +121,8 @@ struct Replayer {
             }
             return
         }
-        guard let target = arguments.first, ["audio", "npy", "safetensors"].contains(target) else {
-            FileHandle.standardError.write(Data("usage: LoomFuzz audio|npy|safetensors FILE...\n".utf8))
+        guard let target = arguments.first, ["audio", "npy", "safetensors", "manifest"].contains(target) else {
+            FileHandle.standardError.write(Data("usage: LoomFuzz audio|npy|safetensors|manifest FILE...\n".utf8))
             exit(2)
         }
         for path in arguments.dropFirst() {
@@ -113,6 +130,7 @@ struct Replayer {
             switch target {
             case "npy": FuzzTargets.npy(data)
             case "safetensors": FuzzTargets.safetensors(data)
+            case "manifest": FuzzTargets.manifest(data)
             default: FuzzTargets.audio(data)
             }
         }

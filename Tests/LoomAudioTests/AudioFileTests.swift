@@ -185,5 +185,14 @@ extension AudioFileTests {
         }
         XCTAssertThrowsError(try AudioManifest.read(directory.appendingPathComponent("absent.tsv"))) { XCTAssertTrue("\($0)".contains("absent.tsv")) }
         XCTAssertThrowsError(try AudioManifest(entries: [.init(path: "a.wav", transcript: "x\ty")]).text(relativeTo: directory))
+        // Found by the manifest fuzz target: entries that would read back as the header, as a
+        // comment or as an empty path are written so that they read back as themselves.
+        let tricky = try AudioManifest(text: "path\ttranscript\npath\ttranscript\n./#x.wav\t1\n\(directory.path)/\t2\n", directory: directory)
+        XCTAssertEqual(tricky.entries.count, 3)
+        XCTAssertEqual(try AudioManifest(text: try tricky.text(relativeTo: directory), directory: directory), tricky)
+        // A FIFO as the manifest is refused, not waited on.
+        let fifo = directory.appendingPathComponent("fifo.tsv")
+        XCTAssertEqual(mkfifo(fifo.path, 0o644), 0)
+        XCTAssertThrowsError(try AudioManifest.read(fifo)) { XCTAssertTrue("\($0)".contains("FIFO"), "\($0)") }
     }
 }
