@@ -27,7 +27,7 @@ let package = Package(
 
         // The AVX-512 micro-kernel for small-batch products against packed weights; C, so that
         // it can carry its own target attribute and be dispatched at run time.
-        .target(name: "CLoomKernels", cSettings: [.unsafeFlags(["-O3"])]),
+        .target(name: "CLoomKernels"),
         .target(name: "LoomKernels", dependencies: ["CBLAS", "CLoomKernels"]),
         .target(name: "LoomTensor", dependencies: ["LoomKernels"]),
         .target(name: "LoomLayers", dependencies: ["LoomTensor", "CLoomKernels"]),

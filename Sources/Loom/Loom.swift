@@ -6,3 +6,8 @@
 @_exported import LoomText
 @_exported import LoomAudio
 @_exported import LoomSeq2Seq
+
+/// Loom's version, as `loom --version` prints it.
+public enum LoomVersion {
+    public static let current = "0.2.0"
+}

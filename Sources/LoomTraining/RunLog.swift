@@ -120,45 +120,90 @@ public enum SVGPlot {
     }
 
     static func label(_ v: Double) -> String {
-        abs(v) >= 1e4 || (abs(v) < 1e-3 && v != 0) ? String(format: "%.2e", v) : String(format: "%.4g", v)
+        abs(v) >= 1e5 || (abs(v) < 1e-3 && v != 0) ? String(format: "%g", v) : String(format: "%.6g", v)
     }
 
-    /// The SVG text of a plot; non-finite points are skipped.
+    /// Ticks at 1, 2 or 5 times a power of ten covering `low...high` with about `target`
+    /// intervals; the first and last tick enclose the data. `integers` keeps the step at 1 or
+    /// more (epochs).
+    public static func linearTicks(_ low: Double, _ high: Double, target: Int = 5, integers: Bool = false) -> [Double] {
+        guard low.isFinite, high.isFinite else { return [0, 1] }
+        let (a, b) = high > low ? (low, high) : (low - 0.5, low + 0.5)
+        let raw = (b - a) / Double(Swift.max(target, 1))
+        let power = Foundation.pow(10, Foundation.floor(Foundation.log10(raw)))
+        var step = [1.0, 2, 5, 10].map { $0 * power }.first { $0 >= raw * 0.999 } ?? 10 * power
+        if integers { step = Swift.max(1, step.rounded(.up)) }
+        let first = Foundation.floor(a / step + 1e-9) * step, last = Foundation.ceil(b / step - 1e-9) * step
+        let count = Int(((last - first) / step).rounded())
+        // Multiples of the step, computed from integers so that 0.1 * 3 prints as 0.3.
+        return (0...count).map { k in ((first / step).rounded() + Double(k)) * step }
+    }
+
+    /// Ticks for a logarithmic axis over positive `low...high`: powers of ten, with 2 and 5
+    /// between them when the range spans under two decades.
+    public static func logTicks(_ low: Double, _ high: Double) -> [Double] {
+        let a = Foundation.floor(Foundation.log10(low)), b = Foundation.ceil(Foundation.log10(Swift.max(high, low * 1.0001)))
+        let multiples: [Double] = b - a < 2 ? [1, 2, 5] : [1]
+        var ticks: [Double] = []
+        for e in Int(a)...Int(b) {
+            for m in multiples {
+                let t = m * Foundation.pow(10, Double(e))
+                ticks.append(t)
+            }
+        }
+        // Keep one tick at or below the data and one at or above.
+        let lower = ticks.last { $0 <= low * 1.0000001 } ?? ticks[0], upper = ticks.first { $0 >= high * 0.9999999 } ?? ticks[ticks.count - 1]
+        return ticks.filter { $0 >= lower && $0 <= upper }
+    }
+
+    /// The SVG text of a plot; non-finite points (and on a log axis, non-positive ones) are
+    /// skipped. Axes run between ticks at 1-2-5 steps (`integerX` for epochs; `logY` for losses,
+    /// which fall over decades), a light grid marks each tick, and the legend sits to the right
+    /// of the data.
     public static func render(_ series: [Series], title: String, xLabel: String, yLabel: String,
-                              width: Double = 640, height: Double = 400) -> String {
-        let finite = series.flatMap(\.points).filter { $0.x.isFinite && $0.y.isFinite }
-        var (x0, x1) = (finite.map(\.x).min() ?? 0, finite.map(\.x).max() ?? 1)
-        var (y0, y1) = (finite.map(\.y).min() ?? 0, finite.map(\.y).max() ?? 1)
-        if x1 <= x0 { x1 = x0 + 1 }
-        if y1 <= y0 { y0 -= 0.5; y1 += 0.5 }
-        let (left, right, top, bottom) = (70.0, 20.0, 40.0, 50.0)
+                              logY: Bool = false, integerX: Bool = false, width: Double = 720, height: Double = 400) -> String {
+        let usable = { (p: (x: Double, y: Double)) in p.x.isFinite && p.y.isFinite && (!logY || p.y > 0) }
+        let finite = series.flatMap(\.points).filter(usable)
+        let xTicks = linearTicks(finite.map(\.x).min() ?? 0, finite.map(\.x).max() ?? 1, integers: integerX)
+        let (ylow, yhigh) = (finite.map(\.y).min() ?? (logY ? 0.1 : 0), finite.map(\.y).max() ?? 1)
+        let yTicks = logY ? logTicks(ylow, yhigh) : linearTicks(ylow, yhigh)
+        let (x0, x1) = (xTicks[0], xTicks[xTicks.count - 1] > xTicks[0] ? xTicks[xTicks.count - 1] : xTicks[0] + 1)
+        let scaleY = { (y: Double) in logY ? Foundation.log10(y) : y }
+        let (y0, y1) = (scaleY(yTicks[0]), yTicks.count > 1 ? scaleY(yTicks[yTicks.count - 1]) : scaleY(yTicks[0]) + 1)
+        let legendWidth = 20 + 7 * Double(series.map(\.name.count).max() ?? 0)
+        let (left, right, top, bottom) = (70.0, 20.0 + legendWidth, 40.0, 50.0)
         let pw = width - left - right, ph = height - top - bottom
         func px(_ x: Double) -> Double { left + (x - x0) / (x1 - x0) * pw }
-        func py(_ y: Double) -> Double { top + (1 - (y - y0) / (y1 - y0)) * ph }
+        func py(_ y: Double) -> Double { top + (1 - (scaleY(y) - y0) / (y1 - y0)) * ph }
         var svg = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
         svg += "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(width))\" height=\"\(Int(height))\" viewBox=\"0 0 \(Int(width)) \(Int(height))\" font-family=\"sans-serif\" font-size=\"12\">\n"
         svg += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
         svg += "<text x=\"\(width / 2)\" y=\"22\" text-anchor=\"middle\" font-size=\"15\">\(escape(title))</text>\n"
-        svg += "<rect x=\"\(left)\" y=\"\(top)\" width=\"\(pw)\" height=\"\(ph)\" fill=\"none\" stroke=\"#444\"/>\n"
-        for k in 0...4 {
-            let fx = x0 + (x1 - x0) * Double(k) / 4, fy = y0 + (y1 - y0) * Double(k) / 4
+        for fx in xTicks {
+            svg += "<line class=\"grid\" x1=\"\(px(fx))\" y1=\"\(top)\" x2=\"\(px(fx))\" y2=\"\(top + ph)\" stroke=\"#e6e6e6\"/>"
             svg += "<line x1=\"\(px(fx))\" y1=\"\(top + ph)\" x2=\"\(px(fx))\" y2=\"\(top + ph + 5)\" stroke=\"#444\"/>"
-            svg += "<text x=\"\(px(fx))\" y=\"\(top + ph + 18)\" text-anchor=\"middle\">\(label(fx))</text>\n"
-            svg += "<line x1=\"\(left - 5)\" y1=\"\(py(fy))\" x2=\"\(left)\" y2=\"\(py(fy))\" stroke=\"#444\"/>"
-            svg += "<text x=\"\(left - 8)\" y=\"\(py(fy) + 4)\" text-anchor=\"end\">\(label(fy))</text>\n"
+            svg += "<text class=\"xtick\" x=\"\(px(fx))\" y=\"\(top + ph + 18)\" text-anchor=\"middle\">\(label(fx))</text>\n"
         }
+        for fy in yTicks {
+            svg += "<line class=\"grid\" x1=\"\(left)\" y1=\"\(py(fy))\" x2=\"\(left + pw)\" y2=\"\(py(fy))\" stroke=\"#e6e6e6\"/>"
+            svg += "<line x1=\"\(left - 5)\" y1=\"\(py(fy))\" x2=\"\(left)\" y2=\"\(py(fy))\" stroke=\"#444\"/>"
+            svg += "<text class=\"ytick\" x=\"\(left - 8)\" y=\"\(py(fy) + 4)\" text-anchor=\"end\">\(label(fy))</text>\n"
+        }
+        svg += "<rect x=\"\(left)\" y=\"\(top)\" width=\"\(pw)\" height=\"\(ph)\" fill=\"none\" stroke=\"#444\"/>\n"
         svg += "<text x=\"\(left + pw / 2)\" y=\"\(height - 10)\" text-anchor=\"middle\">\(escape(xLabel))</text>\n"
-        svg += "<text x=\"16\" y=\"\(top + ph / 2)\" text-anchor=\"middle\" transform=\"rotate(-90 16 \(top + ph / 2))\">\(escape(yLabel))</text>\n"
+        let yTitle = logY ? "\(yLabel) (log scale)" : yLabel
+        svg += "<text x=\"16\" y=\"\(top + ph / 2)\" text-anchor=\"middle\" transform=\"rotate(-90 16 \(top + ph / 2))\">\(escape(yTitle))</text>\n"
         for (i, s) in series.enumerated() {
             let color = colors[i % colors.count]
-            let points = s.points.filter { $0.x.isFinite && $0.y.isFinite }
+            let points = s.points.filter(usable)
             if points.count > 1 {
                 svg += "<polyline fill=\"none\" stroke=\"\(color)\" stroke-width=\"1.5\" points=\"" + points.map { String(format: "%.2f,%.2f", px($0.x), py($0.y)) }.joined(separator: " ") + "\"/>\n"
             } else if let p = points.first {
                 svg += "<circle cx=\"\(px(p.x))\" cy=\"\(py(p.y))\" r=\"3\" fill=\"\(color)\"/>\n"
             }
-            svg += "<rect x=\"\(left + pw - 150)\" y=\"\(top + 10 + 18 * Double(i))\" width=\"12\" height=\"3\" fill=\"\(color)\"/>"
-            svg += "<text x=\"\(left + pw - 132)\" y=\"\(top + 15 + 18 * Double(i))\">\(escape(s.name))</text>\n"
+            let legendX = left + pw + 14
+            svg += "<rect class=\"legend\" x=\"\(legendX)\" y=\"\(top + 10 + 18 * Double(i))\" width=\"12\" height=\"3\" fill=\"\(color)\"/>"
+            svg += "<text x=\"\(legendX + 18)\" y=\"\(top + 15 + 18 * Double(i))\">\(escape(s.name))</text>\n"
         }
         return svg + "</svg>\n"
     }
@@ -199,7 +244,8 @@ public enum SVGPlot {
     }
 
     /// Writes the plot atomically.
-    public static func write(_ series: [Series], title: String, xLabel: String, yLabel: String, to url: URL) throws {
-        try AtomicFile.write(Data(render(series, title: title, xLabel: xLabel, yLabel: yLabel).utf8), to: url)
+    public static func write(_ series: [Series], title: String, xLabel: String, yLabel: String, logY: Bool = false,
+                             integerX: Bool = false, to url: URL) throws {
+        try AtomicFile.write(Data(render(series, title: title, xLabel: xLabel, yLabel: yLabel, logY: logY, integerX: integerX).utf8), to: url)
     }
 }

@@ -56,6 +56,9 @@ public struct TrainerOptions {
     /// Resume even when a checkpoint's run identity differs from this run's (batch size, seed,
     /// data, `runIdentity`): the differences are reported as a warning instead of an error.
     public var resumeAnyway = false
+    /// When `shouldStop` ends `fit` mid-epoch, write a checkpoint at that point first (an
+    /// interrupted run then resumes from its last step, not its last scheduled checkpoint).
+    public var checkpointOnStop = false
 
     public init() {}
 
@@ -277,6 +280,8 @@ public final class Trainer<Scalar: TensorScalar, Example, Batch> {
                 }
                 if shouldStop?() == true {
                     prefetcher.cancel()
+                    // After the epoch's last batch, the resumed run starts at the epoch's end work.
+                    if options.checkpointOnStop { try saveCheckpoint(epochGenerator: epochGenerator, nextBatch: b + 1) }
                     return history
                 }
             }
@@ -337,11 +342,11 @@ public final class Trainer<Scalar: TensorScalar, Example, Batch> {
         if history.contains(where: { $0.validationLoss != nil }) {
             loss.append(SVGPlot.Series(name: "validation loss", points: history.compactMap { r in r.validationLoss.map { (Double(r.epoch), $0) } }))
         }
-        try SVGPlot.write(loss, title: "Loss", xLabel: "epoch", yLabel: "loss", to: dir.appendingPathComponent("loss.svg"))
+        try SVGPlot.write(loss, title: "Loss", xLabel: "epoch", yLabel: "loss", logY: true, integerX: true, to: dir.appendingPathComponent("loss.svg"))
         let names = Set(history.flatMap { $0.validationMetrics.keys }).sorted()
         if !names.isEmpty {
             let series = names.map { name in SVGPlot.Series(name: name, points: history.compactMap { r in r.validationMetrics[name].map { (Double(r.epoch), $0) } }) }
-            try SVGPlot.write(series, title: "Validation metrics", xLabel: "epoch", yLabel: "value", to: dir.appendingPathComponent("metrics.svg"))
+            try SVGPlot.write(series, title: "Validation metrics", xLabel: "epoch", yLabel: "value", integerX: true, to: dir.appendingPathComponent("metrics.svg"))
         }
     }
 

@@ -175,18 +175,44 @@ func validatingOptions(_ checks: () throws -> Void) throws {
     }
 }
 
-/// `loom info`: what a model file holds.
+/// `loom info`: what a file Loom wrote holds.
 struct Info: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Show a model file's architecture, layers, shapes, parameter count and vocabularies.")
+    static let configuration = CommandConfiguration(
+        abstract: "Describe a file Loom wrote: a model's architecture, layers, shapes, parameter count and vocabularies; "
+            + "a checkpoint's position; the tensors and facts of a weights-only file.")
 
-    @Argument(help: "The model file.") var file: String
+    @Argument(help: "The file (.safetensors).") var file: String
 
     func validate() throws { try validatingOptions { try OptionRange.path("the model file", file) } }
 
     func run() throws {
-        let (model, training) = try SequenceTransformer.load(from: URL(fileURLWithPath: file))
-        print("\(file): Loom SequenceTransformer")
-        print(model.summary)
-        for (k, v) in training.sorted(by: { $0.key < $1.key }) { print("training \(k): \(v)") }
+        let url = URL(fileURLWithPath: file)
+        let contents = try SafeTensors.read(url)
+        let metadata = contents.metadata
+        switch metadata["loom.format"] ?? metadata["format"] {
+        case SequenceTransformer.fileFormat?, SequenceTransformer.previousFileFormat?:
+            let (model, training) = try SequenceTransformer.load(from: url)
+            print("\(file): Loom SequenceTransformer (\(metadata["loom.format"] ?? ""))")
+            print(model.summary)
+            for (k, v) in training.sorted(by: { $0.key < $1.key }) { print("training \(k): \(v)") }
+        case "loom-checkpoint/1"?:
+            print("\(file): Loom training checkpoint (resume it with --resume)")
+            for key in ["epoch", "global_step", "next_batch", "learning_rate", "current_loss", "skipped_steps"] {
+                if let value = metadata[key] { print("\(key): \(value)") }
+            }
+            if let identity = metadata["identity"] { print("run identity: \(identity)") }
+            describeTensors(contents)
+        default:
+            // The recipes' weights-only files (compare-xy, addition-regression): tensors and facts.
+            print("\(file): weights only (tensors and facts; not a SequenceTransformer, so `loom decode` does not run it)")
+            for (k, v) in metadata.sorted(by: { $0.key < $1.key }) { print("\(k): \(v)") }
+            describeTensors(contents)
+        }
+    }
+
+    func describeTensors(_ contents: SafeTensors) {
+        let total = contents.entries.values.reduce(0) { $0 + $1.shape.reduce(1, *) }
+        print("tensors: \(contents.entries.count), \(total) values")
+        for (name, entry) in contents.entries.sorted(by: { $0.key < $1.key }) { print("  \(name) \(entry.dtype) \(entry.shape)") }
     }
 }

@@ -20,7 +20,8 @@ struct Demo: ParsableCommand {
     @Option(parsing: .unconditional, help: "Also checkpoint every this many steps.") var checkpointEvery: Int?
     @Flag(help: "Continue from the newest checkpoint in --checkpoint-dir.") var resume = false
     @Flag(help: "Resume even if the checkpoint was written with other settings or data (reported).") var resumeAnyway = false
-    @Option(help: "Write the metrics log (metrics.jsonl) and plots (loss.svg, metrics.svg) here.") var runDir: String?
+    @Option(name: [.customLong("output"), .customLong("run-dir")], help: "Write the metrics log (metrics.jsonl) and plots (loss.svg, metrics.svg) here.")
+    var runDir: String?
 
     func validate() throws {
         try validatingOptions {
@@ -32,7 +33,7 @@ struct Demo: ParsableCommand {
             try OptionRange.check("--learning-rate", learningRate, in: 0...10)
             if let checkpointEvery { try OptionRange.check("--checkpoint-every", checkpointEvery, in: 1...Int.max) }
             if let checkpointDir { try OptionRange.path("--checkpoint-dir", checkpointDir) }
-            if let runDir { try OptionRange.path("--run-dir", runDir) }
+            if let runDir { try OptionRange.path("--output", runDir) }
         }
         if (resume || resumeAnyway) && checkpointDir == nil { throw ValidationError("--resume needs --checkpoint-dir") }
     }

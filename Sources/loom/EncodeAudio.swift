@@ -24,7 +24,12 @@ struct EncodeAudio: ParsableCommand {
 
     @Argument(help: "Audio files.") var files: [String]
     @Option(help: "spectrogram, mel or mfcc.") var features: FeatureConfiguration.Kind = .mel
-    @Option(help: "Defaults of: librosa, torchaudio, wolfram, speech (16 kHz, 25 ms, 10 ms hop, 80 mels, ln(x+1e-6)).")
+    @Option(help: ArgumentHelp("Whose defaults the other options start from.", discussion: """
+        librosa: 22.05 kHz, n_fft 2048, hop 512, 128 Slaney mels, 20 MFCCs of dB; \
+        torchaudio: 16 kHz, n_fft 400, hop 200, 128 HTK mels, 40 MFCCs of dB; \
+        wolfram: 16 kHz, 25 ms symmetric Hamming, hop 134, 40 HTK mels 40 Hz-8 kHz, 13 MFCCs; \
+        speech: 16 kHz, 25 ms Hann, 10 ms hop, 80 Slaney mels 0-8 kHz, ln(x+1e-6), 13 MFCCs.
+        """))
     var preset: FeatureConfiguration.Preset = .speech
     @Option(help: "Sample rate the audio is resampled to.") var sampleRate: Int?
     @Option(help: "FFT length in samples.") var nFFT: Int?
@@ -99,6 +104,8 @@ struct EncodeAudio: ParsableCommand {
     func validate() throws {
         try validatingOptions { try OptionRange.path("--output", output) }
         guard !files.isEmpty else { throw ValidationError("give at least one audio file") }
+        // Checked here, not in run: a bad --log or window shows this subcommand's usage.
+        _ = try makeConfiguration()
     }
 
     func run() throws {

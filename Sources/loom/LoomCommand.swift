@@ -7,6 +7,7 @@ struct LoomCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "loom",
         abstract: "Sequence-to-sequence modeling of text and audio on OpenBLAS.",
+        version: LoomVersion.current,
         subcommands: [Demo.self, EncodeAudio.self, Decode.self, Info.self])
 
     static func main() {

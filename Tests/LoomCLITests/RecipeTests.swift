@@ -5,45 +5,50 @@ import XCTest
 /// beat chance, plus the saved model and plots it promises.
 final class RecipeTests: XCTestCase {
 
-    func runQuick(_ recipe: String, _ extra: [String] = []) throws -> (report: [String: String], directory: URL) {
+    func runQuick(_ recipe: String, _ extra: [String] = []) throws -> (report: [String: Any], directory: URL) {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("recipe-\(recipe)-\(UUID().uuidString)")
         addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
         let (status, output) = try runExecutable(recipe, ["--quick", "--threads", "2", "--output", dir.path] + extra)
         XCTAssertEqual(status, 0, output)
         let data = try Data(contentsOf: dir.appendingPathComponent("report.json"))
-        let report = try XCTUnwrap(try JSONSerialization.jsonObject(with: data) as? [String: String], output)
+        let report = try XCTUnwrap(try JSONSerialization.jsonObject(with: data) as? [String: Any], output)
+        // Typed values under the keys every recipe shares.
+        XCTAssertEqual(report["task"] as? String, recipe)
+        XCTAssertNotNil(report["epochs"] as? Int, "\(report)")
+        XCTAssertNotNil(report["wall_time_seconds"] as? Double, "\(report)")
         XCTAssertTrue(FileManager.default.fileExists(atPath: dir.appendingPathComponent("metrics.jsonl").path)
                       || FileManager.default.fileExists(atPath: dir.appendingPathComponent("stateful/metrics.jsonl").path), "metrics log")
         return (report, dir)
     }
 
-    func percentage(_ text: String?) -> Double { Double(text?.replacingOccurrences(of: "%", with: "") ?? "") ?? -1 }
+    /// A share in report.json (a number in 0...1) as a percentage; -1 when missing.
+    func percentage(_ value: Any?) -> Double { (value as? Double).map { 100 * $0 } ?? -1 }
 
     func testAdditionQuick() throws {
         let (report, dir) = try runQuick("addition")
         // Chance: an exact 1-3 digit sum is about 1 in 200, a character about 1 in 10.
-        XCTAssertGreaterThan(percentage(report["held-out character accuracy"]), 30, "\(report)")
-        XCTAssertGreaterThan(percentage(report["held-out exact match"]), 3, "\(report)")
+        XCTAssertGreaterThan(percentage(report["held_out_character_accuracy"]), 30, "\(report)")
+        XCTAssertGreaterThan(percentage(report["held_out_exact_match"]), 3, "\(report)")
         XCTAssertTrue(FileManager.default.fileExists(atPath: dir.appendingPathComponent("addition.safetensors").path))
         XCTAssertTrue(FileManager.default.fileExists(atPath: dir.appendingPathComponent("loss.svg").path))
     }
 
     func testCompareXYQuick() throws {
         let (report, _) = try runQuick("compare-xy")
-        XCTAssertGreaterThan(percentage(report["training-set accuracy"]), 90, "\(report)")
-        XCTAssertGreaterThan(percentage(report["unseen lengths accuracy"]), 80, "chance is 1/3: \(report)")
+        XCTAssertGreaterThan(percentage(report["training_accuracy"]), 90, "\(report)")
+        XCTAssertGreaterThan(percentage(report["unseen_lengths_accuracy"]), 80, "chance is 1/3: \(report)")
     }
 
     func testAdditionRegressionQuick() throws {
         let (report, _) = try runQuick("addition-regression")
         // Rounding to the exact sum by chance (a spread of predictions over ~200 values): ~1%.
-        XCTAssertGreaterThan(percentage(report["held-out predictions rounding to the correct sum"]), 10, "\(report)")
+        XCTAssertGreaterThan(percentage(report["held_out_rounds_correct"]), 10, "\(report)")
     }
 
     func testTimeseriesQuick() throws {
         let (report, dir) = try runQuick("timeseries")
         // The walk's steps are -1, 0, 1: predicting no change scores 0.816; a broken model far worse.
-        let stateful = Double(report.first { $0.key.hasPrefix("stateful LSTM") }?.value ?? "") ?? 99
+        let stateful = report["stateful_rmse"] as? Double ?? 99
         XCTAssertLessThan(stateful, 1.5, "\(report)")
         XCTAssertTrue(FileManager.default.fileExists(atPath: dir.appendingPathComponent("predictions.svg").path))
     }
@@ -55,8 +60,8 @@ final class RecipeTests: XCTestCase {
         addTeardownBlock { try? FileManager.default.removeItem(at: corpus) }
         let (report, dir) = try runQuick("spoken-digits", ["--corpus", corpus.path])
         // Chance: a 1-3 digit string guessed exactly about 1 time in 370; characters ~90% wrong.
-        XCTAssertLessThan(percentage(report["test character error rate"]), 40, "\(report)")
-        XCTAssertGreaterThan(percentage(report["test sequence accuracy"]), 30, "\(report)")
+        XCTAssertLessThan(percentage(report["test_character_error_rate"]), 40, "\(report)")
+        XCTAssertGreaterThan(percentage(report["test_sequence_accuracy"]), 30, "\(report)")
         XCTAssertTrue(FileManager.default.fileExists(atPath: dir.appendingPathComponent("alignment.svg").path))
         let test = try String(contentsOf: corpus.appendingPathComponent("test.tsv"), encoding: .utf8)
             .split(separator: "\n").prefix(20).map { $0.split(separator: "\t").map(String.init) }

@@ -15,7 +15,8 @@ struct AdditionRegression: ParsableCommand {
         let quick = common.quick
         let all = (0..<100).flatMap { a in (0..<100).map { b in (text: "\(a)+\(b)", sum: a + b) } }
         let (train, held) = split(quick ? Array(all.prefix(2500)) : all, heldOut: 0.1, seed: common.seed)
-        let epochs = common.epochs ?? (quick ? 15 : 120), hidden = common.hidden ?? (quick ? 48 : 128), batchSize = common.batchSize ?? 64
+        let epochs = common.epochs ?? (quick ? 15 : RecipeDefaults.current.epochs), hidden = common.hidden ?? (quick ? 48 : RecipeDefaults.current.hidden)
+        let batchSize = common.batchSize ?? RecipeDefaults.current.batchSize, learningRate = common.learningRateOrDefault
         let directory = try common.outputDirectory("addition-regression")
         print("addition-regression: \(train.count) training pairs, \(held.count) held out; RNN x 2 (\(hidden)) -> SequenceLast -> Linear")
         let source = RandomSource(seed: common.seed)
@@ -35,22 +36,23 @@ struct AdditionRegression: ParsableCommand {
         }
         var options = TrainerOptions()
         options.batchSize = batchSize
-        options.seed = common.seed
+        common.apply(to: &options, directory: directory)
+        options.runIdentity = ["task": "addition-regression", "hidden": "\(hidden)", "quick": "\(quick)"]
         options.runDirectory = directory
         options.progressEvery = 50
         options.gradientClipNorm = 1
         let parameters = embedding.parameters + rnn.parameters + head.parameters
         let trainer = Trainer<Float, (text: String, sum: Int), [(text: String, sum: Int)]>(
-            parameters: parameters, optimizer: Adam<Float>(learningRate: 2e-3), options: options, randomSource: source,
+            parameters: parameters, optimizer: Adam<Float>(learningRate: learningRate), options: options, randomSource: source,
             length: { $0.text.count }, collate: { $0 },
             loss: { batch in try Loss.meanSquaredError(predict(batch.map(\.text)), Tensor(shape: [batch.count, 1], scalars: batch.map { Float($0.sum) / scale })) },
             metrics: { batch in
                 let predictions = try predict(batch.map(\.text)).scalars
                 return ["rounds_correct": Double(zip(predictions, batch).filter { Int(($0 * scale).rounded()) == $1.sum }.count) / Double(batch.count)]
             })
-        trainer.options.schedule = CosineSchedule(rate: 2e-3, totalSteps: epochs * ((train.count + batchSize - 1) / batchSize), minimum: 1e-4)
+        trainer.options.schedule = CosineSchedule(rate: learningRate, totalSteps: epochs * ((train.count + batchSize - 1) / batchSize), minimum: 1e-4)
         let start = Date()
-        try trainer.fit(train: train, validation: held, epochs: epochs)
+        try common.fit(trainer, train: train, validation: held, epochs: epochs)
         let seconds = Date().timeIntervalSince(start)
         let heldCorrect = try roundedCorrect(held)
         let errors = try withoutGradients { try predict(held.map(\.text)) }.scalars
@@ -59,14 +61,16 @@ struct AdditionRegression: ParsableCommand {
         try SafeTensors.write(zip(["embedding.weight"] + rnn.parameters.map { "rnn." + $0.name } + ["head.weight", "head.bias"], parameters)
                                 .map { (name: $0.0, tensor: $0.1.data) }, metadata: ["task": "addition-regression", "scale": "\(scale)"], to: modelURL)
         var report = RecipeReport()
-        report.add("held-out predictions rounding to the correct sum", percent(heldCorrect))
-        report.add("held-out mean absolute error", String(format: "%.3f", mae))
-        report.add("training pairs rounding correctly", percent(try roundedCorrect(train)))
-        report.add("epochs", "\(trainer.epoch)")
-        report.add("wall time", String(format: "%.1f s", seconds))
-        report.add("weights", modelURL.path)
+        report.add("held_out_rounds_correct", "held-out predictions rounding to the correct sum", .fraction(heldCorrect))
+        report.add("held_out_mean_absolute_error", "held-out mean absolute error", .number(mae, format: "%.3f"))
+        report.add("training_rounds_correct", "training pairs rounding correctly", .fraction(try roundedCorrect(train)))
+        report.add("held_out_examples", "held-out examples", .integer(held.count))
+        report.addCommon(task: "addition-regression", history: trainer.history, epochs: trainer.epoch, seconds: seconds,
+                         parameters: parameters.reduce(0) { $0 + $1.data.count }, model: modelURL)
+        report.add("plots", "plots", .text(["loss.svg", "metrics.svg"].map { directory.appendingPathComponent($0).path }.joined(separator: ", ")))
         try report.emit(to: directory)
     }
 }
 
+RecipeDefaults.current = RecipeDefaults(epochs: 120, batchSize: 64, hidden: 128, learningRate: 2e-3)
 AdditionRegression.main()

@@ -33,9 +33,10 @@ struct Addition: ParsableCommand {
         let quick = common.quick
         let digits = quick ? min(self.digits, 2) : self.digits
         let count = quick ? min(pairs, 3000) : pairs
-        let epochs = common.epochs ?? (quick ? 8 : 20)
-        let hidden = common.hidden ?? (quick ? 64 : 128)
-        let batchSize = common.batchSize ?? 128
+        let epochs = common.epochs ?? (quick ? 8 : RecipeDefaults.current.epochs)
+        let hidden = common.hidden ?? (quick ? 64 : RecipeDefaults.current.hidden)
+        let batchSize = common.batchSize ?? RecipeDefaults.current.batchSize
+        let learningRate = common.learningRateOrDefault
         let reverse = !noReverse
         let directory = try common.outputDirectory("addition")
         let corpus = try AdditionCorpus.generate(digits: digits, pairs: count, seed: common.seed)
@@ -53,14 +54,15 @@ struct Addition: ParsableCommand {
         var options = TrainerOptions()
         options.batchSize = batchSize
         options.order = bucket ? .bucketed(buckets: 16) : .shuffled
-        options.seed = common.seed
+        common.apply(to: &options, directory: directory)
+        options.runIdentity = ["task": "addition", "digits": "\(digits)", "hidden": "\(hidden)", "reversed": "\(reverse)"]
         options.runDirectory = directory
         options.gradientClipNorm = 5
         options.restoreBestWeights = false
         // Cosine decay over the epoch budget: the last epochs settle instead of bouncing.
-        options.schedule = CosineSchedule(rate: 3e-3, totalSteps: epochs * ((train.count + batchSize - 1) / batchSize), minimum: 1e-4)
+        options.schedule = CosineSchedule(rate: learningRate, totalSteps: epochs * ((train.count + batchSize - 1) / batchSize), minimum: 1e-4)
         let trainer = Trainer<Float, AdditionCorpus.Pair, [AdditionCorpus.Pair]>(
-            parameters: model.parameters, optimizer: Adam<Float>(learningRate: 3e-3), options: options, randomSource: source,
+            parameters: model.parameters, optimizer: Adam<Float>(learningRate: learningRate), options: options, randomSource: source,
             length: { $0.question.count }, collate: { $0 },
             loss: { batch in try model.loss(sources: model.sourceBatch(texts: batch.map { $0.question }), targets: batch.map(\.answer)) },
             metrics: { batch in
@@ -79,7 +81,7 @@ struct Addition: ParsableCommand {
         let start = Date()
         // Reaching the target ends the run at that epoch's end.
         trainer.stopAfterEpoch = { _ in reached != nil }
-        let history = try trainer.fit(train: train, validation: held, epochs: epochs)
+        let history = try common.fit(trainer, train: train, validation: held, epochs: epochs)
         let seconds = Date().timeIntervalSince(start)
         // The last epoch's validation decoded every held-out pair with these final weights.
         let final = history.last?.validationMetrics ?? [:]
@@ -88,17 +90,16 @@ struct Addition: ParsableCommand {
         try model.save(to: modelURL, training: ["task": "addition", "digits": "\(digits)", "reversed_input": "\(reverse)",
                                                 "held_out_exact_match": "\(exact)", "epochs": "\(trainer.epoch)"])
         var report = RecipeReport()
-        report.add("held-out exact match", percent(exact))
-        report.add("held-out character accuracy", percent(characters))
-        report.add("epochs", "\(trainer.epoch)" + (reached.map { " (target \(percent(target)) reached at epoch \($0))" } ?? ""))
-        report.add("wall time", String(format: "%.1f s", seconds))
-        report.add("examples/s", String(format: "%.0f", Double(train.count * trainer.epoch) / seconds))
-        report.add("parameters", "\(model.parameterCount)")
-        report.add("model", modelURL.path)
-        report.add("decode with", "swift run -c release loom decode --model \(modelURL.path) \"535+61\"")
-        report.add("plots", directory.appendingPathComponent("loss.svg").path + ", " + directory.appendingPathComponent("metrics.svg").path)
+        report.add("held_out_exact_match", "held-out exact match", .fraction(exact))
+        report.add("held_out_character_accuracy", "held-out character accuracy", .fraction(characters))
+        report.add("held_out_examples", "held-out examples", .integer(held.count))
+        if let reached { report.add("target_reached_at_epoch", "target \(ReportValue.fraction(target).display) reached at epoch", .integer(reached)) }
+        report.addCommon(task: "addition", history: trainer.history, epochs: trainer.epoch, seconds: seconds, parameters: model.parameterCount, model: modelURL)
+        report.addDecodeCommand(model: modelURL, example: "\"535+61\"")
+        report.add("plots", "plots", .text(["loss.svg", "metrics.svg"].map { directory.appendingPathComponent($0).path }.joined(separator: ", ")))
         try report.emit(to: directory)
     }
 }
 
+RecipeDefaults.current = RecipeDefaults(epochs: 20, batchSize: 128, hidden: 128, learningRate: 3e-3)
 Addition.main()

@@ -28,7 +28,8 @@ struct CompareXY: ParsableCommand {
         common.configureThreads()
         let quick = common.quick
         let train = Self.strings(1...(quick ? 6 : 8)), test = Self.strings((quick ? 7 : 9)...(quick ? 8 : 12))
-        let epochs = common.epochs ?? (quick ? 25 : 60), hidden = common.hidden ?? 32, batchSize = common.batchSize ?? 32
+        let epochs = common.epochs ?? (quick ? 25 : RecipeDefaults.current.epochs), hidden = common.hidden ?? RecipeDefaults.current.hidden
+        let batchSize = common.batchSize ?? RecipeDefaults.current.batchSize
         let directory = try common.outputDirectory("compare-xy")
         print("compare-xy: \(train.count) training strings (lengths \(train.first!.text.count)-\(train.last!.text.count)), \(test.count) unseen test strings")
         let source = RandomSource(seed: common.seed)
@@ -53,12 +54,13 @@ struct CompareXY: ParsableCommand {
         }
         var options = TrainerOptions()
         options.batchSize = batchSize
-        options.seed = common.seed
+        common.apply(to: &options, directory: directory)
+        options.runIdentity = ["task": "compare-xy", "hidden": "\(hidden)", "quick": "\(quick)"]
         options.runDirectory = directory
         options.progressEvery = 20
         let parameters = embedding.parameters + lstm.parameters + classifier.parameters
         let trainer = Trainer<Float, (text: String, label: Int), [(text: String, label: Int)]>(
-            parameters: parameters, optimizer: Adam<Float>(learningRate: 0.01), options: options, randomSource: source,
+            parameters: parameters, optimizer: Adam<Float>(learningRate: common.learningRateOrDefault), options: options, randomSource: source,
             length: { $0.text.count }, collate: { $0 },
             loss: { batch in try Loss.crossEntropy(logits: logits(batch.map(\.text)), targets: batch.map(\.label)) },
             metrics: { batch in
@@ -69,21 +71,23 @@ struct CompareXY: ParsableCommand {
         var perfectAt: Int?
         trainer.onEpochEnd = { record in if perfectAt == nil, (record.validationMetrics["accuracy"] ?? 0) == 1 { perfectAt = record.epoch } }
         // Validation here is the training set itself: the target is 100% on it.
-        try trainer.fit(train: train, validation: train, epochs: epochs)
+        try common.fit(trainer, train: train, validation: train, epochs: epochs)
         let seconds = Date().timeIntervalSince(start)
         let trainAccuracy = try accuracy(train), testAccuracy = try accuracy(test)
         let modelURL = directory.appendingPathComponent("compare-xy.safetensors")
         try SafeTensors.write(zip(["embedding.weight"] + lstm.parameters.map { "lstm." + $0.name } + ["classifier.weight", "classifier.bias"], parameters)
                                 .map { (name: $0.0, tensor: $0.1.data) }, metadata: ["task": "compare-xy", "labels": Self.labels.joined(separator: ",")], to: modelURL)
         var report = RecipeReport()
-        report.add("training-set accuracy", percent(trainAccuracy))
-        report.add("unseen lengths accuracy", percent(testAccuracy))
-        report.add("chance", percent(Double(test.filter { $0.label == 1 }.count) > Double(test.count) / 3 ? 0.5 : 1.0 / 3))
-        report.add("epochs", "\(trainer.epoch)" + (perfectAt.map { " (100% on the training set from epoch \($0))" } ?? ""))
-        report.add("wall time", String(format: "%.1f s", seconds))
-        report.add("weights", modelURL.path)
+        report.add("training_accuracy", "training-set accuracy", .fraction(trainAccuracy))
+        report.add("unseen_lengths_accuracy", "unseen lengths accuracy", .fraction(testAccuracy))
+        report.add("chance_accuracy", "chance", .fraction(Double(test.filter { $0.label == 1 }.count) > Double(test.count) / 3 ? 0.5 : 1.0 / 3))
+        if let perfectAt { report.add("training_accuracy_100_at_epoch", "100% on the training set from epoch", .integer(perfectAt)) }
+        report.addCommon(task: "compare-xy", history: trainer.history, epochs: trainer.epoch, seconds: seconds,
+                         parameters: parameters.reduce(0) { $0 + $1.data.count }, model: modelURL)
+        report.add("plots", "plots", .text(["loss.svg", "metrics.svg"].map { directory.appendingPathComponent($0).path }.joined(separator: ", ")))
         try report.emit(to: directory)
     }
 }
 
+RecipeDefaults.current = RecipeDefaults(epochs: 60, batchSize: 32, hidden: 32, learningRate: 0.01)
 CompareXY.main()

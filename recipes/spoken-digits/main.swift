@@ -21,15 +21,15 @@ struct SpokenDigits: ParsableCommand {
     @Option(help: "Longest digit sequence synthesized.") var maximumDigits = 7
     @Option(help: "Voice variants held out for the test split.") var heldOutVariants = 12
     @Option(help: "Consecutive 10 ms frames concatenated per encoder step (time reduction).") var frameStacking = 4
-    @Option(help: "Mel bands of the front end.") var melBands = 40
-    @Option(help: "Peak learning rate (cosine decay over the run).") var learningRate = 2e-3
+    @Option(name: [.customLong("mels"), .customLong("mel-bands")], help: "Mel bands of the front end (as `loom encode-audio --mels`).") var melBands = 40
 
     func run() throws {
         common.configureThreads()
         let quick = common.quick
-        let epochs = common.epochs ?? (quick ? 8 : 8)
-        let hidden = common.hidden ?? (quick ? 64 : 128)
-        let batchSize = common.batchSize ?? 32
+        let epochs = common.epochs ?? RecipeDefaults.current.epochs
+        let hidden = common.hidden ?? (quick ? 64 : RecipeDefaults.current.hidden)
+        let batchSize = common.batchSize ?? RecipeDefaults.current.batchSize
+        let learningRate = common.learningRateOrDefault
         let directory = try common.outputDirectory("spoken-digits")
         let start = Date()
 
@@ -92,7 +92,8 @@ struct SpokenDigits: ParsableCommand {
         var options = TrainerOptions()
         options.batchSize = batchSize
         options.order = .bucketed(buckets: 16)
-        options.seed = common.seed
+        common.apply(to: &options, directory: directory)
+        options.runIdentity = ["task": "spoken-digits", "hidden": "\(hidden)", "mels": "\(melBands)", "frame_stacking": "\(frameStacking)"]
         options.runDirectory = directory
         options.gradientClipNorm = 5
         // A fixed budget and no selection on the test split: its numbers are reported, not tuned on.
@@ -108,7 +109,8 @@ struct SpokenDigits: ParsableCommand {
                         "sequence_accuracy": Double(zip(hypotheses, references).filter { $0 == $1 }.count) / Double(batch.count)]
             })
         let trainStart = Date()
-        _ = try trainer.fit(train: train, validation: test, epochs: epochs)
+        // The "validation" figures printed during training are the test split's (no tuning happens on them).
+        _ = try common.fit(trainer, train: train, validation: test, epochs: epochs)
         let trainSeconds = Date().timeIntervalSince(trainStart)
 
         // The final numbers: every test utterance decoded once more with the final weights.
@@ -135,18 +137,15 @@ struct SpokenDigits: ParsableCommand {
         try model.save(to: modelURL, training: ["task": "spoken-digits", "test_character_error_rate": "\(cer)",
                                                 "test_sequence_accuracy": "\(accuracy)", "epochs": "\(trainer.epoch)"])
         var report = RecipeReport()
-        report.add("test character error rate", percent(cer))
-        report.add("test sequence accuracy", percent(accuracy))
-        report.add("test utterances", "\(test.count)")
-        report.add("first mistakes", mistakes.isEmpty ? "none" : mistakes.joined(separator: "; "))
-        report.add("epochs", "\(trainer.epoch)")
-        report.add("training wall time", String(format: "%.1f s", trainSeconds))
-        report.add("total wall time", String(format: "%.1f s", Date().timeIntervalSince(start)))
-        report.add("examples/s", String(format: "%.0f", Double(train.count * trainer.epoch) / trainSeconds))
-        report.add("parameters", "\(model.parameterCount)")
-        report.add("model", modelURL.path)
-        report.add("decode with", "swift run -c release loom decode --model \(modelURL.path) \(shown.path)")
-        report.add("plots", ["loss.svg", "metrics.svg", "alignment.svg"].map { directory.appendingPathComponent($0).path }.joined(separator: ", "))
+        report.add("test_character_error_rate", "test character error rate", .fraction(cer))
+        report.add("test_sequence_accuracy", "test sequence accuracy", .fraction(accuracy))
+        report.add("test_examples", "test utterances", .integer(test.count))
+        report.add("first_mistakes", "first mistakes", .text(mistakes.isEmpty ? "none" : mistakes.joined(separator: "; ")))
+        report.addCommon(task: "spoken-digits", history: trainer.history, epochs: trainer.epoch, seconds: Date().timeIntervalSince(start),
+                         parameters: model.parameterCount, model: modelURL)
+        report.add("training_wall_time_seconds", "training wall time (s)", .number(trainSeconds, format: "%.1f"))
+        report.addDecodeCommand(model: modelURL, example: shown.path)
+        report.add("plots", "plots", .text(["loss.svg", "metrics.svg", "alignment.svg"].map { directory.appendingPathComponent($0).path }.joined(separator: ", ")))
         try report.emit(to: directory)
     }
 }
@@ -182,4 +181,5 @@ struct Utterance: Sendable {
     }
 }
 
+RecipeDefaults.current = RecipeDefaults(epochs: 8, batchSize: 32, hidden: 128, learningRate: 2e-3)
 SpokenDigits.main()

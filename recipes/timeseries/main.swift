@@ -19,7 +19,7 @@ struct TimeSeries: ParsableCommand {
     func run() throws {
         common.configureThreads()
         let quick = common.quick
-        let epochs = common.epochs ?? (quick ? 15 : 60), hidden = common.hidden ?? 32
+        let epochs = common.epochs ?? (quick ? 15 : RecipeDefaults.current.epochs), hidden = common.hidden ?? RecipeDefaults.current.hidden
         let directory = try common.outputDirectory("timeseries")
         var g = SeededGenerator(seed: common.seed)
         var walk: [Float] = [0]
@@ -46,18 +46,22 @@ struct TimeSeries: ParsableCommand {
             var options = TrainerOptions()
             options.batchSize = batchSize
             options.order = order
-            options.seed = common.seed
+            common.apply(to: &options, directory: directory, name: "checkpoints/\(run)")
+            options.runIdentity = ["task": "timeseries", "model": run, "hidden": "\(hidden)", "chunk": "\(chunk)", "window": "\(window)"]
             options.runDirectory = directory.appendingPathComponent(run)
             options.showProgress = false
             return options
         }
-        let options = trainerOptions(batchSize: 1, order: .sequential, run: "stateful")
+        var options = trainerOptions(batchSize: 1, order: .sequential, run: "stateful")
+        // The state carried from chunk to chunk is not in a checkpoint: this model resumes from epoch ends only.
+        options.checkpointOnStop = false
+        options.checkpointEverySteps = nil
         let chunks = Array(0..<((trainEnd - 1 + chunk - 1) / chunk))
-        let trainer = Trainer<Float, Int, Int>(parameters: lstm.parameters + head.parameters, optimizer: Adam<Float>(learningRate: 5e-3),
+        let trainer = Trainer<Float, Int, Int>(parameters: lstm.parameters + head.parameters, optimizer: Adam<Float>(learningRate: common.learningRateOrDefault),
                                                options: options, randomSource: source, length: { _ in chunk }, collate: { $0[0] }, loss: chunkLoss)
         trainer.onEpochStart = { _ in stateful.reset() }
         let start = Date()
-        try trainer.fit(train: chunks, epochs: epochs)
+        try common.fit(trainer, train: chunks, epochs: epochs)
         // One-step predictions over the whole walk, state carried from the start.
         let predictedStateful: [Float] = try withoutGradients {
             stateful.reset()
@@ -77,10 +81,10 @@ struct TimeSeries: ParsableCommand {
         // The stateful model reads the one walk in order (batch 1); --batch-size sets the windowed model's batches.
         let windowOptions = trainerOptions(batchSize: common.batchSize ?? 32, order: .shuffled, run: "windowed")
         let windowTrainer = Trainer<Float, Int, [Int]>(
-            parameters: windowed.parameters + windowHead.parameters, optimizer: Adam<Float>(learningRate: 5e-3), options: windowOptions,
+            parameters: windowed.parameters + windowHead.parameters, optimizer: Adam<Float>(learningRate: common.learningRateOrDefault), options: windowOptions,
             randomSource: source, length: { _ in window }, collate: { $0 },
             loss: { ends in try Loss.meanSquaredError(windowPredict(ends), Tensor(shape: [ends.count, 1], scalars: ends.map { series[$0 + 1] - series[$0] })) })
-        try windowTrainer.fit(train: Array(0..<(trainEnd - 1)), epochs: max(epochs / 3, 5))
+        try common.fit(windowTrainer, train: Array(0..<(trainEnd - 1)), epochs: max(epochs / 3, 5))
         let predictedWindowed = zip(try withoutGradients { try windowPredict(Array(0..<(series.count - 1))) }.scalars, series).map { $0 + $1 }
         let seconds = Date().timeIntervalSince(start)
 
@@ -97,14 +101,18 @@ struct TimeSeries: ParsableCommand {
                           title: "One-step predictions (training: steps 1-\(trainEnd))", xLabel: "step", yLabel: "value",
                           to: directory.appendingPathComponent("predictions.svg"))
         var report = RecipeReport()
-        report.add("stateful LSTM one-step RMSE (held-out steps \(trainEnd)-\(series.count - 1))", String(format: "%.3f", rmse(predictedStateful)))
-        report.add("windowed LSTM one-step RMSE (window \(window))", String(format: "%.3f", rmse(predictedWindowed)))
-        report.add("repeat-last-value RMSE (the optimum for a random walk is its step noise, sqrt(2/3) = 0.816)", String(format: "%.3f", persistence))
-        report.add("epochs (stateful, windowed)", "\(trainer.epoch), \(windowTrainer.epoch)")
-        report.add("wall time", String(format: "%.1f s", seconds))
-        report.add("plot", directory.appendingPathComponent("predictions.svg").path)
+        report.add("stateful_rmse", "stateful LSTM one-step RMSE (held-out steps \(trainEnd)-\(series.count - 1))", .number(rmse(predictedStateful), format: "%.3f"))
+        report.add("windowed_rmse", "windowed LSTM one-step RMSE (window \(window))", .number(rmse(predictedWindowed), format: "%.3f"))
+        report.add("repeat_last_value_rmse", "repeat-last-value RMSE (the optimum for a random walk is its step noise, sqrt(2/3) = 0.816)",
+                   .number(persistence, format: "%.3f"))
+        report.add("task", "task", .text("timeseries"))
+        report.add("epochs", "epochs (stateful)", .integer(trainer.epoch))
+        report.add("windowed_epochs", "epochs (windowed)", .integer(windowTrainer.epoch))
+        report.add("wall_time_seconds", "wall time (s)", .number(seconds, format: "%.1f"))
+        report.add("plots", "plot", .text(directory.appendingPathComponent("predictions.svg").path))
         try report.emit(to: directory)
     }
 }
 
+RecipeDefaults.current = RecipeDefaults(epochs: 60, batchSize: 32, hidden: 32, learningRate: 5e-3)
 TimeSeries.main()
