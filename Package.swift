@@ -17,6 +17,8 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        // `swift package generate-documentation --target Loom` (the DocC catalog in Sources/Loom/Loom.docc).
+        .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"),
     ],
     targets: [
         // System libraries, each a module map over a one-line shim header.
@@ -25,8 +27,10 @@ let package = Package(
         .systemLibrary(name: "CSndFile", path: "Sources/CSndFile"),
         .systemLibrary(name: "CSampleRate", path: "Sources/CSampleRate"),
 
-        // The AVX-512 micro-kernel for small-batch products against packed weights; C, so that
-        // it can carry its own target attribute and be dispatched at run time.
+        // The packed-weight micro-kernels (AVX-512, AVX2) and vectorized rows; C, so that each
+        // function can carry its own target attribute and be dispatched at run time. Release
+        // builds compile it at -O2: -O3 measured no gain (Benchmarks/RESULTS.md) and unsafe flags
+        // would keep the package from being used by version.
         .target(name: "CLoomKernels"),
         .target(name: "LoomKernels", dependencies: ["CBLAS", "CLoomKernels"]),
         .target(name: "LoomTensor", dependencies: ["LoomKernels"]),

@@ -61,8 +61,10 @@ extension SequenceTransformer {
     /// with `strict`, every top-level key must be present (null for an absent setting).
     static func decodeArchitecture(_ text: String, strict: Bool) throws -> SequenceTransformerConfiguration {
         func fail(_ m: String) -> SafeTensorsError { .invalidHeader("loom.architecture: \(m)") }
-        let data = Data(text.utf8)
-        guard let given = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { throw fail("not a JSON object") }
+        guard var given = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any] else { throw fail("not a JSON object") }
+        // The previous format wrote Swift's enum payload keys ("_0"): read them in today's names.
+        if !strict { given = modernized(given) }
+        let data = try JSONSerialization.data(withJSONObject: given)
         let configuration: SequenceTransformerConfiguration
         do { configuration = try JSONDecoder().decode(SequenceTransformerConfiguration.self, from: data) } catch {
             throw fail("not a valid architecture: \(SafeTensors.describe(error))")
@@ -74,6 +76,27 @@ extension SequenceTransformer {
         let missing = Set(known.keys).subtracting(given.keys).subtracting(strict ? [] : optionalArchitectureKeys)
         if let key = missing.sorted().first { throw fail("missing key \"\(key)\" (write null for an absent setting)") }
         return configuration
+    }
+
+    /// A previous-format architecture with Swift's synthesized enum keys renamed: a codec's
+    /// `{"characters": {"_0": E}}` becomes `{"characters": E}`; a source's `_0` becomes `codec` or
+    /// `features`.
+    static func modernized(_ architecture: [String: Any]) -> [String: Any] {
+        func codec(_ value: Any?) -> Any? {
+            guard let object = value as? [String: Any] else { return value }
+            return object.mapValues { ($0 as? [String: Any]).flatMap { $0.count == 1 ? $0["_0"] : nil } ?? $0 }
+        }
+        var out = architecture
+        out["target"] = codec(architecture["target"])
+        if var source = architecture["source"] as? [String: Any] {
+            for (kind, name) in [("text", "codec"), ("audio", "features")] {
+                guard var payload = source[kind] as? [String: Any], let value = payload.removeValue(forKey: "_0") else { continue }
+                payload[name] = kind == "text" ? codec(value) : value
+                source[kind] = payload
+            }
+            out["source"] = source
+        }
+        return out
     }
 
     /// The first key path in `given` that `known` (the same value re-encoded) does not have.

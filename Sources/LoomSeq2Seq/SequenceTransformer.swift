@@ -12,6 +12,38 @@ public struct SequenceTransformerConfiguration: Codable, Equatable, Sendable {
         /// Audio features (frames x features) of this front end, with `frameStacking` consecutive
         /// frames concatenated (time reduced that many times).
         case audio(FeatureConfiguration, frameStacking: Int)
+
+        // In JSON: {"text": {"codec": ..., "embeddingSize": E}} or {"audio": {"features": ..., "frameStacking": K}}.
+        private enum Keys: String, CodingKey { case text, audio }
+        private enum TextKeys: String, CodingKey { case codec, embeddingSize }
+        private enum AudioKeys: String, CodingKey { case features, frameStacking }
+
+        public init(from decoder: Decoder) throws {
+            let c = try decoder.container(keyedBy: Keys.self)
+            if c.contains(.text) && !c.contains(.audio) {
+                let t = try c.nestedContainer(keyedBy: TextKeys.self, forKey: .text)
+                self = .text(try t.decode(TextCodec.self, forKey: .codec), embeddingSize: try t.decode(Int.self, forKey: .embeddingSize))
+            } else if c.contains(.audio) && !c.contains(.text) {
+                let a = try c.nestedContainer(keyedBy: AudioKeys.self, forKey: .audio)
+                self = .audio(try a.decode(FeatureConfiguration.self, forKey: .features), frameStacking: try a.decode(Int.self, forKey: .frameStacking))
+            } else {
+                throw DecodingError.dataCorrupted(.init(codingPath: c.codingPath, debugDescription: "a source is one of \"text\" or \"audio\""))
+            }
+        }
+
+        public func encode(to encoder: Encoder) throws {
+            var c = encoder.container(keyedBy: Keys.self)
+            switch self {
+            case let .text(codec, e):
+                var t = c.nestedContainer(keyedBy: TextKeys.self, forKey: .text)
+                try t.encode(codec, forKey: .codec)
+                try t.encode(e, forKey: .embeddingSize)
+            case let .audio(features, k):
+                var a = c.nestedContainer(keyedBy: AudioKeys.self, forKey: .audio)
+                try a.encode(features, forKey: .features)
+                try a.encode(k, forKey: .frameStacking)
+            }
+        }
     }
 
     public var source: Source

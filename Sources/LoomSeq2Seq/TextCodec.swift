@@ -2,9 +2,32 @@ import Foundation
 @_exported import LoomText
 
 /// A text encoder/decoder of either kind, with the indices of its special symbols.
+///
+/// In JSON (model files): `{"characters": {...}}` or `{"words": {...}}`, the encoder's own fields inside.
 public enum TextCodec: Codable, Equatable, Sendable {
     case characters(CharacterEncoder)
     case words(WordTokenizer)
+
+    private enum CodingKeys: String, CodingKey { case characters, words }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        guard c.allKeys.count == 1, let key = c.allKeys.first else {
+            throw DecodingError.dataCorrupted(.init(codingPath: c.codingPath, debugDescription: "a text codec is one of \"characters\" or \"words\""))
+        }
+        switch key {
+        case .characters: self = .characters(try c.decode(CharacterEncoder.self, forKey: .characters))
+        case .words: self = .words(try c.decode(WordTokenizer.self, forKey: .words))
+        }
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        switch self {
+        case let .characters(e): try c.encode(e, forKey: .characters)
+        case let .words(w): try c.encode(w, forKey: .words)
+        }
+    }
 
     public var size: Int {
         switch self {

@@ -82,7 +82,7 @@ final class HostileInputTests: XCTestCase {
             var object = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data((metadata["loom.architecture"] ?? "").utf8)) as? [String: Any])
             var source = try XCTUnwrap(object["source"] as? [String: Any])
             var audio = try XCTUnwrap(source["audio"] as? [String: Any])
-            audio["_0"] = try JSONSerialization.jsonObject(with: JSONEncoder().encode(changed))
+            audio["features"] = try JSONSerialization.jsonObject(with: JSONEncoder().encode(changed))
             source["audio"] = audio
             object["source"] = source
             metadata["loom.architecture"] = String(decoding: try JSONSerialization.data(withJSONObject: object), as: UTF8.self)

@@ -72,12 +72,32 @@ final class ModelFileTests: XCTestCase {
         assertLoadFails(url, "unknown key \"source.text.embeddingSise\"")
     }
 
+    /// The metadata has no Swift artifacts: enum payloads are named (no "_0" keys).
+    func testArchitectureJSONHasNamedFieldsOnly() throws {
+        let (_, url) = try savedModel()
+        defer { try? FileManager.default.removeItem(at: url) }
+        let architecture = try XCTUnwrap(try SafeTensors.read(url).metadata["loom.architecture"])
+        XCTAssertFalse(architecture.contains("\"_0\""), architecture)
+        XCTAssertTrue(architecture.contains("\"codec\":{\"characters\":{\"alphabet\""), architecture)
+    }
+
     /// Files of the earlier format were written without absent settings: there a missing optional
     /// key means absent, as its writer meant; unknown keys are still refused.
     func testFilesOfThePreviousFormatStillLoad() throws {
         let (model, url) = try savedModel()
         defer { try? FileManager.default.removeItem(at: url) }
-        try rewrite(url, format: SequenceTransformer.previousFileFormat) { $0["featureNormalization"] = nil }
+        // As the earlier writer wrote it: Swift's "_0" payload keys, and no absent settings.
+        try rewrite(url, format: SequenceTransformer.previousFileFormat) { a in
+            a["featureNormalization"] = nil
+            func legacy(_ codec: Any?) -> Any { (codec as? [String: Any] ?? [:]).mapValues { ["_0": $0] } }
+            a["target"] = legacy(a["target"])
+            var source = a["source"] as? [String: Any] ?? [:]
+            var text = source["text"] as? [String: Any] ?? [:]
+            text["_0"] = legacy(text.removeValue(forKey: "codec"))
+            source["text"] = text
+            a["source"] = source
+        }
+        XCTAssertTrue(try XCTUnwrap(try SafeTensors.read(url).metadata["loom.architecture"]).contains("\"_0\""))
         let (loaded, _) = try SequenceTransformer.load(from: url)
         XCTAssertEqual(loaded.configuration, model.configuration)
         try rewrite(url) { $0["extra"] = 1 }

@@ -244,3 +244,52 @@ final class PlotTests: XCTestCase {
         XCTAssertNoThrow(try XMLDocument(xmlString: svg))
     }
 }
+
+/// Plots a reader can read: ticks at 1-2-5 steps enclosing the data, integer epochs, a log
+/// scale for losses, a grid, and the legend outside the data.
+final class PlotReadabilityTests: XCTestCase {
+    func isNice(_ x: Double) -> Bool {
+        guard x != 0 else { return true }
+        let power = pow(10, floor(log10(abs(x)) + 1e-12))
+        let mantissa = abs(x) / power
+        return [1.0, 2, 5].contains { abs(mantissa - $0) < 1e-9 } || abs(mantissa.rounded() - mantissa) < 1e-9
+    }
+
+    func testTicksAreRoundAndEncloseTheData() {
+        // The data that gave ticks at 0.005101 and 0.3008 before.
+        let ticks = SVGPlot.linearTicks(0.005101, 0.3008)
+        XCTAssertLessThanOrEqual(ticks.first ?? 1, 0.005101)
+        XCTAssertGreaterThanOrEqual(ticks.last ?? 0, 0.3008)
+        XCTAssertTrue(ticks.allSatisfy(isNice), "\(ticks)")
+        let steps = Set(zip(ticks, ticks.dropFirst()).map { (($1 - $0) * 1e9).rounded() })
+        XCTAssertEqual(steps.count, 1, "equal steps: \(ticks)")
+        // Epochs: whole numbers only, also over a short run (which gave 2.75 before).
+        for (low, high) in [(1.0, 4.0), (1.0, 2.0), (1.0, 37.0)] {
+            let epochs = SVGPlot.linearTicks(low, high, integers: true)
+            XCTAssertTrue(epochs.allSatisfy { $0 == $0.rounded() }, "\(epochs)")
+            XCTAssertTrue(epochs.first! <= low && epochs.last! >= high)
+        }
+        let log = SVGPlot.logTicks(0.004, 2.3)
+        XCTAssertEqual(log.first, 0.001)
+        XCTAssertEqual(log.last, 10)
+        XCTAssertTrue(log.allSatisfy { abs(log10($0) - log10($0).rounded()) < 1e-12 }, "\(log)")
+    }
+
+    func testLossPlotHasLogScaleGridAndLegendOutside() throws {
+        let svg = SVGPlot.render([SVGPlot.Series(name: "train loss", points: [(1, 2.3), (2, 0.4), (3, 0.05), (4, 0.004)])],
+                                 title: "Loss", xLabel: "epoch", yLabel: "loss", logY: true, integerX: true)
+        XCTAssertTrue(svg.contains("loss (log scale)"))
+        XCTAssertGreaterThan(svg.components(separatedBy: "class=\"grid\"").count - 1, 4)
+        // The plot area's right edge and the legend's left edge.
+        func number(after marker: String, in text: String) -> Double? {
+            guard let range = text.range(of: marker) else { return nil }
+            return Double(text[range.upperBound...].prefix { "0123456789.".contains($0) })
+        }
+        let frame = try XCTUnwrap(svg.components(separatedBy: "\n").first { $0.hasPrefix("<rect x=\"70.0\" y=\"40.0\"") })
+        let right = try XCTUnwrap(number(after: "x=\"", in: frame)) + (try XCTUnwrap(number(after: "width=\"", in: frame)))
+        let legend = try XCTUnwrap(number(after: "class=\"legend\" x=\"", in: svg))
+        XCTAssertGreaterThan(legend, right)
+        let xticks = svg.components(separatedBy: "class=\"xtick\"").dropFirst().map { $0.components(separatedBy: ">")[1].components(separatedBy: "<")[0] }
+        XCTAssertEqual(xticks, ["1", "2", "3", "4"])
+    }
+}
