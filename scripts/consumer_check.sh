@@ -8,7 +8,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d /tmp/loom-consumer.XXXXXX)
 trap 'rm -rf "$work"' EXIT
-version=$(sed -n 's/.*current = "\(.*\)".*/\1/p' "$root/Sources/Loom/Loom.swift")
+version=$(sed -n 's/.*current = "\(.*\)".*/\1/p' "$root/Sources/Loom/LoomVersion.swift")
 git clone --quiet "$root" "$work/Loom"
 git -C "$work/Loom" -c user.name=ci -c user.email=ci@localhost tag -a "$version" -m "$version"
 mkdir -p "$work/consumer/Sources/consumer"

@@ -7,7 +7,3 @@
 @_exported import LoomAudio
 @_exported import LoomSeq2Seq
 
-/// Loom's version, as `loom --version` prints it.
-public enum LoomVersion {
-    public static let current = "0.2.0"
-}

@@ -116,4 +116,44 @@ final class ModelFileTests: XCTestCase {
               case let .text(codec, _) = model.configuration.source else { return XCTFail("a text model") }
         XCTAssertEqual(batch.indices, try codec.encode("543+21"))
     }
+
+    /// The model file specification is enough to rebuild a model elsewhere: a NumPy program that
+    /// reads only the file (scripts/rebuild_from_file.py) decodes as Loom does, for each
+    /// attention kind, input feeding, stacked and bidirectional encoders, two decoder layers and
+    /// a reversed source. Opt-in: skipped where python3 cannot import numpy.
+    func testModelRebuiltFromTheFileAloneDecodesTheSame() throws {
+        let python = Process()
+        python.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        python.arguments = ["python3", "-c", "import numpy"]
+        python.standardError = FileHandle.nullDevice
+        try python.run()
+        python.waitUntilExit()
+        guard python.terminationStatus == 0 else { throw XCTSkip("python3 cannot import numpy (pip install numpy)") }
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("scripts/rebuild_from_file.py")
+        let digits = try TextCodec.characters(CharacterEncoder(alphabet: Array("0123456789+")))
+        let inputs = ["535+61", "7+8", "1", "99+99+9", "0+0"]
+        for (attention, feeding, layers, reverse) in [(Attention<Float>.Score.general, false, 1, true), (.additive, true, 2, false), (.dot, false, 2, true), (nil, false, 1, false)] {
+            var configuration = try SequenceTransformerConfiguration(
+                source: .text(digits, embeddingSize: 6), encoderLayers: [10, 8], encoderBidirectional: [true, attention == .dot ? false : true],
+                target: digits, targetEmbeddingSize: 5, decoderHidden: 8, decoderLayers: layers, attention: attention, inputFeeding: feeding)
+            configuration.reverseSource = reverse
+            let model = try SequenceTransformer(configuration, using: RandomSource(seed: 11))
+            let url = temporaryFile()
+            defer { try? FileManager.default.removeItem(at: url) }
+            try model.save(to: url)
+            let expected = try model.decode(model.sourceBatch(texts: inputs), options: DecodingOptions(maximumLength: 100)).map { $0[0].text }
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            process.arguments = ["python3", script.path, url.path] + inputs
+            let pipe = Pipe()
+            process.standardOutput = pipe
+            try process.run()
+            let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            process.waitUntilExit()
+            XCTAssertEqual(process.terminationStatus, 0)
+            XCTAssertEqual(output.split(separator: "\n", omittingEmptySubsequences: false).dropLast().map(String.init), expected,
+                           "\(String(describing: attention)), feeding \(feeding), \(layers) decoder layers")
+        }
+    }
 }
