@@ -34,10 +34,10 @@ let package = Package(
         .target(name: "CLoomKernels"),
         .target(name: "LoomKernels", dependencies: ["CBLAS", "CLoomKernels"]),
         .target(name: "LoomTensor", dependencies: ["LoomKernels"]),
-        .target(name: "LoomLayers", dependencies: ["LoomTensor", "CLoomKernels"]),
+        .target(name: "LoomLayers", dependencies: ["LoomTensor"]),
         .target(name: "LoomTraining", dependencies: ["LoomTensor", "LoomLayers"]),
         .target(name: "LoomText", dependencies: ["LoomTensor"]),
-        .target(name: "LoomAudio", dependencies: ["LoomTensor", "LoomKernels", "CLoomKernels", "CFFTW", "CSndFile", "CSampleRate"]),
+        .target(name: "LoomAudio", dependencies: ["LoomTensor", "CFFTW", "CSndFile", "CSampleRate"]),
         .target(name: "LoomSeq2Seq", dependencies: ["LoomLayers", "LoomTraining", "LoomText", "LoomAudio"]),
         .target(name: "Loom", dependencies: ["LoomKernels", "LoomTensor", "LoomLayers", "LoomTraining", "LoomText", "LoomAudio", "LoomSeq2Seq"]),
 

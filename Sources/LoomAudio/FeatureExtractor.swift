@@ -1,7 +1,6 @@
 import CFFTW
-import CLoomKernels
 import Foundation
-import LoomKernels
+import LoomTensor
 
 /// FFTW's planner is not thread-safe; every plan is made and destroyed under this lock.
 private let planLock = NSLock()
@@ -198,7 +197,7 @@ public final class FeatureExtractor {
                             // Rows past `count` hold earlier frames; their transforms are ignored.
                             fftwf_execute_dft_r2c(plan, input, output)
                             UnsafeRawPointer(output).withMemoryRebound(to: Float.self, capacity: 2 * count * bins) { z in
-                                loom_complex_power(z, spectraBase + done * bins, count * bins, power)
+                                Activations.complexPower(z, spectraBase + done * bins, count: count * bins, power: Int(power))
                             }
                             done += count
                         }
@@ -234,10 +233,14 @@ public final class FeatureExtractor {
         switch c.log {
         case .none: break
         case let .offset(offset):
-            values.withUnsafeMutableBufferPointer { v in loom_log_offset(v.baseAddress, v.baseAddress, v.count, Float(offset)) }
+            values.withUnsafeMutableBufferPointer { v in
+                if let base = v.baseAddress { Activations.log(base, base, count: v.count, offset: Float(offset)) }
+            }
         case let .floor(floor):
             for i in values.indices { values[i] = Swift.max(values[i], Float(floor)) }
-            values.withUnsafeMutableBufferPointer { v in loom_log_offset(v.baseAddress, v.baseAddress, v.count, 0) }
+            values.withUnsafeMutableBufferPointer { v in
+                if let base = v.baseAddress { Activations.log(base, base, count: v.count) }
+            }
         case let .decibels(amin, _):
             for i in values.indices {
                 values[i] = 10 * Foundation.log10(Swift.max(values[i], Float(amin)))

@@ -25,4 +25,26 @@ public enum Activations {
     public static func log(_ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, count: Int, offset: Float = 0) {
         loom_log_offset(x, out, count, offset)
     }
+
+    /// `out[i] = |z_i|^power` for interleaved complex `z` [count, 2] (re, im); power 1 or 2.
+    public static func complexPower(_ z: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, count: Int, power: Int) {
+        loom_complex_power(z, out, count, Int32(power))
+    }
+}
+
+/// One row of a cell's fused forward pass (the C rows of loom_cells.c), for callers above the
+/// kernels module: products without biases in, activations and states out.
+public enum CellRows {
+    /// RNN: `gate` [h] pre-activations in (bias added here), tanh out; `out` = tanh.
+    public static func rnnForward(gate: UnsafeMutablePointer<Float>, bias: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>, hidden h: Int) {
+        loom_rnn_forward_row(gate, bias, out, nil, h)
+    }
+
+    /// LSTM: `gate` [4h] (i f g o) pre-activations in, activations out; c = f cp + i g;
+    /// `tanhCell` = tanh(c); `out` = o tanh(c).
+    public static func lstmForward(gate: UnsafeMutablePointer<Float>, bias: UnsafePointer<Float>, previousCell: UnsafePointer<Float>,
+                                   cell: UnsafeMutablePointer<Float>, tanhCell: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>,
+                                   hidden h: Int) {
+        loom_lstm_forward_row(gate, bias, previousCell, cell, tanhCell, out, nil, h)
+    }
 }

@@ -1,4 +1,3 @@
-import CLoomKernels
 /// One time step of an RNN, GRU or LSTM cell, composed of tensor ops.
 ///
 /// This is what step-by-step decoders and `FoldOperator` call, and the unfused oracle the fused
@@ -72,9 +71,10 @@ public struct RecurrentCellWeights<Scalar: TensorScalar> {
             let bias = f(bp.baseAddress!)
             for r in 0..<b {
                 if cell == .lstm, let cp, let cellOut, let tanhCell {
-                    loom_lstm_forward_row(f(gates + r * g), bias, f(cp + r * h), f(cellOut + r * h), f(tanhCell + r * h), f(hiddenOut + r * h), nil, h)
+                    CellRows.lstmForward(gate: f(gates + r * g), bias: bias, previousCell: f(cp + r * h), cell: f(cellOut + r * h),
+                                         tanhCell: f(tanhCell + r * h), out: f(hiddenOut + r * h), hidden: h)
                 } else {
-                    loom_rnn_forward_row(f(gates + r * g), bias, f(hiddenOut + r * h), nil, h)
+                    CellRows.rnnForward(gate: f(gates + r * g), bias: bias, out: f(hiddenOut + r * h), hidden: h)
                 }
             }
         }

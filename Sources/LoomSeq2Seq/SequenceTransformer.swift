@@ -167,20 +167,23 @@ public final class SequenceTransformer {
 
     /// Every parameter with its name in model files.
     public var namedParameters: [(name: String, parameter: Parameter<Float>)] {
+        // A linear layer's weight, and its bias when it has one, under `prefix`.
+        func linear(_ prefix: String, _ layer: Linear<Float>) -> [(String, Parameter<Float>)] {
+            [("\(prefix).weight", layer.weight)] + (layer.bias.map { [("\(prefix).bias", $0)] } ?? [])
+        }
         var out: [(String, Parameter<Float>)] = []
         if let e = sourceEmbedding { out.append(("encoder.embedding.weight", e.table)) }
         for (l, layer) in encoder.enumerated() { out += layer.parameters.map { ("encoder.layers.\(l).\($0.name)", $0) } }
-        out += [("bridge.hidden.weight", bridgeHidden.weight), ("bridge.hidden.bias", bridgeHidden.bias!),
-                ("bridge.cell.weight", bridgeCell.weight), ("bridge.cell.bias", bridgeCell.bias!),
-                ("decoder.embedding.weight", targetEmbedding.table)]
+        out += linear("bridge.hidden", bridgeHidden) + linear("bridge.cell", bridgeCell)
+        out.append(("decoder.embedding.weight", targetEmbedding.table))
         out += decoder.parameters.map { ("decoder.rnn.\($0.name)", $0) }
         if let attention {
             if let q = attention.queryProjection { out.append(("attention.query.weight", q.weight)) }
-            if let k = attention.keyProjection { out += [("attention.key.weight", k.weight), ("attention.key.bias", k.bias!)] }
+            if let k = attention.keyProjection { out += linear("attention.key", k) }
             if let v = attention.vector { out.append(("attention.v", v)) }
         }
         if let combine { out.append(("decoder.combine.weight", combine.weight)) }
-        out += [("decoder.output.weight", output.weight), ("decoder.output.bias", output.bias!)]
+        out += linear("decoder.output", output)
         return out
     }
 
@@ -345,8 +348,9 @@ public final class SequenceTransformer {
         var rowsMemory = state.memory
         var weights: Tensor<Float>?
         if let attention, let memory = encoded.memory, let combine {
-            if rowsMemory == nil { rowsMemory = try Self.memory(memory, rows: state.sources, attention: attention) }
-            let (context, w) = try attention(query: top, memory: rowsMemory!)
+            let rows = try rowsMemory ?? Self.memory(memory, rows: state.sources, attention: attention)
+            rowsMemory = rows
+            let (context, w) = try attention(query: top, memory: rows)
             weights = w
             top = try combine(Tensor.concatenate([context, top], axis: 1)).tanh()
             if c.inputFeeding { feed = top }
