@@ -42,8 +42,11 @@ public struct TrainerOptions {
     public var logEverySteps = 1
     /// Stop when the validation loss has not improved for this many epochs.
     public var earlyStoppingPatience: Int?
-    /// At the end of `fit`, put back the weights of the epoch with the best validation loss.
+    /// At the end of `fit`, put back the weights of the epoch with the best validation score.
     public var restoreBestWeights = true
+    /// The validation score that picks the best epoch and drives early stopping, higher is
+    /// better (default: minus the validation loss); nil for an epoch means "no score".
+    public var selectionScore: (@Sendable (EpochRecord) -> Double?)?
     public var seed: UInt64 = 0
     /// Progress on standard output: a redrawn line on a terminal, plain lines otherwise.
     public var showProgress = true
@@ -129,7 +132,8 @@ public final class Trainer<Scalar: TensorScalar, Example, Batch> {
     /// Whether `fit` may write checkpoints into a directory that already holds some (true after
     /// `resume()`, or once this trainer has written them itself).
     var ownsCheckpointDirectory = false
-    var bestValidation = Double.infinity
+    /// The best validation score so far (see `TrainerOptions.selectionScore`).
+    var bestScore = -Double.infinity
     var bestWeights: [Tensor<Scalar>]?
     var epochsWithoutImprovement = 0
 
@@ -294,12 +298,14 @@ public final class Trainer<Scalar: TensorScalar, Example, Batch> {
                 let (loss, metrics) = try evaluate(validation)
                 record.validationLoss = loss
                 record.validationMetrics = metrics
-                if loss < bestValidation {
-                    bestValidation = loss
-                    bestWeights = parameters.map(\.data)
-                    epochsWithoutImprovement = 0
-                } else {
-                    epochsWithoutImprovement += 1
+                if let score = options.selectionScore.map({ $0(record) }) ?? -loss {
+                    if score > bestScore {
+                        bestScore = score
+                        bestWeights = parameters.map(\.data)
+                        epochsWithoutImprovement = 0
+                    } else {
+                        epochsWithoutImprovement += 1
+                    }
                 }
             }
             epoch += 1
@@ -372,7 +378,7 @@ public final class Trainer<Scalar: TensorScalar, Example, Batch> {
             "next_batch": "\(nextBatch)", "epoch_generator": words(epochGenerator), "generator": words(generator),
             "random_source": words(randomSource.withGenerator { $0 }), "optimizer_step": "\(state.step)",
             "learning_rate": "\(optimizer.learningRate)", "skipped_steps": "\(skippedSteps)",
-            "best_validation": "\(bestValidation)", "epochs_without_improvement": "\(epochsWithoutImprovement)",
+            "best_score": "\(bestScore)", "epochs_without_improvement": "\(epochsWithoutImprovement)",
             "moments": state.moments.map { "\($0?.count ?? -1)" }.joined(separator: ","), "history": history,
             "current_loss": "\(currentLoss)", "identity": Self.encodeIdentity(runIdentity ?? [:]),
         ]
@@ -471,7 +477,8 @@ public final class Trainer<Scalar: TensorScalar, Example, Batch> {
         randomSource.withGenerator { $0 = source }
         resumePosition = next > 0 ? (epochGenerator, next) : nil
         skippedSteps = (try? int("skipped_steps")) ?? 0
-        bestValidation = m["best_validation"].flatMap(Double.init) ?? .infinity
+        // Checkpoints written before scores kept the best validation loss (lower was better).
+        bestScore = m["best_score"].flatMap(Double.init) ?? m["best_validation"].flatMap(Double.init).map { -$0 } ?? -.infinity
         epochsWithoutImprovement = (try? int("epochs_without_improvement")) ?? 0
         bestWeights = best
         history = restoredHistory

@@ -1,0 +1,235 @@
+import Foundation
+
+/// A wrong key or value in a run configuration, named by its key path and, when it can be
+/// found, the line of the file.
+public struct ConfigurationError: Error, CustomStringConvertible, Equatable {
+    public var file: String
+    public var key: String
+    public var line: Int?
+    public var reason: String
+    public var description: String { "\(file)\(line.map { " line \($0)" } ?? ""): \(key): \(reason)" }
+}
+
+/// Everything `loom train` needs to know, as a JSON file with four sections; every key has a
+/// default, so `{}` is a valid configuration. Keys are checked strictly: an unknown key, a value
+/// of the wrong type or out of its range is an error naming the key and its line.
+///
+/// ```json
+/// {"data": {"train": "pairs.tsv", "validation_fraction": 0.1},
+///  "model": {"encoder_layers": [128], "bidirectional": [true], "decoder_hidden": 128, "attention": "general"},
+///  "training": {"epochs": 20, "batch_size": 64, "learning_rate": 0.003}}
+/// ```
+public struct RunConfiguration: Codable, Equatable, Sendable {
+    public struct Data: Codable, Equatable, Sendable {
+        /// A TSV of `source<TAB>target` (text), a manifest of `audio<TAB>transcript` (audio), or
+        /// with `train_target` the source side of two line-aligned files.
+        public var train: String?
+        public var train_target: String?
+        public var validation: String?
+        public var validation_target: String?
+        /// The share of the training pairs held out for validation when no validation file is given.
+        public var validation_fraction: Double = 0.1
+        /// "text" or "audio".
+        public var kind: String = "text"
+        public var skip_bad_lines: Bool = false
+    }
+
+    public struct Vocabulary: Codable, Equatable, Sendable {
+        /// "characters" or "words", for each side.
+        public var source: String = "characters"
+        public var target: String = "characters"
+        public var lowercase: Bool = false
+        /// Words: keep those seen at least this often, at most `maximum_size` of them.
+        public var minimum_count: Int = 1
+        public var maximum_size: Int?
+    }
+
+    public struct Model: Codable, Equatable, Sendable {
+        public var encoder_layers: [Int] = [128]
+        public var bidirectional: [Bool]?
+        public var decoder_hidden: Int = 128
+        public var decoder_layers: Int = 1
+        /// "dot", "general", "additive" or "none".
+        public var attention: String = "general"
+        public var input_feeding: Bool = false
+        public var source_embedding: Int = 32
+        public var target_embedding: Int = 32
+        public var reverse_source: Bool = false
+        public var dropout: Double = 0
+        /// Audio: the front end ("speech", "librosa", "torchaudio", "wolfram" preset), mel bands,
+        /// frames stacked per encoder step, "utterance" normalization or "none".
+        public var features_preset: String = "speech"
+        public var mels: Int = 40
+        public var frame_stacking: Int = 4
+        public var feature_normalization: String = "utterance"
+    }
+
+    public struct Training: Codable, Equatable, Sendable {
+        public var epochs: Int = 20
+        /// Stop after this many steps in all (a checkpoint is written there).
+        public var max_steps: Int?
+        /// Stop at the end of the step that crosses this wall time (a checkpoint is written there).
+        public var time_budget_seconds: Double?
+        public var batch_size: Int = 64
+        /// Batches of at most this many padded positions instead of `batch_size` examples.
+        public var batch_tokens: Int?
+        /// "shuffled" or "bucketed".
+        public var order: String = "shuffled"
+        public var learning_rate: Double = 3e-3
+        /// "cosine" (to `learning_rate` / 30 at the end) or "constant"; after `warmup_steps` of linear warm-up.
+        public var schedule: String = "cosine"
+        public var warmup_steps: Int = 0
+        public var gradient_clip: Double? = 5
+        public var label_smoothing: Double = 0
+        public var seed: UInt64 = 1
+        public var threads: Int = 2
+        /// Validation metric that picks the kept weights and drives early stopping:
+        /// "exact_match", "character_error_rate" or "loss".
+        public var metric: String = "exact_match"
+        public var patience: Int?
+        public var checkpoint_every: Int?
+        /// Longest output decoded in validation and by default at decode time.
+        public var max_output_length: Int = 100
+    }
+
+    public var data = Data()
+    public var vocabulary = Vocabulary()
+    public var model = Model()
+    public var training = Training()
+
+    public init() {}
+
+    // MARK: - Reading
+
+    /// Reads a configuration file, applies `overrides` (`section.key` -> JSON value text, e.g.
+    /// `training.epochs` -> `3`), and checks it.
+    public static func read(_ url: URL, overrides: [(key: String, value: String)] = []) throws -> RunConfiguration {
+        let text = String(decoding: try UserFile.read(url.path, what: "configuration", limit: 16 << 20), as: UTF8.self)
+        return try parse(text, file: url.path, overrides: overrides)
+    }
+
+    /// Parses configuration text (`file` names it in errors).
+    public static func parse(_ text: String, file: String = "configuration", overrides: [(key: String, value: String)] = []) throws -> RunConfiguration {
+        func fail(_ key: String, _ reason: String) -> ConfigurationError {
+            ConfigurationError(file: file, key: key, line: line(of: key, in: text), reason: reason)
+        }
+        let parsed: Any
+        do { parsed = try JSONSerialization.jsonObject(with: Foundation.Data(text.utf8)) } catch {
+            throw ConfigurationError(file: file, key: "(file)", line: nil, reason: "not valid JSON: \((error as NSError).userInfo["NSDebugDescription"] ?? error)")
+        }
+        guard var object = parsed as? [String: Any] else { throw fail("(file)", "must be a JSON object of sections") }
+        for (key, value) in overrides {
+            let parts = key.split(separator: ".").map(String.init)
+            guard parts.count == 2 else { throw fail(key, "an override names section.key, e.g. training.epochs") }
+            let parsedValue = (try? JSONSerialization.jsonObject(with: Foundation.Data(value.utf8), options: [.fragmentsAllowed])) ?? value
+            var section = object[parts[0]] as? [String: Any] ?? [:]
+            section[parts[1]] = parsedValue
+            object[parts[0]] = section
+        }
+        // Unknown keys: every key must be one the defaults write.
+        let known = try JSONSerialization.jsonObject(with: JSONEncoder().encode(RunConfiguration.defaultsWithEveryKey)) as? [String: Any] ?? [:]
+        for (section, value) in object {
+            guard let knownSection = known[section] as? [String: Any] else { throw fail(section, "unknown section (known: \(known.keys.sorted().joined(separator: ", ")))") }
+            guard let keys = value as? [String: Any] else { throw fail(section, "must be an object") }
+            for key in keys.keys where knownSection[key] == nil {
+                throw fail("\(section).\(key)", "unknown key (known in \(section): \(knownSection.keys.sorted().joined(separator: ", ")))")
+            }
+        }
+        // Keys left out take their defaults: the given sections are laid over the defaults' JSON.
+        var merged = try JSONSerialization.jsonObject(with: JSONEncoder().encode(RunConfiguration())) as? [String: Any] ?? [:]
+        for (section, value) in object {
+            var base = merged[section] as? [String: Any] ?? [:]
+            for (key, v) in value as? [String: Any] ?? [:] { base[key] = v is NSNull ? nil : v }
+            merged[section] = base
+        }
+        let configuration: RunConfiguration
+        do {
+            configuration = try JSONDecoder().decode(RunConfiguration.self, from: JSONSerialization.data(withJSONObject: merged))
+        } catch let DecodingError.typeMismatch(type, context) {
+            let key = context.codingPath.map(\.stringValue).joined(separator: ".")
+            throw fail(key, "expected \(type == Double.self ? "a number" : type == Int.self ? "an integer" : type == Bool.self ? "true or false" : type == String.self ? "a string" : "\(type)")")
+        } catch let DecodingError.dataCorrupted(context) {
+            let key = context.codingPath.map(\.stringValue).joined(separator: ".")
+            throw fail(key, context.debugDescription)
+        } catch let DecodingError.valueNotFound(_, context) {
+            throw fail(context.codingPath.map(\.stringValue).joined(separator: "."), "must not be null")
+        }
+        try configuration.validate { key, reason in fail(key, reason) }
+        return configuration
+    }
+
+    /// Defaults with every optional key present, for the list of known keys.
+    static var defaultsWithEveryKey: RunConfiguration {
+        var c = RunConfiguration()
+        (c.data.train, c.data.train_target, c.data.validation, c.data.validation_target) = ("", "", "", "")
+        c.vocabulary.maximum_size = 0
+        c.model.bidirectional = []
+        (c.training.max_steps, c.training.time_budget_seconds, c.training.batch_tokens) = (0, 0, 0)
+        (c.training.patience, c.training.checkpoint_every) = (0, 0)
+        return c
+    }
+
+    /// The first line where `key`'s last component appears as a JSON key.
+    static func line(of key: String, in text: String) -> Int? {
+        guard let last = key.split(separator: ".").last else { return nil }
+        for (i, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() where line.contains("\"\(last)\"") {
+            return i + 1
+        }
+        return nil
+    }
+
+    /// Ranges and choices of every value.
+    func validate(_ fail: (String, String) -> ConfigurationError) throws {
+        func range<T: Comparable>(_ key: String, _ value: T, _ r: ClosedRange<T>) throws {
+            guard r.contains(value) else { throw fail(key, "must be in \(r.lowerBound)...\(r.upperBound), got \(value)") }
+        }
+        func choice(_ key: String, _ value: String, _ options: [String]) throws {
+            guard options.contains(value) else { throw fail(key, "must be one of \(options.joined(separator: ", ")), got \"\(value)\"") }
+        }
+        try range("data.validation_fraction", data.validation_fraction, 0...0.5)
+        try choice("data.kind", data.kind, ["text", "audio"])
+        try choice("vocabulary.source", vocabulary.source, ["characters", "words"])
+        try choice("vocabulary.target", vocabulary.target, ["characters", "words"])
+        try range("vocabulary.minimum_count", vocabulary.minimum_count, 1...1_000_000)
+        if let m = vocabulary.maximum_size { try range("vocabulary.maximum_size", m, 1...10_000_000) }
+        guard !model.encoder_layers.isEmpty else { throw fail("model.encoder_layers", "needs at least one layer") }
+        for h in model.encoder_layers { try range("model.encoder_layers", h, 1...4096) }
+        if let b = model.bidirectional, b.count != model.encoder_layers.count {
+            throw fail("model.bidirectional", "\(b.count) values for \(model.encoder_layers.count) encoder layers")
+        }
+        try range("model.decoder_hidden", model.decoder_hidden, 1...4096)
+        try range("model.decoder_layers", model.decoder_layers, 1...16)
+        try choice("model.attention", model.attention, ["dot", "general", "additive", "none"])
+        if model.input_feeding && model.attention == "none" { throw fail("model.input_feeding", "needs attention") }
+        try range("model.source_embedding", model.source_embedding, 1...4096)
+        try range("model.target_embedding", model.target_embedding, 1...4096)
+        try range("model.dropout", model.dropout, 0...0.9)
+        try choice("model.features_preset", model.features_preset, FeatureConfiguration.Preset.allCases.map(\.rawValue))
+        try range("model.mels", model.mels, 1...512)
+        try range("model.frame_stacking", model.frame_stacking, 1...16)
+        try choice("model.feature_normalization", model.feature_normalization, ["utterance", "none"])
+        try range("training.epochs", training.epochs, 1...100_000)
+        if let s = training.max_steps { try range("training.max_steps", s, 1...Int.max) }
+        if let t = training.time_budget_seconds { try range("training.time_budget_seconds", t, 1...1e9) }
+        try range("training.batch_size", training.batch_size, 1...65_536)
+        if let t = training.batch_tokens { try range("training.batch_tokens", t, 1...100_000_000) }
+        try choice("training.order", training.order, ["shuffled", "bucketed"])
+        try range("training.learning_rate", training.learning_rate, 1e-9...10)
+        try choice("training.schedule", training.schedule, ["cosine", "constant"])
+        try range("training.warmup_steps", training.warmup_steps, 0...10_000_000)
+        if let c = training.gradient_clip { try range("training.gradient_clip", c, 1e-6...1e6) }
+        try range("training.label_smoothing", training.label_smoothing, 0...0.5)
+        try range("training.threads", training.threads, 1...256)
+        try choice("training.metric", training.metric, ["exact_match", "character_error_rate", "loss"])
+        if let p = training.patience { try range("training.patience", p, 1...10_000) }
+        if let c = training.checkpoint_every { try range("training.checkpoint_every", c, 1...Int.max) }
+        try range("training.max_output_length", training.max_output_length, 1...DecodingOptions.maximumOutputLength)
+    }
+
+    /// The configuration as the JSON text written into the run directory and the model file.
+    public var json: String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        return (try? encoder.encode(self)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+    }
+}

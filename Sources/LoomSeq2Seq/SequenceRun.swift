@@ -1,0 +1,210 @@
+import Foundation
+
+/// Corpus-level figures of a model's outputs against references.
+public struct EvaluationMetrics: Codable, Equatable, Sendable {
+    public var examples: Int
+    /// Share of outputs equal to their reference.
+    public var exact_match: Double
+    public var character_error_rate: Double
+    /// Over whitespace-separated tokens.
+    public var word_error_rate: Double
+    /// Corpus BLEU, 0-100 (sacreBLEU's defaults: 13a tokens, exp smoothing).
+    public var bleu: Double
+    /// Sources holding a symbol the source vocabulary does not know (encoded as unknown).
+    public var sources_with_unknown_symbols: Int
+
+    public init(hypotheses: [String], references: [String], unknownSources: Int = 0) {
+        examples = references.count
+        exact_match = references.isEmpty ? 0 : Double(zip(hypotheses, references).filter { $0 == $1 }.count) / Double(references.count)
+        character_error_rate = ErrorRate.characters(hypotheses: hypotheses, references: references)
+        word_error_rate = ErrorRate.words(hypotheses: hypotheses, references: references)
+        bleu = BLEU.corpus(hypotheses: hypotheses, references: references).score
+        sources_with_unknown_symbols = unknownSources
+    }
+}
+
+/// One example of a run: a text source or audio features, and the target text.
+public struct SequenceExample: Sendable {
+    public var text: String?
+    public var features: [Float]
+    public var frames: Int
+    public var target: String
+    public var line: Int
+
+    /// How long the source is (for bucketing).
+    public var length: Int { text?.count ?? frames }
+}
+
+/// The one training path of `loom train` (and of recipes that state a `RunConfiguration`):
+/// vocabularies from the training side, the architecture from the configuration, a `Trainer`
+/// with checkpoints, validation metrics, keep-best and early stopping on the chosen metric.
+public enum SequenceRun {
+    /// Vocabularies learned from the training pairs (text sources, and the target side). Symbols
+    /// unseen in training map to the unknown symbol.
+    public static func vocabularies(_ c: RunConfiguration, train: [PairCorpus.Pair]) throws -> (source: TextCodec?, target: TextCodec) {
+        func codec(_ kind: String, _ texts: [String]) throws -> TextCodec {
+            kind == "words"
+                ? .words(try WordTokenizer(learningFrom: texts, lowercase: c.vocabulary.lowercase, maximumSize: c.vocabulary.maximum_size,
+                                           minimumCount: c.vocabulary.minimum_count))
+                : .characters(try CharacterEncoder(learningFrom: texts, ignoreCase: c.vocabulary.lowercase, unknown: .symbol))
+        }
+        let source = c.data.kind == "text" ? try codec(c.vocabulary.source, train.map(\.source)) : nil
+        return (source, try codec(c.vocabulary.target, train.map(\.target)))
+    }
+
+    /// The audio front end of a configuration.
+    public static func features(_ c: RunConfiguration) -> FeatureConfiguration {
+        var f = FeatureConfiguration.preset(FeatureConfiguration.Preset(rawValue: c.model.features_preset) ?? .speech, kind: .mel)
+        f.melBands = c.model.mels
+        return f
+    }
+
+    /// The architecture a configuration describes.
+    public static func architecture(_ c: RunConfiguration, source: TextCodec?, target: TextCodec) throws -> SequenceTransformerConfiguration {
+        let m = c.model
+        let input: SequenceTransformerConfiguration.Source = source.map { .text($0, embeddingSize: m.source_embedding) }
+            ?? .audio(features(c), frameStacking: m.frame_stacking)
+        var a = SequenceTransformerConfiguration(
+            source: input, encoderLayers: m.encoder_layers, encoderBidirectional: m.bidirectional ?? m.encoder_layers.map { _ in true },
+            target: target, targetEmbeddingSize: m.target_embedding, decoderHidden: m.decoder_hidden, decoderLayers: m.decoder_layers,
+            attention: m.attention == "none" ? nil : Attention<Float>.Score(rawValue: m.attention), inputFeeding: m.input_feeding, dropout: m.dropout)
+        a.reverseSource = source != nil && m.reverse_source
+        a.featureNormalization = source == nil && m.feature_normalization == "utterance" ? .utterance : nil
+        try a.validate()
+        return a
+    }
+
+    /// Examples of pairs: text as is, audio read through the model's front end (a file that
+    /// does not decode is an error naming it and its line).
+    public static func examples(_ pairs: [PairCorpus.Pair], for model: SequenceTransformer, file: String) throws -> [SequenceExample] {
+        switch model.configuration.source {
+        case .text:
+            return pairs.map { SequenceExample(text: $0.source, features: [], frames: 0, target: $0.target, line: $0.line) }
+        case let .audio(front, _):
+            let encoder = try AudioEncoder(configuration: front)
+            return try pairs.map { pair in
+                do {
+                    let f = try encoder.features(path: pair.source)
+                    guard f.frames > 0 else { throw AudioError.unsupported(path: pair.source, reason: "no frames") }
+                    return SequenceExample(text: nil, features: f.values, frames: f.frames, target: pair.target, line: pair.line)
+                } catch {
+                    throw CorpusLineError(file: file, line: pair.line, reason: "\(error)")
+                }
+            }
+        }
+    }
+
+    /// The batch of sources of `examples`.
+    public static func sources(_ examples: [SequenceExample], _ model: SequenceTransformer) throws -> SequenceTransformer.SourceBatch {
+        if examples.first?.text != nil { return try model.sourceBatch(texts: examples.map { $0.text ?? "" }) }
+        return try model.sourceBatch(features: examples.map { ($0.features, $0.frames) })
+    }
+
+    /// Decodes every example in batches; returns the best output of each, in order.
+    public static func decode(_ examples: [SequenceExample], _ model: SequenceTransformer, options: DecodingOptions, batchSize: Int = 64) throws -> [String] {
+        var out: [String] = []
+        for start in stride(from: 0, to: examples.count, by: Swift.max(batchSize, 1)) {
+            let batch = Array(examples[start..<Swift.min(start + batchSize, examples.count)])
+            out += try model.decode(sources(batch, model), options: options).map { $0.first?.text ?? "" }
+        }
+        return out
+    }
+
+    /// How many text sources hold a symbol the model's source vocabulary maps to unknown.
+    public static func unknownSources(_ examples: [SequenceExample], _ model: SequenceTransformer) -> Int {
+        guard case let .text(codec, _) = model.configuration.source else { return 0 }
+        let unknown: Int? = {
+            switch codec {
+            case let .characters(c): return c.unknownIndex
+            case .words: return WordTokenizer.unknown
+            }
+        }()
+        guard let unknown else { return 0 }
+        return examples.filter { (try? codec.encode($0.text ?? ""))?.contains(unknown) ?? true }.count
+    }
+
+    /// Trains `model` on `train`, validating on `validation` each epoch; writes the run's log,
+    /// plots and checkpoints under `output`. Returns the trainer (for its history and step count).
+    public static func train(_ model: SequenceTransformer, configuration c: RunConfiguration, train: [SequenceExample],
+                             validation: [SequenceExample], output: URL, resume: Bool, resumeAnyway: Bool,
+                             shouldStop: @escaping () -> Bool = { false }) throws -> Trainer<Float, SequenceExample, [SequenceExample]> {
+        let t = c.training
+        var options = TrainerOptions()
+        options.batchSize = t.batch_size
+        options.tokenBudget = t.batch_tokens
+        options.order = t.order == "bucketed" ? .bucketed(buckets: 16) : .shuffled
+        options.gradientClipNorm = t.gradient_clip
+        options.seed = t.seed
+        options.runDirectory = output
+        options.checkpointDirectory = output.appendingPathComponent("checkpoints")
+        options.checkpointEverySteps = t.checkpoint_every
+        options.checkpointOnStop = true
+        options.resumeAnyway = resumeAnyway
+        // Keep-best and early stopping on the chosen metric (kept in checkpoints, so a resumed run chooses as an uninterrupted one).
+        options.restoreBestWeights = true
+        options.earlyStoppingPatience = t.patience
+        let metric = t.metric
+        options.selectionScore = { record in
+            switch metric {
+            case "loss": return record.validationLoss.map { -$0 }
+            case "character_error_rate": return record.validationMetrics["character_error_rate"].map { -$0 }
+            default: return record.validationMetrics["exact_match"]
+            }
+        }
+        options.runIdentity = ["configuration": fingerprint(c)]
+        let batches = (train.count + t.batch_size - 1) / t.batch_size
+        let total = t.max_steps ?? t.epochs * batches
+        let peak = t.learning_rate, warmup = t.warmup_steps
+        let schedule = c.training.schedule
+        options.schedule = FunctionSchedule { step in
+            if step < warmup { return peak * Double(step + 1) / Double(warmup) }
+            guard schedule == "cosine" else { return peak }
+            let progress = Swift.min(Double(step - warmup) / Double(Swift.max(total - warmup, 1)), 1)
+            return peak / 30 + (peak - peak / 30) * 0.5 * (1 + Foundation.cos(Double.pi * progress))
+        }
+        let decoding = DecodingOptions(maximumLength: t.max_output_length)
+        let trainer = Trainer<Float, SequenceExample, [SequenceExample]>(
+            parameters: model.parameters, optimizer: Adam<Float>(learningRate: peak), options: options, randomSource: RandomSource(seed: t.seed),
+            length: { $0.length }, collate: { $0 },
+            loss: { batch in try model.loss(sources: sources(batch, model), targets: batch.map(\.target), labelSmoothing: t.label_smoothing) },
+            metrics: { batch in
+                let decoded = try model.decode(sources(batch, model), options: decoding).map { $0.first?.text ?? "" }
+                let references = batch.map(\.target)
+                return ["exact_match": Double(zip(decoded, references).filter { $0 == $1 }.count) / Double(batch.count),
+                        "character_error_rate": ErrorRate.characters(hypotheses: decoded, references: references)]
+            })
+        if resume || resumeAnyway {
+            if let url = try trainer.resume() {
+                print("resumed from \(url.lastPathComponent) at step \(trainer.globalStep), epoch \(trainer.epoch)")
+            } else {
+                print("no checkpoint yet in \(options.checkpointDirectory?.path ?? "?"); starting from the beginning")
+            }
+        }
+        let start = Date()
+        trainer.shouldStop = {
+            shouldStop() || (t.max_steps.map { trainer.globalStep >= $0 } ?? false)
+                || (t.time_budget_seconds.map { Date().timeIntervalSince(start) >= $0 } ?? false)
+        }
+        try trainer.fit(train: train, validation: validation.isEmpty ? nil : validation, epochs: t.epochs)
+        return trainer
+    }
+
+    /// A stable fingerprint of what must not change across a resume: the data, vocabulary and
+    /// model sections (training settings such as epochs may).
+    public static func fingerprint(_ c: RunConfiguration) -> String {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let text = [try? encoder.encode(c.data), try? encoder.encode(c.vocabulary), try? encoder.encode(c.model)]
+            .map { $0.map { String(decoding: $0, as: UTF8.self) } ?? "" }.joined(separator: "|")
+        for byte in text.utf8 { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
+        return String(hash, radix: 16)
+    }
+}
+
+/// A learning-rate schedule given as a function of the step.
+public struct FunctionSchedule: LearningRateSchedule {
+    let rate: @Sendable (Int) -> Double
+    public init(_ rate: @escaping @Sendable (Int) -> Double) { self.rate = rate }
+    public func learningRate(atStep step: Int) -> Double { rate(step) }
+}
