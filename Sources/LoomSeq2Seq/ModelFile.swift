@@ -11,7 +11,7 @@ extension SequenceTransformer {
     /// means absent; every other key is required, as in /2.
     public static let previousFileFormat = "loom-sequence-transformer/1"
     /// Architecture keys that may be `null`.
-    static let optionalArchitectureKeys: Set<String> = ["attention", "reverseSource", "featureNormalization"]
+    static let optionalArchitectureKeys: Set<String> = ["attention", "reverseSource", "featureNormalization", "recurrentDropout"]
 
     /// Writes the model atomically.
     public func save(to url: URL, training: [String: String] = [:]) throws {

@@ -55,7 +55,12 @@ public struct RunConfiguration: Codable, Equatable, Sendable {
         public var source_embedding: Int = 32
         public var target_embedding: Int = 32
         public var reverse_source: Bool = false
+        /// On embeddings, between layers and on the attentional vector, in training only.
         public var dropout: Double = 0
+        /// Recurrent dropout of the encoder layers: "none", "weights" (DropConnect on the
+        /// recurrent weights), "input", "state" or "state_update", with its probability.
+        public var recurrent_dropout_method: String = "none"
+        public var recurrent_dropout: Double = 0
         /// Audio: the front end ("speech", "librosa", "torchaudio", "wolfram" preset), mel bands,
         /// frames stacked per encoder step, "utterance" normalization or "none".
         public var features_preset: String = "speech"
@@ -204,6 +209,8 @@ public struct RunConfiguration: Codable, Equatable, Sendable {
         try range("model.source_embedding", model.source_embedding, 1...4096)
         try range("model.target_embedding", model.target_embedding, 1...4096)
         try range("model.dropout", model.dropout, 0...0.9)
+        try choice("model.recurrent_dropout_method", model.recurrent_dropout_method, ["none", "weights", "input", "state", "state_update"])
+        try range("model.recurrent_dropout", model.recurrent_dropout, 0...0.9)
         try choice("model.features_preset", model.features_preset, FeatureConfiguration.Preset.allCases.map(\.rawValue))
         try range("model.mels", model.mels, 1...512)
         try range("model.frame_stacking", model.frame_stacking, 1...16)

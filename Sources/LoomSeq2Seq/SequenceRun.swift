@@ -69,6 +69,14 @@ public enum SequenceRun {
             target: target, targetEmbeddingSize: m.target_embedding, decoderHidden: m.decoder_hidden, decoderLayers: m.decoder_layers,
             attention: m.attention == "none" ? nil : Attention<Float>.Score(rawValue: m.attention), inputFeeding: m.input_feeding, dropout: m.dropout)
         a.reverseSource = source != nil && m.reverse_source
+        let p = m.recurrent_dropout
+        switch m.recurrent_dropout_method {
+        case "weights": a.recurrentDropout = RecurrentDropout(weights: p)
+        case "input": a.recurrentDropout = RecurrentDropout(input: p)
+        case "state": a.recurrentDropout = RecurrentDropout(state: p)
+        case "state_update": a.recurrentDropout = RecurrentDropout(stateUpdate: p)
+        default: a.recurrentDropout = nil
+        }
         a.featureNormalization = source == nil && m.feature_normalization == "utterance" ? .utterance : nil
         try a.validate()
         return a

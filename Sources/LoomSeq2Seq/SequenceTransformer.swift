@@ -58,7 +58,13 @@ public struct SequenceTransformerConfiguration: Codable, Equatable, Sendable {
     public var attention: Attention<Float>.Score?
     /// Feed the previous attentional vector into the next decoder step (Luong's input feeding).
     public var inputFeeding: Bool
+    /// Dropout probability in training (OpenNMT's single `dropout`): on the source embeddings (or
+    /// audio features), between encoder layers, on the target embeddings, between decoder layers
+    /// and on the attentional vector before the output layer. Evaluation never drops.
     public var dropout: Double
+    /// Recurrent dropout of the encoder's LSTM layers (nil: none), as Wolfram's methods and
+    /// AWD-LSTM's weight drop: weights, input, state, state update.
+    public var recurrentDropout: RecurrentDropout?
     /// Reverse each text source before encoding (the classic trick for LSTM encoders; the model
     /// file records it, so decoding applies it too). nil means no.
     public var reverseSource: Bool?
@@ -94,6 +100,11 @@ public struct SequenceTransformerConfiguration: Codable, Equatable, Sendable {
         }
         guard targetEmbeddingSize > 0, decoderHidden > 0, decoderLayers > 0 else { throw fail("decoder sizes must be positive") }
         guard dropout >= 0, dropout < 1 else { throw fail("dropout \(dropout)") }
+        if let r = recurrentDropout {
+            for (name, p) in [("weights", r.weights), ("input", r.input), ("state", r.state), ("stateUpdate", r.stateUpdate)] where !(p >= 0 && p < 1) {
+                throw fail("recurrent dropout \(name) \(p)")
+            }
+        }
         if inputFeeding && attention == nil { throw fail("input feeding needs attention") }
         switch source {
         case let .text(_, e): guard e > 0 else { throw fail("source embedding \(e)") }
@@ -132,6 +143,8 @@ public final class SequenceTransformer {
     /// Luong's combination tanh(W_c [context; h]).
     let combine: Linear<Float>?
     let output: Linear<Float>
+    /// `configuration.dropout`, active in training only.
+    let drop: Dropout<Float>
 
     public init(_ configuration: SequenceTransformerConfiguration, using source: RandomSource = .shared) throws {
         try configuration.validate()
@@ -145,7 +158,7 @@ public final class SequenceTransformer {
         var input = c.encoderInputSize
         var layers: [LSTM<Float>] = []
         for (h, bi) in zip(c.encoderLayers, c.encoderBidirectional) {
-            layers.append(try LSTM<Float>(inputSize: input, hiddenSize: h, bidirectional: bi, using: source))
+            layers.append(try LSTM<Float>(inputSize: input, hiddenSize: h, bidirectional: bi, dropout: c.recurrentDropout ?? .none, using: source))
             input = h * (bi ? 2 : 1)
         }
         encoder = layers
@@ -163,6 +176,13 @@ public final class SequenceTransformer {
             combine = nil
         }
         output = try Linear(inputSize: c.decoderHidden, outputSize: c.target.size, using: source)
+        drop = try Dropout(probability: c.dropout, using: source)
+    }
+
+    /// `x` with dropout applied in training (unchanged in inference or with probability 0).
+    func dropped(_ x: SequenceBatch<Float>) throws -> SequenceBatch<Float> {
+        guard drop.isActive else { return x }
+        return try SequenceBatch(values: drop(x.values), lengths: x.lengths)
     }
 
     /// Every parameter with its name in model files.
@@ -280,7 +300,9 @@ public final class SequenceTransformer {
             throw TensorError.invalidArgument(op: "SequenceTransformer", message: "source \(bad) of the batch is empty")
         }
         var final: RecurrentState<Float>?
-        for layer in encoder {
+        x = try dropped(x)
+        for (l, layer) in encoder.enumerated() {
+            if l > 0 { x = try dropped(x) }
             let (out, state) = try layer(x)
             x = out
             final = state
@@ -334,7 +356,7 @@ public final class SequenceTransformer {
     /// [N, S] over the encoder steps (nil without attention).
     func step(tokens: [Int], state: DecoderState, encoded: Encoded) throws -> (logits: Tensor<Float>, state: DecoderState, weights: Tensor<Float>?) {
         let c = configuration
-        var x = try targetEmbedding(indices: tokens, shape: [tokens.count])
+        var x = try drop(targetEmbedding(indices: tokens, shape: [tokens.count]))
         if let feed = state.feed { x = try Tensor.concatenate([x, feed], axis: 1) }
         var layers: [RecurrentState<Float>] = []
         for (l, s) in state.layers.enumerated() {
@@ -352,7 +374,7 @@ public final class SequenceTransformer {
             rowsMemory = rows
             let (context, w) = try attention(query: top, memory: rows)
             weights = w
-            top = try combine(Tensor.concatenate([context, top], axis: 1)).tanh()
+            top = try drop(combine(Tensor.concatenate([context, top], axis: 1)).tanh())
             if c.inputFeeding { feed = top }
         }
         return (try output(top), DecoderState(layers: layers, feed: feed, sources: state.sources, memory: rowsMemory), weights)
@@ -403,14 +425,14 @@ public final class SequenceTransformer {
             return try Tensor.stack(steps, axis: 0)
         }
         // The whole target through the fused decoder stack at once.
-        let embedded = try targetEmbedding(indices: inputs.indices, shape: [t, b])
+        let embedded = try drop(targetEmbedding(indices: inputs.indices, shape: [t, b]))
         let h0 = try Tensor.stack(encoded.initialState.map(\.hidden), axis: 0)
         let c0 = try Tensor.stack(encoded.initialState.compactMap(\.cell), axis: 0)
         let (out, _) = try decoder(SequenceBatch(values: embedded, lengths: inputs.lengths), initialState: RecurrentState(hidden: h0, cell: c0))
         var top = out.values
         if let attention, let memory = encoded.memory, let combine {
             let (context, _) = try attention(queries: top, memory: memory)
-            top = try combine(Tensor.concatenate([context, top], axis: 2)).tanh()
+            top = try drop(combine(Tensor.concatenate([context, top], axis: 2)).tanh())
         }
         return try output(top)
     }

@@ -157,3 +157,49 @@ final class ModelFileTests: XCTestCase {
         }
     }
 }
+
+/// Dropout that reaches the model: each setting changes the training loss (different masks from
+/// call to call) and leaves evaluation exactly as without it (the same weights decode and score
+/// the same). Before, `dropout` acted only between decoder layers, so with one it did nothing.
+final class DropoutSettingsTests: XCTestCase {
+    func model(_ change: (inout SequenceTransformerConfiguration) -> Void) throws -> SequenceTransformer {
+        let letters = try TextCodec.characters(CharacterEncoder(alphabet: Array("abcd")))
+        var c = SequenceTransformerConfiguration(source: .text(letters, embeddingSize: 8), encoderLayers: [12, 12], encoderBidirectional: [true, false],
+                                                 target: letters, targetEmbeddingSize: 8, decoderHidden: 12, attention: .general)
+        change(&c)
+        return try SequenceTransformer(c, using: RandomSource(seed: 5))
+    }
+
+    func testEachSettingChangesTrainingAndNotEvaluation() throws {
+        let reference = try model { _ in }
+        let sources = ["abc", "dd", "cab", "a"], targets = ["cba", "dd", "bac", "a"]
+        let batch = try reference.sourceBatch(texts: sources)
+        let evaluated = try withoutGradients { Double(try reference.loss(sources: batch, targets: targets).scalarValue) }
+        let decoded = try reference.decode(batch).map { $0[0].text }
+        let settings: [(String, (inout SequenceTransformerConfiguration) -> Void)] = [
+            ("dropout", { $0.dropout = 0.3 }),
+            ("dropout with input feeding", { $0.dropout = 0.3; $0.inputFeeding = true }),
+            ("recurrent weights", { $0.recurrentDropout = RecurrentDropout(weights: 0.3) }),
+            ("recurrent input", { $0.recurrentDropout = RecurrentDropout(input: 0.3) }),
+            ("recurrent state", { $0.recurrentDropout = RecurrentDropout(state: 0.3) }),
+            ("recurrent state update", { $0.recurrentDropout = RecurrentDropout(stateUpdate: 0.3) }),
+        ]
+        for (name, change) in settings {
+            let m = try model(change)
+            let feeding = m.configuration.inputFeeding
+            let base = feeding ? try model { $0.inputFeeding = true } : reference
+            // Same weights: evaluation (inference phase) is unchanged, bit for bit.
+            XCTAssertEqual(try withoutGradients { Double(try m.loss(sources: batch, targets: targets).scalarValue) },
+                           try withoutGradients { Double(try base.loss(sources: batch, targets: targets).scalarValue) }, name)
+            XCTAssertEqual(try m.decode(batch).map { $0[0].text }, try base.decode(batch).map { $0[0].text }, name)
+            // Training: the loss moves away from the evaluation loss, and differs between two calls.
+            let first = try withLearningPhase(.training) { Double(try m.loss(sources: batch, targets: targets).scalarValue) }
+            let second = try withLearningPhase(.training) { Double(try m.loss(sources: batch, targets: targets).scalarValue) }
+            let plain = try withoutGradients { Double(try base.loss(sources: batch, targets: targets).scalarValue) }
+            XCTAssertNotEqual(first, plain, name)
+            XCTAssertNotEqual(first, second, name)
+        }
+        XCTAssertEqual(decoded.count, sources.count)
+        XCTAssertTrue(evaluated.isFinite)
+    }
+}
