@@ -34,6 +34,8 @@ public struct DecodingOptions: Sendable {
     public var nBest = 1
     /// GNMT length penalty alpha: scores are log p / ((5 + length) / 6)^alpha; 0 = none.
     public var lengthPenalty = 0.0
+    /// Draw each token instead of searching (nil: greedy or beam search).
+    public var sampling: SamplingOptions?
     public init(maximumLength: Int = 100, minimumLength: Int = 0, beamWidth: Int = 1, nBest: Int = 1, lengthPenalty: Double = 0) {
         self.maximumLength = maximumLength
         self.minimumLength = minimumLength
@@ -62,6 +64,24 @@ extension DecodingOptions {
             throw fail("minimum length must be in 0...\(maximumLength) (the maximum length), got \(minimumLength)")
         }
         guard lengthPenalty.isFinite, (0...10).contains(lengthPenalty) else { throw fail("length penalty must be a number in 0...10, got \(lengthPenalty)") }
+        if let s = sampling {
+            guard s.temperature.isFinite, s.temperature > 0, s.temperature <= 100 else { throw fail("temperature must be in (0, 100], got \(s.temperature)") }
+            if let k = s.topK, k < 1 { throw fail("top-k must be at least 1, got \(k)") }
+            if let p = s.topP, !(p > 0 && p <= 1) { throw fail("top-p must be in (0, 1], got \(p)") }
+            guard beamWidth == 1, nBest == 1 else { throw fail("sampling draws one sequence per input: beam width and n-best must be 1") }
+        }
+    }
+}
+
+/// Sampling of whole sequences, token by token, from the model's distribution reshaped by
+/// temperature, top-k and top-p; reproducible for a seed.
+public struct SamplingOptions: Sendable, Equatable {
+    public var temperature: Double
+    public var topK: Int?
+    public var topP: Double?
+    public var seed: UInt64
+    public init(temperature: Double = 1, topK: Int? = nil, topP: Double? = nil, seed: UInt64 = 1) {
+        (self.temperature, self.topK, self.topP, self.seed) = (temperature, topK, topP, seed)
     }
 }
 
@@ -97,6 +117,34 @@ public enum Search {
         for r in hypotheses.indices {
             hypotheses[r].score = normalized(hypotheses[r].logProbability, length: hypotheses[r].tokens.count + (hypotheses[r].finished ? 1 : 0), alpha: options.lengthPenalty)
         }
+        return hypotheses
+    }
+
+    /// One sequence drawn per row: each token from the row's log-probabilities through
+    /// `Sampling.index` with a generator seeded by `sampling.seed` (the same seed, the same draws).
+    public static func sample<D: StepDecoder>(_ decoder: D, initial: D.State, rows: Int, start: Int, options: DecodingOptions,
+                                              sampling: SamplingOptions) throws -> [Hypothesis] {
+        var generator = SeededGenerator(seed: sampling.seed)
+        var hypotheses = (0..<rows).map { _ in Hypothesis(tokens: [], logProbability: 0, score: 0, finished: false) }
+        var state = initial
+        var tokens = [Int](repeating: start, count: rows)
+        for t in 0..<options.maximumLength {
+            let active = hypotheses.indices.filter { !hypotheses[$0].finished }
+            if active.isEmpty { break }
+            let (logp, next) = try decoder.step(tokens: tokens, state: state)
+            let v = logp.shape[1]
+            for r in active {
+                var logs = (0..<v).map { Double(logp.scalars[r * v + $0]) }
+                if t < options.minimumLength { logs[decoder.endIndex] = -.infinity }
+                let token = Sampling.index(logProbabilities: logs, temperature: sampling.temperature, topK: sampling.topK,
+                                           topP: sampling.topP, unit: generator.nextUnit())
+                hypotheses[r].logProbability += logs[token]
+                if token == decoder.endIndex { hypotheses[r].finished = true } else { hypotheses[r].tokens.append(token) }
+                tokens[r] = token
+            }
+            state = next
+        }
+        for r in hypotheses.indices { hypotheses[r].score = hypotheses[r].logProbability }
         return hypotheses
     }
 
@@ -188,9 +236,14 @@ extension SequenceTransformer {
             let encoded = try encode(source)
             let stepper = TransformerStepper(model: self, encoded: encoded)
             let rows = encoded.outputs.batch, start = configuration.target.startIndex
-            let results: [[Hypothesis]] = options.beamWidth <= 1 && options.nBest <= 1
-                ? try Search.greedy(stepper, initial: initialState(encoded), rows: rows, start: start, options: options).map { [$0] }
-                : try Search.beam(stepper, initial: initialState(encoded), rows: rows, start: start, options: options)
+            let results: [[Hypothesis]]
+            if let sampling = options.sampling {
+                results = try Search.sample(stepper, initial: initialState(encoded), rows: rows, start: start, options: options, sampling: sampling).map { [$0] }
+            } else if options.beamWidth <= 1 && options.nBest <= 1 {
+                results = try Search.greedy(stepper, initial: initialState(encoded), rows: rows, start: start, options: options).map { [$0] }
+            } else {
+                results = try Search.beam(stepper, initial: initialState(encoded), rows: rows, start: start, options: options)
+            }
             return try results.map { hs in try hs.map { (try configuration.target.decode($0.tokens), $0) } }
         }
     }

@@ -48,23 +48,34 @@ public struct ClassDecoder: Codable, Equatable, Sendable {
         guard temperature > 0 else { throw TensorError.invalidArgument(op: "sample", message: "temperature must be > 0, got \(temperature)") }
         if let topP, !(topP > 0 && topP <= 1) { throw TensorError.invalidArgument(op: "sample", message: "topP must be in (0, 1], got \(topP)") }
         return try rows(probabilities).map { row in
-            // Work in log space so that a small temperature does not underflow.
-            let logs = row.map { $0 > 0 ? Foundation.log($0) / temperature : -Double.infinity }
-            let top = logs.max() ?? 0
-            var order = row.indices.sorted { logs[$0] > logs[$1] || (logs[$0] == logs[$1] && $0 < $1) }
-            if let topK { order = Array(order.prefix(Swift.max(topK, 1))) }
-            var weights = order.map { Foundation.exp(logs[$0] - top) }
-            let total = weights.reduce(0, +)
-            if let topP {
-                var mass = 0.0, keep = 0
-                for w in weights { keep += 1; mass += w / total; if mass >= topP { break } }
-                order = Array(order.prefix(keep)); weights = Array(weights.prefix(keep))
-            }
-            let sum = weights.reduce(0, +)
-            let u = source.withGenerator { $0.nextUnit() } * sum
-            var acc = 0.0
-            for (i, w) in zip(order, weights) { acc += w; if u < acc { return labels[i] } }
-            return labels[order.last ?? 0]
+            let logs = row.map { $0 > 0 ? Foundation.log($0) : -Double.infinity }
+            let u = source.withGenerator { $0.nextUnit() }
+            return labels[Sampling.index(logProbabilities: logs, temperature: temperature, topK: topK, topP: topP, unit: u)]
         }
+    }
+}
+
+/// Drawing one index from a distribution reshaped by temperature, top-k and top-p (nucleus):
+/// shared by `ClassDecoder.sample` and sampled decoding.
+public enum Sampling {
+    /// The index drawn by `unit` (uniform in [0, 1)) from log-probabilities divided by
+    /// `temperature`, restricted to the `topK` most probable and then to the smallest set whose
+    /// mass reaches `topP`. Worked in log space so that a small temperature does not underflow.
+    public static func index(logProbabilities: [Double], temperature: Double, topK: Int?, topP: Double?, unit: Double) -> Int {
+        let logs = logProbabilities.map { $0 / temperature }
+        let top = logs.max() ?? 0
+        var order = logs.indices.sorted { logs[$0] > logs[$1] || (logs[$0] == logs[$1] && $0 < $1) }
+        if let topK { order = Array(order.prefix(Swift.max(topK, 1))) }
+        var weights = order.map { Foundation.exp(logs[$0] - top) }
+        let total = weights.reduce(0, +)
+        if let topP {
+            var mass = 0.0, keep = 0
+            for w in weights { keep += 1; mass += w / total; if mass >= topP { break } }
+            order = Array(order.prefix(keep)); weights = Array(weights.prefix(keep))
+        }
+        let u = unit * weights.reduce(0, +)
+        var accumulated = 0.0
+        for (i, w) in zip(order, weights) { accumulated += w; if u < accumulated { return i } }
+        return order.last ?? 0
     }
 }

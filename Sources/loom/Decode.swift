@@ -28,10 +28,18 @@ struct Decode: ParsableCommand {
     @Option(help: "Output format: txt, tsv or json.") var format: Format = .txt
     @Option(parsing: .unconditional, help: "Inputs decoded together, 1...4096.") var batchSize = 64
     @Option(parsing: .unconditional, help: "Longest text input in characters; longer ones are reported, not decoded.") var maxInputLength = 10_000
+    @Flag(help: "Draw each output from the model's distribution instead of searching (with --temperature, --top-k, --top-p, --seed).")
+    var sample = false
+    @Option(parsing: .unconditional, help: "Sampling temperature, (0, 100] (below 1: sharper).") var temperature = 1.0
+    @Option(parsing: .unconditional, help: "Sample among the k most probable tokens only.") var topK: Int?
+    @Option(parsing: .unconditional, help: "Sample from the smallest set of tokens whose probability reaches p, (0, 1].") var topP: Double?
+    @Option(parsing: .unconditional, help: "Seed of the sampling (the same seed and inputs give the same outputs).") var seed: UInt64 = 1
     @Argument(help: "Inputs (default: lines of standard input).") var inputs: [String] = []
 
     var decodingOptions: DecodingOptions {
-        DecodingOptions(maximumLength: maxLength, minimumLength: minLength, beamWidth: beam, nBest: nbest, lengthPenalty: lengthPenalty)
+        var options = DecodingOptions(maximumLength: maxLength, minimumLength: minLength, beamWidth: beam, nBest: nbest, lengthPenalty: lengthPenalty)
+        if sample { options.sampling = SamplingOptions(temperature: temperature, topK: topK, topP: topP, seed: seed) }
+        return options
     }
 
     func validate() throws {
@@ -79,10 +87,10 @@ struct Decode: ParsableCommand {
             do { sources.append((i, try prepare(item, transformer))) } catch { results[i] = .failure(error) }
         }
         do {
-            for (s, decoded) in zip(sources, try decode(sources.map(\.source), transformer)) { results[s.index] = .success(decoded) }
+            for (s, decoded) in zip(sources, try decode(sources.map(\.source), transformer, seedOffset: firstNumber)) { results[s.index] = .success(decoded) }
         } catch {
             // The batch failed as a whole: decode one by one, so that the error lands on its own input.
-            for s in sources { results[s.index] = Result { try decode([s.source], transformer)[0] } }
+            for s in sources { results[s.index] = Result { try decode([s.source], transformer, seedOffset: firstNumber + s.index)[0] } }
         }
         var failed = 0
         for (i, result) in results.enumerated() {
@@ -110,7 +118,9 @@ struct Decode: ParsableCommand {
         }
     }
 
-    func decode(_ sources: [Source], _ transformer: SequenceTransformer) throws -> [[(text: String, hypothesis: Hypothesis)]] {
+    /// Sampling draws from a seed offset by the first input's number, so that each batch draws
+    /// afresh and a run is reproducible for the same inputs and batch size.
+    func decode(_ sources: [Source], _ transformer: SequenceTransformer, seedOffset: Int) throws -> [[(text: String, hypothesis: Hypothesis)]] {
         guard !sources.isEmpty else { return [] }
         var texts: [String] = [], features: [(values: [Float], frames: Int)] = []
         for source in sources {
@@ -120,7 +130,9 @@ struct Decode: ParsableCommand {
             }
         }
         let batch = texts.isEmpty ? try transformer.sourceBatch(features: features) : try transformer.sourceBatch(texts: texts)
-        return try transformer.decode(batch, options: decodingOptions)
+        var options = decodingOptions
+        options.sampling?.seed &+= UInt64(seedOffset)
+        return try transformer.decode(batch, options: options)
     }
 
     /// Control characters as visible escapes, so that one output stays one line and no terminal
