@@ -36,7 +36,9 @@ let package = Package(
         .target(name: "LoomTensor", dependencies: ["LoomKernels"]),
         .target(name: "LoomLayers", dependencies: ["LoomTensor"]),
         .target(name: "LoomTraining", dependencies: ["LoomTensor", "LoomLayers"]),
-        .target(name: "LoomText", dependencies: ["LoomTensor"]),
+        // SentencePiece (Debian's libsentencepiece-dev) behind a small C interface.
+        .target(name: "CSentencePiece", linkerSettings: [.linkedLibrary("sentencepiece"), .linkedLibrary("sentencepiece_train")]),
+        .target(name: "LoomText", dependencies: ["LoomTensor", "CSentencePiece"]),
         .target(name: "LoomAudio", dependencies: ["LoomTensor", "CFFTW", "CSndFile", "CSampleRate"]),
         .target(name: "LoomSeq2Seq", dependencies: ["LoomLayers", "LoomTraining", "LoomText", "LoomAudio"]),
         .target(name: "Loom", dependencies: ["LoomKernels", "LoomTensor", "LoomLayers", "LoomTraining", "LoomText", "LoomAudio", "LoomSeq2Seq"]),
@@ -64,5 +66,6 @@ let package = Package(
         .testTarget(name: "LoomAudioTests", dependencies: ["LoomAudio", "CSndFile"]),
         .testTarget(name: "LoomCLITests", dependencies: ["loom", "Loom"]),
     ],
-    swiftLanguageModes: [.v5]
+    swiftLanguageModes: [.v5],
+    cxxLanguageStandard: .cxx17
 )

@@ -18,7 +18,7 @@ ALLOWED = {
     "LoomTensor": {"LoomKernels"},
     "LoomLayers": {"LoomTensor"},
     "LoomTraining": {"LoomTensor", "LoomLayers"},
-    "LoomText": {"LoomTensor"},
+    "LoomText": {"LoomTensor", "CSentencePiece"},
     "LoomAudio": {"LoomTensor", "CFFTW", "CSndFile", "CSampleRate"},
     "LoomSeq2Seq": {"LoomTensor", "LoomLayers", "LoomTraining", "LoomText", "LoomAudio"},
     "Loom": {"LoomKernels", "LoomTensor", "LoomLayers", "LoomTraining", "LoomText", "LoomAudio", "LoomSeq2Seq"},

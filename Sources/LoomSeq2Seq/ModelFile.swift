@@ -166,6 +166,7 @@ extension SequenceTransformer {
         switch codec {
         case let .characters(c): return "characters, \(c.alphabet.count) symbols (vocabulary \(c.size))"
         case let .words(w): return "words, \(w.vocabulary.count) words (vocabulary \(w.size))"
+        case let .pieces(p): return "SentencePiece \(p.type.rawValue) subwords (vocabulary \(p.size))"
         }
     }
 }

@@ -35,9 +35,12 @@ public struct RunConfiguration: Codable, Equatable, Sendable {
     }
 
     public struct Vocabulary: Codable, Equatable, Sendable {
-        /// "characters" or "words", for each side.
+        /// "characters", "words" or "pieces" (SentencePiece subwords, trained on the training side), for each side.
         public var source: String = "characters"
         public var target: String = "characters"
+        /// SentencePiece: "unigram" or "bpe", and the vocabulary size asked for.
+        public var pieces_type: String = "unigram"
+        public var pieces_size: Int = 1000
         public var lowercase: Bool = false
         /// Words: keep those seen at least this often, at most `maximum_size` of them.
         public var minimum_count: Int = 1
@@ -193,8 +196,10 @@ public struct RunConfiguration: Codable, Equatable, Sendable {
         }
         try range("data.validation_fraction", data.validation_fraction, 0...0.5)
         try choice("data.kind", data.kind, ["text", "audio"])
-        try choice("vocabulary.source", vocabulary.source, ["characters", "words"])
-        try choice("vocabulary.target", vocabulary.target, ["characters", "words"])
+        try choice("vocabulary.source", vocabulary.source, ["characters", "words", "pieces"])
+        try choice("vocabulary.target", vocabulary.target, ["characters", "words", "pieces"])
+        try choice("vocabulary.pieces_type", vocabulary.pieces_type, ["unigram", "bpe"])
+        try range("vocabulary.pieces_size", vocabulary.pieces_size, 5...1_000_000)
         try range("vocabulary.minimum_count", vocabulary.minimum_count, 1...1_000_000)
         if let m = vocabulary.maximum_size { try range("vocabulary.maximum_size", m, 1...10_000_000) }
         guard !model.encoder_layers.isEmpty else { throw fail("model.encoder_layers", "needs at least one layer") }

@@ -43,10 +43,16 @@ public enum SequenceRun {
     /// unseen in training map to the unknown symbol.
     public static func vocabularies(_ c: RunConfiguration, train: [PairCorpus.Pair]) throws -> (source: TextCodec?, target: TextCodec) {
         func codec(_ kind: String, _ texts: [String]) throws -> TextCodec {
-            kind == "words"
-                ? .words(try WordTokenizer(learningFrom: texts, lowercase: c.vocabulary.lowercase, maximumSize: c.vocabulary.maximum_size,
-                                           minimumCount: c.vocabulary.minimum_count))
-                : .characters(try CharacterEncoder(learningFrom: texts, ignoreCase: c.vocabulary.lowercase, unknown: .symbol))
+            switch kind {
+            case "words":
+                return .words(try WordTokenizer(learningFrom: texts, lowercase: c.vocabulary.lowercase, maximumSize: c.vocabulary.maximum_size,
+                                                minimumCount: c.vocabulary.minimum_count))
+            case "pieces":
+                return .pieces(try SentencePieceCodec(learningFrom: c.vocabulary.lowercase ? texts.map { $0.lowercased() } : texts,
+                                                      size: c.vocabulary.pieces_size, type: c.vocabulary.pieces_type == "bpe" ? .bpe : .unigram))
+            default:
+                return .characters(try CharacterEncoder(learningFrom: texts, ignoreCase: c.vocabulary.lowercase, unknown: .symbol))
+            }
         }
         let source = c.data.kind == "text" ? try codec(c.vocabulary.source, train.map(\.source)) : nil
         return (source, try codec(c.vocabulary.target, train.map(\.target)))
@@ -125,6 +131,7 @@ public enum SequenceRun {
             switch codec {
             case let .characters(c): return c.unknownIndex
             case .words: return WordTokenizer.unknown
+            case .pieces: return SentencePieceCodec.unknown
             }
         }()
         guard let unknown else { return 0 }

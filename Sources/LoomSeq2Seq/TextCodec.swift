@@ -7,8 +7,10 @@ import Foundation
 public enum TextCodec: Codable, Equatable, Sendable {
     case characters(CharacterEncoder)
     case words(WordTokenizer)
+    /// SentencePiece subwords (0 padding, 1 start, 2 end, 3 unknown).
+    case pieces(SentencePieceCodec)
 
-    private enum CodingKeys: String, CodingKey { case characters, words }
+    private enum CodingKeys: String, CodingKey { case characters, words, pieces }
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -18,6 +20,7 @@ public enum TextCodec: Codable, Equatable, Sendable {
         switch key {
         case .characters: self = .characters(try c.decode(CharacterEncoder.self, forKey: .characters))
         case .words: self = .words(try c.decode(WordTokenizer.self, forKey: .words))
+        case .pieces: self = .pieces(try c.decode(SentencePieceCodec.self, forKey: .pieces))
         }
     }
 
@@ -26,6 +29,7 @@ public enum TextCodec: Codable, Equatable, Sendable {
         switch self {
         case let .characters(e): try c.encode(e, forKey: .characters)
         case let .words(w): try c.encode(w, forKey: .words)
+        case let .pieces(p): try c.encode(p, forKey: .pieces)
         }
     }
 
@@ -33,6 +37,7 @@ public enum TextCodec: Codable, Equatable, Sendable {
         switch self {
         case let .characters(c): return c.size
         case let .words(w): return w.size
+        case let .pieces(p): return p.size
         }
     }
     public var paddingIndex: Int { 0 }
@@ -49,6 +54,7 @@ public enum TextCodec: Codable, Equatable, Sendable {
         switch self {
         case let .characters(c): return try c.encode(text)
         case let .words(w): return w.encode(text)
+        case let .pieces(p): return try p.encode(text)
         }
     }
 
@@ -56,6 +62,7 @@ public enum TextCodec: Codable, Equatable, Sendable {
         switch self {
         case let .characters(c): return try c.decode(indices)
         case let .words(w): return try w.decode(indices)
+        case let .pieces(p): return try p.decode(indices)
         }
     }
 }

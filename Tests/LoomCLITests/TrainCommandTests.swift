@@ -168,4 +168,20 @@ final class TrainCommandTests: XCTestCase {
             XCTAssertEqual(va[key] as? Double, vb[key] as? Double, key)
         }
     }
+
+    /// Subword vocabularies: SentencePiece trained by `loom train` on the training side, stored
+    /// in the model file, so the model decodes from another folder with nothing else.
+    func testSentencePieceVocabularyTravelsInTheModelFile() throws {
+        let config = root.appendingPathComponent("corpora/numbers/run.json").path
+        let train = try runLoom(["train", "--config", config, "--epochs", "1", "--set", "vocabulary.source=\"pieces\"",
+                                 "--set", "vocabulary.pieces_size=40", "--set", "vocabulary.pieces_type=\"bpe\"", "--output", path("run")])
+        XCTAssertEqual(train.status, 0, train.output)
+        try FileManager.default.createDirectory(at: directory.appendingPathComponent("elsewhere"), withIntermediateDirectories: true)
+        try FileManager.default.moveItem(atPath: path("run/model.safetensors"), toPath: path("elsewhere/m.safetensors"))
+        let info = try runLoom(["info", path("elsewhere/m.safetensors")])
+        XCTAssertTrue(info.output.contains("SentencePiece bpe subwords"), info.output)
+        let decoded = try runLoom(["decode", "--model", path("elsewhere/m.safetensors"), "four hundred two", "twelve"])
+        XCTAssertEqual(decoded.status, 0, decoded.output)
+        XCTAssertEqual(decoded.output.split(separator: "\n", omittingEmptySubsequences: false).count, 3, decoded.output)
+    }
 }
