@@ -24,6 +24,10 @@ public struct Hypothesis: Equatable, Sendable {
     public var logProbability: Double
     public var score: Double
     public var finished: Bool
+
+    public init(tokens: [Int], logProbability: Double, score: Double, finished: Bool) {
+        (self.tokens, self.logProbability, self.score, self.finished) = (tokens, logProbability, score, finished)
+    }
 }
 
 /// Limits and search settings for decoding.

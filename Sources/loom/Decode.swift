@@ -57,6 +57,19 @@ struct Decode: ParsableCommand {
         if nbest > 1 && format == .txt { throw ValidationError("--nbest \(nbest) prints several hypotheses per input: use --format tsv or json") }
     }
 
+    /// The model a file holds: an encoder-decoder, or a sequence-to-one model (a class or a
+    /// number: the compare-xy and addition-regression recipes' files).
+    enum Model {
+        case transformer(SequenceTransformer)
+        case head(SequenceHead)
+
+        static func load(_ url: URL) throws -> Model {
+            let format = try SafeTensors.read(url).metadata["loom.format"]
+            if format == SequenceHead.fileFormat { return .head(try SequenceHead.load(from: url).model) }
+            return .transformer(try SequenceTransformer.load(from: url).model)
+        }
+    }
+
     /// A source ready for the model.
     enum Source {
         case text(String)
@@ -64,7 +77,7 @@ struct Decode: ParsableCommand {
     }
 
     func run() throws {
-        let (transformer, _) = try SequenceTransformer.load(from: URL(fileURLWithPath: model))
+        let transformer = try Model.load(URL(fileURLWithPath: model))
         var failed = 0, number = 0
         var lines = inputs.isEmpty ? nil : inputs.makeIterator()
         // Bounded batches in, results out in order: standard input is never read ahead of the output.
@@ -80,7 +93,7 @@ struct Decode: ParsableCommand {
     }
 
     /// Decodes one chunk; returns how many of its inputs failed.
-    func decodeChunk(_ chunk: [String], firstNumber: Int, _ transformer: SequenceTransformer) throws -> Int {
+    func decodeChunk(_ chunk: [String], firstNumber: Int, _ transformer: Model) throws -> Int {
         var results = [Result<[(text: String, hypothesis: Hypothesis)], Error>?](repeating: nil, count: chunk.count)
         var sources: [(index: Int, source: Source)] = []
         for (i, item) in chunk.enumerated() {
@@ -104,7 +117,14 @@ struct Decode: ParsableCommand {
         return failed
     }
 
-    func prepare(_ item: String, _ transformer: SequenceTransformer) throws -> Source {
+    func prepare(_ item: String, _ model: Model) throws -> Source {
+        guard case let .transformer(transformer) = model else {
+            guard case let .head(head) = model else { throw ValidationError("unknown model") }
+            guard !item.isEmpty else { throw ValidationError("empty input") }
+            guard item.count <= maxInputLength else { throw ValidationError("\(item.count) characters, more than --max-input-length \(maxInputLength)") }
+            _ = try head.configuration.codec.encode(item)
+            return .text(item)
+        }
         switch transformer.configuration.source {
         case .text:
             guard !item.isEmpty else { throw ValidationError("empty input") }
@@ -120,8 +140,19 @@ struct Decode: ParsableCommand {
 
     /// Sampling draws from a seed offset by the first input's number, so that each batch draws
     /// afresh and a run is reproducible for the same inputs and batch size.
-    func decode(_ sources: [Source], _ transformer: SequenceTransformer, seedOffset: Int) throws -> [[(text: String, hypothesis: Hypothesis)]] {
+    func decode(_ sources: [Source], _ model: Model, seedOffset: Int) throws -> [[(text: String, hypothesis: Hypothesis)]] {
         guard !sources.isEmpty else { return [] }
+        let transformer: SequenceTransformer
+        switch model {
+        case let .transformer(t): transformer = t
+        case let .head(head):
+            // One output per input: the class with its probability (score = its log), or the number.
+            let texts = sources.compactMap { source -> String? in if case let .text(t) = source { return t } else { return nil } }
+            return try head.predict(texts).map { output, probability in
+                let logp = probability.map { Foundation.log($0) } ?? 0
+                return [(output, Hypothesis(tokens: [], logProbability: logp, score: logp, finished: true))]
+            }
+        }
         var texts: [String] = [], features: [(values: [Float], frames: Int)] = []
         for source in sources {
             switch source {
@@ -205,6 +236,11 @@ struct Info: ParsableCommand {
         case SequenceTransformer.fileFormat?, SequenceTransformer.previousFileFormat?:
             let (model, training) = try SequenceTransformer.load(from: url)
             print("\(file): Loom SequenceTransformer (\(metadata["loom.format"] ?? ""))")
+            print(model.summary)
+            for (k, v) in training.sorted(by: { $0.key < $1.key }) { print("training \(k): \(v)") }
+        case SequenceHead.fileFormat?:
+            let (model, training) = try SequenceHead.load(from: url)
+            print("\(file): Loom sequence-to-one model (\(SequenceHead.fileFormat)); `loom decode` prints its \(model.configuration.labels == nil ? "number" : "class")")
             print(model.summary)
             for (k, v) in training.sorted(by: { $0.key < $1.key }) { print("training \(k): \(v)") }
         case "loom-checkpoint/1"?:

@@ -69,14 +69,33 @@ final class UserEdgesTests: XCTestCase {
         let run = directory.appendingPathComponent("xy")
         let recipe = try runExecutable("compare-xy", ["--quick", "--epochs", "2", "--output", run.path])
         XCTAssertEqual(recipe.status, 0, recipe.output)
-        let weights = try runLoom(["info", run.appendingPathComponent("compare-xy.safetensors").path])
-        XCTAssertEqual(weights.status, 0, weights.output)
-        XCTAssertTrue(weights.output.contains("weights only") && weights.output.contains("task: compare-xy")
-                      && weights.output.contains("classifier.weight"), weights.output)
-        let checkpoint = try XCTUnwrap(Trainer<Float, Int, Int>.checkpoints(in: run.appendingPathComponent("checkpoints")).last)
-        let info = try runLoom(["info", checkpoint.path])
+        let model = run.appendingPathComponent("compare-xy.safetensors").path
+        let info = try runLoom(["info", model])
         XCTAssertEqual(info.status, 0, info.output)
-        XCTAssertTrue(info.output.contains("checkpoint") && info.output.contains("epoch: 2"), info.output)
+        XCTAssertTrue(info.output.contains("sequence-to-one model") && info.output.contains("training task: compare-xy")
+                      && info.output.contains("classes Less, Equal, Greater") && info.output.contains("head.weight [3, 32]"), info.output)
+        // And `loom decode` applies it: one class per input, the bad input reported in its place.
+        let decoded = try runLoom(["decode", "--model", model, "--format", "tsv", "xxy", "yyyx", "xy", "xz"])
+        XCTAssertEqual(decoded.status, 1, decoded.output)
+        let rows = decoded.output.split(separator: "\n").filter { !$0.hasPrefix("error:") }.map { $0.split(separator: "\t", omittingEmptySubsequences: false) }
+        XCTAssertEqual(rows.count, 4, decoded.output)
+        XCTAssertTrue(rows.prefix(3).allSatisfy { ["Less", "Equal", "Greater"].contains(String($0[3])) }, decoded.output)
+        XCTAssertEqual(rows[3][1], "error")
+        // A checkpoint of a run, and a weights-only safetensors file, are described too.
+        let weightsOnly = directory.appendingPathComponent("w.safetensors")
+        try SafeTensors.write([("w", try Tensor<Float>.ones([2, 3]))], metadata: ["note": "mine"], to: weightsOnly)
+        let plain = try runLoom(["info", weightsOnly.path])
+        XCTAssertTrue(plain.output.contains("weights only") && plain.output.contains("w F32 [2, 3]") && plain.output.contains("note: mine"), plain.output)
+        let checkpoint = try XCTUnwrap(Trainer<Float, Int, Int>.checkpoints(in: run.appendingPathComponent("checkpoints")).last)
+        let described = try runLoom(["info", checkpoint.path])
+        XCTAssertEqual(described.status, 0, described.output)
+        XCTAssertTrue(described.output.contains("checkpoint") && described.output.contains("epoch: 2"), described.output)
+        // The regression recipe's file prints a number per input.
+        let regression = directory.appendingPathComponent("regression")
+        XCTAssertEqual(try runExecutable("addition-regression", ["--quick", "--epochs", "2", "--output", regression.path]).status, 0)
+        let sums = try runLoom(["decode", "--model", regression.appendingPathComponent("addition-regression.safetensors").path, "12+30", "7+8"])
+        XCTAssertEqual(sums.status, 0, sums.output)
+        XCTAssertTrue(sums.output.split(separator: "\n").allSatisfy { Double($0) != nil }, sums.output)
     }
 
     /// Ctrl-C ends a recipe with a checkpoint at that step (status 130); --resume finishes the run

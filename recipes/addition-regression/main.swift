@@ -20,16 +20,11 @@ struct AdditionRegression: ParsableCommand {
         let directory = try common.outputDirectory("addition-regression")
         print("addition-regression: \(train.count) training pairs, \(held.count) held out; RNN x 2 (\(hidden)) -> SequenceLast -> Linear")
         let source = RandomSource(seed: common.seed)
-        let chars = try CharacterEncoder(alphabet: Array("0123456789+"))
-        let embedding = try Embedding<Float>(vocabularySize: chars.size, embeddingSize: 16, using: source)
-        let rnn = try BasicRecurrentLayer<Float>(inputSize: 16, hiddenSize: hidden, numLayers: 2, using: source)
-        let head = try Linear<Float>(inputSize: hidden, outputSize: 1, using: source)
         let scale: Float = 100  // sums 0...198 are learned as sum / 100
-        func predict(_ texts: [String]) throws -> Tensor<Float> {
-            let p = PaddedIndices(try texts.map { try chars.encode($0) })
-            let x = try SequenceBatch(values: embedding(indices: p.indices, shape: [p.steps, p.batch]), lengths: p.lengths)
-            return try head(SequenceLast<Float>()(rnn(x).output))
-        }
+        // Embedding -> 2 tanh RNN layers -> SequenceLast -> Linear to one number, as one model file `loom decode` applies.
+        let model = try SequenceHead(SequenceHead.Configuration(codec: .characters(CharacterEncoder(alphabet: Array("0123456789+"))), embeddingSize: 16,
+                                                                cell: "rnn", hidden: hidden, layers: 2, scale: Double(scale)), using: source)
+        func predict(_ texts: [String]) throws -> Tensor<Float> { try model(texts) }
         func roundedCorrect(_ items: [(text: String, sum: Int)]) throws -> Double {
             let predictions = try withoutGradients { try predict(items.map(\.text)) }.scalars
             return Double(zip(predictions, items).filter { Int(($0 * scale).rounded()) == $1.sum }.count) / Double(items.count)
@@ -41,7 +36,7 @@ struct AdditionRegression: ParsableCommand {
         options.runDirectory = directory
         options.progressEvery = 50
         options.gradientClipNorm = 1
-        let parameters = embedding.parameters + rnn.parameters + head.parameters
+        let parameters = model.parameters
         let trainer = Trainer<Float, (text: String, sum: Int), [(text: String, sum: Int)]>(
             parameters: parameters, optimizer: Adam<Float>(learningRate: learningRate), options: options, randomSource: source,
             length: { $0.text.count }, collate: { $0 },
@@ -58,8 +53,7 @@ struct AdditionRegression: ParsableCommand {
         let errors = try withoutGradients { try predict(held.map(\.text)) }.scalars
         let mae = zip(errors, held).reduce(0.0) { $0 + abs(Double($1.0 * scale) - Double($1.1.sum)) } / Double(held.count)
         let modelURL = directory.appendingPathComponent("addition-regression.safetensors")
-        try SafeTensors.write(zip(["embedding.weight"] + rnn.parameters.map { "rnn." + $0.name } + ["head.weight", "head.bias"], parameters)
-                                .map { (name: $0.0, tensor: $0.1.data) }, metadata: ["task": "addition-regression", "scale": "\(scale)"], to: modelURL)
+        try model.save(to: modelURL, training: ["task": "addition-regression", "held_out_rounds_correct": "\(heldCorrect)"])
         var report = RecipeReport()
         report.add("held_out_rounds_correct", "held-out predictions rounding to the correct sum", .fraction(heldCorrect))
         report.add("held_out_mean_absolute_error", "held-out mean absolute error", .number(mae, format: "%.3f"))

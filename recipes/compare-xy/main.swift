@@ -33,16 +33,11 @@ struct CompareXY: ParsableCommand {
         let directory = try common.outputDirectory("compare-xy")
         print("compare-xy: \(train.count) training strings (lengths \(train.first!.text.count)-\(train.last!.text.count)), \(test.count) unseen test strings")
         let source = RandomSource(seed: common.seed)
-        let chars = try CharacterEncoder(alphabet: Array("xy"))
-        let embedding = try Embedding<Float>(vocabularySize: chars.size, embeddingSize: 8, using: source)
-        let lstm = try LSTM<Float>(inputSize: 8, hiddenSize: hidden, using: source)
-        let classifier = try Linear<Float>(inputSize: hidden, outputSize: 3, using: source)
+        // Embedding -> LSTM -> SequenceLast -> Linear over the three labels, as one model file `loom decode` applies.
+        let model = try SequenceHead(SequenceHead.Configuration(codec: .characters(CharacterEncoder(alphabet: Array("xy"))), embeddingSize: 8,
+                                                                cell: "lstm", hidden: hidden, layers: 1, labels: Self.labels), using: source)
         let decoder = try ClassDecoder(labels: Self.labels)
-        func logits(_ texts: [String]) throws -> Tensor<Float> {
-            let p = PaddedIndices(try texts.map { try chars.encode($0) })
-            let x = try SequenceBatch(values: embedding(indices: p.indices, shape: [p.steps, p.batch]), lengths: p.lengths)
-            return try classifier(SequenceLast<Float>()(lstm(x).output))
-        }
+        func logits(_ texts: [String]) throws -> Tensor<Float> { try model(texts) }
         func accuracy(_ items: [(text: String, label: Int)]) throws -> Double {
             var correct = 0
             for start in stride(from: 0, to: items.count, by: 512) {
@@ -58,7 +53,7 @@ struct CompareXY: ParsableCommand {
         options.runIdentity = ["task": "compare-xy", "hidden": "\(hidden)", "quick": "\(quick)"]
         options.runDirectory = directory
         options.progressEvery = 20
-        let parameters = embedding.parameters + lstm.parameters + classifier.parameters
+        let parameters = model.parameters
         let trainer = Trainer<Float, (text: String, label: Int), [(text: String, label: Int)]>(
             parameters: parameters, optimizer: Adam<Float>(learningRate: common.learningRateOrDefault), options: options, randomSource: source,
             length: { $0.text.count }, collate: { $0 },
@@ -75,8 +70,7 @@ struct CompareXY: ParsableCommand {
         let seconds = Date().timeIntervalSince(start)
         let trainAccuracy = try accuracy(train), testAccuracy = try accuracy(test)
         let modelURL = directory.appendingPathComponent("compare-xy.safetensors")
-        try SafeTensors.write(zip(["embedding.weight"] + lstm.parameters.map { "lstm." + $0.name } + ["classifier.weight", "classifier.bias"], parameters)
-                                .map { (name: $0.0, tensor: $0.1.data) }, metadata: ["task": "compare-xy", "labels": Self.labels.joined(separator: ",")], to: modelURL)
+        try model.save(to: modelURL, training: ["task": "compare-xy", "unseen_lengths_accuracy": "\(testAccuracy)"])
         var report = RecipeReport()
         report.add("training_accuracy", "training-set accuracy", .fraction(trainAccuracy))
         report.add("unseen_lengths_accuracy", "unseen lengths accuracy", .fraction(testAccuracy))
