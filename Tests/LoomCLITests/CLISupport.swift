@@ -23,4 +23,38 @@ extension XCTestCase {
 
     /// Runs the real `loom` binary.
     func runLoom(_ arguments: [String]) throws -> (status: Int32, output: String) { try runExecutable("loom", arguments) }
+
+    /// 16-bit PCM mono WAV bytes of `samples` (in -1...1) at `rate`.
+    func wavData(_ samples: [Float], rate: Int) -> Data {
+        var d = Data()
+        func u32(_ v: Int) { withUnsafeBytes(of: UInt32(v).littleEndian) { d.append(contentsOf: $0) } }
+        func u16(_ v: Int) { withUnsafeBytes(of: UInt16(v).littleEndian) { d.append(contentsOf: $0) } }
+        d.append(contentsOf: Array("RIFF".utf8)); u32(36 + 2 * samples.count); d.append(contentsOf: Array("WAVEfmt ".utf8))
+        u32(16); u16(1); u16(1); u32(rate); u32(rate * 2); u16(2); u16(16)
+        d.append(contentsOf: Array("data".utf8)); u32(2 * samples.count)
+        var bytes = [UInt8](repeating: 0, count: 2 * samples.count)
+        for (i, s) in samples.enumerated() {
+            let v = UInt16(bitPattern: Int16(Swift.max(-1, Swift.min(1, s)) * 32767))
+            (bytes[2 * i], bytes[2 * i + 1]) = (UInt8(v & 0xFF), UInt8(v >> 8))
+        }
+        d.append(contentsOf: bytes)
+        return d
+    }
+
+    /// Starts an executable, waits until it has written its first checkpoint into `checkpoints`
+    /// (its signal handling is in place and training is under way), sends `signal`, and returns
+    /// how it ended.
+    func interruptAtFirstCheckpoint(_ name: String, _ arguments: [String], checkpoints: URL, signal: Int32) throws -> Process {
+        let process = Process()
+        process.executableURL = builtExecutable(name)
+        process.arguments = arguments
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        while process.isRunning && !((try? FileManager.default.contentsOfDirectory(atPath: checkpoints.path)) ?? [])
+            .contains(where: { $0.hasPrefix("checkpoint-") && $0.hasSuffix(".safetensors") }) { usleep(2_000) }
+        kill(process.processIdentifier, signal)
+        process.waitUntilExit()
+        return process
+    }
 }

@@ -7,17 +7,7 @@ final class EncodeAudioCommandTests: XCTestCase {
 
     func run(_ arguments: [String]) throws -> (status: Int32, output: String) { try runLoom(arguments) }
 
-    /// A 16-bit PCM mono WAV, written byte by byte (RIFF header of 44 bytes).
-    func wav(_ samples: [Float], rate: Int) -> Data {
-        var d = Data()
-        func u32(_ v: Int) { withUnsafeBytes(of: UInt32(v).littleEndian) { d.append(contentsOf: $0) } }
-        func u16(_ v: Int) { withUnsafeBytes(of: UInt16(v).littleEndian) { d.append(contentsOf: $0) } }
-        d.append(contentsOf: Array("RIFF".utf8)); u32(36 + 2 * samples.count); d.append(contentsOf: Array("WAVEfmt ".utf8))
-        u32(16); u16(1); u16(1); u32(rate); u32(rate * 2); u16(2); u16(16)
-        d.append(contentsOf: Array("data".utf8)); u32(2 * samples.count)
-        for s in samples { withUnsafeBytes(of: Int16(max(-1, min(1, s)) * 32767).littleEndian) { d.append(contentsOf: $0) } }
-        return d
-    }
+    func wav(_ samples: [Float], rate: Int) -> Data { wavData(samples, rate: rate) }
 
     func testEncodesGoodFilesAndNamesTheBadOne() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("loom-cli-\(UUID().uuidString)")

@@ -93,20 +93,8 @@ final class HostileInputTests: XCTestCase {
 
     /// 16-bit mono PCM.
     func writeWAV(_ name: String, seconds: Double, rate: Int = 16000) throws -> String {
-        let count = Int(seconds * Double(rate))
-        var d = Data()
-        func u32(_ v: Int) { withUnsafeBytes(of: UInt32(v).littleEndian) { d.append(contentsOf: $0) } }
-        func u16(_ v: Int) { withUnsafeBytes(of: UInt16(v).littleEndian) { d.append(contentsOf: $0) } }
-        d.append(contentsOf: Array("RIFF".utf8)); u32(36 + 2 * count); d.append(contentsOf: Array("WAVEfmt ".utf8))
-        u32(16); u16(1); u16(1); u32(rate); u32(rate * 2); u16(2); u16(16)
-        d.append(contentsOf: Array("data".utf8)); u32(2 * count)
-        var samples = [UInt8](repeating: 0, count: 2 * count)
-        for i in 0..<count {
-            let v = UInt16(bitPattern: Int16(8000 * sin(Double(i) * 0.07)))
-            samples[2 * i] = UInt8(v & 0xFF); samples[2 * i + 1] = UInt8(v >> 8)
-        }
-        d.append(contentsOf: samples)
-        try d.write(to: directory.appendingPathComponent(name))
+        let samples = (0..<Int(seconds * Double(rate))).map { Float(0.25 * sin(Double($0) * 0.07)) }
+        try wavData(samples, rate: rate).write(to: directory.appendingPathComponent(name))
         return path(name)
     }
 

@@ -114,14 +114,7 @@ final class TrainCommandTests: XCTestCase {
         for i in 0..<12 {
             let (frequency, label) = i % 2 == 0 ? (300.0, "a") : (1200.0, "b")
             let samples = (0..<4000).map { Float(0.4 * sin(2 * Double.pi * frequency * Double($0) / 8000)) }
-            var d = Data()
-            func u32(_ v: Int) { withUnsafeBytes(of: UInt32(v).littleEndian) { d.append(contentsOf: $0) } }
-            func u16(_ v: Int) { withUnsafeBytes(of: UInt16(v).littleEndian) { d.append(contentsOf: $0) } }
-            d.append(contentsOf: Array("RIFF".utf8)); u32(36 + 2 * samples.count); d.append(contentsOf: Array("WAVEfmt ".utf8))
-            u32(16); u16(1); u16(1); u32(8000); u32(16000); u16(2); u16(16)
-            d.append(contentsOf: Array("data".utf8)); u32(2 * samples.count)
-            for s in samples { withUnsafeBytes(of: Int16(s * 32767).littleEndian) { d.append(contentsOf: $0) } }
-            try d.write(to: directory.appendingPathComponent("tone\(i).wav"))
+            try wavData(samples, rate: 8000).write(to: directory.appendingPathComponent("tone\(i).wav"))
             lines.append("tone\(i).wav\t\(label)")
         }
         try Data((["path\ttranscript"] + lines).joined(separator: "\n").utf8 + [10]).write(to: directory.appendingPathComponent("m.tsv"))
@@ -149,16 +142,8 @@ final class TrainCommandTests: XCTestCase {
         let common = ["train", "--config", config, "--epochs", "2", "--threads", "1", "--checkpoint-every", "4", "--set", "training.patience=null"]
         let whole = try runLoom(common + ["--output", path("whole")])
         XCTAssertEqual(whole.status, 0, whole.output)
-        let process = Process()
-        process.executableURL = builtExecutable("loom")
-        process.arguments = common + ["--output", path("cut")]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        let checkpoints = directory.appendingPathComponent("cut/checkpoints")
-        while process.isRunning && Trainer<Float, Int, Int>.checkpoints(in: checkpoints).isEmpty { usleep(2_000) }
-        kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
+        _ = try interruptAtFirstCheckpoint("loom", common + ["--output", path("cut")], checkpoints: directory.appendingPathComponent("cut/checkpoints"),
+                                           signal: SIGKILL)
         let resumed = try runLoom(common + ["--output", path("cut"), "--resume"])
         XCTAssertEqual(resumed.status, 0, resumed.output)
         let (a, b) = (try json(path("whole/report.json")), try json(path("cut/report.json")))

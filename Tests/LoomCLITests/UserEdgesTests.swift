@@ -105,17 +105,8 @@ final class UserEdgesTests: XCTestCase {
         let whole = try runExecutable("addition", common + ["--output", directory.appendingPathComponent("whole").path])
         XCTAssertEqual(whole.status, 0, whole.output)
         let output = directory.appendingPathComponent("cut")
-        let process = Process()
-        process.executableURL = builtExecutable("addition")
-        process.arguments = common + ["--output", output.path]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        // The first checkpoint means the signal handler is in place and training is under way.
-        let checkpoints = output.appendingPathComponent("checkpoints")
-        while process.isRunning && Trainer<Float, Int, Int>.checkpoints(in: checkpoints).isEmpty { usleep(2_000) }
-        kill(process.processIdentifier, SIGINT)
-        process.waitUntilExit()
+        let process = try interruptAtFirstCheckpoint("addition", common + ["--output", output.path],
+                                                     checkpoints: output.appendingPathComponent("checkpoints"), signal: SIGINT)
         XCTAssertEqual(process.terminationStatus, 130, "stopped by the signal with a checkpoint")
         XCTAssertFalse(FileManager.default.fileExists(atPath: output.appendingPathComponent("report.json").path))
         let resumed = try runExecutable("addition", common + ["--output", output.path, "--resume"])
