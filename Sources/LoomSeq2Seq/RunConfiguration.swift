@@ -41,6 +41,8 @@ public struct RunConfiguration: Codable, Equatable, Sendable {
         /// SentencePiece: "unigram" or "bpe", and the vocabulary size asked for.
         public var pieces_type: String = "unigram"
         public var pieces_size: Int = 1000
+        /// One vocabulary for both sides, learned from both (text sources of the same kind only).
+        public var shared: Bool = false
         public var lowercase: Bool = false
         /// Words: keep those seen at least this often, at most `maximum_size` of them.
         public var minimum_count: Int = 1
@@ -199,6 +201,9 @@ public struct RunConfiguration: Codable, Equatable, Sendable {
         try choice("vocabulary.source", vocabulary.source, ["characters", "words", "pieces"])
         try choice("vocabulary.target", vocabulary.target, ["characters", "words", "pieces"])
         try choice("vocabulary.pieces_type", vocabulary.pieces_type, ["unigram", "bpe"])
+        if vocabulary.shared && (data.kind == "audio" || vocabulary.source != vocabulary.target) {
+            throw fail("vocabulary.shared", "needs text sources and the same kind on both sides (source \"\(vocabulary.source)\", target \"\(vocabulary.target)\")")
+        }
         try range("vocabulary.pieces_size", vocabulary.pieces_size, 5...1_000_000)
         try range("vocabulary.minimum_count", vocabulary.minimum_count, 1...1_000_000)
         if let m = vocabulary.maximum_size { try range("vocabulary.maximum_size", m, 1...10_000_000) }

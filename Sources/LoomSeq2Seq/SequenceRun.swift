@@ -54,6 +54,10 @@ public enum SequenceRun {
                 return .characters(try CharacterEncoder(learningFrom: texts, ignoreCase: c.vocabulary.lowercase, unknown: .symbol))
             }
         }
+        if c.vocabulary.shared {
+            let both = try codec(c.vocabulary.target, train.map(\.source) + train.map(\.target))
+            return (both, both)
+        }
         let source = c.data.kind == "text" ? try codec(c.vocabulary.source, train.map(\.source)) : nil
         return (source, try codec(c.vocabulary.target, train.map(\.target)))
     }

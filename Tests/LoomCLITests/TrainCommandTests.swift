@@ -105,6 +105,14 @@ final class TrainCommandTests: XCTestCase {
         let evaluation = try runLoom(["evaluate", "--model", path("run/model.safetensors"), "--test", path("test.tsv")])
         XCTAssertEqual(evaluation.status, 0, evaluation.output)
         XCTAssertEqual(try json(path("run/evaluation.json"))["sources_with_unknown_symbols"] as? Int, 2)
+        // A shared vocabulary: one alphabet learned from both sides, the same in source and target.
+        try Data("ab\tcd\nba\tdc\n".utf8).write(to: directory.appendingPathComponent("pairs.tsv"))
+        let shared = try runLoom(["train", "--train", path("pairs.tsv"), "--epochs", "1", "--set", "data.validation_fraction=0",
+                                  "--set", "vocabulary.shared=true", "--set", "model.encoder_layers=[8]", "--set", "model.decoder_hidden=8",
+                                  "--output", path("shared")])
+        XCTAssertEqual(shared.status, 0, shared.output)
+        let info = try runLoom(["info", path("shared/model.safetensors")])
+        XCTAssertTrue(info.output.contains("source: text, characters, 4 symbols") && info.output.contains("target: characters, 4 symbols"), info.output)
     }
 
     /// A small manifest of recordings (two tones standing for "a" and "b") trains and evaluates
