@@ -42,13 +42,15 @@ extension SequenceTransformer {
             throw SafeTensorsError.invalidHeader("\(url.lastPathComponent) is not a Loom SequenceTransformer file (loom.format is \(format.map { "\"\($0)\"" } ?? "missing"))")
         }
         let configuration = try decodeArchitecture(file.metadata["loom.architecture"] ?? "", strict: format == fileFormat)
-        // A hostile architecture could ask for any size: the weights it implies must all be in
-        // the file, so they cannot much outnumber its tensors; refuse before allocating anything
-        // (the exact check, tensor by tensor, comes after, with the tensor's name).
-        let expected = configuration.expectedParameterCount
-        let stored = file.entries.values.reduce(0.0) { $0 + Double($1.shape.reduce(1, *)) }
-        guard expected.isFinite, expected <= 2 * stored + 1_000_000 else {
-            throw SafeTensorsError.invalidHeader("the architecture needs \(expected) weights but the file holds \(Int(stored))")
+        // A hostile architecture could ask for any size: every weight it implies must be in the
+        // file with that shape, checked from the parameter table before anything is allocated.
+        let table = configuration.parameterTable
+        for (name, shape) in table {
+            guard let entry = file.entries[name] else { throw SafeTensorsError.missingTensor(name) }
+            guard entry.shape == shape else { throw SafeTensorsError.shapeMismatch(tensor: name, expected: shape, actual: entry.shape) }
+        }
+        if let extra = Set(file.entries.keys).subtracting(table.map(\.name)).sorted().first {
+            throw SafeTensorsError.invalidHeader("unexpected tensor \"\(extra)\" for this architecture")
         }
         let model = try SequenceTransformer(configuration, using: RandomSource(seed: 0))
         try model.loadWeights(file)
@@ -172,36 +174,41 @@ extension SequenceTransformer {
 }
 
 extension SequenceTransformerConfiguration {
-    /// The number of weights this architecture has, computed without building it (in Double,
-    /// so that absurd sizes cannot overflow).
-    public var expectedParameterCount: Double {
-        func lstm(_ input: Double, _ h: Double, _ directions: Double) -> Double { directions * (4 * h * input + 4 * h * h + 8 * h) }
-        var total = 0.0
-        var input: Double
-        switch source {
-        case let .text(codec, e):
-            total += Double(codec.size) * Double(e)
-            input = Double(e)
-        case let .audio(c, k):
-            input = Double(c.featureCount) * Double(k)
+    /// Every weight's name and shape in model files, from the configuration alone (nothing is
+    /// allocated): the one table that loading checks a file against, that `loom info` counts, and
+    /// that the tests hold the built model's `namedParameters` to.
+    public var parameterTable: [(name: String, shape: [Int])] {
+        var table: [(String, [Int])] = []
+        func lstm(_ prefix: String, input: Int, hidden h: Int, layer: Int, reverse: Bool) {
+            let suffix = "_l\(layer)" + (reverse ? "_reverse" : "")
+            table += [("\(prefix)weight_ih\(suffix)", [4 * h, input]), ("\(prefix)weight_hh\(suffix)", [4 * h, h]),
+                      ("\(prefix)bias_ih\(suffix)", [4 * h]), ("\(prefix)bias_hh\(suffix)", [4 * h])]
         }
-        for (h, bi) in zip(encoderLayers, encoderBidirectional) {
-            total += lstm(input, Double(h), bi ? 2 : 1)
-            input = Double(h) * (bi ? 2 : 1)
+        var input = encoderInputSize
+        if case let .text(codec, e) = source { table.append(("encoder.embedding.weight", [codec.size, e])) }
+        for (l, (h, bidirectional)) in zip(encoderLayers, encoderBidirectional).enumerated() {
+            for reverse in bidirectional ? [false, true] : [false] { lstm("encoder.layers.\(l).", input: input, hidden: h, layer: 0, reverse: reverse) }
+            input = h * (bidirectional ? 2 : 1)
         }
-        let encoderOut = input, hd = Double(decoderHidden), layers = Double(decoderLayers), v = Double(target.size)
-        total += 2 * (encoderOut * hd * layers + hd * layers)
-        total += v * Double(targetEmbeddingSize)
-        total += lstm(Double(targetEmbeddingSize) + (inputFeeding ? hd : 0), hd, 1) + (layers - 1) * lstm(hd, hd, 1)
+        let (k, h, v) = (encoderOutputSize, decoderHidden, target.size)
+        table += [("bridge.hidden.weight", [h * decoderLayers, k]), ("bridge.hidden.bias", [h * decoderLayers]),
+                  ("bridge.cell.weight", [h * decoderLayers, k]), ("bridge.cell.bias", [h * decoderLayers]),
+                  ("decoder.embedding.weight", [v, targetEmbeddingSize])]
+        for layer in 0..<decoderLayers {
+            lstm("decoder.rnn.", input: layer == 0 ? targetEmbeddingSize + (inputFeeding ? h : 0) : h, hidden: h, layer: layer, reverse: false)
+        }
         switch attention {
-        case .none: break
-        case .dot?: total += hd * (encoderOut + hd)
-        case .general?: total += hd * encoderOut + hd * (encoderOut + hd)
-        case .additive?: total += hd * hd + hd * encoderOut + hd + hd + hd * (encoderOut + hd)
+        case .none, .dot?: break
+        case .general?: table.append(("attention.query.weight", [k, h]))
+        case .additive?: table += [("attention.query.weight", [h, h]), ("attention.key.weight", [h, k]), ("attention.key.bias", [h]), ("attention.v", [h, 1])]
         }
-        total += v * hd + v
-        return total
+        if attention != nil { table.append(("decoder.combine.weight", [h, k + h])) }
+        table += [("decoder.output.weight", [v, h]), ("decoder.output.bias", [v])]
+        return table
     }
+
+    /// The number of weights, in Double so that absurd sizes cannot overflow.
+    public var parameterCount: Double { parameterTable.reduce(0) { $0 + $1.shape.reduce(1.0) { $0 * Double($1) } } }
 }
 
 extension Recurrent {
