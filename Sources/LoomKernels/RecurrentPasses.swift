@@ -304,9 +304,8 @@ enum RecurrentPasses<S: TensorScalar> {
         let n = layout.rows, batch = layout.batch
         // Gradients of the pre-activations, x side and h side (equal but for the GRU's n block).
         // The x side's are written over the gates, which each row reads just before (the gates
-        // are not needed after: one backward per forward). A separate array was written to
-        // memory never read before, every line fetched only to be overwritten: lstm-medium-train
-        // took 1.035-1.039 times as long (in-process A/B, 40 pairs each of two runs).
+        // are not needed after: one backward per forward). A separate array would be fetched from
+        // memory only to be overwritten (its cost: see the commit that made this change).
         let dxGates = k.gates
         let dhGates = k.cell == .gru ? UnsafeMutablePointer<S>.allocate(capacity: Swift.max(n * gh, 1)) : dxGates
         // Running gradients of the state and cell entering each step, and one step's product.
@@ -525,14 +524,10 @@ enum RecurrentPasses<S: TensorScalar> {
     /// still in the core's cache, where products over all rows after the loop read all of them
     /// back from memory. The input gradient's groups go through W_ih packed once for the packed
     /// kernel (else BLAS), which writes its results directly (BLAS first zeroes the rows of a
-    /// product with beta = 0, and repacks W_ih on every call): lstm-medium-train 0.989-0.993 of
-    /// the step time against that product in pieces after the loop (in-process A/B, 20 pairs
-    /// each of two runs; alternating runs of both builds were too noisy to tell, median 0.997
-    /// over 8 pairs spread +-7%). The groups are cut by the layout alone and each is one product
-    /// on the direction's own thread (handing half of it to the other thread when that one was
-    /// free cost more than it saved), so the sums come out the same every time. The weight
-    /// gradients' part, against the shared products after the loop: lstm-medium-train faster in
-    /// 8 of 10 alternating runs of both builds, median +2.1%.
+    /// product with beta = 0, and repacks W_ih on every call). The groups are cut by the layout
+    /// alone and each is one product on the direction's own thread (handing half of it to the
+    /// other thread when that one was free cost more than it saved), so the sums come out the
+    /// same every time. The measurements are in the commits that introduced this.
     final class GroupSums {
         let kernel: Kernel
         /// [G H, ld], then [G H, I] when not `joined`.

@@ -106,9 +106,8 @@ public struct Recurrent<Scalar: TensorScalar, Kind: RecurrentCellKind> {
     ///
     /// Pre-specialized for Float, like the tape's sweep and the optimizers' step (each marked
     /// "see Recurrent.run"): a generic function called from another module runs unspecialized, and
-    /// this one's work (the fused kernels' set-up, the tape, the optimizer) then looked up generic
-    /// metadata at run time, 2.2% of lstm-small-train's caller thread (0.5% after); the step
-    /// ran faster in each of six alternating runs of both builds (0.8-17%, median 5%).
+    /// this one's work (the fused kernels' set-up, the tape, the optimizer) would look up generic
+    /// metadata at run time on every training step.
     @_specialize(where Scalar == Float, Kind == LSTMKind)
     @_specialize(where Scalar == Float, Kind == GRUKind)
     @_specialize(where Scalar == Float, Kind == RNNKind)
