@@ -78,6 +78,8 @@ def main():
     w, metadata = read_safetensors(path)
     assert metadata["loom.format"] == "loom-sequence-transformer/2", metadata["loom.format"]
     a = json.loads(metadata["loom.architecture"])
+    if a.get("cell") not in (None, "lstm"):
+        raise SystemExit("this script rebuilds LSTM models only")
     source = Codec(a["source"]["text"]["codec"])
     target = Codec(a["target"])
     H, L = a["decoderHidden"], a["decoderLayers"]

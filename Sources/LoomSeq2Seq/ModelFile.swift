@@ -11,7 +11,7 @@ extension SequenceTransformer {
     /// means absent; every other key is required, as in /2.
     public static let previousFileFormat = "loom-sequence-transformer/1"
     /// Architecture keys that may be `null`.
-    static let optionalArchitectureKeys: Set<String> = ["attention", "reverseSource", "featureNormalization", "recurrentDropout"]
+    static let optionalArchitectureKeys: Set<String> = ["attention", "reverseSource", "featureNormalization", "recurrentDropout", "cell"]
 
     /// Writes the model atomically.
     public func save(to url: URL, training: [String: String] = [:]) throws {
@@ -154,9 +154,9 @@ extension SequenceTransformer {
                          + (c.featureNormalization.map { ", \($0.rawValue) normalization" } ?? ""))
         }
         for (i, (h, bi)) in zip(c.encoderLayers, c.encoderBidirectional).enumerated() {
-            lines.append("encoder layer \(i): LSTM \(h)\(bi ? " bidirectional" : "")")
+            lines.append("encoder layer \(i): \(c.cellKind.rawValue.uppercased()) \(h)\(bi ? " bidirectional" : "")")
         }
-        lines.append("decoder: embedding \(c.targetEmbeddingSize), LSTM \(c.decoderHidden) x \(c.decoderLayers) layers"
+        lines.append("decoder: embedding \(c.targetEmbeddingSize), \(c.cellKind.rawValue.uppercased()) \(c.decoderHidden) x \(c.decoderLayers) layers"
                      + (c.attention.map { ", attention \($0.rawValue)\(c.inputFeeding ? " with input feeding" : "")" } ?? ", no attention"))
         lines.append("target: \(Self.describe(c.target))")
         lines.append("parameters: \(parameterCount)")
@@ -179,10 +179,11 @@ extension SequenceTransformerConfiguration {
     /// that the tests hold the built model's `namedParameters` to.
     public var parameterTable: [(name: String, shape: [Int])] {
         var table: [(String, [Int])] = []
+        let g = cellKind.gates
         func lstm(_ prefix: String, input: Int, hidden h: Int, layer: Int, reverse: Bool) {
             let suffix = "_l\(layer)" + (reverse ? "_reverse" : "")
-            table += [("\(prefix)weight_ih\(suffix)", [4 * h, input]), ("\(prefix)weight_hh\(suffix)", [4 * h, h]),
-                      ("\(prefix)bias_ih\(suffix)", [4 * h]), ("\(prefix)bias_hh\(suffix)", [4 * h])]
+            table += [("\(prefix)weight_ih\(suffix)", [g * h, input]), ("\(prefix)weight_hh\(suffix)", [g * h, h]),
+                      ("\(prefix)bias_ih\(suffix)", [g * h]), ("\(prefix)bias_hh\(suffix)", [g * h])]
         }
         var input = encoderInputSize
         if case let .text(codec, e) = source { table.append(("encoder.embedding.weight", [codec.size, e])) }
@@ -191,9 +192,9 @@ extension SequenceTransformerConfiguration {
             input = h * (bidirectional ? 2 : 1)
         }
         let (k, h, v) = (encoderOutputSize, decoderHidden, target.size)
-        table += [("bridge.hidden.weight", [h * decoderLayers, k]), ("bridge.hidden.bias", [h * decoderLayers]),
-                  ("bridge.cell.weight", [h * decoderLayers, k]), ("bridge.cell.bias", [h * decoderLayers]),
-                  ("decoder.embedding.weight", [v, targetEmbeddingSize])]
+        table += [("bridge.hidden.weight", [h * decoderLayers, k]), ("bridge.hidden.bias", [h * decoderLayers])]
+        if cellKind == .lstm { table += [("bridge.cell.weight", [h * decoderLayers, k]), ("bridge.cell.bias", [h * decoderLayers])] }
+        table.append(("decoder.embedding.weight", [v, targetEmbeddingSize]))
         for layer in 0..<decoderLayers {
             lstm("decoder.rnn.", input: layer == 0 ? targetEmbeddingSize + (inputFeeding ? h : 0) : h, hidden: h, layer: layer, reverse: false)
         }

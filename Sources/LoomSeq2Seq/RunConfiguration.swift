@@ -50,6 +50,8 @@ public struct RunConfiguration: Codable, Equatable, Sendable {
     }
 
     public struct Model: Codable, Equatable, Sendable {
+        /// "lstm" or "gru", for the encoder and the decoder.
+        public var cell: String = "lstm"
         public var encoder_layers: [Int] = [128]
         public var bidirectional: [Bool]?
         public var decoder_hidden: Int = 128
@@ -207,6 +209,7 @@ public struct RunConfiguration: Codable, Equatable, Sendable {
         try range("vocabulary.pieces_size", vocabulary.pieces_size, 5...1_000_000)
         try range("vocabulary.minimum_count", vocabulary.minimum_count, 1...1_000_000)
         if let m = vocabulary.maximum_size { try range("vocabulary.maximum_size", m, 1...10_000_000) }
+        try choice("model.cell", model.cell, ["lstm", "gru"])
         guard !model.encoder_layers.isEmpty else { throw fail("model.encoder_layers", "needs at least one layer") }
         for h in model.encoder_layers { try range("model.encoder_layers", h, 1...4096) }
         if let b = model.bidirectional, b.count != model.encoder_layers.count {

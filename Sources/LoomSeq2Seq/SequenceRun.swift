@@ -79,6 +79,7 @@ public enum SequenceRun {
             target: target, targetEmbeddingSize: m.target_embedding, decoderHidden: m.decoder_hidden, decoderLayers: m.decoder_layers,
             attention: m.attention == "none" ? nil : Attention<Float>.Score(rawValue: m.attention), inputFeeding: m.input_feeding, dropout: m.dropout)
         a.reverseSource = source != nil && m.reverse_source
+        a.cell = m.cell == "gru" ? .gru : nil
         let p = m.recurrent_dropout
         switch m.recurrent_dropout_method {
         case "weights": a.recurrentDropout = RecurrentDropout(weights: p)

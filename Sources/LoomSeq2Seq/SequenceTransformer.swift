@@ -62,7 +62,10 @@ public struct SequenceTransformerConfiguration: Codable, Equatable, Sendable {
     /// audio features), between encoder layers, on the target embeddings, between decoder layers
     /// and on the attentional vector before the output layer. Evaluation never drops.
     public var dropout: Double
-    /// Recurrent dropout of the encoder's LSTM layers (nil: none), as Wolfram's methods and
+    /// The recurrent cell of the encoder and decoder layers: LSTM (nil, the default) or GRU (a GRU
+    /// decoder has no cell state, so the bridge has no cell half).
+    public var cell: RecurrentCell?
+    /// Recurrent dropout of the encoder's layers (nil: none), as Wolfram's methods and
     /// AWD-LSTM's weight drop: weights, input, state, state update.
     public var recurrentDropout: RecurrentDropout?
     /// Reverse each text source before encoding (the classic trick for LSTM encoders; the model
@@ -100,6 +103,7 @@ public struct SequenceTransformerConfiguration: Codable, Equatable, Sendable {
         }
         guard targetEmbeddingSize > 0, decoderHidden > 0, decoderLayers > 0 else { throw fail("decoder sizes must be positive") }
         guard dropout >= 0, dropout < 1 else { throw fail("dropout \(dropout)") }
+        guard cell == nil || cell == .lstm || cell == .gru else { throw fail("the cell must be lstm or gru, got \(cell?.rawValue ?? "")") }
         if let r = recurrentDropout {
             for (name, p) in [("weights", r.weights), ("input", r.input), ("state", r.state), ("stateUpdate", r.stateUpdate)] where !(p >= 0 && p < 1) {
                 throw fail("recurrent dropout \(name) \(p)")
@@ -120,6 +124,9 @@ public struct SequenceTransformerConfiguration: Codable, Equatable, Sendable {
         }
     }
 
+    /// The cell kind in use (LSTM when unset).
+    var cellKind: RecurrentCell { cell ?? .lstm }
+
     var encoderOutputSize: Int { (encoderLayers.last ?? 0) * ((encoderBidirectional.last ?? false) ? 2 : 1) }
 }
 
@@ -132,13 +139,14 @@ public struct SequenceTransformerConfiguration: Codable, Equatable, Sendable {
 public final class SequenceTransformer {
     public let configuration: SequenceTransformerConfiguration
     let sourceEmbedding: Embedding<Float>?
-    let encoder: [LSTM<Float>]
+    let encoder: [RecurrentStack]
     let bridgeHidden: Linear<Float>
-    let bridgeCell: Linear<Float>
+    /// LSTM decoders only: the cell state's bridge.
+    let bridgeCell: Linear<Float>?
     let targetEmbedding: Embedding<Float>
     /// The decoder stack; run fused over a whole target in training without input feeding, or
     /// one cell step at a time (its weights' `step`) when decoding.
-    let decoder: LSTM<Float>
+    let decoder: RecurrentStack
     let attention: Attention<Float>?
     /// Luong's combination tanh(W_c [context; h]).
     let combine: Linear<Float>?
@@ -156,18 +164,18 @@ public final class SequenceTransformer {
             sourceEmbedding = nil
         }
         var input = c.encoderInputSize
-        var layers: [LSTM<Float>] = []
+        var layers: [RecurrentStack] = []
         for (h, bi) in zip(c.encoderLayers, c.encoderBidirectional) {
-            layers.append(try LSTM<Float>(inputSize: input, hiddenSize: h, bidirectional: bi, dropout: c.recurrentDropout ?? .none, using: source))
+            layers.append(try RecurrentStack(c.cellKind, inputSize: input, hiddenSize: h, bidirectional: bi, dropout: c.recurrentDropout ?? .none, using: source))
             input = h * (bi ? 2 : 1)
         }
         encoder = layers
         let encoderOut = c.encoderOutputSize
         bridgeHidden = try Linear(inputSize: encoderOut, outputSize: c.decoderHidden * c.decoderLayers, using: source)
-        bridgeCell = try Linear(inputSize: encoderOut, outputSize: c.decoderHidden * c.decoderLayers, using: source)
+        bridgeCell = c.cellKind == .lstm ? try Linear(inputSize: encoderOut, outputSize: c.decoderHidden * c.decoderLayers, using: source) : nil
         targetEmbedding = try Embedding(vocabularySize: c.target.size, embeddingSize: c.targetEmbeddingSize, using: source)
-        decoder = try LSTM<Float>(inputSize: c.targetEmbeddingSize + (c.inputFeeding ? c.decoderHidden : 0), hiddenSize: c.decoderHidden,
-                                  numLayers: c.decoderLayers, interLayerDropout: c.dropout, using: source)
+        decoder = try RecurrentStack(c.cellKind, inputSize: c.targetEmbeddingSize + (c.inputFeeding ? c.decoderHidden : 0), hiddenSize: c.decoderHidden,
+                                     numLayers: c.decoderLayers, interLayerDropout: c.dropout, using: source)
         if let score = c.attention {
             attention = try Attention(score: score, querySize: c.decoderHidden, keySize: encoderOut, attentionSize: c.decoderHidden, using: source)
             combine = try Linear(inputSize: encoderOut + c.decoderHidden, outputSize: c.decoderHidden, useBias: false, using: source)
@@ -194,7 +202,7 @@ public final class SequenceTransformer {
         var out: [(String, Parameter<Float>)] = []
         if let e = sourceEmbedding { out.append(("encoder.embedding.weight", e.table)) }
         for (l, layer) in encoder.enumerated() { out += layer.parameters.map { ("encoder.layers.\(l).\($0.name)", $0) } }
-        out += linear("bridge.hidden", bridgeHidden) + linear("bridge.cell", bridgeCell)
+        out += linear("bridge.hidden", bridgeHidden) + (bridgeCell.map { linear("bridge.cell", $0) } ?? [])
         out.append(("decoder.embedding.weight", targetEmbedding.table))
         out += decoder.parameters.map { ("decoder.rnn.\($0.name)", $0) }
         if let attention {
@@ -307,17 +315,18 @@ public final class SequenceTransformer {
             x = out
             final = state
         }
-        guard let final, let finalCell = final.cell else { throw TensorError.invalidArgument(op: "SequenceTransformer", message: "no encoder") }
+        guard let final else { throw TensorError.invalidArgument(op: "SequenceTransformer", message: "no encoder") }
         // [D, B, H] -> [B, D H]: forward and reverse final states side by side.
         func merged(_ t: Tensor<Float>) throws -> Tensor<Float> {
             let d = t.shape[0], b = t.shape[1], h = t.shape[2]
             return try t.permuted([1, 0, 2]).reshaped([b, d * h])
         }
         let c = configuration
-        let h0 = try bridgeHidden(merged(final.hidden)).tanh(), c0 = try bridgeCell(merged(finalCell))
+        let h0 = try bridgeHidden(merged(final.hidden)).tanh()
+        let c0 = try bridgeCell.flatMap { bridge in try final.cell.map { try bridge(merged($0)) } }
         let states = try (0..<c.decoderLayers).map { l in
-            RecurrentState(hidden: try h0.slice(axis: 1, (l * c.decoderHidden)..<((l + 1) * c.decoderHidden)),
-                           cell: try c0.slice(axis: 1, (l * c.decoderHidden)..<((l + 1) * c.decoderHidden)))
+            let columns = (l * c.decoderHidden)..<((l + 1) * c.decoderHidden)
+            return RecurrentState(hidden: try h0.slice(axis: 1, columns), cell: try c0?.slice(axis: 1, columns))
         }
         return Encoded(outputs: x, memory: try attention.map { try $0.prepare(x) }, initialState: states)
     }
@@ -361,7 +370,7 @@ public final class SequenceTransformer {
         var layers: [RecurrentState<Float>] = []
         for (l, s) in state.layers.enumerated() {
             let weights = decoder.weights[l][0]
-            let next = try weights.inferenceStep(.lstm, input: x, state: s) ?? weights.step(.lstm, input: x, state: s)
+            let next = try weights.inferenceStep(c.cellKind, input: x, state: s) ?? weights.step(c.cellKind, input: x, state: s)
             layers.append(next)
             x = next.hidden
         }
@@ -427,7 +436,8 @@ public final class SequenceTransformer {
         // The whole target through the fused decoder stack at once.
         let embedded = try drop(targetEmbedding(indices: inputs.indices, shape: [t, b]))
         let h0 = try Tensor.stack(encoded.initialState.map(\.hidden), axis: 0)
-        let c0 = try Tensor.stack(encoded.initialState.compactMap(\.cell), axis: 0)
+        let cells = encoded.initialState.compactMap(\.cell)
+        let c0 = cells.isEmpty ? nil : try Tensor.stack(cells, axis: 0)
         let (out, _) = try decoder(SequenceBatch(values: embedded, lengths: inputs.lengths), initialState: RecurrentState(hidden: h0, cell: c0))
         var top = out.values
         if let attention, let memory = encoded.memory, let combine {
@@ -442,5 +452,45 @@ extension RecurrentState: BeamState {
     /// The rows of a [N, H] state (one cell) picked by index.
     public func selecting(rows: [Int]) throws -> RecurrentState {
         RecurrentState(hidden: try hidden.gathering(rows: rows), cell: try cell?.gathering(rows: rows))
+    }
+}
+
+/// An LSTM or GRU layer stack, whichever the configuration names (the two share one layout of
+/// weights per layer and direction; only the gates and the cell state differ).
+enum RecurrentStack {
+    case lstm(LSTM<Float>)
+    case gru(GRU<Float>)
+
+    init(_ cell: RecurrentCell, inputSize: Int, hiddenSize: Int, numLayers: Int = 1, bidirectional: Bool = false,
+         dropout: RecurrentDropout = .none, interLayerDropout: Double = 0, using source: RandomSource) throws {
+        switch cell {
+        case .gru:
+            self = .gru(try GRU<Float>(inputSize: inputSize, hiddenSize: hiddenSize, numLayers: numLayers, bidirectional: bidirectional,
+                                       dropout: dropout, interLayerDropout: interLayerDropout, using: source))
+        default:
+            self = .lstm(try LSTM<Float>(inputSize: inputSize, hiddenSize: hiddenSize, numLayers: numLayers, bidirectional: bidirectional,
+                                         dropout: dropout, interLayerDropout: interLayerDropout, using: source))
+        }
+    }
+
+    var parameters: [Parameter<Float>] {
+        switch self {
+        case let .lstm(l): return l.parameters
+        case let .gru(g): return g.parameters
+        }
+    }
+
+    var weights: [[RecurrentCellWeights<Float>]] {
+        switch self {
+        case let .lstm(l): return l.weights
+        case let .gru(g): return g.weights
+        }
+    }
+
+    func callAsFunction(_ x: SequenceBatch<Float>, initialState: RecurrentState<Float>? = nil) throws -> (output: SequenceBatch<Float>, state: RecurrentState<Float>) {
+        switch self {
+        case let .lstm(l): return try l(x, initialState: initialState)
+        case let .gru(g): return try g(x, initialState: initialState)
+        }
     }
 }
