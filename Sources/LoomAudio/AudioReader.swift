@@ -52,7 +52,7 @@ public final class AudioReader {
     /// libsndfile's message, with the cause spelled out where its words are cryptic: a WAV header
     /// with a rate or channel count of 0 is reported as "SF_INFO struct incomplete".
     static func explain(_ message: String, path: String) -> String {
-        guard message.contains("SF_INFO"), let header = try? UserFile.read(path, limit: 1 << 30).prefix(4096) else { return message }
+        guard message.contains("SF_INFO"), let header = try? UserFile.prefix(path, count: 4096) else { return message }
         let bytes = [UInt8](header)
         guard bytes.count >= 12, bytes[0..<4].elementsEqual("RIFF".utf8), bytes[8..<12].elementsEqual("WAVE".utf8) else { return message }
         var at = 12

@@ -37,7 +37,7 @@ public enum Numpy {
     /// length, dict syntax, dtype, order and the data length are all checked.
     public static func read(_ url: URL) throws -> (shape: [Int], values: [Float]) {
         let data: Data
-        do { data = try Data(contentsOf: url) } catch { throw NumpyError.io("\(url.path): \(error.localizedDescription)") }
+        do { data = try UserFile.read(url.path, what: ".npy file") } catch { throw NumpyError.io("\(error)") }
         return try parse(data)
     }
 

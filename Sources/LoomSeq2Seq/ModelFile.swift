@@ -3,6 +3,68 @@ import Foundation
 /// Model files: one `.safetensors` file with the weights under their names and, in
 /// `__metadata__`, `loom.format`, `loom.architecture` (the configuration as JSON, encoders and
 /// vocabularies included) and `loom.training` (free-form facts such as accuracy and epochs).
+/// What every Loom model file does alike, whatever the model: written with its format,
+/// architecture and training facts; checked against the architecture's table of names and
+/// shapes before anything is allocated; weights set all or nothing, non-finite ones refused.
+enum ModelFiles {
+    /// Writes `named` parameters with the metadata keys `loom.format`, `loom.architecture` and
+    /// `loom.training`, atomically.
+    static func write(_ named: [(name: String, parameter: Parameter<Float>)], format: String, architecture: String,
+                      training: [String: String], to url: URL) throws {
+        let facts = String(decoding: try JSONEncoder().encode(training), as: UTF8.self)
+        try SafeTensors.write(named.map { ($0.name, $0.parameter.data) },
+                              metadata: ["loom.format": format, "loom.architecture": architecture, "loom.training": facts], to: url)
+    }
+
+    /// The file's `loom.training` facts (empty when absent or unreadable).
+    static func trainingFacts(_ file: SafeTensors) -> [String: String] {
+        file.metadata["loom.training"].flatMap { try? JSONDecoder().decode([String: String].self, from: Data($0.utf8)) } ?? [:]
+    }
+
+    /// Every tensor of `table` is in `file` with its shape, and nothing else is: a hostile
+    /// architecture cannot ask for weights the file does not hold.
+    static func check(_ file: SafeTensors, against table: [(name: String, shape: [Int])]) throws {
+        for (name, shape) in table {
+            guard let entry = file.entries[name] else { throw SafeTensorsError.missingTensor(name) }
+            guard entry.shape == shape else { throw SafeTensorsError.shapeMismatch(tensor: name, expected: shape, actual: entry.shape) }
+        }
+        if let extra = Set(file.entries.keys).subtracting(table.map(\.name)).sorted().first {
+            throw SafeTensorsError.invalidHeader("unexpected tensor \"\(extra)\" for this architecture")
+        }
+    }
+
+    /// Sets every parameter from `file`, all or nothing; a NaN or infinite weight (which makes
+    /// every output empty or meaningless) refuses the file, naming the tensor.
+    static func setWeights(_ named: [(name: String, parameter: Parameter<Float>)], from file: SafeTensors) throws {
+        try check(file, against: named.map { ($0.name, $0.parameter.shape) })
+        let values = try named.map { name, _ -> Tensor<Float> in
+            let value = try file.tensor(name, as: Float.self)
+            if let bad = value.scalars.firstIndex(where: { !$0.isFinite }) {
+                let count = value.scalars.reduce(0) { $0 + ($1.isFinite ? 0 : 1) }
+                throw SafeTensorsError.invalidHeader("tensor \"\(name)\" holds \(count) non-finite value\(count == 1 ? "" : "s") (the first, \(value.scalars[bad]), at index \(bad))")
+            }
+            return value
+        }
+        for ((_, p), v) in zip(named, values) { p.data = v }
+    }
+
+    /// The weights of a recurrent stack in PyTorch's state_dict names and order (layer by layer,
+    /// the reverse direction after the forward one), under `prefix`.
+    static func recurrentTable(_ cell: RecurrentCell, prefix: String, inputSize: Int, hiddenSize h: Int, layers: Int = 1,
+                               bidirectional: Bool = false) -> [(name: String, shape: [Int])] {
+        let g = cell.gates * h, directions = bidirectional ? 2 : 1
+        var table: [(String, [Int])] = []
+        for layer in 0..<layers {
+            for reverse in bidirectional ? [false, true] : [false] {
+                let suffix = "_l\(layer)" + (reverse ? "_reverse" : "")
+                table += [("\(prefix)weight_ih\(suffix)", [g, layer == 0 ? inputSize : h * directions]), ("\(prefix)weight_hh\(suffix)", [g, h]),
+                          ("\(prefix)bias_ih\(suffix)", [g]), ("\(prefix)bias_hh\(suffix)", [g])]
+            }
+        }
+        return table
+    }
+}
+
 extension SequenceTransformer {
     /// The format written now: every architecture key is present (an absent setting is `null`).
     public static let fileFormat = "loom-sequence-transformer/2"
@@ -15,10 +77,7 @@ extension SequenceTransformer {
 
     /// Writes the model atomically.
     public func save(to url: URL, training: [String: String] = [:]) throws {
-        let facts = String(decoding: try JSONEncoder().encode(training), as: UTF8.self)
-        try SafeTensors.write(namedParameters.map { ($0.name, $0.parameter.data) },
-                              metadata: ["loom.format": Self.fileFormat, "loom.architecture": try Self.architectureJSON(configuration),
-                                         "loom.training": facts], to: url)
+        try ModelFiles.write(namedParameters, format: Self.fileFormat, architecture: try Self.architectureJSON(configuration), training: training, to: url)
     }
 
     /// The configuration as JSON with every key present: absent optional settings as `null`, so
@@ -36,26 +95,22 @@ extension SequenceTransformer {
     /// against the shape the architecture implies. Missing, extra or misshapen tensors, unknown or
     /// missing architecture keys, and weights that are NaN or infinite are errors.
     public static func load(from url: URL) throws -> (model: SequenceTransformer, training: [String: String]) {
-        let file = try SafeTensors.read(url)
+        try load(from: SafeTensors.read(url), name: url.lastPathComponent)
+    }
+
+    /// The same, from a file already read (`name` appears in errors).
+    public static func load(from file: SafeTensors, name: String) throws -> (model: SequenceTransformer, training: [String: String]) {
         let format = file.metadata["loom.format"]
         guard format == fileFormat || format == previousFileFormat else {
-            throw SafeTensorsError.invalidHeader("\(url.lastPathComponent) is not a Loom SequenceTransformer file (loom.format is \(format.map { "\"\($0)\"" } ?? "missing"))")
+            throw SafeTensorsError.invalidHeader("\(name) is not a Loom SequenceTransformer file (loom.format is \(format.map { "\"\($0)\"" } ?? "missing"))")
         }
         let configuration = try decodeArchitecture(file.metadata["loom.architecture"] ?? "", strict: format == fileFormat)
         // A hostile architecture could ask for any size: every weight it implies must be in the
         // file with that shape, checked from the parameter table before anything is allocated.
-        let table = configuration.parameterTable
-        for (name, shape) in table {
-            guard let entry = file.entries[name] else { throw SafeTensorsError.missingTensor(name) }
-            guard entry.shape == shape else { throw SafeTensorsError.shapeMismatch(tensor: name, expected: shape, actual: entry.shape) }
-        }
-        if let extra = Set(file.entries.keys).subtracting(table.map(\.name)).sorted().first {
-            throw SafeTensorsError.invalidHeader("unexpected tensor \"\(extra)\" for this architecture")
-        }
+        try ModelFiles.check(file, against: configuration.parameterTable)
         let model = try SequenceTransformer(configuration, using: RandomSource(seed: 0))
         try model.loadWeights(file)
-        let training = file.metadata["loom.training"].flatMap { try? JSONDecoder().decode([String: String].self, from: Data($0.utf8)) } ?? [:]
-        return (model, training)
+        return (model, ModelFiles.trainingFacts(file))
     }
 
     /// The architecture from its JSON text. Every key must be one the configuration knows, at any
@@ -123,23 +178,7 @@ extension SequenceTransformer {
 
     /// Sets every parameter from `file`, all or nothing.
     public func loadWeights(_ file: SafeTensors) throws {
-        let named = namedParameters
-        let names = Set(named.map(\.name))
-        if let extra = file.entries.keys.sorted().first(where: { !names.contains($0) }) {
-            throw SafeTensorsError.invalidHeader("unexpected tensor \"\(extra)\" for this architecture")
-        }
-        let values = try named.map { name, p -> Tensor<Float> in
-            guard let entry = file.entries[name] else { throw SafeTensorsError.missingTensor(name) }
-            guard entry.shape == p.shape else { throw SafeTensorsError.shapeMismatch(tensor: name, expected: p.shape, actual: entry.shape) }
-            let value = try file.tensor(name, as: Float.self)
-            // One NaN or infinite weight makes every output empty or meaningless: refuse the file.
-            if let bad = value.scalars.firstIndex(where: { !$0.isFinite }) {
-                let count = value.scalars.reduce(0) { $0 + ($1.isFinite ? 0 : 1) }
-                throw SafeTensorsError.invalidHeader("tensor \"\(name)\" holds \(count) non-finite value\(count == 1 ? "" : "s") (the first, \(value.scalars[bad]), at index \(bad))")
-            }
-            return value
-        }
-        for ((_, p), v) in zip(named, values) { p.data = v }
+        try ModelFiles.setWeights(namedParameters, from: file)
     }
 
     /// A summary for `loom info`.
@@ -178,26 +217,19 @@ extension SequenceTransformerConfiguration {
     /// allocated): the one table that loading checks a file against, that `loom info` counts, and
     /// that the tests hold the built model's `namedParameters` to.
     public var parameterTable: [(name: String, shape: [Int])] {
-        var table: [(String, [Int])] = []
-        let g = cellKind.gates
-        func lstm(_ prefix: String, input: Int, hidden h: Int, layer: Int, reverse: Bool) {
-            let suffix = "_l\(layer)" + (reverse ? "_reverse" : "")
-            table += [("\(prefix)weight_ih\(suffix)", [g * h, input]), ("\(prefix)weight_hh\(suffix)", [g * h, h]),
-                      ("\(prefix)bias_ih\(suffix)", [g * h]), ("\(prefix)bias_hh\(suffix)", [g * h])]
-        }
+        var table: [(name: String, shape: [Int])] = []
         var input = encoderInputSize
         if case let .text(codec, e) = source { table.append(("encoder.embedding.weight", [codec.size, e])) }
         for (l, (h, bidirectional)) in zip(encoderLayers, encoderBidirectional).enumerated() {
-            for reverse in bidirectional ? [false, true] : [false] { lstm("encoder.layers.\(l).", input: input, hidden: h, layer: 0, reverse: reverse) }
+            table += ModelFiles.recurrentTable(cellKind, prefix: "encoder.layers.\(l).", inputSize: input, hiddenSize: h, bidirectional: bidirectional)
             input = h * (bidirectional ? 2 : 1)
         }
         let (k, h, v) = (encoderOutputSize, decoderHidden, target.size)
         table += [("bridge.hidden.weight", [h * decoderLayers, k]), ("bridge.hidden.bias", [h * decoderLayers])]
         if cellKind == .lstm { table += [("bridge.cell.weight", [h * decoderLayers, k]), ("bridge.cell.bias", [h * decoderLayers])] }
         table.append(("decoder.embedding.weight", [v, targetEmbeddingSize]))
-        for layer in 0..<decoderLayers {
-            lstm("decoder.rnn.", input: layer == 0 ? targetEmbeddingSize + (inputFeeding ? h : 0) : h, hidden: h, layer: layer, reverse: false)
-        }
+        table += ModelFiles.recurrentTable(cellKind, prefix: "decoder.rnn.", inputSize: targetEmbeddingSize + (inputFeeding ? h : 0), hiddenSize: h,
+                                           layers: decoderLayers)
         switch attention {
         case .none, .dot?: break
         case .general?: table.append(("attention.query.weight", [k, h]))

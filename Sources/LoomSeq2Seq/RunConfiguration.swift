@@ -20,6 +20,7 @@ public struct ConfigurationError: Error, CustomStringConvertible, Equatable {
 ///  "training": {"epochs": 20, "batch_size": 64, "learning_rate": 0.003}}
 /// ```
 public struct RunConfiguration: Codable, Equatable, Sendable {
+    /// Where the pairs come from, and how they are read.
     public struct Data: Codable, Equatable, Sendable {
         /// A TSV of `source<TAB>target` (text), a manifest of `audio<TAB>transcript` (audio), or
         /// with `train_target` the source side of two line-aligned files.
@@ -34,6 +35,7 @@ public struct RunConfiguration: Codable, Equatable, Sendable {
         public var skip_bad_lines: Bool = false
     }
 
+    /// How text becomes indices on each side.
     public struct Vocabulary: Codable, Equatable, Sendable {
         /// "characters", "words" or "pieces" (SentencePiece subwords, trained on the training side), for each side.
         public var source: String = "characters"
@@ -49,6 +51,7 @@ public struct RunConfiguration: Codable, Equatable, Sendable {
         public var maximum_size: Int?
     }
 
+    /// The SequenceTransformer's architecture (and, for audio, its front end).
     public struct Model: Codable, Equatable, Sendable {
         /// "lstm" or "gru", for the encoder and the decoder.
         public var cell: String = "lstm"
@@ -76,6 +79,7 @@ public struct RunConfiguration: Codable, Equatable, Sendable {
         public var feature_normalization: String = "utterance"
     }
 
+    /// How long and how the model trains, and what picks the kept weights.
     public struct Training: Codable, Equatable, Sendable {
         public var epochs: Int = 20
         /// Stop after this many steps in all (a checkpoint is written there).

@@ -24,6 +24,13 @@ public final class SequenceHead {
         public init(codec: TextCodec, embeddingSize: Int, cell: String, hidden: Int, layers: Int, labels: [String]? = nil, scale: Double? = nil) {
             (self.codec, self.embeddingSize, self.cell, self.hidden, self.layers, self.labels, self.scale) = (codec, embeddingSize, cell, hidden, layers, labels, scale)
         }
+
+        /// Every weight's name and shape, from the configuration alone.
+        func parameterTable(_ kind: RecurrentCell) -> [(name: String, shape: [Int])] {
+            [("embedding.weight", [codec.size, embeddingSize])]
+                + ModelFiles.recurrentTable(kind, prefix: "encoder.", inputSize: embeddingSize, hiddenSize: hidden, layers: layers)
+                + [("head.weight", [labels?.count ?? 1, hidden]), ("head.bias", [labels?.count ?? 1])]
+        }
     }
 
     public static let fileFormat = "loom-sequence-head/1"
@@ -94,41 +101,31 @@ public final class SequenceHead {
     /// Writes the model atomically.
     public func save(to url: URL, training: [String: String] = [:]) throws {
         let architecture = String(decoding: try JSONEncoder().encode(configuration), as: UTF8.self)
-        let facts = String(decoding: try JSONEncoder().encode(training), as: UTF8.self)
-        try SafeTensors.write(namedParameters.map { ($0.name, $0.parameter.data) },
-                              metadata: ["loom.format": Self.fileFormat, "loom.architecture": architecture, "loom.training": facts], to: url)
+        try ModelFiles.write(namedParameters, format: Self.fileFormat, architecture: architecture, training: training, to: url)
     }
 
-    /// Reads a model file; every tensor is checked against the shape the architecture implies.
+    /// Reads a model file; every tensor is checked against the shape the architecture implies,
+    /// before anything is allocated.
     public static func load(from url: URL) throws -> (model: SequenceHead, training: [String: String]) {
-        let file = try SafeTensors.read(url)
+        try load(from: SafeTensors.read(url), name: url.lastPathComponent)
+    }
+
+    /// The same, from a file already read (`name` appears in errors).
+    public static func load(from file: SafeTensors, name: String) throws -> (model: SequenceHead, training: [String: String]) {
         guard file.metadata["loom.format"] == fileFormat else {
-            throw SafeTensorsError.invalidHeader("\(url.lastPathComponent) is not a Loom sequence-head file")
+            throw SafeTensorsError.invalidHeader("\(name) is not a Loom sequence-head file")
         }
         let configuration: Configuration
         do { configuration = try JSONDecoder().decode(Configuration.self, from: Data((file.metadata["loom.architecture"] ?? "").utf8)) } catch {
             throw SafeTensorsError.invalidHeader("loom.architecture is not a valid architecture: \(SafeTensors.describe(error))")
         }
-        let stored = file.entries.values.reduce(0.0) { $0 + Double($1.shape.reduce(1, *)) }
-        let c = configuration
-        let expected = Double(c.codec.size) * Double(c.embeddingSize) + 4 * Double(c.hidden) * (Double(c.embeddingSize) + Double(c.hidden) * Double(c.layers) * 2 + 2)
-            * Double(c.layers) + Double(c.hidden) * Double(c.labels?.count ?? 1)
-        guard expected <= 4 * stored + 1_000_000 else { throw SafeTensorsError.invalidHeader("the architecture needs far more weights than the file holds") }
+        guard let cell = RecurrentCell(rawValue: configuration.cell) else {
+            throw SafeTensorsError.invalidHeader("loom.architecture: cell must be rnn, gru or lstm, got \(configuration.cell)")
+        }
+        try ModelFiles.check(file, against: configuration.parameterTable(cell))
         let model = try SequenceHead(configuration, using: RandomSource(seed: 0))
-        let named = model.namedParameters
-        if let extra = file.entries.keys.sorted().first(where: { name in !named.contains { $0.name == name } }) {
-            throw SafeTensorsError.invalidHeader("unexpected tensor \"\(extra)\" for this architecture")
-        }
-        let values = try named.map { name, p -> Tensor<Float> in
-            guard let entry = file.entries[name] else { throw SafeTensorsError.missingTensor(name) }
-            guard entry.shape == p.shape else { throw SafeTensorsError.shapeMismatch(tensor: name, expected: p.shape, actual: entry.shape) }
-            let value = try file.tensor(name, as: Float.self)
-            guard value.scalars.allSatisfy(\.isFinite) else { throw SafeTensorsError.invalidHeader("tensor \"\(name)\" holds non-finite values") }
-            return value
-        }
-        for ((_, p), v) in zip(named, values) { p.data = v }
-        let training = file.metadata["loom.training"].flatMap { try? JSONDecoder().decode([String: String].self, from: Data($0.utf8)) } ?? [:]
-        return (model, training)
+        try ModelFiles.setWeights(model.namedParameters, from: file)
+        return (model, ModelFiles.trainingFacts(file))
     }
 
     /// A summary for `loom info`.

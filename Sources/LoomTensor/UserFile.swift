@@ -56,6 +56,24 @@ public enum UserFile {
         return (fd, size)
     }
 
+    /// At most the first `count` bytes of a regular file (a header), whatever its size.
+    public static func prefix(_ path: String, count: Int) throws -> Data {
+        let (fd, size) = try open(path, what: "file", limit: Int.max)
+        defer { close(fd) }
+        var data = [UInt8](repeating: 0, count: Swift.min(count, size))
+        var done = 0
+        while done < data.count {
+            let n = data.withUnsafeMutableBytes { raw -> Int in
+                guard let base = raw.baseAddress else { return 0 }
+                return Foundation.read(fd, base + done, raw.count - done)
+            }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { break }
+            done += n
+        }
+        return Data(data.prefix(done))
+    }
+
     /// The whole of a regular file of at most `limit` bytes. A file that grows while it is read
     /// past the limit is refused too.
     public static func read(_ path: String, what: String = "file", limit: Int = defaultLimit) throws -> Data {

@@ -11,6 +11,7 @@ import Foundation
 /// let text = try pieces.decode(ids)                // "hello world"
 /// ```
 public struct SentencePieceCodec: Codable, Equatable, @unchecked Sendable {
+    /// SentencePiece's two segmentations: a unigram language model, or byte-pair merges.
     public enum ModelType: String, Codable, Sendable { case unigram, bpe }
     public static let padding = 0, start = 1, end = 2, unknown = 3
 

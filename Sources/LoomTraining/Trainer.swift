@@ -363,7 +363,6 @@ public final class Trainer<Scalar: TensorScalar, Example, Batch> {
     func saveCheckpoint(epochGenerator: SeededGenerator, nextBatch: Int) throws {
         guard let dir = options.checkpointDirectory else { return }
         try UserFile.makeDirectory(dir)
-        try claimCheckpointDirectory()
         var tensors: [(name: String, tensor: Tensor<Scalar>)] = []
         for (i, p) in parameters.enumerated() { tensors.append(("parameter.\(i)", p.data)) }
         let state = optimizer.checkpoint(for: parameters)

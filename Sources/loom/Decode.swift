@@ -64,9 +64,9 @@ struct Decode: ParsableCommand {
         case head(SequenceHead)
 
         static func load(_ url: URL) throws -> Model {
-            let format = try SafeTensors.read(url).metadata["loom.format"]
-            if format == SequenceHead.fileFormat { return .head(try SequenceHead.load(from: url).model) }
-            return .transformer(try SequenceTransformer.load(from: url).model)
+            let file = try SafeTensors.read(url)
+            if file.metadata["loom.format"] == SequenceHead.fileFormat { return .head(try SequenceHead.load(from: file, name: url.lastPathComponent).model) }
+            return .transformer(try SequenceTransformer.load(from: file, name: url.lastPathComponent).model)
         }
     }
 
@@ -234,12 +234,12 @@ struct Info: ParsableCommand {
         let metadata = contents.metadata
         switch metadata["loom.format"] ?? metadata["format"] {
         case SequenceTransformer.fileFormat?, SequenceTransformer.previousFileFormat?:
-            let (model, training) = try SequenceTransformer.load(from: url)
+            let (model, training) = try SequenceTransformer.load(from: contents, name: url.lastPathComponent)
             print("\(file): Loom SequenceTransformer (\(metadata["loom.format"] ?? ""))")
             print(model.summary)
             for (k, v) in training.sorted(by: { $0.key < $1.key }) { print("training \(k): \(v)") }
         case SequenceHead.fileFormat?:
-            let (model, training) = try SequenceHead.load(from: url)
+            let (model, training) = try SequenceHead.load(from: contents, name: url.lastPathComponent)
             print("\(file): Loom sequence-to-one model (\(SequenceHead.fileFormat)); `loom decode` prints its \(model.configuration.labels == nil ? "number" : "class")")
             print(model.summary)
             for (k, v) in training.sorted(by: { $0.key < $1.key }) { print("training \(k): \(v)") }

@@ -58,3 +58,18 @@ extension XCTestCase {
         return process
     }
 }
+
+/// A test case with a fresh folder of its own for each test, removed afterwards.
+class TemporaryDirectoryTestCase: XCTestCase {
+    var directory: URL!
+
+    override func setUpWithError() throws {
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("loom-\(type(of: self))-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    }
+
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: directory) }
+
+    /// A path inside the test's folder.
+    func path(_ name: String) -> String { directory.appendingPathComponent(name).path }
+}

@@ -6,20 +6,7 @@ import XCTest
 /// the real binaries as a user would and asserts that nothing is lost, nothing traps or hangs,
 /// and the message names the problem. `scripts/hostile.sh` replays a generated set of the same
 /// kinds of input against the release binaries.
-final class HostileInputTests: XCTestCase {
-    var directory: URL!
-
-    override func setUpWithError() throws {
-        directory = FileManager.default.temporaryDirectory.appendingPathComponent("loom-hostile-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-    }
-
-    override func tearDownWithError() throws {
-        try? FileManager.default.removeItem(at: directory)
-    }
-
-    func path(_ name: String) -> String { directory.appendingPathComponent(name).path }
-
+final class HostileInputTests: TemporaryDirectoryTestCase {
     /// Runs an executable with optional standard input; a watchdog kills it after `limit` seconds
     /// (far beyond any of these runs: it turns a hang into a failure instead of a stuck suite).
     func run(_ arguments: [String], executable name: String = "loom", input: String? = nil, limit: Double = 300)

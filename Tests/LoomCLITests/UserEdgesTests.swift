@@ -4,16 +4,7 @@ import XCTest
 
 /// The edges a new user meets first (issue 25): flags, help, info on every file, plots, and a
 /// recipe that is interrupted and resumed.
-final class UserEdgesTests: XCTestCase {
-    var directory: URL!
-
-    override func setUpWithError() throws {
-        directory = FileManager.default.temporaryDirectory.appendingPathComponent("loom-edges-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-    }
-
-    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: directory) }
-
+final class UserEdgesTests: TemporaryDirectoryTestCase {
     func testVersionAndSharedFlags() throws {
         let version = try runLoom(["--version"])
         XCTAssertEqual(version.status, 0)
