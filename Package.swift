@@ -14,6 +14,7 @@ let package = Package(
         .executable(name: "addition-regression", targets: ["addition-regression"]),
         .executable(name: "timeseries", targets: ["timeseries"]),
         .executable(name: "spoken-digits", targets: ["spoken-digits"]),
+        .executable(name: "g2p", targets: ["g2p"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -54,6 +55,9 @@ let package = Package(
         .executableTarget(name: "addition-regression", dependencies: ["RecipeSupport", "Loom", .product(name: "ArgumentParser", package: "swift-argument-parser")], path: "recipes/addition-regression"),
         .executableTarget(name: "timeseries", dependencies: ["RecipeSupport", "Loom", .product(name: "ArgumentParser", package: "swift-argument-parser")], path: "recipes/timeseries"),
         .executableTarget(name: "spoken-digits", dependencies: ["RecipeSupport", "Loom", .product(name: "ArgumentParser", package: "swift-argument-parser")], path: "recipes/spoken-digits"),
+        // Its run configuration is a committed file, compiled in (PackageResources.run_json).
+        .executableTarget(name: "g2p", dependencies: ["RecipeSupport", "Loom", .product(name: "ArgumentParser", package: "swift-argument-parser")], path: "recipes/g2p",
+                          resources: [.embedInCode("run.json")]),
         // Fuzz targets (libFuzzer through scripts/fuzz.sh); a replayer of saved inputs otherwise.
         .executableTarget(name: "LoomFuzz", dependencies: ["LoomAudio", "LoomSeq2Seq"]),
 
@@ -64,7 +68,7 @@ let package = Package(
         .testTarget(name: "LoomTextTests", dependencies: ["LoomText"]),
         .testTarget(name: "LoomSeq2SeqTests", dependencies: ["LoomSeq2Seq"]),
         .testTarget(name: "LoomAudioTests", dependencies: ["LoomAudio", "CSndFile"]),
-        .testTarget(name: "LoomCLITests", dependencies: ["loom", "Loom"]),
+        .testTarget(name: "LoomCLITests", dependencies: ["loom", "Loom", "RecipeSupport"]),
     ],
     swiftLanguageModes: [.v5],
     cxxLanguageStandard: .cxx17

@@ -6,6 +6,7 @@ public struct CorpusLineError: Error, CustomStringConvertible, Equatable {
     public var line: Int
     public var reason: String
     public var description: String { "\(file) line \(line): \(reason)" }
+    public init(file: String, line: Int, reason: String) { (self.file, self.line, self.reason) = (file, line, reason) }
 }
 
 /// Source/target pairs for training and evaluation: text pairs as TSV (`source<TAB>target`) or

@@ -33,6 +33,9 @@ public struct RunConfiguration: Codable, Equatable, Sendable {
         /// "text" or "audio".
         public var kind: String = "text"
         public var skip_bad_lines: Bool = false
+        /// Pairs with the same source are one validation item, right when the output equals any
+        /// of their targets (pronunciation variants, several translations of one sentence).
+        public var group_references: Bool = false
     }
 
     /// How text becomes indices on each side.

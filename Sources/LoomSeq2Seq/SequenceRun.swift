@@ -14,11 +14,18 @@ public struct EvaluationMetrics: Codable, Equatable, Sendable {
     public var sources_with_unknown_symbols: Int
 
     public init(hypotheses: [String], references: [String], unknownSources: Int = 0) {
-        examples = references.count
-        exact_match = references.isEmpty ? 0 : Double(zip(hypotheses, references).filter { $0 == $1 }.count) / Double(references.count)
-        character_error_rate = ErrorRate.characters(hypotheses: hypotheses, references: references)
-        word_error_rate = ErrorRate.words(hypotheses: hypotheses, references: references)
-        bleu = BLEU.corpus(hypotheses: hypotheses, references: references).score
+        self.init(hypotheses: hypotheses, referenceSets: references.map { [$0] }, unknownSources: unknownSources)
+    }
+
+    /// Against one or more accepted references per output: an output is an exact match when it
+    /// equals any of them, error rates count the edits to the closest one, BLEU credits n-grams
+    /// found in any (as sacreBLEU with several reference streams).
+    public init(hypotheses: [String], referenceSets: [[String]], unknownSources: Int = 0) {
+        examples = referenceSets.count
+        exact_match = referenceSets.isEmpty ? 0 : Double(zip(hypotheses, referenceSets).filter { $1.contains($0) }.count) / Double(referenceSets.count)
+        character_error_rate = ErrorRate.characters(hypotheses: hypotheses, referenceSets: referenceSets)
+        word_error_rate = ErrorRate.words(hypotheses: hypotheses, referenceSets: referenceSets)
+        bleu = BLEU.corpus(hypotheses: hypotheses, referenceSets: referenceSets).score
         sources_with_unknown_symbols = unknownSources
     }
 }
@@ -30,6 +37,14 @@ public struct SequenceExample: Sendable {
     public var frames: Int
     public var target: String
     public var line: Int
+    /// Every target accepted for this source: `target`, and with grouped references the targets
+    /// of the other pairs with the same source.
+    public var references: [String]
+
+    public init(text: String?, features: [Float], frames: Int, target: String, line: Int) {
+        (self.text, self.features, self.frames, self.target, self.line) = (text, features, frames, target, line)
+        references = [target]
+    }
 
     /// How long the source is (for bucketing).
     public var length: Int { text?.count ?? frames }
@@ -129,6 +144,31 @@ public enum SequenceRun {
         return out
     }
 
+    /// Text examples with the same source merged into one test item: the first keeps its target
+    /// and line and collects every target of that source as its references (in file order).
+    /// Audio examples are kept as they are.
+    public static func groupedBySource(_ examples: [SequenceExample]) -> [SequenceExample] {
+        var index: [String: Int] = [:], out: [SequenceExample] = []
+        for example in examples {
+            guard let text = example.text else { out.append(example); continue }
+            if let i = index[text] {
+                if !out[i].references.contains(example.target) { out[i].references.append(example.target) }
+            } else {
+                index[text] = out.count
+                out.append(example)
+            }
+        }
+        return out
+    }
+
+    /// Decodes `examples` and scores the best outputs against their references.
+    public static func evaluate(_ examples: [SequenceExample], _ model: SequenceTransformer, options: DecodingOptions,
+                                batchSize: Int = 64) throws -> (outputs: [String], metrics: EvaluationMetrics) {
+        let outputs = try decode(examples, model, options: options, batchSize: batchSize)
+        return (outputs, EvaluationMetrics(hypotheses: outputs, referenceSets: examples.map(\.references),
+                                           unknownSources: unknownSources(examples, model)))
+    }
+
     /// How many text sources hold a symbol the model's source vocabulary maps to unknown.
     public static func unknownSources(_ examples: [SequenceExample], _ model: SequenceTransformer) -> Int {
         guard case let .text(codec, _) = model.configuration.source else { return 0 }
@@ -189,9 +229,9 @@ public enum SequenceRun {
             loss: { batch in try model.loss(sources: sources(batch, model), targets: batch.map(\.target), labelSmoothing: t.label_smoothing) },
             metrics: { batch in
                 let decoded = try model.decode(sources(batch, model), options: decoding).map { $0.first?.text ?? "" }
-                let references = batch.map(\.target)
-                return ["exact_match": Double(zip(decoded, references).filter { $0 == $1 }.count) / Double(batch.count),
-                        "character_error_rate": ErrorRate.characters(hypotheses: decoded, references: references)]
+                let references = batch.map(\.references)
+                return ["exact_match": Double(zip(decoded, references).filter { $1.contains($0) }.count) / Double(batch.count),
+                        "character_error_rate": ErrorRate.characters(hypotheses: decoded, referenceSets: references)]
             })
         if resume || resumeAnyway {
             if let url = try trainer.resume() {
@@ -212,13 +252,11 @@ public enum SequenceRun {
     /// A stable fingerprint of what must not change across a resume: the data, vocabulary and
     /// model sections (training settings such as epochs may).
     public static func fingerprint(_ c: RunConfiguration) -> String {
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         let text = [try? encoder.encode(c.data), try? encoder.encode(c.vocabulary), try? encoder.encode(c.model)]
             .map { $0.map { String(decoding: $0, as: UTF8.self) } ?? "" }.joined(separator: "|")
-        for byte in text.utf8 { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
-        return String(hash, radix: 16)
+        return String(FNV1a.hash(text), radix: 16)
     }
 }
 

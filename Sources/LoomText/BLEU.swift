@@ -1,7 +1,7 @@
 import Foundation
 
 /// Corpus BLEU (Papineni et al. 2002) as sacreBLEU computes it by default: the "13a"
-/// tokenization of mteval-v13a, n-grams up to 4, one reference per segment, "exp" smoothing
+/// tokenization of mteval-v13a, n-grams up to 4, one or more references per segment, "exp" smoothing
 /// (an order with no match gets precision 1 / (2^k total), k counting such orders), the
 /// brevity penalty exp(1 - r/c) when the output is shorter than the references.
 ///
@@ -26,16 +26,25 @@ public enum BLEU {
 
     /// Corpus BLEU of `hypotheses` against `references` (same count, same order).
     public static func corpus(hypotheses: [String], references: [String]) -> Score {
+        corpus(hypotheses: hypotheses, referenceSets: references.map { [$0] })
+    }
+
+    /// Corpus BLEU with one or more references per hypothesis, as sacreBLEU takes several
+    /// reference streams: an n-gram is credited up to its largest count in any one reference,
+    /// and the reference length of a segment is the one closest to the hypothesis length (the
+    /// shorter on a tie). A hypothesis with no reference counts its n-grams and nothing else.
+    public static func corpus(hypotheses: [String], referenceSets: [[String]]) -> Score {
         var correct = [Int](repeating: 0, count: maximumOrder), total = correct
         var hypothesisLength = 0, referenceLength = 0
-        for (hypothesis, reference) in zip(hypotheses, references) {
+        for (hypothesis, references) in zip(hypotheses, referenceSets) {
             let h = tokenize13a(hypothesis).split(separator: " ").map(String.init)
-            let r = tokenize13a(reference).split(separator: " ").map(String.init)
+            let rs = references.map { tokenize13a($0).split(separator: " ").map(String.init) }
             hypothesisLength += h.count
-            referenceLength += r.count
+            referenceLength += rs.map(\.count).min { a, b in (abs(a - h.count), a) < (abs(b - h.count), b) } ?? 0
             for n in 1...maximumOrder {
-                let hypothesisGrams = ngrams(h, n), referenceGrams = ngrams(r, n)
-                for (gram, count) in hypothesisGrams {
+                var referenceGrams: [[String]: Int] = [:]
+                for r in rs { referenceGrams.merge(ngrams(r, n), uniquingKeysWith: Swift.max) }
+                for (gram, count) in ngrams(h, n) {
                     total[n - 1] += count
                     correct[n - 1] += Swift.min(count, referenceGrams[gram] ?? 0)
                 }

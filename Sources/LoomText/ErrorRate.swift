@@ -31,4 +31,34 @@ public enum ErrorRate {
         let total = references.reduce(0) { $0 + split($1).count }
         return Double(errors) / Double(Swift.max(total, 1))
     }
+
+    /// Error rates against several accepted references per hypothesis (pronunciation variants,
+    /// several translations): each hypothesis is scored against its closest reference (fewest
+    /// edits; the first listed on a tie), and the errors over the lengths of those references.
+    /// With one reference each this is `characters` or `words`.
+    public static func closest<T: Equatable>(hypotheses: [[T]], referenceSets: [[[T]]]) -> Double {
+        var errors = 0, total = 0
+        for (hypothesis, references) in zip(hypotheses, referenceSets) {
+            guard let first = references.first else { errors += hypothesis.count; continue }
+            var best = (distance: editDistance(hypothesis, first), length: first.count)
+            for r in references.dropFirst() where best.distance > 0 {
+                let d = editDistance(hypothesis, r)
+                if d < best.distance { best = (d, r.count) }
+            }
+            errors += best.distance
+            total += best.length
+        }
+        return Double(errors) / Double(Swift.max(total, 1))
+    }
+
+    /// Character error rate against the closest of several references.
+    public static func characters(hypotheses: [String], referenceSets: [[String]]) -> Double {
+        closest(hypotheses: hypotheses.map { Array($0) }, referenceSets: referenceSets.map { $0.map { Array($0) } })
+    }
+
+    /// Word (or phone) error rate against the closest of several references.
+    public static func words(hypotheses: [String], referenceSets: [[String]]) -> Double {
+        func split(_ s: String) -> [Substring] { s.split(whereSeparator: { $0.isWhitespace }) }
+        return closest(hypotheses: hypotheses.map(split), referenceSets: referenceSets.map { $0.map(split) })
+    }
 }

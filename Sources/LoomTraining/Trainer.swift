@@ -272,8 +272,11 @@ public final class Trainer<Scalar: TensorScalar, Example, Batch> {
                 let rate = Double(examples) / Swift.max(elapsed, 1e-9)
                 let remaining = batches[(b + 1)...].reduce(0) { $0 + $1.count }
                 if options.showProgress {
-                    progress.show(String(format: "epoch %d/%d  step %d/%d  loss %.4g  %.0f ex/s  eta %@", epoch + 1, epochs, b + 1, batches.count,
-                                         loss, rate, ProgressLine.duration(Double(remaining) / rate)), count: globalStep, final: false)
+                    // The run's ETA counts the epochs still to come (early stopping may end it sooner).
+                    let later = Double(remaining + (epochs - epoch - 1) * train.count)
+                    progress.show(String(format: "epoch %d/%d  step %d/%d  loss %.4g  %.0f ex/s  eta epoch %@, run %@", epoch + 1, epochs, b + 1,
+                                         batches.count, loss, rate, ProgressLine.duration(Double(remaining) / rate),
+                                         ProgressLine.duration(later / rate)), count: globalStep, final: false)
                 }
                 if let log, globalStep % Swift.max(options.logEverySteps, 1) == 0 {
                     log.write(["kind": .text("step"), "time": .text(MetricsLog.timestamp()), "epoch": .integer(epoch + 1), "step": .integer(globalStep), "loss": .number(loss),
@@ -532,19 +535,6 @@ public final class Trainer<Scalar: TensorScalar, Example, Batch> {
 
     static func decodeIdentity(_ text: String) -> [String: String] {
         (try? JSONDecoder().decode([String: String].self, from: Data(text.utf8))) ?? [:]
-    }
-}
-
-/// The 64-bit FNV-1a hash: a stable fingerprint across runs and machines (Swift's `Hasher` is
-/// seeded per process).
-struct FNV1a {
-    private(set) var value: UInt64 = 0xcbf2_9ce4_8422_2325
-
-    mutating func add(_ word: UInt64) {
-        for shift in stride(from: 0, to: 64, by: 8) {
-            value ^= (word >> UInt64(shift)) & 0xFF
-            value = value &* 0x100_0000_01b3
-        }
     }
 }
 

@@ -83,65 +83,27 @@ struct Train: ParsableCommand {
         BLAS.selectOptimizedCoreAndRelaunchIfNeeded()
         BLAS.setThreadCount(c.training.threads)
         let directory = URL(fileURLWithPath: output)
-        try UserFile.makeDirectory(directory)
-        let (train, validation) = try Self.readData(c)
-        print("train: \(train.count) pairs, validation: \(validation.count) pairs")
-        let (sourceCodec, targetCodec) = try SequenceRun.vocabularies(c, train: train)
-        let model = try SequenceTransformer(SequenceRun.architecture(c, source: sourceCodec, target: targetCodec), using: RandomSource(seed: c.training.seed))
-        let trainExamples = try SequenceRun.examples(train, for: model, file: c.data.train ?? "")
-        let validationExamples = try SequenceRun.examples(validation, for: model, file: c.data.validation ?? c.data.train ?? "")
-        print("model: \(model.parameterCount) parameters; source \(sourceCodec.map { "vocabulary \($0.size)" } ?? "audio"), target vocabulary \(targetCodec.size)")
-        try AtomicFile.write(Data((c.json + "\n").utf8), to: directory.appendingPathComponent("run-config.json"))
         let interruption = Interruption.install()
         defer { interruption.uninstall() }
-        let start = Date()
-        let trainer = try SequenceRun.train(model, configuration: c, train: trainExamples, validation: validationExamples, output: directory,
-                                            resume: resume, resumeAnyway: resumeAnyway, shouldStop: { interruption.requested })
-        if interruption.requested {
+        let outcome = try SequenceRun.run(c, output: directory, resume: resume, resumeAnyway: resumeAnyway, shouldStop: { interruption.requested })
+        let trainer = outcome.trainer
+        guard let metrics = outcome.validation else {
             print("\ninterrupted at step \(trainer.globalStep): checkpoint saved in \(directory.appendingPathComponent("checkpoints").path); "
                   + "run the same command with --resume to continue")
             throw ExitCode(130)
         }
-        let seconds = Date().timeIntervalSince(start)
-        let decoded = try SequenceRun.decode(validationExamples, model, options: DecodingOptions(maximumLength: c.training.max_output_length))
-        let metrics = EvaluationMetrics(hypotheses: decoded, references: validationExamples.map(\.target),
-                                        unknownSources: SequenceRun.unknownSources(validationExamples, model))
-        let modelURL = directory.appendingPathComponent("model.safetensors")
-        try model.save(to: modelURL, training: ["configuration": c.json, "epochs": "\(trainer.epoch)", "steps": "\(trainer.globalStep)",
-                                                "validation_exact_match": "\(metrics.exact_match)", "validation_bleu": "\(metrics.bleu)"])
         let rates = trainer.history.map(\.examplesPerSecond).filter(\.isFinite)
         let report: [String: Any] = [
-            "task": "train", "epochs": trainer.epoch, "steps": trainer.globalStep, "wall_time_seconds": seconds,
+            "task": "train", "epochs": trainer.epoch, "steps": trainer.globalStep, "wall_time_seconds": outcome.seconds,
             "training_examples_per_second": rates.isEmpty ? 0 : rates.reduce(0, +) / Double(rates.count),
-            "train_examples": train.count, "validation_examples": validation.count, "parameters": model.parameterCount,
-            "model_file": modelURL.path, "validation": try JSONSerialization.jsonObject(with: JSONEncoder().encode(metrics)),
+            "train_examples": outcome.trainPairs, "validation_examples": outcome.validationPairs, "parameters": outcome.model.parameterCount,
+            "model_file": outcome.modelFile.path, "validation": try JSONSerialization.jsonObject(with: JSONEncoder().encode(metrics)),
         ]
         try AtomicFile.write(try JSONSerialization.data(withJSONObject: report, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]),
                              to: directory.appendingPathComponent("report.json"))
         print(String(format: "validation: exact match %.2f%%, CER %.2f%%, WER %.2f%%, BLEU %.2f (%d examples)", 100 * metrics.exact_match,
                      100 * metrics.character_error_rate, 100 * metrics.word_error_rate, metrics.bleu, metrics.examples))
-        print("model: \(modelURL.path)")
-    }
-
-    /// The training and validation pairs a configuration names (validation held out when no file).
-    static func readData(_ c: RunConfiguration) throws -> (train: [PairCorpus.Pair], validation: [PairCorpus.Pair]) {
-        func read(_ path: String, _ target: String?) throws -> PairCorpus {
-            let corpus = try target.map { try PairCorpus.readParallel(source: URL(fileURLWithPath: path), target: URL(fileURLWithPath: $0), skipBadLines: c.data.skip_bad_lines) }
-                ?? PairCorpus.readTSV(URL(fileURLWithPath: path), audio: c.data.kind == "audio", skipBadLines: c.data.skip_bad_lines)
-            if !corpus.skipped.isEmpty {
-                FileHandle.standardError.write(Data("warning: \(path): skipped \(corpus.skipped.count) malformed lines (first: \(corpus.skipped[0]))\n".utf8))
-            }
-            guard !corpus.pairs.isEmpty else { throw ValidationError("\(path): no pairs") }
-            return corpus
-        }
-        guard let trainPath = c.data.train else { throw ValidationError("no training data") }
-        let train = try read(trainPath, c.data.train_target)
-        if let validation = c.data.validation { return (train.pairs, try read(validation, c.data.validation_target).pairs) }
-        guard c.data.validation_fraction > 0 else { return (train.pairs, []) }
-        guard train.pairs.count >= 2 else { throw ValidationError("\(trainPath): 2 pairs or more are needed to hold some out for validation") }
-        let (kept, held) = train.split(heldOut: c.data.validation_fraction, seed: c.training.seed)
-        print("validation: \(held.count) of \(train.pairs.count) training pairs held out (data.validation_fraction \(c.data.validation_fraction), seed \(c.training.seed))")
-        return (kept, held)
+        print("model: \(outcome.modelFile.path)")
     }
 }
 
@@ -153,7 +115,7 @@ struct Evaluate: ParsableCommand {
             Test pairs as for `loom train`: a TSV of source<TAB>target, two line-aligned files (--test and \\
             --test-target), or a manifest of audio path<TAB>transcript for audio models. Prints the figures and \\
             writes OUTPUT/evaluation.json and OUTPUT/errors.tsv (line, source, reference, output of every wrong \\
-            output). Sources with symbols the model never saw are encoded as unknown and counted.
+            output; with --group-references the accepted references are separated by " | "). Sources with symbols the model never saw are encoded as unknown and counted.
             """)
 
     @Option(help: "The model file.") var model: String
@@ -164,6 +126,8 @@ struct Evaluate: ParsableCommand {
     @Option(parsing: .unconditional, help: "Maximum output length.") var maxLength = 100
     @Option(parsing: .unconditional, help: "Inputs decoded together, 1...4096.") var batchSize = 64
     @Flag(help: "Leave out malformed lines (counted) instead of stopping at the first.") var skipBadLines = false
+    @Flag(help: "Pairs with the same source are one item, right when the output equals any of their targets (variants).")
+    var groupReferences = false
     @Option(help: "Where evaluation.json and errors.tsv go (default: the model's folder).") var output: String?
 
     var options: DecodingOptions { DecodingOptions(maximumLength: maxLength, beamWidth: beam, lengthPenalty: lengthPenalty) }
@@ -187,10 +151,9 @@ struct Evaluate: ParsableCommand {
         let corpus = try testTarget.map { try PairCorpus.readParallel(source: URL(fileURLWithPath: test), target: URL(fileURLWithPath: $0), skipBadLines: skipBadLines) }
             ?? PairCorpus.readTSV(URL(fileURLWithPath: test), audio: isAudio, skipBadLines: skipBadLines)
         guard !corpus.pairs.isEmpty else { throw ValidationError("\(test): no pairs") }
-        let examples = try SequenceRun.examples(corpus.pairs, for: transformer, file: test)
-        let decoded = try SequenceRun.decode(examples, transformer, options: options, batchSize: batchSize)
-        let metrics = EvaluationMetrics(hypotheses: decoded, references: examples.map(\.target),
-                                        unknownSources: SequenceRun.unknownSources(examples, transformer))
+        var examples = try SequenceRun.examples(corpus.pairs, for: transformer, file: test)
+        if groupReferences { examples = SequenceRun.groupedBySource(examples) }
+        let (decoded, metrics) = try SequenceRun.evaluate(examples, transformer, options: options, batchSize: batchSize)
         let directory = output.map { URL(fileURLWithPath: $0) } ?? modelURL.deletingLastPathComponent()
         try UserFile.makeDirectory(directory)
         var object = try JSONSerialization.jsonObject(with: JSONEncoder().encode(metrics)) as? [String: Any] ?? [:]
@@ -201,8 +164,10 @@ struct Evaluate: ParsableCommand {
         try AtomicFile.write(try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]),
                              to: directory.appendingPathComponent("evaluation.json"))
         var errors = "line\tsource\treference\toutput\n"
-        for (example, (pair, output)) in zip(examples, zip(corpus.pairs, decoded)) where output != example.target {
-            errors += "\(pair.line)\t\(Decode.escaped(pair.source))\t\(Decode.escaped(example.target))\t\(Decode.escaped(output))\n"
+        let sourceOfLine = Dictionary(corpus.pairs.map { ($0.line, $0.source) }, uniquingKeysWith: { first, _ in first })
+        for (example, output) in zip(examples, decoded) where !example.references.contains(output) {
+            let source = sourceOfLine[example.line] ?? ""
+            errors += "\(example.line)\t\(Decode.escaped(source))\t\(example.references.map(Decode.escaped).joined(separator: " | "))\t\(Decode.escaped(output))\n"
         }
         try AtomicFile.write(Data(errors.utf8), to: directory.appendingPathComponent("errors.tsv"))
         print(String(format: "%d examples: exact match %.2f%%, CER %.2f%%, WER %.2f%%, BLEU %.2f", metrics.examples, 100 * metrics.exact_match,

@@ -211,7 +211,7 @@ final class HostileInputTests: TemporaryDirectoryTestCase {
     }
 
     func testC3RecipeBatchSizeZeroIsAClearError() throws {
-        for recipe in ["addition", "addition-regression", "timeseries", "compare-xy"] {
+        for recipe in ["addition", "addition-regression", "timeseries", "compare-xy", "g2p"] {
             let r = try run(["--quick", "--batch-size", "0", "--output", path(recipe)], executable: recipe)
             XCTAssertFalse(r.signaled, "\(recipe): \(r.error)")
             XCTAssertEqual(r.status, 64, "\(recipe): \(r.error)")

@@ -72,4 +72,20 @@ final class RecipeTests: XCTestCase {
         XCTAssertEqual(heard.count, test.count, output)
         XCTAssertGreaterThanOrEqual(zip(heard, test).filter { $0.0 == $0.1[1] }.count, 6, "decoded \(heard) for \(test.map { $0[1] })")
     }
+
+    /// CMUdict from Debian's pocketsphinx-en-us (installed by .ci/run): 4,000 words, a small
+    /// model. Chance is far off: a word is right only when every phone is; a model that learned
+    /// nothing gets every word wrong and most phones.
+    func testG2PQuick() throws {
+        let (report, dir) = try runQuick("g2p")
+        XCTAssertLessThan(percentage(report["test_word_error_rate_greedy"]), 85, "\(report)")
+        XCTAssertLessThan(percentage(report["test_phone_error_rate_beam"]), 35, "\(report)")
+        XCTAssertGreaterThan(report["test_words"] as? Int ?? 0, 300, "\(report)")
+        let decoded = try runLoom(["decode", "--model", dir.appendingPathComponent("g2p.safetensors").path, "loom", "phone"])
+        XCTAssertEqual(decoded.status, 0, decoded.output)
+        let lines = decoded.output.split(separator: "\n")
+        XCTAssertEqual(lines.count, 2, decoded.output)
+        // Phones: capital ARPAbet symbols separated by spaces.
+        XCTAssertTrue(lines.allSatisfy { !$0.isEmpty && $0.split(separator: " ").allSatisfy { $0.allSatisfy(\.isUppercase) } }, decoded.output)
+    }
 }

@@ -10,7 +10,7 @@ final class UserEdgesTests: TemporaryDirectoryTestCase {
         XCTAssertEqual(version.status, 0)
         XCTAssertEqual(version.output.trimmingCharacters(in: .whitespacesAndNewlines), LoomVersion.current)
         // Every recipe takes the same flags and shows its defaults as values.
-        for (recipe, batch) in [("addition", 128), ("compare-xy", 32), ("addition-regression", 64), ("timeseries", 32), ("spoken-digits", 32)] {
+        for (recipe, batch) in [("addition", 128), ("compare-xy", 32), ("addition-regression", 64), ("timeseries", 32), ("spoken-digits", 32), ("g2p", 64)] {
             let help = try runExecutable(recipe, ["--help"])
             for flag in ["--output", "--epochs", "--batch-size", "--learning-rate", "--checkpoint-every", "--resume", "--threads", "--seed"] {
                 XCTAssertTrue(help.output.contains(flag), "\(recipe) --help lacks \(flag)")
