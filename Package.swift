@@ -7,6 +7,8 @@ let package = Package(
     name: "Loom",
     products: [
         .library(name: "Loom", targets: ["Loom"]),
+        // Data-parallel training over Open MPI; apart from Loom, so that the library needs no MPI.
+        .library(name: "LoomDistributed", targets: ["LoomDistributed"]),
         .executable(name: "loom", targets: ["loom"]),
         .executable(name: "Benchmarks", targets: ["Benchmarks"]),
         .executable(name: "addition", targets: ["addition"]),
@@ -27,6 +29,7 @@ let package = Package(
         .systemLibrary(name: "CFFTW", path: "Sources/CFFTW"),
         .systemLibrary(name: "CSndFile", path: "Sources/CSndFile"),
         .systemLibrary(name: "CSampleRate", path: "Sources/CSampleRate"),
+        .systemLibrary(name: "CMPI", path: "Sources/CMPI", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev"])]),
 
         // The packed-weight micro-kernels (AVX-512, AVX2) and vectorized rows; C, so that each
         // function can carry its own target attribute and be dispatched at run time. Release
@@ -42,21 +45,24 @@ let package = Package(
         .target(name: "LoomText", dependencies: ["LoomTensor", "CSentencePiece"]),
         .target(name: "LoomAudio", dependencies: ["LoomTensor", "CFFTW", "CSndFile", "CSampleRate"]),
         .target(name: "LoomSeq2Seq", dependencies: ["LoomLayers", "LoomTraining", "LoomText", "LoomAudio"]),
+        // MPI's constants are macros over globals: a few C functions stand in for them.
+        .target(name: "CLoomMPI", dependencies: ["CMPI"]),
+        .target(name: "LoomDistributed", dependencies: ["LoomTraining", "CLoomMPI"]),
         .target(name: "Loom", dependencies: ["LoomKernels", "LoomTensor", "LoomLayers", "LoomTraining", "LoomText", "LoomAudio", "LoomSeq2Seq"]),
 
         .executableTarget(
             name: "loom",
-            dependencies: ["Loom", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+            dependencies: ["Loom", "LoomDistributed", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .executableTarget(name: "Benchmarks", dependencies: ["Loom"], path: "Benchmarks"),
         // Recipes: one executable per task over the library, sharing a small support module.
-        .target(name: "RecipeSupport", dependencies: ["Loom", .product(name: "ArgumentParser", package: "swift-argument-parser")], path: "recipes/Support"),
+        .target(name: "RecipeSupport", dependencies: ["Loom", "LoomDistributed", .product(name: "ArgumentParser", package: "swift-argument-parser")], path: "recipes/Support"),
         .executableTarget(name: "addition", dependencies: ["RecipeSupport", "Loom", .product(name: "ArgumentParser", package: "swift-argument-parser")], path: "recipes/addition"),
         .executableTarget(name: "compare-xy", dependencies: ["RecipeSupport", "Loom", .product(name: "ArgumentParser", package: "swift-argument-parser")], path: "recipes/compare-xy"),
         .executableTarget(name: "addition-regression", dependencies: ["RecipeSupport", "Loom", .product(name: "ArgumentParser", package: "swift-argument-parser")], path: "recipes/addition-regression"),
         .executableTarget(name: "timeseries", dependencies: ["RecipeSupport", "Loom", .product(name: "ArgumentParser", package: "swift-argument-parser")], path: "recipes/timeseries"),
         .executableTarget(name: "spoken-digits", dependencies: ["RecipeSupport", "Loom", .product(name: "ArgumentParser", package: "swift-argument-parser")], path: "recipes/spoken-digits"),
         // Its run configuration is a committed file, compiled in (PackageResources.run_json).
-        .executableTarget(name: "g2p", dependencies: ["RecipeSupport", "Loom", .product(name: "ArgumentParser", package: "swift-argument-parser")], path: "recipes/g2p",
+        .executableTarget(name: "g2p", dependencies: ["RecipeSupport", "Loom", "LoomDistributed", .product(name: "ArgumentParser", package: "swift-argument-parser")], path: "recipes/g2p",
                           resources: [.embedInCode("run.json")]),
         // Fuzz targets (libFuzzer through scripts/fuzz.sh); a replayer of saved inputs otherwise.
         .executableTarget(name: "LoomFuzz", dependencies: ["LoomAudio", "LoomSeq2Seq"]),

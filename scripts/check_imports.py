@@ -22,11 +22,12 @@ ALLOWED = {
     "LoomAudio": {"LoomTensor", "CFFTW", "CSndFile", "CSampleRate"},
     "LoomSeq2Seq": {"LoomTensor", "LoomLayers", "LoomTraining", "LoomText", "LoomAudio"},
     "Loom": {"LoomKernels", "LoomTensor", "LoomLayers", "LoomTraining", "LoomText", "LoomAudio", "LoomSeq2Seq"},
-    "loom": {"Loom", "ArgumentParser"},
+    "LoomDistributed": {"LoomTraining", "CLoomMPI"},
+    "loom": {"Loom", "LoomDistributed", "ArgumentParser"},
     "LoomFuzz": {"LoomAudio", "LoomSeq2Seq"},
     "Benchmarks": {"Loom"},
-    "RecipeSupport": {"Loom", "ArgumentParser"},
-    "recipe": {"Loom", "RecipeSupport", "ArgumentParser"},
+    "RecipeSupport": {"Loom", "LoomDistributed", "ArgumentParser"},
+    "recipe": {"Loom", "LoomDistributed", "RecipeSupport", "ArgumentParser"},
 }
 PLATFORM = {"Foundation", "FoundationEssentials", "Dispatch", "Glibc", "Musl", "Synchronization", "XCTest"}
 IMPORT = re.compile(r"^\s*(?:@_exported\s+|@testable\s+|@preconcurrency\s+)?import\s+(?:(?:struct|class|enum|func|var|let|protocol|typealias)\s+)?([A-Za-z_][A-Za-z0-9_]*)")

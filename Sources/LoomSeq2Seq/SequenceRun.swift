@@ -187,6 +187,7 @@ public enum SequenceRun {
     /// plots and checkpoints under `output`. Returns the trainer (for its history and step count).
     public static func train(_ model: SequenceTransformer, configuration c: RunConfiguration, train: [SequenceExample],
                              validation: [SequenceExample], output: URL, resume: Bool, resumeAnyway: Bool,
+                             communicator: (any Communicator)? = nil,
                              shouldStop: @escaping () -> Bool = { false }) throws -> Trainer<Float, SequenceExample, [SequenceExample]> {
         let t = c.training
         var options = TrainerOptions()
@@ -200,6 +201,7 @@ public enum SequenceRun {
         options.checkpointEverySteps = t.checkpoint_every
         options.checkpointOnStop = true
         options.resumeAnyway = resumeAnyway
+        options.communicator = communicator
         // Keep-best and early stopping on the chosen metric (kept in checkpoints, so a resumed run chooses as an uninterrupted one).
         options.restoreBestWeights = true
         options.earlyStoppingPatience = t.patience
@@ -224,7 +226,7 @@ public enum SequenceRun {
         }
         let decoding = DecodingOptions(maximumLength: t.max_output_length)
         let trainer = Trainer<Float, SequenceExample, [SequenceExample]>(
-            parameters: model.parameters, optimizer: Adam<Float>(learningRate: peak), options: options, randomSource: RandomSource(seed: t.seed),
+            parameters: model.parameters, optimizer: Adam<Float>(learningRate: peak), options: options, randomSource: model.randomSource,
             length: { $0.length }, collate: { $0 },
             loss: { batch in try model.loss(sources: sources(batch, model), targets: batch.map(\.target), labelSmoothing: t.label_smoothing) },
             metrics: { batch in
@@ -233,10 +235,14 @@ public enum SequenceRun {
                 return ["exact_match": Double(zip(decoded, references).filter { $1.contains($0) }.count) / Double(batch.count),
                         "character_error_rate": ErrorRate.characters(hypotheses: decoded, referenceSets: references)]
             })
+        // The loss is a mean over target tokens (each target and its end symbol): distributed
+        // ranks weight their gradients by their share of the batch's tokens.
+        trainer.exampleWeight = { model.lossWeight(target: $0.target) }
+        let primary = communicator?.isPrimary ?? true
         if resume || resumeAnyway {
-            if let url = try trainer.resume() {
+            if let url = try trainer.resume(), primary {
                 print("resumed from \(url.lastPathComponent) at step \(trainer.globalStep), epoch \(trainer.epoch)")
-            } else {
+            } else if primary {
                 print("no checkpoint yet in \(options.checkpointDirectory?.path ?? "?"); starting from the beginning")
             }
         }

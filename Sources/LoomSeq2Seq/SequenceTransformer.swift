@@ -153,10 +153,14 @@ public final class SequenceTransformer {
     let output: Linear<Float>
     /// `configuration.dropout`, active in training only.
     let drop: Dropout<Float>
+    /// The source the model's dropout masks are drawn from (the one it was built with): give it
+    /// to the `Trainer`, whose checkpoints then restore the masks' sequence on resume.
+    public let randomSource: RandomSource
 
     public init(_ configuration: SequenceTransformerConfiguration, using source: RandomSource = .shared) throws {
         try configuration.validate()
         self.configuration = configuration
+        randomSource = source
         let c = configuration
         if case let .text(codec, e) = c.source {
             sourceEmbedding = try Embedding(vocabularySize: codec.size, embeddingSize: e, using: source)
@@ -272,6 +276,12 @@ public final class SequenceTransformer {
     }
 
     /// Targets to (decoder inputs [start] + t, outputs t + [end]), padded.
+    /// How many rows a target adds to `loss`'s mean (its symbols and the end symbol): the weight
+    /// of an example in a batch (`Trainer.exampleWeight`, for distributed training).
+    public func lossWeight(target: String) -> Double {
+        Double(((try? configuration.target.encode(target))?.count ?? 0) + 1)
+    }
+
     public func targetBatch(_ texts: [String]) throws -> (inputs: PaddedIndices, outputs: PaddedIndices) {
         let t = configuration.target
         let encoded = try texts.map { try t.encode($0) }

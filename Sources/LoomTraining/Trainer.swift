@@ -62,6 +62,10 @@ public struct TrainerOptions {
     /// When `shouldStop` ends `fit` mid-epoch, write a checkpoint at that point first (an
     /// interrupted run then resumes from its last step, not its last scheduled checkpoint).
     public var checkpointOnStop = false
+    /// Data-parallel training over this communicator's ranks (nil or one rank: a single
+    /// process). Every rank takes its share of each batch, gradients are summed over the ranks
+    /// and every rank applies the same update; rank 0 writes the checkpoints, log and plots.
+    public var communicator: (any Communicator)?
 
     public init() {}
 
@@ -137,6 +141,13 @@ public final class Trainer<Scalar: TensorScalar, Example, Batch> {
     var bestWeights: [Tensor<Scalar>]?
     var epochsWithoutImprovement = 0
 
+    /// How much an example counts in a batch's mean loss (e.g. its target tokens, when the loss
+    /// is a mean over tokens); default 1. Distributed training weights each rank's gradient by
+    /// the sum over its share, so that the update equals one process's on the whole batch.
+    public var exampleWeight: ((Example) -> Double)?
+    /// Seconds spent summing gradients over the ranks (distributed training).
+    public private(set) var allReduceSeconds = 0.0
+
     public var onStep: ((_ step: Int, _ loss: Double) -> Void)?
     /// Checked after every step: `fit` returns (without an end-of-epoch checkpoint) once it is true.
     public var shouldStop: (() -> Bool)?
@@ -168,14 +179,25 @@ public final class Trainer<Scalar: TensorScalar, Example, Batch> {
     /// update (counted and reported); too many in a row throws `TrainingError.nonFinite`.
     /// Returns the loss.
     @discardableResult
-    public func step(_ batch: Batch) throws -> Double {
+    public func step(_ batch: Batch) throws -> Double { try step(batch, weight: 1) }
+
+    /// The communicator when training runs on more than one rank.
+    var ranks: (any Communicator)? { options.communicator.flatMap { $0.size > 1 ? $0 : nil } }
+
+    /// One update; in distributed training `batch` is this rank's share (nil when it is empty)
+    /// and `weight` its weight in the whole batch's mean.
+    func step(_ batch: Batch?, weight: Double) throws -> Double {
         if let schedule = options.schedule { optimizer.learningRate = schedule.learningRate(atStep: globalStep) }
-        let (loss, gradients) = try withLearningPhase(.training) { () throws -> (Double, [Tensor<Scalar>]?) in
-            let value = try lossFunction(batch)
-            let l = Double(value.scalarValue)
-            guard l.isFinite else { return (l, nil) }
-            return (l, try value.gradients(for: parameters))
-        }
+        if let ranks { randomSource.reseed(Self.stepSeed(options.seed, step: globalStep, rank: ranks.rank)) }
+        var (loss, gradients) = try batch.map { batch in
+            try withLearningPhase(.training) { () throws -> (Double, [Tensor<Scalar>]?) in
+                let value = try lossFunction(batch)
+                let l = Double(value.scalarValue)
+                guard l.isFinite else { return (l, nil) }
+                return (l, try value.gradients(for: parameters))
+            }
+        } ?? (0, nil)
+        if let ranks { (loss, gradients) = try combine(loss: loss, gradients: gradients, weight: batch == nil ? 0 : weight, ranks) }
         globalStep += 1
         currentLoss = loss
         var problem: String?
@@ -203,6 +225,58 @@ public final class Trainer<Scalar: TensorScalar, Example, Batch> {
         return loss
     }
 
+    /// The whole batch's loss and gradients from every rank's share: sums of weight x loss and
+    /// weight x gradient over the ranks, over the summed weight. A non-finite loss on any rank
+    /// makes the step's loss NaN on every rank (the update is skipped everywhere).
+    func combine(loss: Double, gradients: [Tensor<Scalar>]?, weight: Double, _ ranks: any Communicator) throws -> (Double, [Tensor<Scalar>]?) {
+        let start = Date()
+        defer { allReduceSeconds += Date().timeIntervalSince(start) }
+        let finite = gradients != nil || weight == 0
+        var scalars = [finite ? weight * loss : 0, weight, finite ? 0 : 1]
+        try ranks.allReduceSum(&scalars)
+        guard scalars[2] == 0, scalars[1] > 0 else { return (.nan, nil) }
+        var flat = [Scalar]()
+        flat.reserveCapacity(parameters.reduce(0) { $0 + $1.data.count })
+        let w = Scalar(weight)
+        for (i, p) in parameters.enumerated() {
+            if let g = gradients?[i] { flat += g.scalars.map { $0 * w } } else { flat += [Scalar](repeating: 0, count: p.data.count) }
+        }
+        if var f = flat as? [Float] {
+            try ranks.allReduceSum(&f)
+            flat = f as? [Scalar] ?? flat
+        } else if var d = flat as? [Double] {
+            try ranks.allReduceSum(&d)
+            flat = d as? [Scalar] ?? flat
+        }
+        let total = Scalar(scalars[1])
+        var offset = 0
+        let combined = try parameters.map { p -> Tensor<Scalar> in
+            defer { offset += p.data.count }
+            return try Tensor(shape: p.shape, scalars: flat[offset..<(offset + p.data.count)].map { $0 / total })
+        }
+        return (scalars[0] / scalars[1], combined)
+    }
+
+    /// `shouldStop`, answered jointly by the ranks in distributed training (a signal reaches
+    /// them at different steps: all stop at the same step, when any asks).
+    func stopRequested(_ ranks: (any Communicator)?) throws -> Bool {
+        let mine = shouldStop?() == true
+        guard let ranks else { return mine }
+        var flag = [mine ? 1.0 : 0]
+        try ranks.allReduceMaximum(&flag)
+        return flag[0] > 0
+    }
+
+    /// The dropout seed of one rank at one step: a function of the run's seed, the step and the
+    /// rank alone, so that a resumed distributed run draws the masks an uninterrupted one does.
+    static func stepSeed(_ seed: UInt64, step: Int, rank: Int) -> UInt64 {
+        var h = FNV1a()
+        h.add(seed)
+        h.add(UInt64(step))
+        h.add(UInt64(rank))
+        return h.value
+    }
+
     func warn(_ text: String) {
         FileHandle.standardError.write(Data("warning: \(text)\n".utf8))
     }
@@ -210,17 +284,31 @@ public final class Trainer<Scalar: TensorScalar, Example, Batch> {
     // MARK: - Evaluation
 
     /// Mean loss and metrics over `examples` in batches, in inference mode, weighted by batch size.
+    /// Distributed: each rank evaluates every K-th example and the sums are added over the
+    /// ranks (all evaluate everything when there are fewer examples than ranks).
     public func evaluate(_ examples: [Example]) throws -> (loss: Double, metrics: [String: Double]) {
+        let ranks = self.ranks.flatMap { examples.count >= $0.size ? $0 : nil }
+        let mine = ranks.map { r in stride(from: r.rank, to: examples.count, by: r.size).map { examples[$0] } } ?? examples
         var g = SeededGenerator(seed: 0)
-        let batches = BatchPlan.batches(lengths: examples.map(length), batchSize: options.batchSize, order: .sequential, using: &g)
+        let batches = BatchPlan.batches(lengths: mine.map(length), batchSize: options.batchSize, order: .sequential, using: &g)
         var lossSum = 0.0, sums: [String: Double] = [:], count = 0
         try withoutGradients {
             for indices in batches {
-                let batch = try collate(indices.map { examples[$0] })
+                let batch = try collate(indices.map { mine[$0] })
                 lossSum += Double(try lossFunction(batch).scalarValue) * Double(indices.count)
                 if let metricsFunction { for (k, v) in try metricsFunction(batch) { sums[k, default: 0] += v * Double(indices.count) } }
                 count += indices.count
             }
+        }
+        if let ranks {
+            let keys = sums.keys.sorted()
+            guard try ranks.differingFacts([(name: "metric names", value: keys.joined(separator: ","))]).isEmpty else {
+                throw TrainingError.invalidOptions("the ranks' validation metrics have different names")
+            }
+            var buffer = [lossSum, Double(count)] + keys.map { sums[$0] ?? 0 }
+            try ranks.allReduceSum(&buffer)
+            (lossSum, count) = (buffer[0], Int(buffer[1]))
+            for (i, k) in keys.enumerated() { sums[k] = buffer[2 + i] }
         }
         let n = Double(Swift.max(count, 1))
         return (lossSum / n, sums.mapValues { $0 / n })
@@ -237,11 +325,13 @@ public final class Trainer<Scalar: TensorScalar, Example, Batch> {
         BLAS.applySubnormalMode()
         let lengths = train.map(length)
         try checkRunIdentity(lengths: lengths)
-        try claimCheckpointDirectory()
-        // A new run starts its own log; a resumed one continues it.
+        let ranks = self.ranks, primary = ranks?.isPrimary ?? true
+        if let ranks { try joinRanks(ranks) }
+        if primary { try claimCheckpointDirectory() }
+        // A new run starts its own log; a resumed one continues it. Only rank 0 writes files.
         let fresh = globalStep == 0 && restoredFrom == nil
-        if let dir = options.runDirectory { try UserFile.makeDirectory(dir) }
-        let log = try options.runDirectory.map { try MetricsLog(url: $0.appendingPathComponent("metrics.jsonl"), truncate: fresh) }
+        if primary, let dir = options.runDirectory { try UserFile.makeDirectory(dir) }
+        let log = try options.runDirectory.flatMap { primary ? try MetricsLog(url: $0.appendingPathComponent("metrics.jsonl"), truncate: fresh) : nil }
         let progress = ProgressLine(logEvery: options.progressEvery)
         while epoch < epochs {
             let epochGenerator: SeededGenerator, resumeBatch: Int
@@ -260,18 +350,25 @@ public final class Trainer<Scalar: TensorScalar, Example, Batch> {
             let padded = BatchPlan.paddedFraction(batches, lengths: lengths)
             let start = Date()
             var lossSum = 0.0, lossCount = 0, examples = 0
+            // Distributed: every rank draws the same batches and takes every K-th example of each.
+            func share(_ b: Int) -> [Int] {
+                guard let ranks else { return batches[b] }
+                return stride(from: ranks.rank, to: batches[b].count, by: ranks.size).map { batches[b][$0] }
+            }
             let prefetcher = Prefetcher(collate: collate, enabled: options.prefetch)
-            if firstBatch < batches.count { prefetcher.start(batches[firstBatch].map { train[$0] }) }
+            if firstBatch < batches.count { prefetcher.start(share(firstBatch).map { train[$0] }) }
             for b in firstBatch..<batches.count {
+                let mine = share(b)
                 let batch = try prefetcher.take()
-                if b + 1 < batches.count { prefetcher.start(batches[b + 1].map { train[$0] }) }
-                let loss = try step(batch)
+                if b + 1 < batches.count { prefetcher.start(share(b + 1).map { train[$0] }) }
+                let weight = exampleWeight.map { w in mine.reduce(0.0) { $0 + w(train[$1]) } } ?? Double(mine.count)
+                let loss = try step(batch, weight: weight)
                 if loss.isFinite { lossSum += loss; lossCount += 1 }
                 examples += batches[b].count
                 let elapsed = Date().timeIntervalSince(start)
                 let rate = Double(examples) / Swift.max(elapsed, 1e-9)
                 let remaining = batches[(b + 1)...].reduce(0) { $0 + $1.count }
-                if options.showProgress {
+                if options.showProgress && primary {
                     // The run's ETA counts the epochs still to come (early stopping may end it sooner).
                     let later = Double(remaining + (epochs - epoch - 1) * train.count)
                     progress.show(String(format: "epoch %d/%d  step %d/%d  loss %.4g  %.0f ex/s  eta epoch %@, run %@", epoch + 1, epochs, b + 1,
@@ -285,7 +382,7 @@ public final class Trainer<Scalar: TensorScalar, Example, Batch> {
                 if let every = options.checkpointEverySteps, globalStep % every == 0, b + 1 < batches.count {
                     try saveCheckpoint(epochGenerator: epochGenerator, nextBatch: b + 1)
                 }
-                if shouldStop?() == true {
+                if try stopRequested(ranks) {
                     prefetcher.cancel()
                     // After the epoch's last batch, the resumed run starts at the epoch's end work.
                     if options.checkpointOnStop { try saveCheckpoint(epochGenerator: epochGenerator, nextBatch: b + 1) }
@@ -313,7 +410,7 @@ public final class Trainer<Scalar: TensorScalar, Example, Batch> {
             }
             epoch += 1
             history.append(record)
-            if options.showProgress {
+            if options.showProgress && primary {
                 var text = String(format: "epoch %d/%d  train loss %.4g", epoch, epochs, record.trainLoss)
                 if let v = record.validationLoss { text += String(format: "  validation loss %.4g", v) }
                 for (k, v) in record.validationMetrics.sorted(by: { $0.key < $1.key }) { text += String(format: "  %@ %.4g", k, v) }
@@ -333,7 +430,7 @@ public final class Trainer<Scalar: TensorScalar, Example, Batch> {
             try saveCheckpoint(epochGenerator: generator, nextBatch: 0)
             if stopAfterEpoch?(record) == true { break }
             if let patience = options.earlyStoppingPatience, epochsWithoutImprovement >= patience {
-                if options.showProgress { progress.line("early stopping: no validation improvement for \(patience) epochs") }
+                if options.showProgress && primary { progress.line("early stopping: no validation improvement for \(patience) epochs") }
                 break
             }
         }
@@ -364,7 +461,7 @@ public final class Trainer<Scalar: TensorScalar, Example, Batch> {
     static var checkpointPrefix: String { "checkpoint-" }
 
     func saveCheckpoint(epochGenerator: SeededGenerator, nextBatch: Int) throws {
-        guard let dir = options.checkpointDirectory else { return }
+        guard let dir = options.checkpointDirectory, options.communicator?.isPrimary ?? true else { return }
         try UserFile.makeDirectory(dir)
         var tensors: [(name: String, tensor: Tensor<Scalar>)] = []
         for (i, p) in parameters.enumerated() { tensors.append(("parameter.\(i)", p.data)) }
@@ -382,7 +479,7 @@ public final class Trainer<Scalar: TensorScalar, Example, Batch> {
             "learning_rate": "\(optimizer.learningRate)", "skipped_steps": "\(skippedSteps)",
             "best_score": "\(bestScore)", "epochs_without_improvement": "\(epochsWithoutImprovement)",
             "moments": state.moments.map { "\($0?.count ?? -1)" }.joined(separator: ","), "history": history,
-            "current_loss": "\(currentLoss)", "identity": Self.encodeIdentity(runIdentity ?? [:]),
+            "current_loss": "\(currentLoss)", "ranks": "\(options.communicator?.size ?? 1)", "identity": Self.encodeIdentity(runIdentity ?? [:]),
         ]
         let name = Self.checkpointPrefix + String(format: "%010d", globalStep) + (nextBatch == 0 ? "-epoch" : "") + ".safetensors"
         try SafeTensors.write(tensors, metadata: metadata, to: dir.appendingPathComponent(name))
@@ -511,6 +608,35 @@ public final class Trainer<Scalar: TensorScalar, Example, Batch> {
 
     /// Compares this run with the checkpoint it resumed from; a difference is an error naming
     /// each differing fact (a warning with `resumeAnyway`).
+    /// Distributed start: the ranks must run the same settings on the same data (their run
+    /// identities are compared fact by fact; a difference ends the run naming the facts), then
+    /// every rank takes rank 0's parameters.
+    func joinRanks(_ ranks: any Communicator) throws {
+        let facts = (runIdentity ?? [:]).sorted { $0.key < $1.key }.map { (name: $0.key, value: $0.value) }
+        let names = facts.map(\.name).joined(separator: ",")
+        let differing = try ranks.differingFacts([(name: "the facts compared", value: names)] + facts)
+        guard differing.isEmpty else {
+            throw TrainingError.invalidOptions("the ranks do not run the same training: \(differing.joined(separator: ", ")) differ between ranks "
+                                               + "(every rank must be given the same configuration and data)")
+        }
+        for p in parameters {
+            var values = p.data.scalars.map { Float($0) }
+            if var d = p.data.scalars as? [Double] {
+                try broadcastDouble(&d, ranks)
+                p.data = try Tensor(shape: p.shape, scalars: d.map { Scalar($0) })
+                continue
+            }
+            try ranks.broadcast(&values, root: 0)
+            p.data = try Tensor(shape: p.shape, scalars: values.map { Scalar($0) })
+        }
+    }
+
+    /// Doubles from rank 0 (as a sum in which the other ranks put zeros: exact).
+    func broadcastDouble(_ values: inout [Double], _ ranks: any Communicator) throws {
+        if !ranks.isPrimary { values = [Double](repeating: 0, count: values.count) }
+        try ranks.allReduceSum(&values)
+    }
+
     func checkRunIdentity(lengths: [Int]) throws {
         let mine = identity(lengths: lengths)
         runIdentity = mine
@@ -568,17 +694,18 @@ final class Prefetcher<Example, Batch>: @unchecked Sendable {
         self.enabled = enabled
     }
 
+    /// An empty share (a distributed rank with nothing in a small last batch) collates to nil.
     func start(_ examples: [Example]) {
-        guard enabled else { self.examples = examples; return }
+        guard enabled, !examples.isEmpty else { self.examples = examples; return }
         let item = DispatchWorkItem { [self] in result = Result { try collate(examples) } }
         pending = item
         queue.async(execute: item)
     }
 
-    func take() throws -> Batch {
+    func take() throws -> Batch? {
         if let examples {
             self.examples = nil
-            return try collate(examples)
+            return examples.isEmpty ? nil : try collate(examples)
         }
         pending?.wait()
         pending = nil

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Loom
+import LoomDistributed
 
 /// `loom train`: a SequenceTransformer on your own pairs of text, or recordings and transcripts.
 struct Train: ParsableCommand {
@@ -29,6 +30,7 @@ struct Train: ParsableCommand {
     @Option(name: .customLong("set"), help: "Override one key: section.key=value (value as JSON, or a string). Repeatable.") var sets: [String] = []
     @Flag(help: "Continue from the newest checkpoint in OUTPUT/checkpoints.") var resume = false
     @Flag(help: "Resume even if the checkpoint was written with other settings (reported).") var resumeAnyway = false
+    @Flag(help: "Data-parallel training over the ranks `mpirun -np K` starts (one process without mpirun).") var distributed = false
 
     /// The flags as configuration overrides, then the --set ones.
     func overrides() throws -> [(key: String, value: String)] {
@@ -85,8 +87,14 @@ struct Train: ParsableCommand {
         let directory = URL(fileURLWithPath: output)
         let interruption = Interruption.install()
         defer { interruption.uninstall() }
-        let outcome = try SequenceRun.run(c, output: directory, resume: resume, resumeAnyway: resumeAnyway, shouldStop: { interruption.requested })
+        let communicator = try Distributed.communicator(requested: distributed)
+        let outcome = try Distributed.guarded(communicator) {
+            try SequenceRun.run(c, output: directory, resume: resume, resumeAnyway: resumeAnyway, communicator: communicator,
+                                shouldStop: { interruption.requested })
+        }
         let trainer = outcome.trainer
+        // Rank 0 reports and writes; the other ranks are done.
+        guard outcome.primary else { return }
         guard let metrics = outcome.validation else {
             print("\ninterrupted at step \(trainer.globalStep): checkpoint saved in \(directory.appendingPathComponent("checkpoints").path); "
                   + "run the same command with --resume to continue")

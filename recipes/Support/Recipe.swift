@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Loom
+import LoomDistributed
 
 /// The defaults a recipe gives the common options, shown in its help as values (set before
 /// parsing, in the recipe's `main`).
@@ -27,6 +28,8 @@ public struct RecipeOptions: ParsableArguments {
     @Flag(help: "Resume even if the checkpoint was written with other settings or data (the differences are reported).")
     public var resumeAnyway = false
     @Flag(help: "A small, fast run (what the test suite runs): a smaller corpus and fewer epochs.") public var quick = false
+    @Flag(help: "Data-parallel training over the ranks `mpirun -np K` starts (one process without mpirun); rank 0 writes.")
+    public var distributed = false
 
     public init() {}
 
@@ -46,11 +49,16 @@ public struct RecipeOptions: ParsableArguments {
         }
     }
 
-    /// Thread count and OpenBLAS kernels (see BLAS.selectOptimizedCoreAndRelaunchIfNeeded).
-    public func configureThreads() {
+    /// Thread count and OpenBLAS kernels (see BLAS.selectOptimizedCoreAndRelaunchIfNeeded), and
+    /// with --distributed the MPI job's communicator.
+    public func configureThreads() throws {
         BLAS.selectOptimizedCoreAndRelaunchIfNeeded()
         BLAS.setThreadCount(threads)
+        RecipeOptions.communicator = try Distributed.communicator(requested: distributed)
     }
+
+    /// The MPI job's communicator with --distributed under mpirun (set by `configureThreads`).
+    nonisolated(unsafe) public static var communicator: (any Communicator)?
 
     public var learningRateOrDefault: Double { learningRate ?? RecipeDefaults.current.learningRate }
 
@@ -68,10 +76,13 @@ public struct RecipeOptions: ParsableArguments {
         options.checkpointEverySteps = checkpointEvery
         options.checkpointOnStop = true
         options.resumeAnyway = resumeAnyway
+        options.communicator = RecipeOptions.communicator
     }
 
     /// Resumes when asked, then fits; Ctrl-C or SIGTERM ends the run at the end of the current
     /// step with a checkpoint, and the recipe exits with status 130 saying how to continue.
+    /// Distributed: an error on any rank ends the job; after training only rank 0 goes on (to
+    /// its report and model file), the other ranks exit.
     public func fit<Example, Batch>(_ trainer: Trainer<Float, Example, Batch>, train: [Example], validation: [Example]? = nil,
                                     epochs: Int) throws -> [EpochRecord] {
         if resume || resumeAnyway {
@@ -85,7 +96,9 @@ public struct RecipeOptions: ParsableArguments {
         defer { interruption.uninstall() }
         let previous = trainer.shouldStop
         trainer.shouldStop = { interruption.requested || previous?() == true }
-        let history = try trainer.fit(train: train, validation: validation, epochs: epochs)
+        let communicator = RecipeOptions.communicator
+        let history = try Distributed.guarded(communicator) { try trainer.fit(train: train, validation: validation, epochs: epochs) }
+        if let communicator, !communicator.isPrimary { Foundation.exit(interruption.requested ? 130 : 0) }
         if interruption.requested {
             print("\ninterrupted at step \(trainer.globalStep): checkpoint saved in \(trainer.options.checkpointDirectory?.path ?? "?"); "
                   + "run the same command with --resume to continue")

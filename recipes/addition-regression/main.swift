@@ -11,7 +11,7 @@ struct AdditionRegression: ParsableCommand {
     @OptionGroup var common: RecipeOptions
 
     func run() throws {
-        common.configureThreads()
+        try common.configureThreads()
         let quick = common.quick
         let all = (0..<100).flatMap { a in (0..<100).map { b in (text: "\(a)+\(b)", sum: a + b) } }
         let (train, held) = split(quick ? Array(all.prefix(2500)) : all, heldOut: 0.1, seed: common.seed)

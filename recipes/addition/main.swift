@@ -31,7 +31,7 @@ struct Addition: ParsableCommand {
     }
 
     func run() throws {
-        common.configureThreads()
+        try common.configureThreads()
         let quick = common.quick
         let digits = quick ? min(self.digits, 2) : self.digits
         let count = quick ? min(pairs, 3000) : pairs
@@ -85,6 +85,7 @@ struct Addition: ParsableCommand {
                 return ["exact_match": Double(zip(decoded, batch).filter { $0.0[0].text == $0.1.answer }.count) / Double(batch.count),
                         "character_accuracy": characters / Double(batch.count)]
             })
+        trainer.exampleWeight = { model.lossWeight(target: $0.answer) }
         var reached: Int?
         trainer.onEpochEnd = { record in
             if reached == nil, let exact = record.validationMetrics["exact_match"], exact >= target { reached = record.epoch }

@@ -25,7 +25,7 @@ struct CompareXY: ParsableCommand {
     }
 
     func run() throws {
-        common.configureThreads()
+        try common.configureThreads()
         let quick = common.quick
         let train = Self.strings(1...(quick ? 6 : 8)), test = Self.strings((quick ? 7 : 9)...(quick ? 8 : 12))
         let epochs = common.epochs ?? (quick ? 25 : RecipeDefaults.current.epochs), hidden = common.hidden ?? RecipeDefaults.current.hidden

@@ -6,6 +6,7 @@
 import ArgumentParser
 import Foundation
 import Loom
+import LoomDistributed
 import RecipeSupport
 
 struct G2P: ParsableCommand {
@@ -36,7 +37,7 @@ struct G2P: ParsableCommand {
     }
 
     func run() throws {
-        common.configureThreads()
+        try common.configureThreads()
         let directory = try common.outputDirectory("g2p")
         let path = dictionary ?? PronouncingDictionary.debianPath
         guard dictionary != nil || FileManager.default.fileExists(atPath: path) else {
@@ -58,9 +59,12 @@ struct G2P: ParsableCommand {
             print("using \(limit) of the words (--words)")
         }
 
-        // The split, written as TSVs of word<TAB>phones (one line per variant).
+        // The split, written as TSVs of word<TAB>phones (one line per variant); distributed, rank 0
+        // writes them (the output folder is shared by the ranks) and the others wait for it.
+        let communicator = RecipeOptions.communicator
+        let primary = communicator?.isPrimary ?? true
         let data = directory.appendingPathComponent("data")
-        try UserFile.makeDirectory(data)
+        if primary { try UserFile.makeDirectory(data) }
         var parts: [PronouncingDictionary.Part: [(word: String, pronunciations: [String])]] = [:]
         for entry in entries { parts[PronouncingDictionary.part(of: entry.word), default: []].append(entry) }
         var files: [PronouncingDictionary.Part: URL] = [:]
@@ -68,17 +72,22 @@ struct G2P: ParsableCommand {
             let lines = (parts[part] ?? []).flatMap { e in e.pronunciations.map { "\(e.word)\t\($0)\n" } }
             guard !lines.isEmpty else { throw ValidationError("\(path): no words fall in the \(part.rawValue) part; give a larger dictionary") }
             files[part] = data.appendingPathComponent("\(part.rawValue).tsv")
-            try AtomicFile.write(Data(lines.joined().utf8), to: files[part]!)
+            if primary { try AtomicFile.write(Data(lines.joined().utf8), to: files[part]!) }
         }
+        var written = [0.0]
+        try communicator?.allReduceSum(&written)
         let counts = PronouncingDictionary.Part.allCases.map { "\(parts[$0]?.count ?? 0) \($0.rawValue)" }.joined(separator: ", ")
         print("split by word: \(counts) words")
 
         let c = try configuration(train: files[.train]!, validation: files[.validation]!)
         let interruption = Interruption.install()
         defer { interruption.uninstall() }
-        let outcome = try SequenceRun.run(c, output: directory, modelName: "g2p.safetensors", resume: common.resume || common.resumeAnyway,
-                                          resumeAnyway: common.resumeAnyway, facts: ["task": "g2p", "dictionary": path],
-                                          shouldStop: { interruption.requested })
+        let outcome = try Distributed.guarded(communicator) {
+            try SequenceRun.run(c, output: directory, modelName: "g2p.safetensors", resume: common.resume || common.resumeAnyway,
+                                resumeAnyway: common.resumeAnyway, facts: ["task": "g2p", "dictionary": path], communicator: communicator,
+                                shouldStop: { interruption.requested })
+        }
+        guard outcome.primary else { return }
         guard outcome.validation != nil else {
             print("\ninterrupted at step \(outcome.trainer.globalStep): checkpoint saved in \(directory.appendingPathComponent("checkpoints").path); "
                   + "run the same command with --resume to continue")

@@ -24,7 +24,7 @@ struct SpokenDigits: ParsableCommand {
     @Option(name: [.customLong("mels"), .customLong("mel-bands")], help: "Mel bands of the front end (as `loom encode-audio --mels`).") var melBands = 40
 
     func run() throws {
-        common.configureThreads()
+        try common.configureThreads()
         let quick = common.quick
         let epochs = common.epochs ?? RecipeDefaults.current.epochs
         let hidden = common.hidden ?? (quick ? 64 : RecipeDefaults.current.hidden)
@@ -108,6 +108,7 @@ struct SpokenDigits: ParsableCommand {
                 return ["character_error_rate": ErrorRate.characters(hypotheses: hypotheses, references: references),
                         "sequence_accuracy": Double(zip(hypotheses, references).filter { $0 == $1 }.count) / Double(batch.count)]
             })
+        trainer.exampleWeight = { model.lossWeight(target: $0.transcript) }
         let trainStart = Date()
         // The "validation" figures printed during training are the test split's (no tuning happens on them).
         _ = try common.fit(trainer, train: train, validation: test, epochs: epochs)

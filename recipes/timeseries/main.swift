@@ -16,8 +16,14 @@ struct TimeSeries: ParsableCommand {
     @Option(help: "Steps per chunk (truncated backpropagation length).") var chunk = 25
     @Option(help: "Values the stateless model sees.") var window = 10
 
+    func validate() throws {
+        if common.distributed {
+            throw ValidationError("--distributed: the stateful model carries its state from one batch to the next, which data-parallel ranks cannot share")
+        }
+    }
+
     func run() throws {
-        common.configureThreads()
+        try common.configureThreads()
         let quick = common.quick
         let epochs = common.epochs ?? (quick ? 15 : RecipeDefaults.current.epochs), hidden = common.hidden ?? RecipeDefaults.current.hidden
         let directory = try common.outputDirectory("timeseries")
