@@ -48,18 +48,6 @@ int loom_mpi_allreduce_sum_double(double *values, size_t count) { return allredu
 int loom_mpi_allreduce_min_double(double *values, size_t count) { return allreduce(values, count, sizeof(double), MPI_DOUBLE, MPI_MIN); }
 int loom_mpi_allreduce_max_double(double *values, size_t count) { return allreduce(values, count, sizeof(double), MPI_DOUBLE, MPI_MAX); }
 
-int loom_mpi_broadcast_float(float *values, size_t count, int root) {
-    while (count > 0) {
-        int piece = count > (size_t)INT_MAX ? INT_MAX : (int)count;
-        int status = MPI_Bcast(values, piece, MPI_FLOAT, root, MPI_COMM_WORLD);
-        if (status != MPI_SUCCESS) return status;
-        values += piece;
-        count -= (size_t)piece;
-    }
-    return MPI_SUCCESS;
-}
-
-int loom_mpi_barrier(void) { return MPI_Barrier(MPI_COMM_WORLD); }
 
 void loom_mpi_abort(int code) { MPI_Abort(MPI_COMM_WORLD, code); }
 

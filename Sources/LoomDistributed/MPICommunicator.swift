@@ -61,10 +61,6 @@ public final class MPICommunicator: Communicator {
         try check(values.withUnsafeMutableBufferPointer { loom_mpi_allreduce_max_double($0.baseAddress, $0.count) }, "MPI_Allreduce")
     }
 
-    public func broadcast(_ values: inout [Float], root: Int) throws {
-        try check(values.withUnsafeMutableBufferPointer { loom_mpi_broadcast_float($0.baseAddress, $0.count, Int32(root)) }, "MPI_Bcast")
-    }
-
     public func abort(code: Int32) -> Never {
         loom_mpi_abort(code)
         exit(code)

@@ -235,24 +235,28 @@ public final class Trainer<Scalar: TensorScalar, Example, Batch> {
         var scalars = [finite ? weight * loss : 0, weight, finite ? 0 : 1]
         try ranks.allReduceSum(&scalars)
         guard scalars[2] == 0, scalars[1] > 0 else { return (.nan, nil) }
-        var flat = [Scalar]()
-        flat.reserveCapacity(parameters.reduce(0) { $0 + $1.data.count })
-        let w = Scalar(weight)
-        for (i, p) in parameters.enumerated() {
-            if let g = gradients?[i] { flat += g.scalars.map { $0 * w } } else { flat += [Scalar](repeating: 0, count: p.data.count) }
-        }
-        if var f = flat as? [Float] {
-            try ranks.allReduceSum(&f)
-            flat = f as? [Scalar] ?? flat
-        } else if var d = flat as? [Double] {
-            try ranks.allReduceSum(&d)
-            flat = d as? [Scalar] ?? flat
-        }
-        let total = Scalar(scalars[1])
-        var offset = 0
-        let combined = try parameters.map { p -> Tensor<Scalar> in
-            defer { offset += p.data.count }
-            return try Tensor(shape: p.shape, scalars: flat[offset..<(offset + p.data.count)].map { $0 / total })
+        let counts = parameters.map(\.data.count)
+        let combined: [Tensor<Scalar>]
+        if Scalar.self == Float.self {
+            // Float, the training precision: concrete loops over one buffer (the generic ones
+            // took 150 ms a step for 1.6M parameters, against 3 ms for the allreduce itself).
+            let mine = parameters.indices.map { i in gradients.map { unsafeBitCast($0[i].scalars, to: [Float].self) } }
+            var flat = GradientBuffer.pack(mine, counts: counts, weight: Float(weight))
+            try ranks.allReduceSum(&flat)
+            combined = zip(parameters, GradientBuffer.unpack(flat, counts: counts, total: Float(scalars[1]))).map { p, g in
+                Tensor(unchecked: p.shape, scalars: unsafeBitCast(g, to: [Scalar].self))
+            }
+        } else {
+            var flat = [Double]()
+            for (i, p) in parameters.enumerated() {
+                flat += gradients.map { $0[i].scalars.map { Double($0) * weight } } ?? [Double](repeating: 0, count: p.data.count)
+            }
+            try ranks.allReduceSum(&flat)
+            var offset = 0
+            combined = parameters.map { p in
+                defer { offset += p.data.count }
+                return Tensor(unchecked: p.shape, scalars: flat[offset..<(offset + p.data.count)].map { Scalar($0 / scalars[1]) })
+            }
         }
         return (scalars[0] / scalars[1], combined)
     }
@@ -348,7 +352,7 @@ public final class Trainer<Scalar: TensorScalar, Example, Batch> {
             // Only a resume-anyway with other data or batches can point past this epoch's batches.
             let firstBatch = Swift.min(resumeBatch, batches.count)
             let padded = BatchPlan.paddedFraction(batches, lengths: lengths)
-            let start = Date()
+            let start = Date(), allReduceAtEpochStart = allReduceSeconds
             var lossSum = 0.0, lossCount = 0, examples = 0
             // Distributed: every rank draws the same batches and takes every K-th example of each.
             func share(_ b: Int) -> [Int] {
@@ -376,8 +380,12 @@ public final class Trainer<Scalar: TensorScalar, Example, Batch> {
                                          ProgressLine.duration(later / rate)), count: globalStep, final: false)
                 }
                 if let log, globalStep % Swift.max(options.logEverySteps, 1) == 0 {
-                    log.write(["kind": .text("step"), "time": .text(MetricsLog.timestamp()), "epoch": .integer(epoch + 1), "step": .integer(globalStep), "loss": .number(loss),
-                               "learning_rate": .number(optimizer.learningRate), "examples_per_second": .number(rate)])
+                    var entry: [String: LogValue] = ["kind": .text("step"), "time": .text(MetricsLog.timestamp()), "epoch": .integer(epoch + 1),
+                                                     "step": .integer(globalStep), "loss": .number(loss), "learning_rate": .number(optimizer.learningRate),
+                                                     "examples_per_second": .number(rate)]
+                    // Distributed: the epoch's seconds so far in the gradient sum.
+                    if ranks != nil { entry["allreduce_seconds"] = .number(allReduceSeconds - allReduceAtEpochStart) }
+                    log.write(entry)
                 }
                 if let every = options.checkpointEverySteps, globalStep % every == 0, b + 1 < batches.count {
                     try saveCheckpoint(epochGenerator: epochGenerator, nextBatch: b + 1)
@@ -423,7 +431,8 @@ public final class Trainer<Scalar: TensorScalar, Example, Batch> {
                            "validation_loss": record.validationLoss.map(LogValue.number) ?? .text("none"),
                            "validation": .object(record.validationMetrics.mapValues(LogValue.number)),
                            "padded_fraction": .number(padded), "examples_per_second": .number(record.examplesPerSecond),
-                           "skipped_steps": .integer(skippedSteps)])
+                           "skipped_steps": .integer(skippedSteps), "ranks": .integer(ranks?.size ?? 1),
+                           "allreduce_seconds": .number(allReduceSeconds - allReduceAtEpochStart)])
                 try writePlots()
             }
             onEpochEnd?(record)
@@ -619,22 +628,32 @@ public final class Trainer<Scalar: TensorScalar, Example, Batch> {
             throw TrainingError.invalidOptions("the ranks do not run the same training: \(differing.joined(separator: ", ")) differ between ranks "
                                                + "(every rank must be given the same configuration and data)")
         }
+        // Rank 0's values as a sum to which the other ranks add zeros (exact in any precision).
         for p in parameters {
-            var values = p.data.scalars.map { Float($0) }
-            if var d = p.data.scalars as? [Double] {
-                try broadcastDouble(&d, ranks)
-                p.data = try Tensor(shape: p.shape, scalars: d.map { Scalar($0) })
-                continue
-            }
-            try ranks.broadcast(&values, root: 0)
-            p.data = try Tensor(shape: p.shape, scalars: values.map { Scalar($0) })
+            var values = ranks.isPrimary ? p.data.scalars : [Scalar](repeating: 0, count: p.data.count)
+            try Self.allReduceSum(&values, ranks)
+            p.data = try Tensor(shape: p.shape, scalars: values)
         }
     }
 
-    /// Doubles from rank 0 (as a sum in which the other ranks put zeros: exact).
-    func broadcastDouble(_ values: inout [Double], _ ranks: any Communicator) throws {
-        if !ranks.isPrimary { values = [Double](repeating: 0, count: values.count) }
-        try ranks.allReduceSum(&values)
+    /// Sums scalars of the trainer's precision over the ranks (Float or Double, reinterpreted
+    /// in place: a cast of the array would convert element by element).
+    static func allReduceSum(_ values: inout [Scalar], _ ranks: any Communicator) throws {
+        if Scalar.self == Float.self {
+            var f = unsafeBitCast(values, to: [Float].self)
+            values = []
+            try ranks.allReduceSum(&f)
+            values = unsafeBitCast(f, to: [Scalar].self)
+        } else if Scalar.self == Double.self {
+            var d = unsafeBitCast(values, to: [Double].self)
+            values = []
+            try ranks.allReduceSum(&d)
+            values = unsafeBitCast(d, to: [Scalar].self)
+        } else {
+            var d = values.map { Double($0) }
+            try ranks.allReduceSum(&d)
+            values = d.map { Scalar($0) }
+        }
     }
 
     func checkRunIdentity(lengths: [Int]) throws {

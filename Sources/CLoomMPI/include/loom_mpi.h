@@ -16,9 +16,6 @@ int loom_mpi_allreduce_sum_float(float *values, size_t count);
 int loom_mpi_allreduce_sum_double(double *values, size_t count);
 int loom_mpi_allreduce_min_double(double *values, size_t count);
 int loom_mpi_allreduce_max_double(double *values, size_t count);
-/// Copies `root`'s floats to every rank.
-int loom_mpi_broadcast_float(float *values, size_t count, int root);
-int loom_mpi_barrier(void);
 /// Ends every rank of the job with `code`.
 void loom_mpi_abort(int code);
 int loom_mpi_finalize(void);
