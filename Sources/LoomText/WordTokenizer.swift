@@ -21,13 +21,15 @@ public struct WordTokenizer: Codable, Equatable, Sendable {
     public let lowercase: Bool
     public let vocabulary: [String]
     private var lookup: [String: Int] = [:]
+    /// `pattern` compiled once (compiling it for every text took most of the time of encoding).
+    private let compiled: CompiledPattern
     private enum CodingKeys: String, CodingKey { case pattern, lowercase, vocabulary }
 
     public var size: Int { Self.firstWordIndex + vocabulary.count }
 
     /// A tokenizer over a given vocabulary. Throws on a bad pattern or a repeated word.
     public init(vocabulary: [String], pattern: String = WordTokenizer.defaultPattern, lowercase: Bool = false) throws {
-        _ = try Self.regex(pattern)
+        compiled = CompiledPattern(try Self.regex(pattern))
         guard Set(vocabulary).count == vocabulary.count else {
             throw TextEncodingError.invalidAlphabet("the vocabulary repeats a word")
         }
@@ -82,9 +84,7 @@ public struct WordTokenizer: Codable, Equatable, Sendable {
 
     /// The tokens of `text`.
     public func tokenize(_ text: String) -> [String] {
-        // The pattern was validated when the tokenizer was made.
-        guard let regex = try? Self.regex(pattern) else { return [] }
-        return Self.tokens(text, regex: regex, lowercase: lowercase)
+        Self.tokens(text, regex: compiled.regex, lowercase: lowercase)
     }
 
     /// Indices of the tokens of `text`; a token outside the vocabulary becomes `unknown`.
@@ -114,4 +114,10 @@ public struct WordTokenizer: Codable, Equatable, Sendable {
         }
         return out
     }
+}
+
+/// A compiled pattern shared by copies of a tokenizer (matching does not change it).
+final class CompiledPattern: @unchecked Sendable {
+    let regex: NSRegularExpression
+    init(_ regex: NSRegularExpression) { self.regex = regex }
 }

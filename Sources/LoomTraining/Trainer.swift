@@ -365,7 +365,8 @@ public final class Trainer<Scalar: TensorScalar, Example, Batch> {
                 let mine = share(b)
                 let batch = try prefetcher.take()
                 if b + 1 < batches.count { prefetcher.start(share(b + 1).map { train[$0] }) }
-                let weight = exampleWeight.map { w in mine.reduce(0.0) { $0 + w(train[$1]) } } ?? Double(mine.count)
+                // The weights matter only to the ranks' sum (one process weights its whole batch).
+                let weight = ranks == nil ? 1 : exampleWeight.map { w in mine.reduce(0.0) { $0 + w(train[$1]) } } ?? Double(mine.count)
                 let loss = try step(batch, weight: weight)
                 if loss.isFinite { lossSum += loss; lossCount += 1 }
                 examples += batches[b].count
