@@ -230,7 +230,7 @@ def main():
         for value in bad_reals:
             sweep.run(f"decode --length-penalty {value!r}", "loom", ["decode", "--model", model_path, "--length-penalty", value, "1+1"])
         sweep.run("decode --min-length above --max-length", "loom", ["decode", "--model", model_path, "--min-length", "50", "--max-length", "5", "1+1"])
-        for recipe in ["addition", "addition-regression", "compare-xy", "timeseries"]:
+        for recipe in ["addition", "addition-regression", "compare-xy", "timeseries", "g2p"]:
             for option in ["--epochs", "--batch-size", "--hidden", "--threads"]:
                 for value in bad_integers[:5]:
                     sweep.run(f"{recipe} {option} {value}", recipe, ["--quick", option, value, "--output", os.path.join(work, "r")])

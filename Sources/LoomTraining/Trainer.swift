@@ -594,6 +594,12 @@ public final class Trainer<Scalar: TensorScalar, Example, Batch> {
         currentLoss = m["current_loss"].flatMap(Double.init) ?? .nan
         restoredIdentity = m["identity"].map(Self.decodeIdentity) ?? [:]
         restoredFrom = url
+        // Checkpoints from before distributed training have no count: one process wrote them.
+        let writtenBy = m["ranks"].flatMap(Int.init) ?? 1, now = options.communicator?.size ?? 1
+        if writtenBy != now, options.communicator?.isPrimary ?? true {
+            warn("\(url.lastPathComponent) was written by a run on \(writtenBy) rank\(writtenBy == 1 ? "" : "s"); continuing on \(now): "
+                 + "the same batches, each rank's share and dropout masks differ from the original run's")
+        }
     }
 
     // MARK: - Run identity
