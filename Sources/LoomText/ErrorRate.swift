@@ -16,6 +16,46 @@ public enum ErrorRate {
         return previous[b.count]
     }
 
+    /// One alignment of fewest edits between a reference and a hypothesis, as pairs: equal
+    /// elements and substitutions pair both, a deletion has no hypothesis element, an insertion
+    /// no reference element (as sclite aligns words). Where several alignments have the fewest
+    /// edits, a match or substitution is preferred to a deletion, and a deletion to an insertion,
+    /// walking back from the ends.
+    ///
+    /// ```swift
+    /// ErrorRate.alignment(reference: Array("kitten"), hypothesis: Array("sitting"))
+    /// // k/s i/i t/t t/t e/i n/n -/g: two substitutions and an insertion
+    /// ```
+    public static func alignment<T: Equatable>(reference r: [T], hypothesis h: [T]) -> [(reference: T?, hypothesis: T?)] {
+        let columns = h.count + 1
+        var d = [Int](repeating: 0, count: (r.count + 1) * columns)
+        for i in 0...r.count { d[i * columns] = i }
+        for j in 0...h.count { d[j] = j }
+        if !r.isEmpty && !h.isEmpty {
+            for i in 1...r.count {
+                for j in 1...h.count {
+                    d[i * columns + j] = Swift.min(d[(i - 1) * columns + j - 1] + (r[i - 1] == h[j - 1] ? 0 : 1),
+                                                   d[(i - 1) * columns + j] + 1, d[i * columns + j - 1] + 1)
+                }
+            }
+        }
+        var pairs: [(reference: T?, hypothesis: T?)] = []
+        var (i, j) = (r.count, h.count)
+        while i > 0 || j > 0 {
+            if i > 0 && j > 0 && d[i * columns + j] == d[(i - 1) * columns + j - 1] + (r[i - 1] == h[j - 1] ? 0 : 1) {
+                pairs.append((r[i - 1], h[j - 1]))
+                (i, j) = (i - 1, j - 1)
+            } else if i > 0 && d[i * columns + j] == d[(i - 1) * columns + j] + 1 {
+                pairs.append((r[i - 1], nil))
+                i -= 1
+            } else {
+                pairs.append((nil, h[j - 1]))
+                j -= 1
+            }
+        }
+        return pairs.reversed()
+    }
+
     /// Character error rate: total edit distance of the hypotheses to the references over the
     /// references' total length (can exceed 1 when hypotheses are long).
     public static func characters(hypotheses: [String], references: [String]) -> Double {

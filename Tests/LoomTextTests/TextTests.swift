@@ -86,6 +86,25 @@ final class TextTests: XCTestCase {
 }
 
 final class ErrorRateTests: XCTestCase {
+    /// Alignments of fewest edits: pairs rebuild both sides, and the edits they show are the
+    /// edit distance.
+    func testAlignmentPairsBothSidesWithTheFewestEdits() {
+        func shown(_ r: String, _ h: String) -> String {
+            ErrorRate.alignment(reference: Array(r), hypothesis: Array(h)).map { "\($0.reference.map(String.init) ?? "-")\($0.hypothesis.map(String.init) ?? "-")" }
+                .joined(separator: " ")
+        }
+        XCTAssertEqual(shown("kitten", "sitting"), "ks ii tt tt ei nn -g")
+        XCTAssertEqual(shown("abc", ""), "a- b- c-")
+        XCTAssertEqual(shown("", "ab"), "-a -b")
+        XCTAssertEqual(shown("flaw", "lawn"), "f- ll aa ww -n")
+        for (r, h) in [("intention", "execution"), ("R IY D", "R EH D"), ("abcdef", "azced")] {
+            let pairs = ErrorRate.alignment(reference: Array(r), hypothesis: Array(h))
+            XCTAssertEqual(String(pairs.compactMap(\.reference)), r)
+            XCTAssertEqual(String(pairs.compactMap(\.hypothesis)), h)
+            XCTAssertEqual(pairs.filter { $0.reference != $0.hypothesis }.count, ErrorRate.editDistance(Array(r), Array(h)), "\(r) / \(h)")
+        }
+    }
+
     func testEditDistanceAndRates() {
         XCTAssertEqual(ErrorRate.editDistance(Array("kitten"), Array("sitting")), 3)
         XCTAssertEqual(ErrorRate.editDistance(Array(""), Array("abc")), 3)

@@ -112,7 +112,22 @@ struct G2P: ParsableCommand {
             }
         }
         try AtomicFile.write(Data(errors.utf8), to: directory.appendingPathComponent("errors.tsv"))
-        print("typical errors (beam \(beam); all in errors.tsv):\n" + examples.joined(separator: "\n"))
+        print("some errors (beam \(beam); all in errors.tsv):\n" + examples.joined(separator: "\n"))
+        // The most frequent phone errors: each beam output aligned with its closest reference.
+        var confusions: [String: Int] = [:]
+        for (example, output) in zip(test, beamed) where !example.references.contains(output) {
+            let hypothesis = output.split(separator: " ").map(String.init)
+            let closest = example.references.map { $0.split(separator: " ").map(String.init) }
+                .min { ErrorRate.editDistance(hypothesis, $0) < ErrorRate.editDistance(hypothesis, $1) } ?? []
+            for pair in ErrorRate.alignment(reference: closest, hypothesis: hypothesis) where pair.reference != pair.hypothesis {
+                confusions["\(pair.reference ?? "-")\t\(pair.hypothesis ?? "-")", default: 0] += 1
+            }
+        }
+        let ranked = confusions.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }
+        try AtomicFile.write(Data(("reference\toutput\tcount\n" + ranked.map { "\($0.key)\t\($0.value)\n" }.joined()).utf8),
+                             to: directory.appendingPathComponent("phone-errors.tsv"))
+        print("most frequent phone errors (reference -> output, - for none; all in phone-errors.tsv):\n"
+              + ranked.prefix(10).map { "  \($0.key.replacingOccurrences(of: "\t", with: " -> ")): \($0.value)" }.joined(separator: "\n"))
 
         var report = RecipeReport()
         report.add("test_word_error_rate_greedy", "test word error rate, greedy", .fraction(1 - greedyMetrics.exact_match))
