@@ -45,35 +45,3 @@ extension Communicator {
         return facts.indices.filter { low[$0] != lowMax[$0] || high[$0] != highMax[$0] }.map { facts[$0].name }
     }
 }
-
-/// The buffer of one distributed step's gradient sum: every parameter's gradient times this
-/// rank's weight, laid end to end (zeros for a rank with nothing to contribute), and back.
-enum GradientBuffer {
-    static func pack(_ gradients: [[Float]?], counts: [Int], weight: Float) -> [Float] {
-        var flat = [Float](repeating: 0, count: counts.reduce(0, +))
-        flat.withUnsafeMutableBufferPointer { out in
-            var offset = 0
-            for (gradient, count) in zip(gradients, counts) {
-                if let gradient {
-                    gradient.withUnsafeBufferPointer { g in for i in 0..<count { out[offset + i] = g[i] * weight } }
-                }
-                offset += count
-            }
-        }
-        return flat
-    }
-
-    /// The summed buffer cut back into gradients, each divided by the ranks' total weight.
-    static func unpack(_ flat: [Float], counts: [Int], total: Float) -> [[Float]] {
-        var offset = 0
-        return flat.withUnsafeBufferPointer { sum in
-            counts.map { count in
-                defer { offset += count }
-                return [Float](unsafeUninitializedCapacity: count) { out, initialized in
-                    for i in 0..<count { out[i] = sum[offset + i] / total }
-                    initialized = count
-                }
-            }
-        }
-    }
-}
