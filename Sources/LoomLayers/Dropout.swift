@@ -43,8 +43,8 @@ public struct Dropout<Scalar: TensorScalar>: Layer {
             let scale = Float(1 / keep)
             values = unsafeBitCast(kept.map { $0 ? scale : 0 }, to: [Scalar].self)
         } else {
-            let scale = 1 / keep
-            values = kept.map { $0 ? Scalar(scale) : 0 }
+            let scale = Scalar(1 / keep)
+            values = kept.map { $0 ? scale : 0 }
         }
         return try Tensor(shape: shape, scalars: values)
     }

@@ -35,8 +35,9 @@ extension Communicator {
     /// of those that differ on some rank. Every rank must pass the same names.
     public func differingFacts(_ facts: [(name: String, value: String)]) throws -> [String] {
         // A 64-bit hash as two 32-bit halves: exact in Double.
-        var low = facts.map { Double(FNV1a.hash($0.value) & 0xFFFF_FFFF) }
-        var high = facts.map { Double(FNV1a.hash($0.value) >> 32) }
+        let hashes = facts.map { FNV1a.hash($0.value) }
+        var low = hashes.map { Double($0 & 0xFFFF_FFFF) }
+        var high = hashes.map { Double($0 >> 32) }
         var (lowMax, highMax) = (low, high)
         try allReduceMinimum(&low)
         try allReduceMinimum(&high)

@@ -68,15 +68,16 @@ extension Trainer {
                 Tensor(unchecked: p.shape, scalars: unsafeBitCast(g, to: [Scalar].self))
             }
         } else {
-            var flat = [Double]()
+            let (w, total) = (Scalar(weight), Scalar(scalars[1]))
+            var flat = [Scalar]()
             for (i, p) in parameters.enumerated() {
-                flat += gradients.map { $0[i].scalars.map { Double($0) * weight } } ?? [Double](repeating: 0, count: p.data.count)
+                flat += gradients.map { $0[i].scalars.map { $0 * w } } ?? [Scalar](repeating: 0, count: p.data.count)
             }
-            try ranks.allReduceSum(&flat)
+            try Self.allReduceSum(&flat, ranks)
             var offset = 0
             combined = parameters.map { p in
                 defer { offset += p.data.count }
-                return Tensor(unchecked: p.shape, scalars: flat[offset..<(offset + p.data.count)].map { Scalar($0 / scalars[1]) })
+                return Tensor(unchecked: p.shape, scalars: flat[offset..<(offset + p.data.count)].map { $0 / total })
             }
         }
         return (scalars[0] / scalars[1], combined)
