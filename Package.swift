@@ -1,4 +1,4 @@
-// swift-tools-version:6.0
+// swift-tools-version:6.1
 import PackageDescription
 
 /// Loom: sequence-to-sequence modeling of text and audio on OpenBLAS, FFTW and libsndfile.
@@ -10,6 +10,8 @@ let package = Package(
         // Data-parallel training over Open MPI; apart from Loom, so that the library needs no MPI.
         .library(name: "LoomDistributed", targets: ["LoomDistributed"]),
         .executable(name: "loom", targets: ["loom"]),
+        // The HTTP server: its own executable, so that `loom` builds without SwiftNIO.
+        .executable(name: "loom-serve", targets: ["loom-serve"]),
         .executable(name: "Benchmarks", targets: ["Benchmarks"]),
         .executable(name: "addition", targets: ["addition"]),
         .executable(name: "compare-xy", targets: ["compare-xy"]),
@@ -22,6 +24,13 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         // `swift package generate-documentation --target Loom` (the DocC catalog in Sources/Loom/Loom.docc).
         .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"),
+        // `loom-serve`: HTTP/1.1 on SwiftNIO, metrics in Prometheus text format. Hummingbird's
+        // default traits (swift-configuration, full Foundation) are not needed.
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1", traits: []),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.0.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
     ],
     targets: [
         // System libraries, each a module map over a one-line shim header.
@@ -53,6 +62,15 @@ let package = Package(
         .executableTarget(
             name: "loom",
             dependencies: ["Loom", "LoomDistributed", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+        // The decoding server: batching, limits, the HTTP API and its metrics (a library, so that
+        // the tests run it in process), and the executable that starts it.
+        .target(name: "LoomServe", dependencies: ["Loom", .product(name: "Hummingbird", package: "hummingbird"),
+                                                  .product(name: "Prometheus", package: "swift-prometheus"),
+                                                  .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                                                  .product(name: "NIOCore", package: "swift-nio"),
+                                                  .product(name: "Logging", package: "swift-log")],
+                resources: [.embedInCode("openapi.json")]),
+        .executableTarget(name: "loom-serve", dependencies: ["LoomServe", "Loom", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .executableTarget(name: "Benchmarks", dependencies: ["Loom"], path: "Benchmarks"),
         // Recipes: one executable per task over the library, sharing a small support module.
         .target(name: "RecipeSupport", dependencies: ["Loom", "LoomDistributed", .product(name: "ArgumentParser", package: "swift-argument-parser")], path: "recipes/Support"),
@@ -75,6 +93,7 @@ let package = Package(
         .testTarget(name: "LoomSeq2SeqTests", dependencies: ["LoomSeq2Seq"]),
         .testTarget(name: "LoomAudioTests", dependencies: ["LoomAudio", "CSndFile"]),
         .testTarget(name: "LoomCLITests", dependencies: ["loom", "Loom", "RecipeSupport"]),
+        .testTarget(name: "LoomServeTests", dependencies: ["LoomServe", "Loom", "loom-serve"]),
     ],
     swiftLanguageModes: [.v5],
     cxxLanguageStandard: .cxx17

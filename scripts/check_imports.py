@@ -24,6 +24,8 @@ ALLOWED = {
     "Loom": {"LoomKernels", "LoomTensor", "LoomLayers", "LoomTraining", "LoomText", "LoomAudio", "LoomSeq2Seq"},
     "LoomDistributed": {"LoomTraining", "CLoomMPI"},
     "loom": {"Loom", "LoomDistributed", "ArgumentParser"},
+    "LoomServe": {"Loom", "Hummingbird", "Prometheus", "ServiceLifecycle", "NIOCore", "Logging"},
+    "loom-serve": {"Loom", "LoomServe", "ArgumentParser"},
     "LoomFuzz": {"LoomAudio", "LoomSeq2Seq"},
     "Benchmarks": {"Loom"},
     "RecipeSupport": {"Loom", "LoomDistributed", "ArgumentParser"},

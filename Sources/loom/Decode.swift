@@ -57,27 +57,8 @@ struct Decode: ParsableCommand {
         if nbest > 1 && format == .txt { throw ValidationError("--nbest \(nbest) prints several hypotheses per input: use --format tsv or json") }
     }
 
-    /// The model a file holds: an encoder-decoder, or a sequence-to-one model (a class or a
-    /// number: the compare-xy and addition-regression recipes' files).
-    enum Model {
-        case transformer(SequenceTransformer)
-        case head(SequenceHead)
-
-        static func load(_ url: URL) throws -> Model {
-            let file = try SafeTensors.read(url)
-            if file.metadata["loom.format"] == SequenceHead.fileFormat { return .head(try SequenceHead.load(from: file, name: url.lastPathComponent).model) }
-            return .transformer(try SequenceTransformer.load(from: file, name: url.lastPathComponent).model)
-        }
-    }
-
-    /// A source ready for the model.
-    enum Source {
-        case text(String)
-        case features(values: [Float], frames: Int)
-    }
-
     func run() throws {
-        let transformer = try Model.load(URL(fileURLWithPath: model))
+        let transformer = try DecodingModel(contentsOf: URL(fileURLWithPath: model))
         var failed = 0, number = 0
         var lines = inputs.isEmpty ? nil : inputs.makeIterator()
         // Bounded batches in, results out in order: standard input is never read ahead of the output.
@@ -93,9 +74,9 @@ struct Decode: ParsableCommand {
     }
 
     /// Decodes one chunk; returns how many of its inputs failed.
-    func decodeChunk(_ chunk: [String], firstNumber: Int, _ transformer: Model) throws -> Int {
+    func decodeChunk(_ chunk: [String], firstNumber: Int, _ transformer: DecodingModel) throws -> Int {
         var results = [Result<[(text: String, hypothesis: Hypothesis)], Error>?](repeating: nil, count: chunk.count)
-        var sources: [(index: Int, source: Source)] = []
+        var sources: [(index: Int, source: DecodingModel.Source)] = []
         for (i, item) in chunk.enumerated() {
             do { sources.append((i, try prepare(item, transformer))) } catch { results[i] = .failure(error) }
         }
@@ -117,53 +98,17 @@ struct Decode: ParsableCommand {
         return failed
     }
 
-    func prepare(_ item: String, _ model: Model) throws -> Source {
-        guard case let .transformer(transformer) = model else {
-            guard case let .head(head) = model else { throw ValidationError("unknown model") }
-            guard !item.isEmpty else { throw ValidationError("empty input") }
-            guard item.count <= maxInputLength else { throw ValidationError("\(item.count) characters, more than --max-input-length \(maxInputLength)") }
-            _ = try head.configuration.codec.encode(item)
-            return .text(item)
-        }
-        switch transformer.configuration.source {
-        case .text:
-            guard !item.isEmpty else { throw ValidationError("empty input") }
-            guard item.count <= maxInputLength else { throw ValidationError("\(item.count) characters, more than --max-input-length \(maxInputLength)") }
-            _ = try transformer.sourceBatch(texts: [item])
-            return .text(item)
-        case let .audio(features, _):
-            let f = try AudioEncoder(configuration: features).features(path: item)
-            guard f.frames > 0 else { throw ValidationError("\(item): no frames of audio") }
-            return .features(values: f.values, frames: f.frames)
-        }
+    func prepare(_ item: String, _ model: DecodingModel) throws -> DecodingModel.Source {
+        if model.audioFeatures != nil { return try model.prepare(audioPath: item) }
+        return try model.prepare(text: item, maximumCharacters: maxInputLength)
     }
 
     /// Sampling draws from a seed offset by the first input's number, so that each batch draws
     /// afresh and a run is reproducible for the same inputs and batch size.
-    func decode(_ sources: [Source], _ model: Model, seedOffset: Int) throws -> [[(text: String, hypothesis: Hypothesis)]] {
-        guard !sources.isEmpty else { return [] }
-        let transformer: SequenceTransformer
-        switch model {
-        case let .transformer(t): transformer = t
-        case let .head(head):
-            // One output per input: the class with its probability (score = its log), or the number.
-            let texts = sources.compactMap { source -> String? in if case let .text(t) = source { return t } else { return nil } }
-            return try head.predict(texts).map { output, probability in
-                let logp = probability.map { Foundation.log($0) } ?? 0
-                return [(output, Hypothesis(tokens: [], logProbability: logp, score: logp, finished: true))]
-            }
-        }
-        var texts: [String] = [], features: [(values: [Float], frames: Int)] = []
-        for source in sources {
-            switch source {
-            case let .text(t): texts.append(t)
-            case let .features(values, frames): features.append((values, frames))
-            }
-        }
-        let batch = texts.isEmpty ? try transformer.sourceBatch(features: features) : try transformer.sourceBatch(texts: texts)
+    func decode(_ sources: [DecodingModel.Source], _ model: DecodingModel, seedOffset: Int) throws -> [[(text: String, hypothesis: Hypothesis)]] {
         var options = decodingOptions
         options.sampling?.seed &+= UInt64(seedOffset)
-        return try transformer.decode(batch, options: options)
+        return try model.decode(sources, options: options)
     }
 
     /// Control characters as visible escapes, so that one output stays one line and no terminal

@@ -1,0 +1,325 @@
+import Foundation
+import Hummingbird
+import Logging
+import Loom
+import NIOCore
+import ServiceLifecycle
+
+/// What the server accepts and how it batches; every limit is a `loom-serve` option.
+public struct ServeLimits: Sendable, Equatable {
+    /// The largest request body (JSON or an audio file).
+    public var maximumBodyBytes = 8 << 20
+    /// The most inputs in one request.
+    public var maximumInputs = 64
+    /// The longest text input, in characters.
+    public var maximumInputCharacters = 1_000
+    public var maximumBeam = 16
+    /// The largest `max_length` a request may ask for; `defaultOutputLength` when it asks none.
+    public var maximumOutputLength = 1_000
+    public var defaultOutputLength = 100
+    /// The most inputs decoded together.
+    public var maximumBatch = 64
+    /// The longest a request waits for others on their way to join its batch, in seconds.
+    public var maximumDelay = 0.002
+    /// The most inputs waiting; past it requests get 429 with Retry-After.
+    public var maximumQueue = 1_024
+    /// Seconds a decode request may take from arrival to answer; past it, 503.
+    public var timeout = 30.0
+
+    public init() {}
+}
+
+/// `loom-serve`: a model behind HTTP/1.1 (Hummingbird on SwiftNIO).
+///
+/// - `POST /v1/decode`: JSON `{"inputs": [...]}` (text models) or `{"audio": [base64...]}`, or
+///   an audio file as the body with options in the query; answers every input's outputs with
+///   scores (see `openapi.json`).
+/// - `GET /v1/model`, `GET /health`, `GET /metrics` (Prometheus text), `GET /openapi.json`.
+///
+/// Requests are decoded in batches by a `DecodeBatcher`; bad requests get a JSON error with
+/// status 400 (413 too large, 415 wrong content type, 429 queue full, 503 timeout or shutting
+/// down) and the server keeps serving. `run` returns after a graceful shutdown (SIGTERM or
+/// SIGINT when it handles signals, or `shutdown()`): no new connections, every queued request
+/// answered.
+public final class DecodeServer: @unchecked Sendable {
+    public let model: DecodingModel
+    public let limits: ServeLimits
+    public let host: String
+    public let port: Int
+    let batcher: DecodeBatcher
+    let metrics = ServeMetrics()
+    let logger: Logger
+    private let lock = NSLock()
+    private var group: ServiceGroup?
+    private var stopRequested = false
+
+    public init(model: DecodingModel, host: String = "127.0.0.1", port: Int = 8080, limits: ServeLimits = ServeLimits()) {
+        self.model = model
+        self.host = host
+        self.port = port
+        self.limits = limits
+        batcher = DecodeBatcher(model: model, maximumBatch: limits.maximumBatch, maximumDelay: limits.maximumDelay, maximumQueue: limits.maximumQueue)
+        var logger = Logger(label: "loom-serve")
+        logger.logLevel = ProcessInfo.processInfo.environment["LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .warning
+        self.logger = logger
+        let metrics = self.metrics
+        batcher.onBatch = { report in
+            metrics.batchSizes.record(Double(report.sequences))
+            metrics.batchSeconds.record(.nanoseconds(Int64(report.seconds * 1e9)))
+            metrics.sequences.increment(by: Int64(report.sequences))
+        }
+    }
+
+    /// Serves until a graceful shutdown; `onListening` gets the bound port (useful with port 0).
+    public func run(handlingSignals: Bool = true, onListening: @escaping @Sendable (Int) -> Void = { _ in }) async throws {
+        let app = Application(
+            responder: CallbackResponder<BasicRequestContext> { [self] request, _ in await respond(to: request) },
+            configuration: ApplicationConfiguration(address: .hostname(host, port: port), serverName: "loom-serve"),
+            onServerRunning: { channel in onListening(channel.localAddress?.port ?? -1) },
+            logger: logger)
+        let group = ServiceGroup(configuration: ServiceGroupConfiguration(
+            services: [app], gracefulShutdownSignals: handlingSignals ? [.sigterm, .sigint] : [], logger: logger))
+        let stopEarly = lock.withLock {
+            self.group = group
+            return stopRequested
+        }
+        batcher.start()
+        if stopEarly { await group.triggerGracefulShutdown() }
+        defer { batcher.finish() }
+        try await group.run()
+    }
+
+    /// Stops accepting connections, answers what is in flight, and lets `run` return.
+    public func shutdown() async {
+        let group = lock.withLock {
+            stopRequested = true
+            return self.group
+        }
+        await group?.triggerGracefulShutdown()
+    }
+
+    // MARK: - Routing
+
+    func respond(to request: Request) async -> Response {
+        let start = ContinuousClock.now
+        let path = request.uri.path
+        let routes: [String: (method: HTTPRequest.Method, handler: (Request) async throws -> Response)] = [
+            "/v1/decode": (.post, decode),
+            "/v1/model": (.get, { _ in self.json(self.modelDescription) }),
+            "/health": (.get, { _ in self.json(["status": "ok"]) }),
+            "/metrics": (.get, { _ in self.text(self.metricsText(), type: "text/plain; version=0.0.4; charset=utf-8") }),
+            "/openapi.json": (.get, { _ in self.body(PackageResources.openapi_json, type: "application/json") }),
+        ]
+        let response: Response
+        if let route = routes[path] {
+            if request.method == route.method || (request.method == .head && route.method == .get) {
+                do { response = try await route.handler(request) } catch {
+                    response = errorResponse(error)
+                }
+            } else {
+                var r = errorResponse(ServeError(405, "\(path) takes \(route.method.rawValue), not \(request.method.rawValue)"))
+                r.headers[.allow] = route.method.rawValue
+                response = r
+            }
+        } else {
+            response = errorResponse(ServeError(404, "no such path: \(path) (paths: \(routes.keys.sorted().joined(separator: ", ")))"))
+        }
+        let routeLabel = routes[path] != nil ? path : "other"
+        metrics.count(route: routeLabel, status: Int(response.status.code))
+        if path == "/v1/decode" { metrics.requestSeconds.record(ContinuousClock.now - start) }
+        return response
+    }
+
+    func metricsText() -> String {
+        metrics.queueLength.set(Double(batcher.queueLength))
+        return metrics.text()
+    }
+
+    // MARK: - Decoding
+
+    func decode(_ request: Request) async throws -> Response {
+        batcher.beginArrival()
+        var announced = true
+        defer { if announced { batcher.abandonArrival() } }
+        if let length = request.headers[.contentLength].flatMap({ Int($0) }), length > limits.maximumBodyBytes {
+            throw ServeError(413, "the body has \(length) bytes, more than the limit of \(limits.maximumBodyBytes)")
+        }
+        let buffer: ByteBuffer
+        do { buffer = try await request.body.collect(upTo: limits.maximumBodyBytes) } catch is NIOTooManyBytesError {
+            throw ServeError(413, "the body is larger than the limit of \(limits.maximumBodyBytes) bytes")
+        }
+        let body = Data(buffer.readableBytesView)
+        let contentType = (request.headers[.contentType] ?? "application/json").lowercased()
+        let parsed: DecodeRequest
+        let sources: [DecodingModel.Source]
+        let echoes: [String?]
+        if contentType.hasPrefix("application/json") {
+            parsed = try DecodeRequest.parse(json: body)
+            (sources, echoes) = try prepare(parsed)
+        } else if contentType.hasPrefix("audio/") || contentType.hasPrefix("application/octet-stream") {
+            parsed = try DecodeRequest.parse(query: request.uri.queryParameters.map { (String($0.key), String($0.value)) })
+            guard model.audioFeatures != nil else { throw ServeError(415, "this model reads text: send application/json with \"inputs\"") }
+            (sources, echoes) = ([try audioSource(body, item: 0)], [nil])
+        } else {
+            throw ServeError(415, "Content-Type \(contentType): send application/json, or an audio file (audio/wav, audio/flac, ...)")
+        }
+        let options = try parsed.decodingOptions(limits: limits)
+        announced = false
+        let outputs: DecodeBatcher.Outputs
+        do {
+            outputs = try await withTimeout(limits.timeout) { [batcher] in try await batcher.submit(sources, options: options, arrived: true) }
+        } catch let refusal as DecodeBatcher.Refusal {
+            switch refusal {
+            case .queueFull: throw ServeError(429, refusal.description, retryAfter: 1)
+            case .shuttingDown: throw ServeError(503, refusal.description)
+            }
+        }
+        let results = zip(echoes, outputs).map { echo, hypotheses in
+            DecodeResponse.Item(input: echo, outputs: hypotheses.map {
+                DecodeResponse.Output(text: $0.text, score: $0.hypothesis.score, log_probability: $0.hypothesis.logProbability, finished: $0.hypothesis.finished)
+            })
+        }
+        return json(DecodeResponse(results: results))
+    }
+
+    /// The sources of a JSON request, checked; each error names the input.
+    func prepare(_ request: DecodeRequest) throws -> ([DecodingModel.Source], [String?]) {
+        let audio = model.audioFeatures != nil
+        if audio {
+            guard request.inputs == nil else { throw ServeError.bad("this model reads audio: send \"audio\" (base64 files), not \"inputs\"") }
+            guard let items = request.audio else { throw ServeError.bad("missing field 'audio' (base64 audio files)") }
+            try checkCount(items.count, field: "audio")
+            return (try items.enumerated().map { i, item in
+                guard let data = Data(base64Encoded: item, options: .ignoreUnknownCharacters), !data.isEmpty else {
+                    throw ServeError.bad("audio item \(i) is not base64")
+                }
+                return try audioSource(data, item: i)
+            }, [String?](repeating: nil, count: items.count))
+        }
+        guard request.audio == nil else { throw ServeError.bad("this model reads text: send \"inputs\", not \"audio\"") }
+        guard let inputs = request.inputs else { throw ServeError.bad("missing field 'inputs' (an array of strings)") }
+        try checkCount(inputs.count, field: "inputs")
+        return (try inputs.enumerated().map { i, text in
+            do { return try model.prepare(text: text, maximumCharacters: limits.maximumInputCharacters) } catch {
+                throw ServeError.bad("inputs item \(i): \(error)")
+            }
+        }, inputs)
+    }
+
+    func checkCount(_ count: Int, field: String) throws {
+        guard count >= 1 else { throw ServeError.bad("field '\(field)' is empty: give at least one input") }
+        guard count <= limits.maximumInputs else {
+            throw ServeError(413, "\(count) inputs, more than the limit of \(limits.maximumInputs) per request")
+        }
+    }
+
+    /// Features of an audio file held in memory: libsndfile reads it from a private temporary
+    /// file, removed at once; errors name the item, not the temporary path.
+    func audioSource(_ data: Data, item: Int) throws -> DecodingModel.Source {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("loom-serve-\(UUID().uuidString)")
+        guard FileManager.default.createFile(atPath: url.path, contents: data, attributes: [.posixPermissions: 0o600]) else {
+            throw ServeError(500, "could not hold the audio in a temporary file")
+        }
+        defer { try? FileManager.default.removeItem(at: url) }
+        do { return try model.prepare(audioPath: url.path) } catch {
+            throw ServeError.bad("audio item \(item): " + "\(error)".replacingOccurrences(of: url.path, with: "the audio"))
+        }
+    }
+
+    // MARK: - Responses
+
+    struct DecodeResponse: Encodable {
+        struct Output: Encodable {
+            var text: String
+            var score: Double
+            var log_probability: Double
+            var finished: Bool
+        }
+        struct Item: Encodable {
+            var input: String?
+            var outputs: [Output]
+        }
+        var results: [Item]
+    }
+
+    struct ErrorBody: Encodable {
+        var error: String
+        var status: Int
+    }
+
+    struct ModelDescription: Encodable {
+        var name, format, kind, input: String
+        var parameters: Int
+        var summary: String
+        var training: [String: String]
+        var limits: [String: Double]
+    }
+
+    var modelDescription: ModelDescription {
+        let kind: String
+        switch model.kind {
+        case .transformer: kind = "sequence-transformer"
+        case .head: kind = "sequence-to-one"
+        }
+        return ModelDescription(
+            name: model.name, format: model.format, kind: kind, input: model.audioFeatures == nil ? "text" : "audio",
+            parameters: model.parameterCount, summary: model.summary, training: model.training,
+            limits: ["max_body_bytes": Double(limits.maximumBodyBytes), "max_inputs": Double(limits.maximumInputs),
+                     "max_input_characters": Double(limits.maximumInputCharacters), "max_beam": Double(limits.maximumBeam),
+                     "max_length": Double(limits.maximumOutputLength), "max_batch": Double(limits.maximumBatch),
+                     "max_delay_seconds": limits.maximumDelay, "max_queue": Double(limits.maximumQueue), "timeout_seconds": limits.timeout])
+    }
+
+    static let encoder: JSONEncoder = {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        // JSON has no NaN or infinity: such scores are strings, as in `loom decode --format json`.
+        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
+        return encoder
+    }()
+
+    func json<T: Encodable>(_ value: T, status: Int = 200) -> Response {
+        let data = (try? Self.encoder.encode(value)) ?? Data("{}".utf8)
+        var response = body(Array(data) + [10], type: "application/json; charset=utf-8")
+        response.status = HTTPResponse.Status(code: status)
+        return response
+    }
+
+    func text(_ string: String, type: String) -> Response { body(Array(string.utf8), type: type) }
+
+    func body(_ bytes: [UInt8], type: String) -> Response {
+        Response(status: .ok, headers: [.contentType: type], body: ResponseBody(byteBuffer: ByteBuffer(bytes: bytes)))
+    }
+
+    func errorResponse(_ error: Error) -> Response {
+        let serveError: ServeError
+        switch error {
+        case let e as ServeError: serveError = e
+        case let e as DecodingModel.InputError: serveError = .bad("\(e)")
+        case let e as TensorError: serveError = .bad("\(e)")
+        case is CancellationError: serveError = ServeError(503, "the request was cancelled")
+        default:
+            logger.error("decode failed: \(error)")
+            serveError = ServeError(500, "internal error: \(error)")
+        }
+        var response = json(ErrorBody(error: serveError.message, status: serveError.status), status: serveError.status)
+        if let seconds = serveError.retryAfter { response.headers[.retryAfter] = String(seconds) }
+        return response
+    }
+}
+
+/// Runs `body`, or throws a 503 after `seconds`; the body's task is cancelled then.
+func withTimeout<T>(_ seconds: Double, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+    try await withThrowingTaskGroup(of: T?.self) { group in
+        group.addTask { try await body() }
+        group.addTask {
+            try await Task.sleep(nanoseconds: UInt64(seconds * 1e9))
+            return nil
+        }
+        defer { group.cancelAll() }
+        guard let first = try await group.next(), let value = first else {
+            throw ServeError(503, "no answer within the timeout of \(seconds) s: the server is overloaded, retry later")
+        }
+        return value
+    }
+}
