@@ -19,7 +19,15 @@ public final class WorkerTeam: @unchecked Sendable {
     /// Idle spins before the worker sleeps (about a millisecond or two): a training step's
     /// serial stretches between parallel products are shorter than that, so the worker is
     /// awake when the next one comes instead of paying a futex wake-up each time.
-    static let spinsBeforeSleep = 2_000_000
+    public static let defaultSpinsBeforeSleep = 2_000_000
+    private static let spinLimit = Atomic<Int>(defaultSpinsBeforeSleep)
+
+    /// How long the idle worker spins before it sleeps, in spins. A server sets it lower: there
+    /// the other core is wanted for requests between batches, not for spinning.
+    public static var spinsBeforeSleep: Int {
+        get { spinLimit.load(ordering: .relaxed) }
+        set { spinLimit.store(max(0, newValue), ordering: .relaxed) }
+    }
 
     private let posted = Atomic<Int>(0)
     private let finished = Atomic<Int>(0)
@@ -42,10 +50,11 @@ public final class WorkerTeam: @unchecked Sendable {
         var subnormalsFlushed: Bool?
         while true {
             var spins = 0
+            let limit = Self.spinsBeforeSleep
             while posted.load(ordering: .acquiring) == seen {
                 loom_spin_pause()
                 spins += 1
-                if spins > Self.spinsBeforeSleep {
+                if spins > limit {
                     sleeping.store(true, ordering: .sequentiallyConsistent)
                     if posted.load(ordering: .sequentiallyConsistent) == seen { wake.wait() }
                     sleeping.store(false, ordering: .sequentiallyConsistent)

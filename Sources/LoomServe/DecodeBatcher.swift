@@ -22,11 +22,14 @@ public final class DecodeBatcher: @unchecked Sendable {
         case queueFull(limit: Int)
         /// The server is shutting down and takes no new work (HTTP 503).
         case shuttingDown
+        /// The request waited `seconds` in the queue without being started (HTTP 503).
+        case timedOut(seconds: Double)
 
         public var description: String {
             switch self {
             case let .queueFull(limit): return "the queue is full (\(limit) inputs waiting): retry shortly"
             case .shuttingDown: return "the server is shutting down"
+            case let .timedOut(seconds): return "not started within the timeout of \(seconds) s: the server is overloaded, retry later"
             }
         }
     }
@@ -56,14 +59,16 @@ public final class DecodeBatcher: @unchecked Sendable {
         let options: DecodingOptions
         let key: OptionsKey?
         let arrival: UInt64
+        let deadline: UInt64
         var continuation: CheckedContinuation<Outputs, Error>?
         var cancelled = false
 
-        init(sources: [DecodingModel.Source], options: DecodingOptions) {
+        init(sources: [DecodingModel.Source], options: DecodingOptions, timeout: Double) {
             self.sources = sources
             self.options = options
             key = OptionsKey(options)
             arrival = DispatchTime.now().uptimeNanoseconds
+            deadline = arrival + UInt64(min(timeout, 1e9) * 1e9)
         }
     }
 
@@ -71,6 +76,7 @@ public final class DecodeBatcher: @unchecked Sendable {
     public let maximumBatch: Int
     public let maximumDelay: Double
     public let maximumQueue: Int
+    public let timeout: Double
     /// Called on the decoding thread after each batch (metrics).
     public var onBatch: (@Sendable (BatchReport) -> Void)?
 
@@ -88,12 +94,15 @@ public final class DecodeBatcher: @unchecked Sendable {
     ///   - maximumBatch: the most sequences decoded together.
     ///   - maximumDelay: the longest a request waits for others to join its batch, in seconds.
     ///   - maximumQueue: the most sequences waiting; more are refused (`Refusal.queueFull`).
-    public init(model: DecodingModel, maximumBatch: Int, maximumDelay: Double, maximumQueue: Int) {
-        precondition(maximumBatch >= 1 && maximumDelay >= 0 && maximumQueue >= 1)
+    ///   - timeout: seconds a request may wait in the queue; then it is refused
+    ///     (`Refusal.timedOut`). A request whose batch has started is always answered.
+    public init(model: DecodingModel, maximumBatch: Int, maximumDelay: Double, maximumQueue: Int, timeout: Double = 30) {
+        precondition(maximumBatch >= 1 && maximumDelay >= 0 && maximumQueue >= 1 && timeout > 0)
         self.model = model
         self.maximumBatch = maximumBatch
         self.maximumDelay = maximumDelay
         self.maximumQueue = maximumQueue
+        self.timeout = timeout
     }
 
     /// Starts the decoding thread.
@@ -158,7 +167,7 @@ public final class DecodeBatcher: @unchecked Sendable {
     /// takes the request out of the queue (or drops its result if it is decoding) and throws
     /// `CancellationError`.
     public func submit(_ sources: [DecodingModel.Source], options: DecodingOptions, arrived: Bool = false) async throws -> Outputs {
-        let job = Job(sources: sources, options: options)
+        let job = Job(sources: sources, options: options, timeout: timeout)
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Outputs, Error>) in
                 condition.lock()
@@ -233,7 +242,16 @@ public final class DecodeBatcher: @unchecked Sendable {
         condition.lock()
         defer { condition.unlock() }
         while true {
-            while (queue.isEmpty && !stopping) || held { condition.wait() }
+            expireOverdue()
+            if (queue.isEmpty && !stopping) || held {
+                // Asleep until work comes, or until the oldest waiting request is overdue.
+                if let deadline = queue.map(\.deadline).min() {
+                    _ = condition.wait(until: Date(timeIntervalSinceNow: Double(deadline &- min(deadline, DispatchTime.now().uptimeNanoseconds)) / 1e9 + 1e-4))
+                } else {
+                    condition.wait()
+                }
+                continue
+            }
             guard let first = queue.first else { return nil }
             // Wait for requests on their way, while the batch is not full, up to the delay.
             let deadline = Date(timeIntervalSinceNow: maximumDelay - Double(DispatchTime.now().uptimeNanoseconds - first.arrival) / 1e9)
@@ -254,6 +272,19 @@ public final class DecodeBatcher: @unchecked Sendable {
             queue = rest
             queuedSequences -= count
             return batch
+        }
+    }
+
+    /// Refuses the queued requests past their deadline (under the lock).
+    private func expireOverdue() {
+        let now = DispatchTime.now().uptimeNanoseconds
+        guard queue.contains(where: { $0.deadline <= now }) else { return }
+        queue.removeAll { job in
+            guard job.deadline <= now else { return false }
+            queuedSequences -= job.sources.count
+            job.continuation?.resume(throwing: Refusal.timedOut(seconds: timeout))
+            job.continuation = nil
+            return true
         }
     }
 

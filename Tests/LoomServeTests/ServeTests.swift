@@ -227,6 +227,22 @@ final class ServeTests: XCTestCase {
         var all: [DecodeBatcher.BatchReport] { lock.withLock { reports } }
     }
 
+    /// The answer's JSON is written by hand: it must read back to the same strings and numbers.
+    func testHandWrittenJSONReadsBack() throws {
+        let texts = ["plain", "quote \" and \\ backslash", "line\nbreak\ttab\r", "control \u{1}\u{1F}", "é 数字 🙂", ""]
+        let numbers = [0.0, -0.0012, -13.867597103118896, 1e-300, -2.5e20, 42]
+        let outputs = zip(texts, numbers).map { text, x in [(text: text, hypothesis: Hypothesis(tokens: [], logProbability: x, score: x, finished: x < 1))] }
+        let bytes = DecodeServer.decodeResponse(texts.map { Optional($0) }, outputs)
+        let results = try JSONDecoder().decode(Reply.Results.self, from: Data(bytes))
+        XCTAssertEqual(results.results.map { $0.outputs.map(\.text) }, texts.map { [$0] })
+        XCTAssertEqual(results.results.map { $0.outputs.map(\.score) }, numbers.map { [$0] })
+        let object = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any])
+        XCTAssertEqual((object["results"] as? [[String: Any]])?.map { $0["input"] as? String }, texts)
+        var nonFinite: [UInt8] = []
+        for x in [Double.nan, .infinity, -.infinity] { JSONText.number(x, into: &nonFinite); nonFinite.append(UInt8(ascii: ",")) }
+        XCTAssertEqual(String(decoding: nonFinite, as: UTF8.self), #""NaN","Infinity","-Infinity","#)
+    }
+
     // MARK: - Errors
 
     func testEveryBadRequestGetsAClearErrorAndTheServerKeepsServing() async throws {
