@@ -107,6 +107,7 @@ def main():
     parser.add_argument("--seconds", type=int, default=20)
     parser.add_argument("--concurrency", default="1,8,64")
     parser.add_argument("--soak", type=int, default=0, help="seconds of a memory soak at the highest concurrency")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating offline/served rounds at the highest concurrency")
     parser.add_argument("--build", default=os.path.join(ROOT, ".build", "release"))
     parser.add_argument("--server-args", default="", help="extra loom-serve options, e.g. '--max-delay-ms 0'")
     args = parser.parse_args()
@@ -135,6 +136,18 @@ def main():
                 print(f"{c:>11} {r['rate']:>10,.0f} {r['rate'] / batch64:>9.0%} {r['p50']:>8.2f} {r['p90']:>8.2f} {r['p99']:>8.2f} {r['non2xx']:>8} "
                       f"{before / 1024:>6.1f}->{after / 1024:<6.1f}" + (f"  ({seconds} s soak)" if seconds != args.seconds else "")
                       + ("" if r["socket_errors"] == "none" else f"  socket errors: {r['socket_errors']}"))
+            # The machine drifts by tens of percent: the ratio to offline decoding comes from
+            # rounds that alternate the two, each served run beside its own offline run.
+            top = max(levels)
+            ratios = []
+            for round in range(args.rounds):
+                off = offline(loom, args.model, inputs, 64)
+                r = wrk(port, top, args.seconds, bodies, script)
+                ratios.append(r["rate"] / off)
+                print(f"round {round + 1}: offline {off:,.0f} inputs/s, served at concurrency {top} {r['rate']:,.0f} requests/s "
+                      f"({ratios[-1]:.0%}), p99 {r['p99']:.2f} ms, non-2xx {r['non2xx']}")
+            if ratios:
+                print(f"served/offline at concurrency {top}: median {sorted(ratios)[len(ratios) // 2]:.0%} over {len(ratios)} rounds")
         finally:
             process.terminate()
             status = process.wait(timeout=60)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Opt-in API fuzzing: schemathesis (PyPI, installed into a private venv) generates valid and
-# invalid requests from loom-serve's own OpenAPI document and checks every answer: no 5xx, every
-# response as documented, no crash. Bounded by the number of examples per operation.
+# invalid requests from loom-serve's own OpenAPI document (narrowed to the model and limits) and
+# checks every answer: no 5xx, every response as documented, invalid requests refused, no crash.
+# Bounded by the number of examples per operation.
 #   scripts/schemathesis.sh MODEL [EXAMPLES]      (default 200; release build of loom-serve)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -15,7 +16,9 @@ server=$!
 trap 'kill $server 2>/dev/null; rm -f "$out"' EXIT
 for _ in $(seq 100); do grep -q "http://" "$out" && break; sleep 0.1; done
 base=$(grep -o 'http://127.0.0.1:[0-9]*' "$out")
-"$venv/bin/st" run "$base/openapi.json" --checks all --max-examples "$examples" --seed 1 --request-timeout 30
+# Every check but "schema-valid requests are accepted": a string the schema allows may hold a
+# character the model's vocabulary lacks, or nbest may exceed beam, and 400 is then the answer.
+"$venv/bin/st" run "$base/openapi.json" --checks all --exclude-checks positive_data_acceptance --max-examples "$examples" --seed 1 --request-timeout 30
 kill -0 $server || { echo "loom-serve is no longer running" >&2; exit 1; }
 kill -TERM $server
 wait $server

@@ -56,6 +56,10 @@ public struct DecodeRequest: Decodable, Equatable {
             throw ServeError.bad("unknown field '\(unknown)' (fields: \(CodingKeys.allCases.map(\.rawValue).joined(separator: ", ")))")
         }
         let c = try decoder.container(keyedBy: CodingKeys.self)
+        // null is not a value for any field: leave the field out for its default.
+        if let key = c.allKeys.sorted(by: { $0.rawValue < $1.rawValue }).first(where: { (try? c.decodeNil(forKey: $0)) == true }) {
+            throw ServeError.bad("field '\(key.rawValue)' is null: leave it out for its default")
+        }
         inputs = try c.decodeIfPresent([String].self, forKey: .inputs)
         audio = try c.decodeIfPresent([String].self, forKey: .audio)
         beam = try c.decodeIfPresent(Int.self, forKey: .beam)

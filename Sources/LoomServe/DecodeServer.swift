@@ -49,6 +49,9 @@ public final class DecodeServer: @unchecked Sendable {
     let batcher: DecodeBatcher
     let metrics = ServeMetrics()
     let logger: Logger
+    /// The OpenAPI document of this server: the committed one narrowed to its model (text or
+    /// audio) and its limits.
+    let openAPI: [UInt8]
     private let lock = NSLock()
     private var group: ServiceGroup?
     private var stopRequested = false
@@ -63,6 +66,7 @@ public final class DecodeServer: @unchecked Sendable {
         var logger = Logger(label: "loom-serve")
         logger.logLevel = ProcessInfo.processInfo.environment["LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .warning
         self.logger = logger
+        openAPI = Self.openAPIDocument(audio: model.audioFeatures != nil, limits: limits, model: model.name)
         let metrics = self.metrics
         batcher.onBatch = { report in
             metrics.batchSizes.record(Double(report.sequences))
@@ -136,13 +140,57 @@ public final class DecodeServer: @unchecked Sendable {
         case .model: return json(modelDescription)
         case .health: return json(["status": "ok"])
         case .metrics: return text(metricsText(), type: "text/plain; version=0.0.4; charset=utf-8")
-        case .openapi: return body(PackageResources.openapi_json, type: "application/json")
+        case .openapi: return body(openAPI, type: "application/json")
         }
     }
 
     func metricsText() -> String {
         metrics.queueLength.set(Double(batcher.queueLength))
         return metrics.text()
+    }
+
+    /// `openapi.json` for this model: a text model takes `inputs` (required) and no audio
+    /// bodies or query options; an audio model takes `audio` or an audio body. The limits appear
+    /// as `maxItems`, `maxLength` and `maximum`, so a client generated from it stays within them.
+    static func openAPIDocument(audio: Bool, limits: ServeLimits, model: String) -> [UInt8] {
+        guard var document = try? JSONSerialization.jsonObject(with: Data(PackageResources.openapi_json)) as? [String: Any],
+              var paths = document["paths"] as? [String: Any], var decode = paths["/v1/decode"] as? [String: Any],
+              var post = decode["post"] as? [String: Any], var body = post["requestBody"] as? [String: Any],
+              var content = body["content"] as? [String: Any], var components = document["components"] as? [String: Any],
+              var schemas = components["schemas"] as? [String: Any], var request = schemas["DecodeRequest"] as? [String: Any],
+              var properties = request["properties"] as? [String: Any]
+        else { return PackageResources.openapi_json }
+        let inputsKey = audio ? "audio" : "inputs"
+        properties.removeValue(forKey: audio ? "inputs" : "audio")
+        if var inputs = properties[inputsKey] as? [String: Any] {
+            inputs["maxItems"] = limits.maximumInputs
+            if !audio { inputs["items"] = ["type": "string", "minLength": 1, "maxLength": limits.maximumInputCharacters] }
+            properties[inputsKey] = inputs
+        }
+        for (key, maximum) in [("beam", limits.maximumBeam), ("nbest", limits.maximumBeam), ("max_length", limits.maximumOutputLength),
+                               ("min_length", limits.maximumOutputLength)] {
+            if var p = properties[key] as? [String: Any] { p["maximum"] = maximum; properties[key] = p }
+        }
+        request["properties"] = properties
+        request["required"] = [inputsKey]
+        schemas["DecodeRequest"] = request
+        components["schemas"] = schemas
+        document["components"] = components
+        if !audio {
+            content = content.filter { $0.key == "application/json" }
+            post.removeValue(forKey: "parameters")
+        }
+        body["content"] = content
+        post["requestBody"] = body
+        decode["post"] = post
+        paths["/v1/decode"] = decode
+        document["paths"] = paths
+        if var info = document["info"] as? [String: Any] {
+            info["description"] = "\(info["description"] ?? "") This server: \(model), \(audio ? "audio" : "text") inputs."
+            document["info"] = info
+        }
+        let data = (try? JSONSerialization.data(withJSONObject: document, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data(PackageResources.openapi_json)
+        return Array(data)
     }
 
     // MARK: - Decoding
@@ -164,6 +212,9 @@ public final class DecodeServer: @unchecked Sendable {
         let sources: [DecodingModel.Source]
         let echoes: [String?]
         if contentType.hasPrefix("application/json") {
+            if let (key, _) = request.uri.queryParameters.first {
+                throw ServeError.bad("query parameter '\(key)': options of a JSON request go in its body (the query is for audio bodies)")
+            }
             parsed = try DecodeRequest.parse(json: body)
             (sources, echoes) = try prepare(parsed)
         } else if contentType.hasPrefix("audio/") || contentType.hasPrefix("application/octet-stream") {
@@ -214,7 +265,7 @@ public final class DecodeServer: @unchecked Sendable {
     func checkCount(_ count: Int, field: String) throws {
         guard count >= 1 else { throw ServeError.bad("field '\(field)' is empty: give at least one input") }
         guard count <= limits.maximumInputs else {
-            throw ServeError(413, "\(count) inputs, more than the limit of \(limits.maximumInputs) per request")
+            throw ServeError.bad("\(count) inputs, more than the limit of \(limits.maximumInputs) per request")
         }
     }
 
