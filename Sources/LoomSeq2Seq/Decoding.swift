@@ -16,17 +16,93 @@ public protocol StepDecoder {
     func step(tokens: [Int], state: State) throws -> (logProbabilities: Tensor<Float>, state: State)
 }
 
+/// Why a decoded sequence ended.
+public enum StopReason: String, Sendable, Codable, CaseIterable {
+    /// The model chose end-of-sequence.
+    case end
+    /// The options' maximum length.
+    case maximumLength = "max_length"
+    /// The bound from the source's length (`OutputLengthBound`).
+    case lengthLimit = "length_limit"
+    /// A short cycle repeated past the guard (`RepetitionGuard`).
+    case repetition
+}
+
 /// One decoded sequence: its tokens (without start and end), the sum of their
-/// log-probabilities, the length-normalized score beams are ranked by, and whether it ended
-/// with end-of-sequence (false: stopped at the maximum length).
+/// log-probabilities, the length-normalized score beams are ranked by, whether it ended
+/// with end-of-sequence, and why it stopped.
 public struct Hypothesis: Equatable, Sendable {
     public var tokens: [Int]
     public var logProbability: Double
     public var score: Double
     public var finished: Bool
+    public var stop: StopReason
 
-    public init(tokens: [Int], logProbability: Double, score: Double, finished: Bool) {
+    public init(tokens: [Int], logProbability: Double, score: Double, finished: Bool, stop: StopReason? = nil) {
         (self.tokens, self.logProbability, self.score, self.finished) = (tokens, logProbability, score, finished)
+        self.stop = stop ?? (finished ? .end : .maximumLength)
+    }
+}
+
+/// The longest output a source allows: `constant + ceil(ratio x source length)` tokens, where
+/// the source length is its tokens (text) or encoder steps (audio, after frame stacking). A
+/// model file stores one fitted to its training data (`fitted`), so that a model that never
+/// says end-of-sequence still stops near the longest output its data showed.
+public struct OutputLengthBound: Codable, Equatable, Sendable {
+    public var ratio: Double
+    public var constant: Int
+
+    public init(ratio: Double, constant: Int) {
+        (self.ratio, self.constant) = (ratio, constant)
+    }
+
+    public func limit(sourceLength: Int) -> Int {
+        let scaled = (ratio * Double(Swift.max(sourceLength, 0))).rounded(.up)
+        return constant + (scaled < 1e9 ? Int(scaled) : 1_000_000_000)
+    }
+
+    /// Twice the largest target/source length ratio of the pairs, plus `constant` (default 10):
+    /// room for unseen inputs, never the runaway of a looping decoder.
+    public static func fitted(sourceLengths: [Int], targetLengths: [Int], constant: Int = 10) -> OutputLengthBound {
+        let ratios = zip(sourceLengths, targetLengths).map { Double($1) / Double(Swift.max($0, 1)) }
+        let largest = ratios.max() ?? 1
+        return OutputLengthBound(ratio: (2 * largest * 1000).rounded(.up) / 1000, constant: constant)
+    }
+
+    public func validate() throws {
+        guard ratio.isFinite, ratio >= 0, ratio <= 1000, (0...DecodingOptions.maximumOutputLength).contains(constant) else {
+            throw TensorError.invalidArgument(op: "decoding", message: "output length bound: ratio must be in 0...1000 and constant in 0...\(DecodingOptions.maximumOutputLength), got \(ratio), \(constant)")
+        }
+    }
+}
+
+/// Ends a hypothesis whose last tokens repeat one cycle of at most `longestCycle` tokens over
+/// at least `span` tokens (and at least twice): "2222222222..." or "0202020202...", the loops
+/// an attention decoder falls into. A real output repeats that long rarely (a span of 12 stops
+/// "222222222222", never a phone number); the length bound catches what this does not.
+public struct RepetitionGuard: Codable, Equatable, Sendable {
+    public var longestCycle: Int
+    public var span: Int
+
+    public init(longestCycle: Int = 4, span: Int = 12) {
+        (self.longestCycle, self.span) = (longestCycle, span)
+    }
+
+    /// Whether `tokens` end with a cycle repeated over `span` tokens.
+    public func caught(_ tokens: [Int]) -> Bool {
+        let n = tokens.count
+        guard longestCycle >= 1, n >= span else { return false }
+        for cycle in 1...Swift.min(longestCycle, n / 2) {
+            let length = Swift.max(span, 2 * cycle)
+            guard n >= length else { continue }
+            var repeats = true
+            for i in (n - length)..<(n - cycle) where tokens[i] != tokens[i + cycle] {
+                repeats = false
+                break
+            }
+            if repeats { return true }
+        }
+        return false
     }
 }
 
@@ -40,6 +116,10 @@ public struct DecodingOptions: Sendable {
     public var lengthPenalty = 0.0
     /// Draw each token instead of searching (nil: greedy or beam search).
     public var sampling: SamplingOptions?
+    /// The bound on each output from its source's length (nil: the model file's, if any).
+    public var lengthBound: OutputLengthBound?
+    /// The guard against repeating loops (nil: off). On by default.
+    public var repetitionGuard: RepetitionGuard? = RepetitionGuard()
     public init(maximumLength: Int = 100, minimumLength: Int = 0, beamWidth: Int = 1, nBest: Int = 1, lengthPenalty: Double = 0) {
         self.maximumLength = maximumLength
         self.minimumLength = minimumLength
@@ -68,6 +148,10 @@ extension DecodingOptions {
             throw fail("minimum length must be in 0...\(maximumLength) (the maximum length), got \(minimumLength)")
         }
         guard lengthPenalty.isFinite, (0...10).contains(lengthPenalty) else { throw fail("length penalty must be a number in 0...10, got \(lengthPenalty)") }
+        try lengthBound?.validate()
+        if let g = repetitionGuard, !(1...64).contains(g.longestCycle) || !(2...DecodingOptions.maximumOutputLength).contains(g.span) {
+            throw fail("repetition guard: longest cycle must be in 1...64 and span in 2...\(DecodingOptions.maximumOutputLength), got \(g.longestCycle), \(g.span)")
+        }
         if let s = sampling {
             guard s.temperature.isFinite, s.temperature > 0, s.temperature <= 100 else { throw fail("temperature must be in (0, 100], got \(s.temperature)") }
             if let k = s.topK, k < 1 { throw fail("top-k must be at least 1, got \(k)") }
@@ -95,14 +179,26 @@ public enum Search {
         alpha == 0 ? logp : logp / Foundation.pow((5 + Double(length)) / 6, alpha)
     }
 
-    /// Greedy decoding of N rows in lockstep; each row stops at its own end-of-sequence, all
-    /// stop at `maximumLength`.
-    public static func greedy<D: StepDecoder>(_ decoder: D, initial: D.State, rows: Int, start: Int, options: DecodingOptions) throws -> [Hypothesis] {
+    /// The stop of a row that has not ended after `tokens`: its length bound, the maximum
+    /// length, or the repetition guard; nil while it may go on.
+    static func limit(_ tokens: [Int], bound: Int?, options: DecodingOptions) -> StopReason? {
+        if let bound, tokens.count >= bound, bound < options.maximumLength { return .lengthLimit }
+        if tokens.count >= options.maximumLength { return .maximumLength }
+        if options.repetitionGuard?.caught(tokens) == true { return .repetition }
+        return nil
+    }
+
+    /// Greedy decoding of N rows in lockstep; each row stops at its own end-of-sequence, its
+    /// bound (`bounds[r]`, from its source's length), the repetition guard, or `maximumLength`.
+    public static func greedy<D: StepDecoder>(_ decoder: D, initial: D.State, rows: Int, start: Int, options: DecodingOptions,
+                                              bounds: [Int]? = nil) throws -> [Hypothesis] {
         var hypotheses = (0..<rows).map { _ in Hypothesis(tokens: [], logProbability: 0, score: 0, finished: false) }
+        var live = (0..<rows).map { limit([], bound: bounds?[$0], options: options) == nil }
+        for r in 0..<rows where !live[r] { hypotheses[r].stop = limit([], bound: bounds?[r], options: options) ?? .maximumLength }
         var state = initial
         var tokens = [Int](repeating: start, count: rows)
         for t in 0..<Swift.max(options.maximumLength, 0) {
-            let active = hypotheses.indices.filter { !hypotheses[$0].finished }
+            let active = hypotheses.indices.filter { live[$0] }
             if active.isEmpty { break }
             let (logp, next) = try decoder.step(tokens: tokens, state: state)
             let v = logp.shape[1]
@@ -113,7 +209,12 @@ public enum Search {
                     if value > bestValue { best = k; bestValue = value }
                 }
                 hypotheses[r].logProbability += Double(bestValue)
-                if best == decoder.endIndex { hypotheses[r].finished = true } else { hypotheses[r].tokens.append(best) }
+                if best == decoder.endIndex {
+                    (hypotheses[r].finished, hypotheses[r].stop, live[r]) = (true, .end, false)
+                } else {
+                    hypotheses[r].tokens.append(best)
+                    if let stop = limit(hypotheses[r].tokens, bound: bounds?[r], options: options) { (hypotheses[r].stop, live[r]) = (stop, false) }
+                }
                 tokens[r] = best
             }
             state = next
@@ -127,13 +228,15 @@ public enum Search {
     /// One sequence drawn per row: each token from the row's log-probabilities through
     /// `Sampling.index` with a generator seeded by `sampling.seed` (the same seed, the same draws).
     public static func sample<D: StepDecoder>(_ decoder: D, initial: D.State, rows: Int, start: Int, options: DecodingOptions,
-                                              sampling: SamplingOptions) throws -> [Hypothesis] {
+                                              sampling: SamplingOptions, bounds: [Int]? = nil) throws -> [Hypothesis] {
         var generator = SeededGenerator(seed: sampling.seed)
         var hypotheses = (0..<rows).map { _ in Hypothesis(tokens: [], logProbability: 0, score: 0, finished: false) }
+        var live = (0..<rows).map { limit([], bound: bounds?[$0], options: options) == nil }
+        for r in 0..<rows where !live[r] { hypotheses[r].stop = limit([], bound: bounds?[r], options: options) ?? .maximumLength }
         var state = initial
         var tokens = [Int](repeating: start, count: rows)
         for t in 0..<options.maximumLength {
-            let active = hypotheses.indices.filter { !hypotheses[$0].finished }
+            let active = hypotheses.indices.filter { live[$0] }
             if active.isEmpty { break }
             let (logp, next) = try decoder.step(tokens: tokens, state: state)
             let v = logp.shape[1]
@@ -143,7 +246,12 @@ public enum Search {
                 let token = Sampling.index(logProbabilities: logs, temperature: sampling.temperature, topK: sampling.topK,
                                            topP: sampling.topP, unit: generator.nextUnit())
                 hypotheses[r].logProbability += logs[token]
-                if token == decoder.endIndex { hypotheses[r].finished = true } else { hypotheses[r].tokens.append(token) }
+                if token == decoder.endIndex {
+                    (hypotheses[r].finished, hypotheses[r].stop, live[r]) = (true, .end, false)
+                } else {
+                    hypotheses[r].tokens.append(token)
+                    if let stop = limit(hypotheses[r].tokens, bound: bounds?[r], options: options) { (hypotheses[r].stop, live[r]) = (stop, false) }
+                }
                 tokens[r] = token
             }
             state = next
@@ -155,13 +263,20 @@ public enum Search {
     /// Beam search over N sources at once (their beams side by side, `beamWidth` rows each);
     /// returns per source up to `nBest` hypotheses, best first. Works for any `StepDecoder`:
     /// the state is reordered with `selecting(rows:)` after every step.
-    public static func beam<D: StepDecoder>(_ decoder: D, initial: D.State, rows: Int, start: Int, options: DecodingOptions) throws -> [[Hypothesis]] {
+    ///
+    /// A beam that reaches its source's bound (`bounds[s]`) or is caught by the repetition guard
+    /// leaves the search as an unfinished hypothesis with that stop (returned, like beams at the
+    /// maximum length, when fewer than n-best hypotheses ended); a source whose every beam has
+    /// left is done.
+    public static func beam<D: StepDecoder>(_ decoder: D, initial: D.State, rows: Int, start: Int, options: DecodingOptions,
+                                            bounds: [Int]? = nil) throws -> [[Hypothesis]] {
         let k = Swift.max(options.beamWidth, 1)
         var state = try initial.selecting(rows: (0..<rows).flatMap { Array(repeating: $0, count: k) })
         // Per source: live beams (tokens, log p) in rows s*k ..< s*k + k; only the first is live at first.
         var beams = (0..<rows).map { _ in (0..<k).map { i in (tokens: [Int](), logp: i == 0 ? 0.0 : -Double.infinity) } }
         var finished = [[Hypothesis]](repeating: [], count: rows)
-        var done = [Bool](repeating: false, count: rows)
+        var done = (0..<rows).map { s in limit([], bound: bounds?[s], options: options) == .lengthLimit }
+        var stopped = [[Hypothesis]](repeating: [], count: rows)
         for t in 0..<Swift.max(options.maximumLength, 0) {
             if done.allSatisfy({ $0 }) { break }
             let tokens = beams.flatMap { $0.map { $0.tokens.last ?? start } }
@@ -191,11 +306,22 @@ public enum Search {
                     }
                     if nextBeams.count == k { break }
                 }
+                // Beams at their bound or caught looping leave the search (the maximum length
+                // ends every beam below, as before).
+                for i in nextBeams.indices where nextBeams[i].logp > -Double.infinity {
+                    if let stop = limit(nextBeams[i].tokens, bound: bounds?[s], options: options), stop != .maximumLength {
+                        stopped[s].append(Hypothesis(tokens: nextBeams[i].tokens, logProbability: nextBeams[i].logp,
+                                                     score: normalized(nextBeams[i].logp, length: nextBeams[i].tokens.count, alpha: options.lengthPenalty),
+                                                     finished: false, stop: stop))
+                        nextBeams[i].logp = -Double.infinity
+                    }
+                }
                 while nextBeams.count < k {
                     order[s * k + nextBeams.count] = s * k
                     nextBeams.append(([], -Double.infinity))
                 }
                 beams[s] = nextBeams
+                if nextBeams.allSatisfy({ $0.logp == -Double.infinity }) { done[s] = true }
                 // Done when enough hypotheses ended and no live beam can beat the worst kept one
                 // (scores only fall as a beam grows when alpha is 0; with a penalty, stop at k ended).
                 let kept = finished[s].sorted { $0.score > $1.score }.prefix(Swift.max(options.nBest, 1))
@@ -207,10 +333,12 @@ public enum Search {
             state = try next.selecting(rows: order)
         }
         return (0..<rows).map { s in
+            // Hypotheses that ended come first; when fewer than n-best did, unfinished ones (that
+            // left at their bound, were caught looping, or reached the maximum length) fill the
+            // list, marked as such.
             var all = finished[s]
             if all.count < Swift.max(options.nBest, 1) {
-                // Unfinished beams at the maximum length fill the list, marked as such.
-                all += beams[s].filter { $0.logp > -Double.infinity }.map {
+                all += stopped[s] + beams[s].filter { $0.logp > -Double.infinity }.map {
                     Hypothesis(tokens: $0.tokens, logProbability: $0.logp, score: normalized($0.logp, length: $0.tokens.count, alpha: options.lengthPenalty), finished: false)
                 }
             }
@@ -240,13 +368,15 @@ extension SequenceTransformer {
             let encoded = try encode(source)
             let stepper = TransformerStepper(model: self, encoded: encoded)
             let rows = encoded.outputs.batch, start = configuration.target.startIndex
+            // Each row's bound from its source's length: tokens of a text, encoder steps of audio.
+            let bounds = (options.lengthBound ?? outputLengthBound).map { bound in encoded.outputs.lengths.map { bound.limit(sourceLength: $0) } }
             let results: [[Hypothesis]]
             if let sampling = options.sampling {
-                results = try Search.sample(stepper, initial: initialState(encoded), rows: rows, start: start, options: options, sampling: sampling).map { [$0] }
+                results = try Search.sample(stepper, initial: initialState(encoded), rows: rows, start: start, options: options, sampling: sampling, bounds: bounds).map { [$0] }
             } else if options.beamWidth <= 1 && options.nBest <= 1 {
-                results = try Search.greedy(stepper, initial: initialState(encoded), rows: rows, start: start, options: options).map { [$0] }
+                results = try Search.greedy(stepper, initial: initialState(encoded), rows: rows, start: start, options: options, bounds: bounds).map { [$0] }
             } else {
-                results = try Search.beam(stepper, initial: initialState(encoded), rows: rows, start: start, options: options)
+                results = try Search.beam(stepper, initial: initialState(encoded), rows: rows, start: start, options: options, bounds: bounds)
             }
             return try results.map { hs in try hs.map { (try configuration.target.decode($0.tokens), $0) } }
         }
@@ -278,5 +408,26 @@ extension SequenceTransformer {
             }
             return (try configuration.target.decode(tokens), tokens, rows)
         }
+    }
+}
+
+extension SequenceTransformer {
+    /// Encoder steps of a source: its tokens (text), its frames over the frame stacking (audio).
+    public func sourceSteps(text: String? = nil, frames: Int = 0) throws -> Int {
+        switch configuration.source {
+        case let .text(codec, _): return try codec.encode(text ?? "").count
+        case let .audio(_, k): return (frames + k - 1) / k
+        }
+    }
+
+    /// Sets `outputLengthBound` from training examples (`OutputLengthBound.fitted`), so that the
+    /// model file bounds every output by its source's length.
+    public func fitOutputLengthBound(_ examples: [SequenceExample]) throws {
+        var sources: [Int] = [], targets: [Int] = []
+        for e in examples {
+            sources.append(try sourceSteps(text: e.text, frames: e.frames))
+            targets.append(try configuration.target.encode(e.target).count)
+        }
+        outputLengthBound = OutputLengthBound.fitted(sourceLengths: sources, targetLengths: targets)
     }
 }

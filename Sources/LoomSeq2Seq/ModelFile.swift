@@ -10,10 +10,10 @@ enum ModelFiles {
     /// Writes `named` parameters with the metadata keys `loom.format`, `loom.architecture` and
     /// `loom.training`, atomically.
     static func write(_ named: [(name: String, parameter: Parameter<Float>)], format: String, architecture: String,
-                      training: [String: String], to url: URL) throws {
+                      training: [String: String], extra: [String: String] = [:], to url: URL) throws {
         let facts = String(decoding: try JSONEncoder().encode(training), as: UTF8.self)
         try SafeTensors.write(named.map { ($0.name, $0.parameter.data) },
-                              metadata: ["loom.format": format, "loom.architecture": architecture, "loom.training": facts], to: url)
+                              metadata: extra.merging(["loom.format": format, "loom.architecture": architecture, "loom.training": facts]) { $1 }, to: url)
     }
 
     /// The file's `loom.training` facts (empty when absent or unreadable).
@@ -77,7 +77,17 @@ extension SequenceTransformer {
 
     /// Writes the model atomically.
     public func save(to url: URL, training: [String: String] = [:]) throws {
-        try ModelFiles.write(namedParameters, format: Self.fileFormat, architecture: try Self.architectureJSON(configuration), training: training, to: url)
+        var extra: [String: String] = [:]
+        if let bound = outputLengthBound { extra[Self.decodingKey] = String(decoding: try JSONEncoder().encode(DecodingFacts(length_bound: bound)), as: UTF8.self) }
+        try ModelFiles.write(namedParameters, format: Self.fileFormat, architecture: try Self.architectureJSON(configuration), training: training,
+                             extra: extra, to: url)
+    }
+
+    /// The metadata key of the decoding settings a model file carries: `{"length_bound": {"ratio": r, "constant": c}}`.
+    public static let decodingKey = "loom.decoding"
+
+    struct DecodingFacts: Codable {
+        var length_bound: OutputLengthBound?
     }
 
     /// The configuration as JSON with every key present: absent optional settings as `null`, so
@@ -110,6 +120,14 @@ extension SequenceTransformer {
         try ModelFiles.check(file, against: configuration.parameterTable)
         let model = try SequenceTransformer(configuration, using: RandomSource(seed: 0))
         try model.loadWeights(file)
+        if let text = file.metadata[decodingKey] {
+            do {
+                model.outputLengthBound = try JSONDecoder().decode(DecodingFacts.self, from: Data(text.utf8)).length_bound
+                try model.outputLengthBound?.validate()
+            } catch {
+                throw SafeTensorsError.invalidHeader("\(decodingKey) is not valid: \(SafeTensors.describe(error))")
+            }
+        }
         return (model, ModelFiles.trainingFacts(file))
     }
 
@@ -198,6 +216,7 @@ extension SequenceTransformer {
         lines.append("decoder: embedding \(c.targetEmbeddingSize), \(c.cellKind.rawValue.uppercased()) \(c.decoderHidden) x \(c.decoderLayers) layers"
                      + (c.attention.map { ", attention \($0.rawValue)\(c.inputFeeding ? " with input feeding" : "")" } ?? ", no attention"))
         lines.append("target: \(Self.describe(c.target))")
+        if let b = outputLengthBound { lines.append("output length bound: \(b.constant) + \(b.ratio) x source length") }
         lines.append("parameters: \(parameterCount)")
         for (name, p) in namedParameters { lines.append("  \(name) \(p.shape)") }
         return lines.joined(separator: "\n")

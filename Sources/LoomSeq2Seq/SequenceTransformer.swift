@@ -138,6 +138,10 @@ public struct SequenceTransformerConfiguration: Codable, Equatable, Sendable {
 /// search until end-of-sequence.
 public final class SequenceTransformer {
     public let configuration: SequenceTransformerConfiguration
+    /// Bounds each decoded output by its source's length (stored in the model file under
+    /// `loom.decoding`; set by training from its data, `OutputLengthBound.fitted`). nil: only
+    /// the decoding options' maximum length bounds an output.
+    public var outputLengthBound: OutputLengthBound?
     let sourceEmbedding: Embedding<Float>?
     let encoder: [RecurrentStack]
     let bridgeHidden: Linear<Float>

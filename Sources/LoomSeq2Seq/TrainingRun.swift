@@ -85,6 +85,7 @@ extension SequenceRun {
         metadata["steps"] = "\(trainer.globalStep)"
         metadata["validation_exact_match"] = "\(metrics.exact_match)"
         metadata["validation_bleu"] = "\(metrics.bleu)"
+        try model.fitOutputLengthBound(trainExamples)
         try model.save(to: modelFile, training: metadata)
         return outcome
     }

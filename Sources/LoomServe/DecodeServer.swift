@@ -235,6 +235,7 @@ public final class DecodeServer: @unchecked Sendable {
             case .shuttingDown, .timedOut: throw ServeError(503, refusal.description)
             }
         }
+        for best in outputs.compactMap(\.first) { metrics.countStop(best.hypothesis.stop) }
         return self.body(Self.decodeResponse(echoes, outputs), type: "application/json; charset=utf-8")
     }
 
@@ -286,7 +287,7 @@ public final class DecodeServer: @unchecked Sendable {
 
     /// The answer to a decode request, written directly (a fifth of a request's time went to
     /// JSONEncoder): `{"results": [{"input": ..., "outputs": [{"finished", "log_probability",
-    /// "score", "text"}]}]}`, keys sorted as the encoder wrote them.
+    /// "score", "stop", "text"}]}]}`, keys sorted.
     static func decodeResponse(_ echoes: [String?], _ outputs: DecodeBatcher.Outputs) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(64 + 96 * outputs.count)
@@ -307,6 +308,8 @@ public final class DecodeServer: @unchecked Sendable {
                 JSONText.number(h.hypothesis.logProbability, into: &out)
                 out += Array(#","score":"#.utf8)
                 JSONText.number(h.hypothesis.score, into: &out)
+                out += Array(#","stop":"#.utf8)
+                JSONText.string(h.hypothesis.stop.rawValue, into: &out)
                 out += Array(#","text":"#.utf8)
                 JSONText.string(h.text, into: &out)
                 out.append(UInt8(ascii: "}"))

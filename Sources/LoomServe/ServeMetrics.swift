@@ -1,4 +1,5 @@
 import Foundation
+import Loom
 import Prometheus
 
 /// The server's metrics, in Prometheus text format at `GET /metrics`.
@@ -11,6 +12,7 @@ final class ServeMetrics: @unchecked Sendable {
     let requestSeconds: DurationHistogram
     let batchSeconds: DurationHistogram
     let sequences: Counter
+    let stops: [StopReason: Counter]
 
     init() {
         queueLength = registry.makeGauge(name: "loom_queue_length", help: "Inputs waiting to be decoded.")
@@ -22,6 +24,11 @@ final class ServeMetrics: @unchecked Sendable {
         batchSeconds = registry.makeDurationHistogram(name: "loom_batch_duration_seconds", buckets: latency,
                                                       help: "Time to decode one batch.")
         sequences = registry.makeCounter(name: "loom_decoded_inputs_total", help: "Inputs decoded.")
+        let registry = self.registry
+        stops = Dictionary(uniqueKeysWithValues: StopReason.allCases.map { reason in
+            (reason, registry.makeCounter(name: "loom_output_stops_total", labels: [("reason", reason.rawValue)],
+                                          help: "How each input's best output ended: end of sequence, max_length, length_limit (from the source's length) or repetition (the loop guard)."))
+        })
     }
 
     /// Counts a response by route and status (`loom_requests_total{route, status}`); errors are
@@ -38,6 +45,8 @@ final class ServeMetrics: @unchecked Sendable {
         lock.unlock()
         counter.increment()
     }
+
+    func countStop(_ reason: StopReason) { stops[reason]?.increment() }
 
     func text() -> String { registry.emitToString() }
 }

@@ -34,11 +34,18 @@ struct Decode: ParsableCommand {
     @Option(parsing: .unconditional, help: "Sample among the k most probable tokens only.") var topK: Int?
     @Option(parsing: .unconditional, help: "Sample from the smallest set of tokens whose probability reaches p, (0, 1].") var topP: Double?
     @Option(parsing: .unconditional, help: "Seed of the sampling (the same seed and inputs give the same outputs).") var seed: UInt64 = 1
+    @Option(parsing: .unconditional, help: "Bound each output to C + R x its source's length (tokens, or encoder steps of audio): R (default: the model file's bound).")
+    var lengthRatio: Double?
+    @Option(parsing: .unconditional, help: "The constant C of that bound (with --length-ratio; default 10).") var lengthConstant: Int?
+    @Flag(help: "Let outputs repeat a short cycle without end (the guard stops one after 12 tokens of a cycle of at most 4).")
+    var noRepetitionGuard = false
     @Argument(help: "Inputs (default: lines of standard input).") var inputs: [String] = []
 
     var decodingOptions: DecodingOptions {
         var options = DecodingOptions(maximumLength: maxLength, minimumLength: minLength, beamWidth: beam, nBest: nbest, lengthPenalty: lengthPenalty)
         if sample { options.sampling = SamplingOptions(temperature: temperature, topK: topK, topP: topP, seed: seed) }
+        if let lengthRatio { options.lengthBound = OutputLengthBound(ratio: lengthRatio, constant: lengthConstant ?? 10) }
+        if noRepetitionGuard { options.repetitionGuard = nil }
         return options
     }
 
@@ -54,27 +61,38 @@ struct Decode: ParsableCommand {
             try OptionRange.check("--max-input-length", maxInputLength, in: 1...1_000_000)
             try decodingOptions.validate()
         }
+        if lengthConstant != nil && lengthRatio == nil { throw ValidationError("--length-constant needs --length-ratio") }
         if nbest > 1 && format == .txt { throw ValidationError("--nbest \(nbest) prints several hypotheses per input: use --format tsv or json") }
     }
 
     func run() throws {
         let transformer = try DecodingModel(contentsOf: URL(fileURLWithPath: model))
         var failed = 0, number = 0
+        var stops: [StopReason: Int] = [:]
         var lines = inputs.isEmpty ? nil : inputs.makeIterator()
         // Bounded batches in, results out in order: standard input is never read ahead of the output.
         while true {
             var chunk: [String] = []
             while chunk.count < batchSize, let line = lines != nil ? lines?.next() : readLine() { chunk.append(line) }
             if chunk.isEmpty { break }
-            failed += try decodeChunk(chunk, firstNumber: number + 1, transformer)
+            failed += try decodeChunk(chunk, firstNumber: number + 1, transformer, stops: &stops)
             number += chunk.count
             fflush(stdout)
+        }
+        // Outputs cut short (best hypothesis of each input): said once, on standard error.
+        let cut = stops.filter { $0.key != .end && $0.value > 0 }.sorted { $0.key.rawValue < $1.key.rawValue }
+        if !cut.isEmpty {
+            let names: [StopReason: String] = [.maximumLength: "at --max-length", .lengthLimit: "at the bound from the source's length",
+                                               .repetition: "by the repetition guard"]
+            FileHandle.standardError.write(Data(("note: of \(number) outputs, " + cut.map { "\($0.value) stopped \(names[$0.key] ?? $0.key.rawValue)" }
+                .joined(separator: ", ") + "\n").utf8))
         }
         if failed > 0 { throw ExitCode(1) }
     }
 
-    /// Decodes one chunk; returns how many of its inputs failed.
-    func decodeChunk(_ chunk: [String], firstNumber: Int, _ transformer: DecodingModel) throws -> Int {
+    /// Decodes one chunk; returns how many of its inputs failed, and counts in `stops` how the
+    /// best hypothesis of each decoded input stopped.
+    func decodeChunk(_ chunk: [String], firstNumber: Int, _ transformer: DecodingModel, stops: inout [StopReason: Int]) throws -> Int {
         var results = [Result<[(text: String, hypothesis: Hypothesis)], Error>?](repeating: nil, count: chunk.count)
         var sources: [(index: Int, source: DecodingModel.Source)] = []
         for (i, item) in chunk.enumerated() {
@@ -89,6 +107,7 @@ struct Decode: ParsableCommand {
         var failed = 0
         for (i, result) in results.enumerated() {
             guard let result else { continue }
+            if case let .success(outputs) = result, let best = outputs.first { stops[best.hypothesis.stop, default: 0] += 1 }
             if case let .failure(error) = result {
                 failed += 1
                 FileHandle.standardError.write(Data("error: input \(firstNumber + i) (\(Self.escaped(chunk[i]))): \(error)\n".utf8))
@@ -142,7 +161,8 @@ struct Decode: ParsableCommand {
             // JSON has no NaN or infinity: such scores are written as strings, so every input keeps its line.
             func number(_ x: Double) -> Any { x.isFinite ? x : (x.isNaN ? "NaN" : x > 0 ? "Infinity" : "-Infinity") }
             printJSON(["input": input, "outputs": r.map {
-                ["text": $0.text, "score": number($0.hypothesis.score), "log_probability": number($0.hypothesis.logProbability), "finished": $0.hypothesis.finished]
+                ["text": $0.text, "score": number($0.hypothesis.score), "log_probability": number($0.hypothesis.logProbability), "finished": $0.hypothesis.finished,
+                 "stop": $0.hypothesis.stop.rawValue]
             }])
         }
     }

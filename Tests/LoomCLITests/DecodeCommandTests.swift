@@ -59,4 +59,39 @@ final class DecodeCommandTests: XCTestCase {
         XCTAssertNotEqual(missing.status, 0)
         XCTAssertTrue(missing.error.contains("nope.safetensors"), missing.error)
     }
+
+    /// A model that never says end-of-sequence: `loom decode` stops each output at the model
+    /// file's bound, says so per output (json "stop") and once on standard error.
+    func testRunawayOutputsStopAtTheBoundAndAreReported() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("runaway-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let model = try SequenceTransformer(SequenceTransformerConfiguration(
+            source: .text(.characters(CharacterEncoder(alphabet: Array("abcdefgh"))), embeddingSize: 8), encoderLayers: [12],
+            target: .characters(CharacterEncoder(alphabet: Array("abcdefgh"))), targetEmbeddingSize: 8, decoderHidden: 12,
+            attention: .general), using: RandomSource(seed: 5))
+        let bias = try XCTUnwrap(model.namedParameters.last { $0.name.hasSuffix("bias") && $0.parameter.data.count == model.configuration.target.size })
+        var scalars = bias.parameter.data.scalars
+        scalars[model.configuration.target.endIndex] = -1e4
+        bias.parameter.data = try Tensor(shape: bias.parameter.data.shape, scalars: scalars)
+        model.outputLengthBound = OutputLengthBound(ratio: 1, constant: 2)
+        let url = dir.appendingPathComponent("endless.safetensors")
+        try model.save(to: url)
+        let inputs = ["ab", "abcdefgh"]
+        let result = try run(["decode", "--model", url.path, "--max-length", "500", "--no-repetition-guard", "--format", "json"] + inputs)
+        XCTAssertEqual(result.status, 0, result.error)
+        let outputs = try result.output.split(separator: "\n").map { line in
+            try XCTUnwrap((try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])?["outputs"] as? [[String: Any]]).first ?? [:]
+        }
+        // At most the bound, 2 + the source's length, in tokens (a special token prints nothing).
+        for (output, bound) in zip(outputs, [4, 10]) { XCTAssertLessThanOrEqual((output["text"] as? String)?.count ?? .max, bound) }
+        XCTAssertEqual(outputs.map { $0["stop"] as? String }, ["length_limit", "length_limit"])
+        XCTAssertTrue(result.error.contains("of 2 outputs, 2 stopped at the bound from the source's length"), result.error)
+        let overridden = try run(["decode", "--model", url.path, "--length-ratio", "0", "--length-constant", "3"] + inputs)
+        XCTAssertEqual(overridden.status, 0, overridden.error)
+        XCTAssertTrue(overridden.output.split(separator: "\n").allSatisfy { $0.count <= 3 }, overridden.output)
+        XCTAssertTrue(overridden.error.contains("stopped at the bound"), overridden.error)
+        let info = try run(["info", url.path])
+        XCTAssertTrue(info.output.contains("output length bound: 2 + 1.0 x source length"), info.output)
+    }
 }

@@ -99,6 +99,7 @@ struct Addition: ParsableCommand {
         let final = history.last?.validationMetrics ?? [:]
         let exact = final["exact_match"] ?? 0, characters = final["character_accuracy"] ?? 0
         let modelURL = directory.appendingPathComponent("addition.safetensors")
+        try model.fitOutputLengthBound(train.map { SequenceExample(text: $0.question, features: [], frames: 0, target: $0.answer, line: 0) })
         try model.save(to: modelURL, training: ["task": "addition", "digits": "\(digits)", "reversed_input": "\(reverse)",
                                                 "held_out_exact_match": "\(exact)", "epochs": "\(trainer.epoch)"])
         var report = RecipeReport()

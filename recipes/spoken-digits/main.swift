@@ -135,6 +135,7 @@ struct SpokenDigits: ParsableCommand {
                                                    xLabel: "encoder step (\(frameStacking * 10) ms)", yLabel: "output").utf8), to: alignmentURL)
 
         let modelURL = directory.appendingPathComponent("spoken-digits.safetensors")
+        try model.fitOutputLengthBound(train.map { SequenceExample(text: nil, features: [], frames: $0.frames, target: $0.transcript, line: 0) })
         try model.save(to: modelURL, training: ["task": "spoken-digits", "test_character_error_rate": "\(cer)",
                                                 "test_sequence_accuracy": "\(accuracy)", "epochs": "\(trainer.epoch)"])
         var report = RecipeReport()
