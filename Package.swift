@@ -93,7 +93,7 @@ let package = Package(
         .testTarget(name: "LoomSeq2SeqTests", dependencies: ["LoomSeq2Seq"]),
         .testTarget(name: "LoomAudioTests", dependencies: ["LoomAudio", "CSndFile"]),
         .testTarget(name: "LoomCLITests", dependencies: ["loom", "Loom", "RecipeSupport"]),
-        .testTarget(name: "LoomServeTests", dependencies: ["LoomServe", "Loom", "loom-serve"]),
+        .testTarget(name: "LoomServeTests", dependencies: ["LoomServe", "Loom", "loom", "loom-serve"]),
     ],
     swiftLanguageModes: [.v5],
     cxxLanguageStandard: .cxx17
