@@ -125,3 +125,49 @@ public struct SequenceMean<Scalar: TensorScalar> {
     }
     public var parameters: [Parameter<Scalar>] { [] }
 }
+
+/// Sequence layers applied one after another: `SequenceChain(a, b, c).forward(x)` is
+/// `c(b(a(x)))` over variable-length batches (Flux's `Chain(LSTM(...), Dense(...))`, Keras's
+/// Sequential over sequences, Wolfram's NetChain of sequence layers). Step layers (`Linear`,
+/// `Chain`, `Activation`, `Dropout`) take part as they are: each runs on every step, as a
+/// `MapOperator` of it would. Padded positions stay zero.
+///
+/// ```swift
+/// let tagger = SequenceChain<Float>(
+///     try LSTM<Float>(inputSize: 16, hiddenSize: 64, bidirectional: true),
+///     try Linear<Float>(inputSize: 128, outputSize: 32), Activation(.relu),
+///     try Linear<Float>(inputSize: 32, outputSize: 9))
+/// let scores = try tagger.forward(batch)   // [T, B, 16] -> [T, B, 9]
+/// ```
+public struct SequenceChain<Scalar: TensorScalar>: SequenceLayer {
+    public var layers: [any SequenceLayer<Scalar>]
+
+    public init(_ layers: any SequenceLayer<Scalar>...) { self.layers = layers }
+    public init(layers: [any SequenceLayer<Scalar>]) { self.layers = layers }
+
+    public func forward(_ input: SequenceBatch<Scalar>) throws -> SequenceBatch<Scalar> {
+        try layers.reduce(input) { x, layer in try layer.forward(x) }
+    }
+
+    public func callAsFunction(_ input: SequenceBatch<Scalar>) throws -> SequenceBatch<Scalar> { try forward(input) }
+
+    public var parameters: [Parameter<Scalar>] { layers.flatMap { $0.parameters } }
+}
+
+/// Step layers on sequences: the layer on every step (time folded into the batch), padded
+/// positions zero; what lets them stand in a `SequenceChain` without a `MapOperator`.
+extension Linear: SequenceLayer {
+    public func forward(_ input: SequenceBatch<Scalar>) throws -> SequenceBatch<Scalar> { try MapOperator(self).forward(input) }
+}
+
+extension Chain: SequenceLayer {
+    public func forward(_ input: SequenceBatch<Scalar>) throws -> SequenceBatch<Scalar> { try MapOperator(self).forward(input) }
+}
+
+extension Activation: SequenceLayer {
+    public func forward(_ input: SequenceBatch<Scalar>) throws -> SequenceBatch<Scalar> { try MapOperator(self).forward(input) }
+}
+
+extension Dropout: SequenceLayer {
+    public func forward(_ input: SequenceBatch<Scalar>) throws -> SequenceBatch<Scalar> { try MapOperator(self).forward(input) }
+}

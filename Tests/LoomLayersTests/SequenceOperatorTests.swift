@@ -78,6 +78,32 @@ final class SequenceOperatorTests: XCTestCase {
     }
 
     /// A FoldOperator over the unfused RNN cell step is the RNN layer itself.
+    /// A sequence chain is its layers one after another, step layers mapped over the steps:
+    /// the same values as the composition written out, its parameters in order, padding zero,
+    /// and finite-difference gradients through it all (a recurrent layer, step layers, an operator).
+    func testSequenceChainComposesSequenceAndStepLayers() throws {
+        let lstm = try LSTM<Double>(inputSize: 2, hiddenSize: 3, bidirectional: true, using: source)
+        let linear = try Linear<Double>(inputSize: 6, outputSize: 4, using: source)
+        let head = Chain<Double>(Activation(.tanh), try Linear<Double>(inputSize: 4, outputSize: 2, using: source))
+        let chain = SequenceChain<Double>(lstm, linear, SequenceReverse(), head)
+        let lengths = [4, 1, 3]
+        let x = try SequenceBatch(values: random([4, 3, 2]), lengths: lengths)
+        let y = try chain(x)
+        let byHand = try MapOperator(head).forward(SequenceReverse<Double>().forward(MapOperator(linear).forward(lstm(x).output)))
+        XCTAssertEqual(y.values.shape, [4, 3, 2])
+        XCTAssertEqual(y.lengths, lengths)
+        XCTAssertEqual(y.values.scalars, byHand.values.scalars)
+        XCTAssertEqual(chain.parameters.map { ObjectIdentifier($0) }, (lstm.parameters + linear.parameters + head.parameters).map { ObjectIdentifier($0) })
+        XCTAssertEqual(at(y, 1, 1), [0, 0])
+        XCTAssertEqual(at(y, 3, 2), [0, 0])
+        let wo = try random([4, 3, 2])
+        let report = try GradientCheck.compare(at: [x.values], parameters: chain.parameters) { xs in
+            try (chain(SequenceBatch(values: xs[0], lengths: lengths)).values * wo).sum()
+        }
+        XCTAssertTrue(report.passed, "\(report)")
+        XCTAssertThrowsError(try SequenceChain<Double>(linear).forward(x)) { XCTAssertTrue("\($0)".contains("6"), "\($0)") }
+    }
+
     func testFoldOperatorEqualsRecurrentLayerAndHasCorrectGradients() throws {
         let rnn = try RNN<Double>(inputSize: 2, hiddenSize: 3, using: source)
         let w = rnn.weights[0][0]
