@@ -12,6 +12,9 @@ public struct EvaluationMetrics: Codable, Equatable, Sendable {
     public var bleu: Double
     /// Sources holding a symbol the source vocabulary does not know (encoded as unknown).
     public var sources_with_unknown_symbols: Int
+    /// Outputs cut short, by why they stopped (`max_length`, `length_limit`, `repetition`;
+    /// outputs that ended with end-of-sequence are not counted). nil when not counted.
+    public var outputs_stopped_early: [String: Int]?
 
     public init(hypotheses: [String], references: [String], unknownSources: Int = 0) {
         self.init(hypotheses: hypotheses, referenceSets: references.map { [$0] }, unknownSources: unknownSources)
@@ -136,12 +139,21 @@ public enum SequenceRun {
 
     /// Decodes every example in batches; returns the best output of each, in order.
     public static func decode(_ examples: [SequenceExample], _ model: SequenceTransformer, options: DecodingOptions, batchSize: Int = 64) throws -> [String] {
-        var out: [String] = []
+        try decodeWithStops(examples, model, options: options, batchSize: batchSize).outputs
+    }
+
+    /// The best output of each example and how it stopped.
+    public static func decodeWithStops(_ examples: [SequenceExample], _ model: SequenceTransformer, options: DecodingOptions,
+                                       batchSize: Int = 64) throws -> (outputs: [String], stops: [StopReason]) {
+        var out: [String] = [], stops: [StopReason] = []
         for start in stride(from: 0, to: examples.count, by: Swift.max(batchSize, 1)) {
             let batch = Array(examples[start..<Swift.min(start + batchSize, examples.count)])
-            out += try model.decode(sources(batch, model), options: options).map { $0.first?.text ?? "" }
+            for hypotheses in try model.decode(sources(batch, model), options: options) {
+                out.append(hypotheses.first?.text ?? "")
+                stops.append(hypotheses.first?.hypothesis.stop ?? .end)
+            }
         }
-        return out
+        return (out, stops)
     }
 
     /// Text examples with the same source merged into one test item: the first keeps its target
@@ -164,9 +176,10 @@ public enum SequenceRun {
     /// Decodes `examples` and scores the best outputs against their references.
     public static func evaluate(_ examples: [SequenceExample], _ model: SequenceTransformer, options: DecodingOptions,
                                 batchSize: Int = 64) throws -> (outputs: [String], metrics: EvaluationMetrics) {
-        let outputs = try decode(examples, model, options: options, batchSize: batchSize)
-        return (outputs, EvaluationMetrics(hypotheses: outputs, referenceSets: examples.map(\.references),
-                                           unknownSources: unknownSources(examples, model)))
+        let (outputs, stops) = try decodeWithStops(examples, model, options: options, batchSize: batchSize)
+        var metrics = EvaluationMetrics(hypotheses: outputs, referenceSets: examples.map(\.references), unknownSources: unknownSources(examples, model))
+        metrics.outputs_stopped_early = Dictionary(stops.filter { $0 != .end }.map { ($0.rawValue, 1) }, uniquingKeysWith: +)
+        return (outputs, metrics)
     }
 
     /// How many text sources hold a symbol the model's source vocabulary maps to unknown.

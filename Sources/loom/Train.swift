@@ -180,6 +180,9 @@ struct Evaluate: ParsableCommand {
         try AtomicFile.write(Data(errors.utf8), to: directory.appendingPathComponent("errors.tsv"))
         print(String(format: "%d examples: exact match %.2f%%, CER %.2f%%, WER %.2f%%, BLEU %.2f", metrics.examples, 100 * metrics.exact_match,
                      100 * metrics.character_error_rate, 100 * metrics.word_error_rate, metrics.bleu))
+        if let cut = metrics.outputs_stopped_early, !cut.isEmpty {
+            print("outputs stopped before end-of-sequence: " + cut.sorted { $0.key < $1.key }.map { "\($0.value) at \($0.key)" }.joined(separator: ", "))
+        }
         if metrics.sources_with_unknown_symbols > 0 { print("\(metrics.sources_with_unknown_symbols) sources hold symbols unseen in training (encoded as unknown)") }
         if !corpus.skipped.isEmpty { print("\(corpus.skipped.count) malformed lines skipped (first: \(corpus.skipped[0]))") }
         print("wrote \(directory.appendingPathComponent("evaluation.json").path) and errors.tsv")

@@ -93,5 +93,13 @@ final class DecodeCommandTests: XCTestCase {
         XCTAssertTrue(overridden.error.contains("stopped at the bound"), overridden.error)
         let info = try run(["info", url.path])
         XCTAssertTrue(info.output.contains("output length bound: 2 + 1.0 x source length"), info.output)
+        // loom evaluate counts them too, on its summary and in evaluation.json.
+        let test = dir.appendingPathComponent("test.tsv")
+        try Data("ab\tab\nabcdefgh\thg\n".utf8).write(to: test)
+        let evaluated = try run(["evaluate", "--model", url.path, "--test", test.path, "--max-length", "500"])
+        XCTAssertEqual(evaluated.status, 0, evaluated.error)
+        XCTAssertTrue(evaluated.output.contains("outputs stopped before end-of-sequence: 2 at length_limit"), evaluated.output)
+        let report = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: dir.appendingPathComponent("evaluation.json"))) as? [String: Any])
+        XCTAssertEqual(report["outputs_stopped_early"] as? [String: Int], ["length_limit": 2])
     }
 }
