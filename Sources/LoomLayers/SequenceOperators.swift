@@ -47,53 +47,133 @@ public struct StepFunction<Scalar: TensorScalar>: StepLayer {
     public func step(input: Tensor<Scalar>, state: Tensor<Scalar>) throws -> Tensor<Scalar> { try body(input, state) }
 }
 
+/// A step over a recurrent cell's whole state, hidden and (for an LSTM) cell:
+/// `(x_t [B, F], s_{t-1}) -> s_t`, its hidden state [B, H] being the step's output. What lets a
+/// `FoldOperator` fold an LSTM, whose state is two tensors.
+public protocol CellStepLayer<Scalar> {
+    associatedtype Scalar: TensorScalar
+    func step(input: Tensor<Scalar>, state: RecurrentState<Scalar>) throws -> RecurrentState<Scalar>
+    var parameters: [Parameter<Scalar>] { get }
+    /// Whether the state has a cell half (LSTM) besides the hidden one.
+    var hasCellState: Bool { get }
+}
+
+/// One cell of a recurrent layer as a step: its weights and its kind (RNN, GRU, LSTM).
+///
+/// ```swift
+/// let lstm = try LSTM<Double>(inputSize: 2, hiddenSize: 3)
+/// let fold = try FoldOperator(CellStep(.lstm, lstm.weights[0][0]), stateSize: 3)
+/// let (states, final) = try fold(batch, initialCellState: nil)   // final.hidden, final.cell
+/// ```
+public struct CellStep<Scalar: TensorScalar>: CellStepLayer {
+    public let cell: RecurrentCell
+    public let weights: RecurrentCellWeights<Scalar>
+
+    public init(_ cell: RecurrentCell, _ weights: RecurrentCellWeights<Scalar>) {
+        self.cell = cell
+        self.weights = weights
+    }
+
+    public func step(input: Tensor<Scalar>, state: RecurrentState<Scalar>) throws -> RecurrentState<Scalar> {
+        try weights.step(cell, input: input, state: state)
+    }
+
+    public var parameters: [Parameter<Scalar>] { weights.parameters }
+    public var hasCellState: Bool { cell == .lstm }
+}
+
 /// Folds a step subnetwork over each sequence, s_t = f(x_t, s_{t-1}), returning the sequence of
 /// states and each sequence's final state (Wolfram's NetFoldOperator; FoldList semantics: every
 /// intermediate state is output). Length-aware: a sequence past its length keeps its state, its
-/// outputs there are zero, and its final state is the one at its own last step.
+/// outputs there are zero, and its final state is the one at its own last step. The state is
+/// one tensor (a `StepLayer`) or a cell's whole state (a `CellStepLayer`: an LSTM's hidden and
+/// cell), whose hidden half is the output.
 public struct FoldOperator<Scalar: TensorScalar>: SequenceLayer {
-    public var body: any StepLayer<Scalar>
+    enum Body {
+        case tensor(any StepLayer<Scalar>)
+        case cell(any CellStepLayer<Scalar>)
+    }
+
+    let body: Body
     public let stateSize: Int
 
     public init(_ body: any StepLayer<Scalar>, stateSize: Int) throws {
-        guard stateSize > 0 else { throw TensorError.invalidArgument(op: "FoldOperator", message: "stateSize must be positive, got \(stateSize)") }
-        self.body = body
+        try Self.check(stateSize)
+        self.body = .tensor(body)
         self.stateSize = stateSize
     }
 
-    /// States [T, B, S] and final states [B, S], from `initialState` (zeros by default).
+    /// Folds a cell's whole state; `stateSize` is its hidden size.
+    public init(_ body: any CellStepLayer<Scalar>, stateSize: Int) throws {
+        try Self.check(stateSize)
+        self.body = .cell(body)
+        self.stateSize = stateSize
+    }
+
+    static func check(_ stateSize: Int) throws {
+        guard stateSize > 0 else { throw TensorError.invalidArgument(op: "FoldOperator", message: "stateSize must be positive, got \(stateSize)") }
+    }
+
+    /// States [T, B, S] and final states [B, S], from `initialState` (zeros by default). For a
+    /// cell body, the hidden halves (the cell half starts at zero; see `initialCellState`).
     public func callAsFunction(_ input: SequenceBatch<Scalar>, initialState: Tensor<Scalar>? = nil) throws
         -> (output: SequenceBatch<Scalar>, state: Tensor<Scalar>)
     {
-        let batch = input.batch
-        var state = initialState ?? Tensor.zeros(unchecked: [batch, stateSize])
-        guard state.shape == [batch, stateSize] else {
-            throw TensorError.rank(op: "FoldOperator initial state", expected: "[\(batch), \(stateSize)]", shape: state.shape)
+        let start = try initialState.map { hidden -> RecurrentState<Scalar> in
+            guard case .cell(let b) = body, b.hasCellState else { return RecurrentState(hidden: hidden) }
+            return RecurrentState(hidden: hidden, cell: Tensor.zeros(unchecked: hidden.shape))
+        }
+        let (output, state) = try self(input, initialCellState: start)
+        return (output, state.hidden)
+    }
+
+    /// The outputs (hidden states) [T, B, S] and the final whole state, from `initialCellState`
+    /// (zeros by default; for an LSTM body both halves [B, S]).
+    public func callAsFunction(_ input: SequenceBatch<Scalar>, initialCellState: RecurrentState<Scalar>?) throws
+        -> (output: SequenceBatch<Scalar>, state: RecurrentState<Scalar>)
+    {
+        let batch = input.batch, shape = [batch, stateSize]
+        let withCell: Bool = { if case .cell(let b) = body { return b.hasCellState } else { return false } }()
+        var state = initialCellState ?? RecurrentState(hidden: Tensor.zeros(unchecked: shape), cell: withCell ? Tensor.zeros(unchecked: shape) : nil)
+        guard state.hidden.shape == shape, (state.cell == nil) == !withCell, state.cell.map({ $0.shape == shape }) ?? true else {
+            throw TensorError.rank(op: "FoldOperator initial state", expected: "[\(batch), \(stateSize)]" + (withCell ? " for the hidden and the cell state" : ""),
+                                   shape: state.hidden.shape)
         }
         var outputs: [Tensor<Scalar>] = []
         outputs.reserveCapacity(input.steps)
         for t in 0..<input.steps {
             let live = input.lengths.map { t < $0 }
-            let next = try body.step(input: input.values.select(axis: 0, index: t), state: state)
-            guard next.shape == state.shape else {
-                throw TensorError.rank(op: "FoldOperator step \(t)", expected: "the step to return the state shape \(state.shape)", shape: next.shape)
+            let x = try input.values.select(axis: 0, index: t)
+            let next: RecurrentState<Scalar>
+            switch body {
+            case let .tensor(b): next = RecurrentState(hidden: try b.step(input: x, state: state.hidden))
+            case let .cell(b): next = try b.step(input: x, state: state)
+            }
+            guard next.hidden.shape == shape, next.cell.map({ $0.shape == shape }) ?? !withCell else {
+                throw TensorError.rank(op: "FoldOperator step \(t)", expected: "the step to return the state shape \(shape)", shape: next.hidden.shape)
             }
             if live.allSatisfy({ $0 }) {
                 state = next
-                outputs.append(next)
+                outputs.append(next.hidden)
             } else {
                 let m = Tensor<Scalar>(unchecked: [batch, 1], scalars: live.map { $0 ? 1 : 0 })
-                state = try m * next + (1 - m) * state
-                outputs.append(try m * next)
+                func kept(_ new: Tensor<Scalar>, _ old: Tensor<Scalar>) throws -> Tensor<Scalar> { try m * new + (1 - m) * old }
+                state = RecurrentState(hidden: try kept(next.hidden, state.hidden), cell: try next.cell.map { try kept($0, state.cell ?? $0) })
+                outputs.append(try m * next.hidden)
             }
         }
         let values = outputs.isEmpty ? Tensor.zeros(unchecked: [0, batch, stateSize]) : try Tensor.stack(outputs, axis: 0)
         return (try SequenceBatch(values: values, lengths: input.lengths), state)
     }
 
-    public func forward(_ input: SequenceBatch<Scalar>) throws -> SequenceBatch<Scalar> { try self(input).output }
+    public func forward(_ input: SequenceBatch<Scalar>) throws -> SequenceBatch<Scalar> { try self(input, initialCellState: nil).output }
 
-    public var parameters: [Parameter<Scalar>] { body.parameters }
+    public var parameters: [Parameter<Scalar>] {
+        switch body {
+        case let .tensor(b): return b.parameters
+        case let .cell(b): return b.parameters
+        }
+    }
 }
 
 /// Applies a layer `times` times, feeding each output back in: f(f(...f(x))) (Wolfram's

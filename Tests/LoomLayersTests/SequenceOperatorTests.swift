@@ -126,6 +126,33 @@ final class SequenceOperatorTests: XCTestCase {
         XCTAssertThrowsError(try fold(x, initialState: Tensor.zeros([2, 3]))) { XCTAssertTrue("\($0)".contains("[3, 3]")) }
     }
 
+    /// FoldOperator over any cell's whole state: an LSTM cell folded is the LSTM layer (outputs,
+    /// final hidden and cell state), a GRU cell the GRU layer; gradients by finite differences.
+    func testFoldOperatorFoldsAnyCellsState() throws {
+        let lengths = [4, 1, 3]
+        let x = try SequenceBatch(values: random([4, 3, 2]), lengths: lengths)
+        let lstm = try LSTM<Double>(inputSize: 2, hiddenSize: 3, using: source)
+        let fold = try FoldOperator(CellStep(.lstm, lstm.weights[0][0]), stateSize: 3)
+        let h0 = try random([3, 3]), c0 = try random([3, 3])
+        let (foldOut, foldState) = try fold(x, initialCellState: RecurrentState(hidden: h0, cell: c0))
+        let (layerOut, layerState) = try lstm(x, initialState: RecurrentState(hidden: h0.reshaped([1, 3, 3]), cell: c0.reshaped([1, 3, 3])))
+        for (a, b) in zip(foldOut.values.scalars, layerOut.values.scalars) { XCTAssertEqual(a, b, accuracy: 1e-14) }
+        for (a, b) in zip(foldState.hidden.scalars, layerState.hidden.scalars) { XCTAssertEqual(a, b, accuracy: 1e-14) }
+        for (a, b) in zip(try XCTUnwrap(foldState.cell).scalars, try XCTUnwrap(layerState.cell).scalars) { XCTAssertEqual(a, b, accuracy: 1e-14) }
+        let wo = try random([4, 3, 3])
+        let report = try GradientCheck.compare(at: [x.values, h0, c0], parameters: fold.parameters) { xs in
+            let (out, state) = try fold(SequenceBatch(values: xs[0], lengths: lengths), initialCellState: RecurrentState(hidden: xs[1], cell: xs[2]))
+            return try (out.values * wo).sum() + state.hidden.squared().sum() + (state.cell ?? state.hidden).squared().sum()
+        }
+        XCTAssertTrue(report.passed, "\(report)")
+        // The tensor-state form starts the cell at zero; a state without its cell half is refused.
+        for (a, b) in zip(try fold(x).output.values.scalars, try lstm(x).output.values.scalars) { XCTAssertEqual(a, b, accuracy: 1e-14) }
+        XCTAssertThrowsError(try fold(x, initialCellState: RecurrentState(hidden: h0))) { XCTAssertTrue("\($0)".contains("cell state"), "\($0)") }
+        let gru = try GRU<Double>(inputSize: 2, hiddenSize: 3, using: source)
+        let gruFold = try FoldOperator(CellStep(.gru, gru.weights[0][0]), stateSize: 3)
+        for (a, b) in zip(try gruFold.forward(x).values.scalars, try gru(x).output.values.scalars) { XCTAssertEqual(a, b, accuracy: 1e-14) }
+    }
+
     func testNestOperators() throws {
         let doubling = StepFunctionLayer { $0 * 2 }
         XCTAssertEqual(try NestOperator(doubling, times: 3)(Tensor<Double>([1, -2])).scalars, [8, -16])
