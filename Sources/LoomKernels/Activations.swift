@@ -2,7 +2,7 @@ import CLoomKernels
 
 /// Vectorized exp, sigmoid and tanh for `Float` buffers, accurate to a few ULP of libm.
 ///
-/// The loops are in C (loom_cells.c), compiled for AVX-512, AVX2+FMA and baseline SSE2 with the
+/// The loops are in C (loom_activations.c and the cell files loom_rnn.c, loom_lstm.c, loom_gru.c), compiled for AVX-512, AVX2+FMA and baseline SSE2 with the
 /// version for the running CPU chosen at load time; the formulas and their error bounds are
 /// documented there.
 public enum Activations {
@@ -32,7 +32,7 @@ public enum Activations {
     }
 }
 
-/// One row of a cell's fused forward pass (the C rows of loom_cells.c), for callers above the
+/// One row of a cell's fused forward pass (the C rows of loom_rnn.c, loom_lstm.c, loom_gru.c), for callers above the
 /// kernels module: products without biases in, activations and states out.
 public enum CellRows {
     /// RNN: `gate` [h] pre-activations in (bias added here), tanh out; `out` = tanh.

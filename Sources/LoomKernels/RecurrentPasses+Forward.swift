@@ -119,7 +119,7 @@ extension RecurrentPasses {
         let gate = k.gates + row * gh, out = k.hidden + row * k.outputStride
         let update = x.updateMask.map { $0 + row * h }
         if S.self == Float.self {
-            // The same formulas in C, compiled for the CPU's widest vectors (loom_cells.c).
+            // The same formulas in C, compiled for the CPU's widest vectors (loom_rnn.c, loom_lstm.c, loom_gru.c).
             switch k.cell {
             case .rnn: loom_rnn_forward_row(f(gate), f(bias), f(out), f(update), h)
             case .lstm:

@@ -25,7 +25,7 @@ public struct RecurrentCellWeights<Scalar: TensorScalar> {
     }
 
     /// One step without gradients, fused: both products into one gate buffer, then the C row pass
-    /// of the fused kernel (loom_cells.c). The same values as `step` up to rounding; what
+    /// of the fused kernel (loom_lstm.c, loom_rnn.c). The same values as `step` up to rounding; what
     /// step-by-step decoding runs (about ten times fewer tensor operations).
     /// Float LSTM and RNN, inside `withoutGradients` only; nil otherwise (callers fall back to `step`).
     public func inferenceStep(_ cell: RecurrentCell, input x: Tensor<Scalar>, state: RecurrentState<Scalar>) throws -> RecurrentState<Scalar>? {

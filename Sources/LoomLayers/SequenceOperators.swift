@@ -119,7 +119,7 @@ public struct FoldOperator<Scalar: TensorScalar>: SequenceLayer {
     public func callAsFunction(_ input: SequenceBatch<Scalar>, initialState: Tensor<Scalar>? = nil) throws
         -> (output: SequenceBatch<Scalar>, state: Tensor<Scalar>)
     {
-        let start = try initialState.map { hidden -> RecurrentState<Scalar> in
+        let start = initialState.map { hidden -> RecurrentState<Scalar> in
             guard case .cell(let b) = body, b.hasCellState else { return RecurrentState(hidden: hidden) }
             return RecurrentState(hidden: hidden, cell: Tensor.zeros(unchecked: hidden.shape))
         }

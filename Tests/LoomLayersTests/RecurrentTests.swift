@@ -71,7 +71,7 @@ final class RecurrentTests: XCTestCase {
         }
     }
 
-    /// The Float path runs the C cell kernels (loom_cells.c); compare it with the unfused Float
+    /// The Float path runs the C cell kernels (loom_rnn.c, loom_lstm.c, loom_gru.c); compare it with the unfused Float
     /// composition. Values are O(1), T <= 7 and H <= 9: the two orders of Float rounding differ by
     /// a few eps per step and sum, well under 2e-5. One-directional layers over 40 rows run
     /// their rows in pieces through all steps on both threads (`RecurrentPasses.steps`).

@@ -22,7 +22,7 @@ extern "C" {
 #define LOOM_PANEL 16
 
 /* The micro-kernel loom_gemm_packed runs on this CPU, checked once: 2 AVX-512, 1 AVX2 + FMA, 0 none
- * (the caller uses BLAS). The AVX-512 cell passes of loom_cells.c run when this is 2. */
+ * (the caller uses BLAS). The AVX-512 activation and LSTM passes (loom_activations.c, loom_lstm.c) run when this is 2. */
 int loom_gemm_kernel(void);
 
 /* Floats needed by a packed op(W) [k, n]. */
