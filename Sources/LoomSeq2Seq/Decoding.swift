@@ -88,6 +88,12 @@ public struct RepetitionGuard: Codable, Equatable, Sendable {
         (self.longestCycle, self.span) = (longestCycle, span)
     }
 
+    public func validate() throws {
+        guard (1...64).contains(longestCycle), (2...DecodingOptions.maximumOutputLength).contains(span) else {
+            throw TensorError.invalidArgument(op: "decoding", message: "repetition guard: longest cycle must be in 1...64 and span in 2...\(DecodingOptions.maximumOutputLength), got \(longestCycle), \(span)")
+        }
+    }
+
     /// Whether `tokens` end with a cycle repeated over `span` tokens.
     public func caught(_ tokens: [Int]) -> Bool {
         let n = tokens.count
@@ -107,7 +113,7 @@ public struct RepetitionGuard: Codable, Equatable, Sendable {
 }
 
 /// Limits and search settings for decoding.
-public struct DecodingOptions: Sendable {
+public struct DecodingOptions: Sendable, Equatable {
     public var maximumLength = 100
     public var minimumLength = 0
     public var beamWidth = 1
@@ -149,9 +155,7 @@ extension DecodingOptions {
         }
         guard lengthPenalty.isFinite, (0...10).contains(lengthPenalty) else { throw fail("length penalty must be a number in 0...10, got \(lengthPenalty)") }
         try lengthBound?.validate()
-        if let g = repetitionGuard, !(1...64).contains(g.longestCycle) || !(2...DecodingOptions.maximumOutputLength).contains(g.span) {
-            throw fail("repetition guard: longest cycle must be in 1...64 and span in 2...\(DecodingOptions.maximumOutputLength), got \(g.longestCycle), \(g.span)")
-        }
+        try repetitionGuard?.validate()
         if let s = sampling {
             guard s.temperature.isFinite, s.temperature > 0, s.temperature <= 100 else { throw fail("temperature must be in (0, 100], got \(s.temperature)") }
             if let k = s.topK, k < 1 { throw fail("top-k must be at least 1, got \(k)") }
@@ -188,17 +192,50 @@ public enum Search {
         return nil
     }
 
+    /// Rows decoded in lockstep, one token each per step (greedy and sampling): each row's
+    /// hypothesis and whether it goes on.
+    struct LockstepRows {
+        var hypotheses: [Hypothesis]
+        var live: [Bool]
+        let bounds: [Int]?
+        let options: DecodingOptions
+
+        init(rows: Int, bounds: [Int]?, options: DecodingOptions) {
+            (self.bounds, self.options) = (bounds, options)
+            hypotheses = []
+            live = []
+            for r in 0..<rows {
+                // A bound of 0 (or a maximum length of 0) stops a row before its first token.
+                let stop = limit([], bound: bounds?[r], options: options)
+                hypotheses.append(Hypothesis(tokens: [], logProbability: 0, score: 0, finished: false, stop: stop))
+                live.append(stop == nil)
+            }
+        }
+
+        var active: [Int] { live.indices.filter { live[$0] } }
+
+        /// Row r takes `token` (log-probability `logp`): end-of-sequence ends it; any other
+        /// token is appended, and the row stops at the first limit it reaches.
+        mutating func take(_ token: Int, logp: Double, row r: Int, endIndex: Int) {
+            hypotheses[r].logProbability += logp
+            if token == endIndex {
+                (hypotheses[r].finished, hypotheses[r].stop, live[r]) = (true, .end, false)
+            } else {
+                hypotheses[r].tokens.append(token)
+                if let stop = limit(hypotheses[r].tokens, bound: bounds?[r], options: options) { (hypotheses[r].stop, live[r]) = (stop, false) }
+            }
+        }
+    }
+
     /// Greedy decoding of N rows in lockstep; each row stops at its own end-of-sequence, its
     /// bound (`bounds[r]`, from its source's length), the repetition guard, or `maximumLength`.
     public static func greedy<D: StepDecoder>(_ decoder: D, initial: D.State, rows: Int, start: Int, options: DecodingOptions,
                                               bounds: [Int]? = nil) throws -> [Hypothesis] {
-        var hypotheses = (0..<rows).map { _ in Hypothesis(tokens: [], logProbability: 0, score: 0, finished: false) }
-        var live = (0..<rows).map { limit([], bound: bounds?[$0], options: options) == nil }
-        for r in 0..<rows where !live[r] { hypotheses[r].stop = limit([], bound: bounds?[r], options: options) ?? .maximumLength }
+        var lockstep = LockstepRows(rows: rows, bounds: bounds, options: options)
         var state = initial
         var tokens = [Int](repeating: start, count: rows)
         for t in 0..<Swift.max(options.maximumLength, 0) {
-            let active = hypotheses.indices.filter { live[$0] }
+            let active = lockstep.active
             if active.isEmpty { break }
             let (logp, next) = try decoder.step(tokens: tokens, state: state)
             let v = logp.shape[1]
@@ -208,17 +245,12 @@ public enum Search {
                     let value = (k == decoder.endIndex && t < options.minimumLength) ? -Float.infinity : logp.scalars[r * v + k]
                     if value > bestValue { best = k; bestValue = value }
                 }
-                hypotheses[r].logProbability += Double(bestValue)
-                if best == decoder.endIndex {
-                    (hypotheses[r].finished, hypotheses[r].stop, live[r]) = (true, .end, false)
-                } else {
-                    hypotheses[r].tokens.append(best)
-                    if let stop = limit(hypotheses[r].tokens, bound: bounds?[r], options: options) { (hypotheses[r].stop, live[r]) = (stop, false) }
-                }
+                lockstep.take(best, logp: Double(bestValue), row: r, endIndex: decoder.endIndex)
                 tokens[r] = best
             }
             state = next
         }
+        var hypotheses = lockstep.hypotheses
         for r in hypotheses.indices {
             hypotheses[r].score = normalized(hypotheses[r].logProbability, length: hypotheses[r].tokens.count + (hypotheses[r].finished ? 1 : 0), alpha: options.lengthPenalty)
         }
@@ -230,13 +262,11 @@ public enum Search {
     public static func sample<D: StepDecoder>(_ decoder: D, initial: D.State, rows: Int, start: Int, options: DecodingOptions,
                                               sampling: SamplingOptions, bounds: [Int]? = nil) throws -> [Hypothesis] {
         var generator = SeededGenerator(seed: sampling.seed)
-        var hypotheses = (0..<rows).map { _ in Hypothesis(tokens: [], logProbability: 0, score: 0, finished: false) }
-        var live = (0..<rows).map { limit([], bound: bounds?[$0], options: options) == nil }
-        for r in 0..<rows where !live[r] { hypotheses[r].stop = limit([], bound: bounds?[r], options: options) ?? .maximumLength }
+        var lockstep = LockstepRows(rows: rows, bounds: bounds, options: options)
         var state = initial
         var tokens = [Int](repeating: start, count: rows)
         for t in 0..<options.maximumLength {
-            let active = hypotheses.indices.filter { live[$0] }
+            let active = lockstep.active
             if active.isEmpty { break }
             let (logp, next) = try decoder.step(tokens: tokens, state: state)
             let v = logp.shape[1]
@@ -245,17 +275,12 @@ public enum Search {
                 if t < options.minimumLength { logs[decoder.endIndex] = -.infinity }
                 let token = Sampling.index(logProbabilities: logs, temperature: sampling.temperature, topK: sampling.topK,
                                            topP: sampling.topP, unit: generator.nextUnit())
-                hypotheses[r].logProbability += logs[token]
-                if token == decoder.endIndex {
-                    (hypotheses[r].finished, hypotheses[r].stop, live[r]) = (true, .end, false)
-                } else {
-                    hypotheses[r].tokens.append(token)
-                    if let stop = limit(hypotheses[r].tokens, bound: bounds?[r], options: options) { (hypotheses[r].stop, live[r]) = (stop, false) }
-                }
+                lockstep.take(token, logp: logs[token], row: r, endIndex: decoder.endIndex)
                 tokens[r] = token
             }
             state = next
         }
+        var hypotheses = lockstep.hypotheses
         for r in hypotheses.indices { hypotheses[r].score = hypotheses[r].logProbability }
         return hypotheses
     }

@@ -41,23 +41,13 @@ public final class DecodeBatcher: @unchecked Sendable {
         public var seconds: Double
     }
 
-    /// Requests whose options match decode together.
-    struct OptionsKey: Hashable {
-        var maximumLength, minimumLength, beamWidth, nBest: Int
-        var lengthPenalty: Double
-
-        init?(_ o: DecodingOptions) {
-            guard o.sampling == nil else { return nil }
-            (maximumLength, minimumLength, beamWidth, nBest, lengthPenalty) = (o.maximumLength, o.minimumLength, o.beamWidth, o.nBest, o.lengthPenalty)
-        }
-    }
-
     /// One request: its sources, options, and the continuation its handler awaits. Resumed
     /// exactly once, by the decoding thread or by cancellation, under the batcher's lock.
     final class Job {
         let sources: [DecodingModel.Source]
         let options: DecodingOptions
-        let key: OptionsKey?
+        /// Requests with equal options decode together; nil for sampling, which goes alone.
+        let key: DecodingOptions?
         let arrival: UInt64
         let deadline: UInt64
         var continuation: CheckedContinuation<Outputs, Error>?
@@ -66,7 +56,7 @@ public final class DecodeBatcher: @unchecked Sendable {
         init(sources: [DecodingModel.Source], options: DecodingOptions, timeout: Double) {
             self.sources = sources
             self.options = options
-            key = OptionsKey(options)
+            key = options.sampling == nil ? options : nil
             arrival = DispatchTime.now().uptimeNanoseconds
             deadline = arrival + UInt64(min(timeout, 1e9) * 1e9)
         }
@@ -288,7 +278,7 @@ public final class DecodeBatcher: @unchecked Sendable {
         }
     }
 
-    private func matching(_ key: OptionsKey?) -> Int {
+    private func matching(_ key: DecodingOptions?) -> Int {
         queue.reduce(0) { $0 + ($1.key == key ? $1.sources.count : 0) }
     }
 }
