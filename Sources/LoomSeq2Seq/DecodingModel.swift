@@ -82,7 +82,7 @@ public final class DecodingModel: @unchecked Sendable {
     public var parameterCount: Int {
         switch kind {
         case let .transformer(t): return t.parameterCount
-        case let .head(h): return h.parameters.reduce(0) { $0 + $1.data.count }
+        case let .head(h): return h.parameterCount
         }
     }
 

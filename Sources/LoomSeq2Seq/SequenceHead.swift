@@ -71,6 +71,7 @@ public final class SequenceHead {
     }
 
     public var parameters: [Parameter<Float>] { namedParameters.map(\.parameter) }
+    public var parameterCount: Int { parameters.reduce(0) { $0 + $1.data.count } }
 
     /// Outputs [B, C] (logits, or the unscaled number) of a batch of texts.
     public func callAsFunction(_ texts: [String]) throws -> Tensor<Float> {
@@ -134,7 +135,7 @@ public final class SequenceHead {
         var lines = ["input: \(SequenceTransformer.describe(c.codec)), embedding \(c.embeddingSize)",
                      "encoder: \(c.cell.uppercased()) \(c.hidden) x \(c.layers) layers, last step",
                      c.labels.map { "output: classes \($0.joined(separator: ", "))" } ?? "output: a number (times \(c.scale ?? 1))",
-                     "parameters: \(parameters.reduce(0) { $0 + $1.data.count })"]
+                     "parameters: \(parameterCount)"]
         for (name, p) in namedParameters { lines.append("  \(name) \(p.shape)") }
         return lines.joined(separator: "\n")
     }

@@ -86,11 +86,11 @@ public struct DecodeRequest: Decodable, Equatable {
         } catch let DecodingError.valueNotFound(type, context) {
             throw ServeError.bad("\(field(context.codingPath)) must be \(describe(type)), not null")
         } catch let DecodingError.dataCorrupted(context) {
-            guard (try? JSONSerialization.jsonObject(with: body, options: [.fragmentsAllowed])) != nil else {
+            guard let value = try? JSONSerialization.jsonObject(with: body, options: [.fragmentsAllowed]) else {
                 throw ServeError.bad("the body is not valid JSON")
             }
             // Valid JSON with a number of the wrong kind (1.5 or -1 where a count belongs).
-            if let object = try? JSONSerialization.jsonObject(with: body) as? [String: Any] {
+            if let object = value as? [String: Any] {
                 for key in ["beam", "nbest", "max_length", "min_length", "top_k", "seed"].filter({ object[$0] is NSNumber }) {
                     let value = "\(object[key]!)"
                     if key == "seed" ? UInt64(value) == nil : Int(value) == nil {
