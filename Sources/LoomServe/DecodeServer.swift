@@ -13,9 +13,11 @@ public struct ServeLimits: Sendable, Equatable {
     public var maximumInputs = 64
     /// The longest text input, in characters.
     public var maximumInputCharacters = 1_000
+    /// The widest beam (and so the largest n-best) a request may ask for.
     public var maximumBeam = 16
-    /// The largest `max_length` a request may ask for; `defaultOutputLength` when it asks none.
+    /// The largest `max_length` a request may ask for.
     public var maximumOutputLength = 1_000
+    /// The `max_length` of a request that asks none.
     public var defaultOutputLength = 100
     /// The most inputs decoded together.
     public var maximumBatch = 64
@@ -23,7 +25,8 @@ public struct ServeLimits: Sendable, Equatable {
     public var maximumDelay = 0.002
     /// The most inputs waiting; past it requests get 429 with Retry-After.
     public var maximumQueue = 1_024
-    /// Seconds a decode request may take from arrival to answer; past it, 503.
+    /// Seconds a decode request may wait in the queue; one not started by then gets 503 (a
+    /// started batch is always answered).
     public var timeout = 30.0
 
     public init() {}
@@ -285,8 +288,8 @@ public final class DecodeServer: @unchecked Sendable {
 
     // MARK: - Responses
 
-    /// The answer to a decode request, written directly (a fifth of a request's time went to
-    /// JSONEncoder): `{"results": [{"input": ..., "outputs": [{"finished", "log_probability",
+    /// The answer to a decode request, written directly (JSONEncoder was a visible share of a
+    /// request's time under load): `{"results": [{"input": ..., "outputs": [{"finished", "log_probability",
     /// "score", "stop", "text"}]}]}`, keys sorted.
     static func decodeResponse(_ echoes: [String?], _ outputs: DecodeBatcher.Outputs) -> [UInt8] {
         var out: [UInt8] = []

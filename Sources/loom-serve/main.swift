@@ -30,7 +30,7 @@ struct Serve: AsyncParsableCommand {
     @Option(parsing: .unconditional, help: "Longest text input in characters.") var maxInputLength = ServeLimits().maximumInputCharacters
     @Option(parsing: .unconditional, help: "Widest beam a request may ask for.") var maxBeam = ServeLimits().maximumBeam
     @Option(parsing: .unconditional, help: "Largest max_length a request may ask for.") var maxOutputLength = ServeLimits().maximumOutputLength
-    @Option(parsing: .unconditional, help: "Seconds a decode request may take before it is answered 503.") var timeout = ServeLimits().timeout
+    @Option(parsing: .unconditional, help: "Seconds a decode request may wait in the queue before it is answered 503.") var timeout = ServeLimits().timeout
     @Option(parsing: .unconditional, help: "Threads that decode a batch (2: the decoding thread and Loom's worker).") var threads = 2
     @Option(parsing: .unconditional, help: "Idle spins of Loom's worker before it sleeps between batches (lower leaves the core to HTTP).")
     var workerSpins = 10_000
