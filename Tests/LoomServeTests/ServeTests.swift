@@ -316,9 +316,9 @@ final class ServeTests: XCTestCase {
             let t = Double(i)
             return Float(0.3 * sin(t * 0.07) + 0.1 * sin(t * 0.31))
         }
-        let wav = wavData(samples, rate: 8000)
         let file = directory.appendingPathComponent("a.wav")
-        try wav.write(to: file)
+        try AudioWriter.write(Audio(samples: samples, sampleRate: 8000), to: file)
+        let wav = try Data(contentsOf: file)
         let expected = try model.decode([model.prepare(audioPath: file.path)], options: DecodingOptions(maximumLength: 5, beamWidth: 2, nBest: 2))
         let rawBody = try await send(running.base, "v1/decode?beam=2&nbest=2&max_length=5", body: wav, type: "audio/wav")
         XCTAssertEqual(rawBody.status, 200, rawBody.error)
@@ -342,17 +342,6 @@ final class ServeTests: XCTestCase {
         let again = try await send(running.base, "v1/decode", body: wav, type: "audio/wav")
         XCTAssertEqual(again.status, 200)
         try await running.stop()
-    }
-
-    func wavData(_ samples: [Float], rate: Int) -> Data {
-        var d = Data()
-        func u32(_ v: Int) { withUnsafeBytes(of: UInt32(v).littleEndian) { d.append(contentsOf: $0) } }
-        func u16(_ v: Int) { withUnsafeBytes(of: UInt16(v).littleEndian) { d.append(contentsOf: $0) } }
-        d.append(contentsOf: Array("RIFF".utf8)); u32(36 + samples.count * 2); d.append(contentsOf: Array("WAVEfmt ".utf8))
-        u32(16); u16(1); u16(1); u32(rate); u32(rate * 2); u16(2); u16(16)
-        d.append(contentsOf: Array("data".utf8)); u32(samples.count * 2)
-        for s in samples { u16(Int(UInt16(bitPattern: Int16(max(-1, min(1, s)) * 32767)))) }
-        return d
     }
 
     // MARK: - Limits and shutdown
