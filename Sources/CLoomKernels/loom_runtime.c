@@ -2,6 +2,7 @@
 #include "loom_runtime.h"
 
 #include <dlfcn.h>
+#include <sched.h>
 #include <stdlib.h> /* defines __GLIBC__ on glibc */
 
 #if defined(__x86_64__)
@@ -40,4 +41,15 @@ int loom_stop_blas_pool(void) {
     if (shutdown == NULL) return 0;
     shutdown();
     return 1;
+}
+
+int loom_allowed_cpus(void) {
+#if defined(__linux__)
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof(set), &set) != 0) return 0;
+    return CPU_COUNT(&set);
+#else
+    return 0;
+#endif
 }

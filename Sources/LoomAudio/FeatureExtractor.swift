@@ -204,7 +204,7 @@ public final class FeatureExtractor {
                     }
                     // Frames are independent: the two halves on the two threads of the team.
                     let split = frames >= 2 * Self.blockSize && BLAS.threadCount >= 2
-                        && WorkerTeam.shared?.tryRun({ part in transform(WorkerTeam.half(frames, part: part), part) }) == true
+                        && WorkerTeam.shared.tryRun(parts: 2, { part in transform(WorkerTeam.share(frames, part: part, of: 2), part) })
                     if !split { transform(0..<frames, 0) }
                 }
             }

@@ -5,22 +5,18 @@ import Synchronization
 
 /// Settings of the OpenBLAS library every matrix product goes through.
 public enum BLAS {
-    /// Sets the number of threads Loom's matrix products use. Results are bit-reproducible only
-    /// for a fixed thread count: the split of a product depends on it.
+    /// Sets the number of threads Loom uses (`WorkerTeam.shared`'s size): for matrix products,
+    /// recurrent steps, elementwise passes and the directions of a bidirectional layer. Results
+    /// are bit-reproducible for a fixed thread count: how a product is cut depends on it.
     ///
-    /// With two threads (the default on a machine with two or more cores) Loom splits each large
-    /// product in two halves itself, one per thread of `WorkerTeam`, and keeps OpenBLAS at one
-    /// thread: the recurrent kernels hand work to the same team every few microseconds, and
-    /// OpenBLAS's own pool, spinning on `sched_yield` between calls, would compete with it for
-    /// the two cores (measured: a quarter of lstm-small-train's time went to `sched_yield`).
-    /// Any other count is handed to OpenBLAS, and the team stays idle: recurrent steps,
-    /// elementwise passes and the directions of a bidirectional layer then run on the calling
-    /// thread (one thread is single-threaded throughout).
+    /// Loom cuts each large product into parts itself, one per thread of `WorkerTeam`, and keeps
+    /// OpenBLAS at one thread: the recurrent kernels hand work to the same team every few
+    /// microseconds, and OpenBLAS's own pool, spinning on `sched_yield` between calls, would
+    /// compete with it for the cores (measured: a quarter of lstm-small-train's time went to
+    /// `sched_yield`). One thread is single-threaded throughout.
     public static func setThreadCount(_ count: Int) {
         _ = processDefaults
-        let viaTeam = count == 2 && WorkerTeam.shared != nil
-        splitsAcrossTeam.store(viaTeam, ordering: .relaxed)
-        setOpenBLASThreads(viaTeam ? 1 : max(1, count))
+        WorkerTeam.shared.setThreads(count)
     }
 
     /// Sets OpenBLAS's own thread count; at one thread, also stops its idle pool thread, which
@@ -32,21 +28,14 @@ public enum BLAS {
         if count == 1 { _ = loom_stop_blas_pool() }
     }
 
-    /// The number of threads a matrix product uses.
+    /// The number of threads Loom uses (`setThreadCount`; by default `WorkerTeam.defaultThreads`).
     public static var threadCount: Int {
         _ = processDefaults
-        return splitsAcrossTeam.load(ordering: .relaxed) ? 2 : Int(openblas_get_num_threads())
+        return WorkerTeam.shared.threads
     }
 
-    static let splitsAcrossTeam = Atomic<Bool>(false)
-
-    /// Whether Loom's two-thread team does the splitting (the thread count is 2): otherwise
-    /// `WorkerTeam` runs nothing on its worker, and every product, step and pass runs on the
-    /// calling thread (OpenBLAS alone splitting its products, at a count above 2).
-    public static var usesTeam: Bool {
-        _ = processDefaults
-        return splitsAcrossTeam.load(ordering: .relaxed)
-    }
+    /// Whether work is split over more than one thread.
+    public static var usesTeam: Bool { threadCount >= 2 }
 
     /// Whether subnormal floats are flushed to zero (on by default, as in TensorFlow; PyTorch's
     /// `torch.set_flush_denormal(True)`). Late in training, gradients and Adam's moments drift
@@ -70,8 +59,8 @@ public enum BLAS {
         _ = loom_flush_subnormals(flushesSubnormals ? 1 : 0)
     }
 
-    /// Process-wide settings made once, before the first product: two threads through the team
-    /// when the machine has them; subnormals flushed on the calling thread; and glibc's malloc told to serve blocks of up to 32 MiB from its heap and keep 512 MiB of freed memory
+    /// Process-wide settings made once, before the first product: OpenBLAS at one thread (Loom's
+    /// team does the splitting); subnormals flushed on the calling thread; and glibc's malloc told to serve blocks of up to 32 MiB from its heap and keep 512 MiB of freed memory
     /// for reuse (32 MiB is the largest threshold glibc accepts on 64-bit). Without that, every temporary above its dynamic mmap threshold (a few MiB: the
     /// gate buffers of one recurrent layer) is a fresh mmap whose pages fault in again on first
     /// touch (measured: 7% of lstm-small-train in page faults). All threads share one malloc
@@ -81,9 +70,7 @@ public enum BLAS {
     static let processDefaults: Void = {
         loom_configure_malloc(32 << 20, 512 << 20)
         applySubnormalMode()
-        let viaTeam = WorkerTeam.shared != nil
-        splitsAcrossTeam.store(viaTeam, ordering: .relaxed)
-        if viaTeam { setOpenBLASThreads(1) }
+        setOpenBLASThreads(1)
     }()
 
     /// Products below this many multiply-adds (m n k) run on one thread: handing half to the
@@ -91,29 +78,30 @@ public enum BLAS {
     static let splitThreshold = 1 << 17
 
     /// Whether a product of `multiplyAdds` (m n k) is split over the team: large enough, and the
-    /// team is there and doing the splitting.
+    /// team has more than one thread.
     @inline(__always)
     static func splits(multiplyAdds: Int) -> Bool {
-        _ = processDefaults
-        return multiplyAdds >= splitThreshold && splitsAcrossTeam.load(ordering: .relaxed) && WorkerTeam.shared != nil
+        multiplyAdds >= splitThreshold && threadCount >= 2
     }
 
-    /// Runs `product(rows)` over row ranges of an [m, n] result: in two halves when the product is
-    /// large and splitting is on (on the team, or as `WorkerTeam.inTwoParts` says), else one call
-    /// over everything. `columns` splits along n instead (when n is the longer side), at a
-    /// multiple of 16.
+    /// Runs `product(rows, columns)` over parts of an [m, n] result: one part per thread (at most
+    /// one per `splitThreshold` multiply-adds) when the product is large and there is more than
+    /// one thread (on the team, or as `WorkerTeam.inParts` says), else one call over everything.
+    /// The longer side is cut: rows, or columns at multiples of 16.
     @inline(__always)
     static func split(m: Int, n: Int, k: Int, _ product: (_ rows: Range<Int>, _ columns: Range<Int>) -> Void) {
         guard splits(multiplyAdds: m * n * k) else {
             product(0..<m, 0..<n)
             return
         }
+        let parts = Swift.min(threadCount, m * n * k / splitThreshold)
         if m >= n {
-            WorkerTeam.inHalves(m) { rows in product(rows, 0..<n) }
+            WorkerTeam.inParts(m, parts: parts) { rows in product(rows, 0..<n) }
             return
         }
-        let middle = Swift.min(n, ((n / 2) + 15) / 16 * 16)
-        WorkerTeam.inTwoParts({ part in product(0..<m, part == 0 ? 0..<middle : middle..<n) }, whole: { product(0..<m, 0..<n) })
+        let cuts = Swift.min(parts, (n + 15) / 16)
+        WorkerTeam.inParts(cuts, { part in product(0..<m, WorkerTeam.share(n, part: part, of: cuts, multiple: 16)) },
+                           whole: { product(0..<m, 0..<n) })
     }
 
     /// OpenBLAS's description of its build (version, target core, threading).

@@ -46,7 +46,7 @@ public enum Memory {
 
     /// Called with a concrete type (specialized here), unlike `filled`'s generic S.
     private static func fill<T>(_ p: UnsafeMutablePointer<T>, _ value: T, _ count: Int) {
-        WorkerTeam.forEachHalf(count) { r in for i in r { p[i] = value } }
+        WorkerTeam.forEachPart(count) { r in for i in r { p[i] = value } }
     }
 
     /// A new array holding `count` elements read from `source`.
@@ -62,15 +62,15 @@ public enum Memory {
     /// the worker team, like the other elementwise passes.
     @inlinable
     public static func copy<S: TensorScalar>(_ source: UnsafePointer<S>, to destination: UnsafeMutablePointer<S>, count: Int) {
-        WorkerTeam.forEachHalf(count) { r in
+        WorkerTeam.forEachPart(count) { r in
             memcpy(destination + r.lowerBound, source + r.lowerBound, r.count * MemoryLayout<S>.stride)
         }
     }
 
-    /// Zeroes `count` elements (large ones in two halves on the worker team).
+    /// Zeroes `count` elements (large ones in parts on the worker team).
     @inlinable
     public static func zero<S: TensorScalar>(_ destination: UnsafeMutablePointer<S>, count: Int) {
-        WorkerTeam.forEachHalf(count) { r in memset(destination + r.lowerBound, 0, r.count * MemoryLayout<S>.stride) }
+        WorkerTeam.forEachPart(count) { r in memset(destination + r.lowerBound, 0, r.count * MemoryLayout<S>.stride) }
     }
 
     /// Builds an array of `count` elements that `body` writes, every one of them (no zeroing

@@ -21,8 +21,8 @@ extension RecurrentPasses {
         func write(_ p: Int) {
             writeSums(k, dGates: dGates, piece: pieces[p], rows: rows, columns: columns, ld: ld, joined: joined, into: sums + p * size)
         }
-        if let team = WorkerTeam.shared, pieces.count == 2 { team.run(write) } else { write(0) }
-        WorkerTeam.forEachHalf(gh, elements: pieces.count * size) { span in
+        if pieces.count == 2 { WorkerTeam.shared.run(parts: 2, write) } else { write(0) }
+        WorkerTeam.forEachPart(gh, elements: pieces.count * size) { span in
             addBlocks(k, grads, sums, blocks: pieces.count, size: size, ld: ld, gateRows: span, recurrent: !rows.isEmpty, joined: joined,
                       sharedGates: sharedGates)
         }

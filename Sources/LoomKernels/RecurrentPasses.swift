@@ -6,7 +6,7 @@ import CLoomKernels
 /// Each step is a function of a range of rows (the recurrent product of those rows, then their
 /// elementwise pass). Row r of a step depends only on row r of the step before, so with the
 /// packed product (AVX-512 or AVX2) a one-directional layer runs pieces of rows through every step on the
-/// two threads of `WorkerTeam`, one hand-over per pass (`steps`).
+/// threads of `WorkerTeam`, one hand-over per pass (`steps`).
 enum RecurrentPasses<S: TensorScalar> {
     typealias Kernel = RecurrentKernel<S>
 
@@ -89,7 +89,7 @@ enum RecurrentPasses<S: TensorScalar> {
     /// Runs `stepRows(t, rows)` for every step t (from the last one back when `reversed`) over
     /// the rows of its running sequences. Row r of a step reads only row r of the step before,
     /// so when `split` (the packed product) and the team is free (a one-directional layer),
-    /// both threads take pieces of rows (`sweepPieces`) and run each through every step, with no
+    /// the team's threads take pieces of rows (`sweepPieces`) and run each through every step, with no
     /// hand-over between steps; one direction of a bidirectional layer, whose other direction
     /// runs on the other thread, goes step by step (`step`), calling `afterStep(t)` once each
     /// step is complete (the pieces path has no such moment and does not call it).
@@ -115,15 +115,25 @@ enum RecurrentPasses<S: TensorScalar> {
         }
     }
 
-    /// Shares of the rows in the pieces of a sweep: two quarters, two eighths, four sixteenths,
-    /// smaller towards the end so that both threads run out of work at nearly the same time.
-    static var sweepShares: [Double] { [0.25, 0.25, 0.125, 0.125, 0.0625, 0.0625, 0.0625, 0.0625] }
+    /// Shares of the rows in the pieces of a sweep over `threads` threads: half the rows in one
+    /// piece per thread, a quarter in one per thread, the last quarter in two per thread (on two
+    /// threads: two quarters, two eighths, four sixteenths), smaller towards the end so that the
+    /// threads run out of work at nearly the same time.
+    static func sweepShares(threads: Int) -> [Double] {
+        let t = Double(threads)
+        return Array(repeating: 0.5 / t, count: threads) + Array(repeating: 0.25 / t, count: threads)
+            + Array(repeating: 0.125 / t, count: 2 * threads)
+    }
 
     /// Pieces of rows for `steps`: `sweepShares` in multiples of 8 rows (the packed product's
     /// tile) when the recurrent weights fit in a core's L2 cache (up to 1 MB here: each piece's
-    /// products read all of them again every step) and there are at least 32 rows; else halves.
+    /// products read all of them again every step) and there are at least 16 rows per thread;
+    /// else one equal piece per thread.
     static func sweepPieces(_ count: Int, weights: Int) -> [Range<Int>] {
-        guard count >= 32, weights * MemoryLayout<S>.stride <= 1 << 20 else { return SharedChunks.pieces(count, shares: [0.5, 0.5]) }
-        return SharedChunks.pieces(count, shares: sweepShares, multiple: 8)
+        let threads = BLAS.threadCount
+        guard count >= 16 * threads, weights * MemoryLayout<S>.stride <= 1 << 20 else {
+            return SharedChunks.pieces(count, shares: Array(repeating: 1 / Double(threads), count: threads))
+        }
+        return SharedChunks.pieces(count, shares: sweepShares(threads: threads), multiple: 8)
     }
 }

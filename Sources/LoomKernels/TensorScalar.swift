@@ -113,7 +113,7 @@ extension Float: TensorScalar {
     }
 
     public static func map(_ function: UnaryFunction, _ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, count: Int) {
-        WorkerTeam.forEachHalf(count) { r in
+        WorkerTeam.forEachPart(count) { r in
             let (x, out, count) = (x + r.lowerBound, out + r.lowerBound, r.count)
             switch function {
             case .exp: Activations.exp(x, out, count: count)
@@ -150,7 +150,7 @@ extension Float: TensorScalar {
             loom_adam(parameter + i, gradient + i, m + i, v + i, range.count, Float(beta1), Float(beta2), Float(epsilon),
                       Float(factors.stepSize), Float(factors.inverseRoot2), Float(decay), Float(factors.shrink), decoupled ? 1 : 0)
         }
-        WorkerTeam.forEachHalf(count, part)
+        WorkerTeam.forEachPart(count, part)
     }
 
     public static func elementaryExp(_ x: Float) -> Float { Foundation.exp(x) }
@@ -171,7 +171,7 @@ extension Double: TensorScalar {
     }
 
     public static func map(_ function: UnaryFunction, _ x: UnsafePointer<Double>, _ out: UnsafeMutablePointer<Double>, count: Int) {
-        WorkerTeam.forEachHalf(count) { r in mapTemplate(function, x + r.lowerBound, out + r.lowerBound, count: r.count) }
+        WorkerTeam.forEachPart(count) { r in mapTemplate(function, x + r.lowerBound, out + r.lowerBound, count: r.count) }
     }
 
     public static func combine(
@@ -212,13 +212,13 @@ private func mapTemplate<S: TensorScalar>(_ function: UnaryFunction, _ x: Unsafe
     }
 }
 
-/// `combine` and `accumulate`, written once: large passes in two halves on the worker team.
+/// `combine` and `accumulate`, written once: large passes in parts on the worker team.
 @inline(__always)
 private func combineTemplate<S: TensorScalar>(
     _ op: BinaryOperation, _ a: UnsafePointer<S>, _ sa: Int, _ b: UnsafePointer<S>, _ sb: Int,
     _ out: UnsafeMutablePointer<S>, _ n: Int
 ) {
-    WorkerTeam.forEachHalf(n) { r in
+    WorkerTeam.forEachPart(n) { r in
         let i = r.lowerBound
         combineLoop(op, a + i * sa, sa, b + i * sb, sb, out + i, r.count)
     }
@@ -226,7 +226,7 @@ private func combineTemplate<S: TensorScalar>(
 
 @inline(__always)
 private func accumulateTemplate<S: TensorScalar>(_ a: UnsafePointer<S>, _ out: UnsafeMutablePointer<S>, _ n: Int) {
-    WorkerTeam.forEachHalf(n) { r in
+    WorkerTeam.forEachPart(n) { r in
         for i in r { out[i] += a[i] }
     }
 }

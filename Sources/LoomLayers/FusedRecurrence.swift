@@ -145,7 +145,7 @@ enum FusedRecurrence {
     }
 
     /// Runs `body(k, sharing)` for k in 0..<count: two directions of a bidirectional layer
-    /// concurrently on the worker team (each then runs its steps whole, with no per-step
+    /// concurrently on two threads of the worker team (each then runs its steps whole, with no per-step
     /// hand-over, and their large products go in chunks to one `SharedChunks`, `sharing` their
     /// handles on it), else one after the other. Two directions always cut their products into
     /// the same chunks, also one after the other, so that their sums, and so the results, do not
@@ -160,7 +160,7 @@ enum FusedRecurrence {
         }
         // One after the other too, the two are a job's parts (`WorkerTeam.run`): their products
         // are cut the same way as on the team.
-        if count == 2, let team = WorkerTeam.shared { return team.run(run) }
+        if count == 2 { return WorkerTeam.shared.run(parts: 2, run) }
         for k in 0..<count { run(k) }
     }
 

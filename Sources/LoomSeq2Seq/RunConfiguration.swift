@@ -101,7 +101,8 @@ public struct RunConfiguration: Codable, Equatable, Sendable {
         public var gradient_clip: Double? = 5
         public var label_smoothing: Double = 0
         public var seed: UInt64 = 1
-        public var threads: Int = 2
+        /// Threads of Loom's team (default: `LOOM_THREADS`, else the cores the process may use).
+        public var threads: Int?
         /// Validation metric that picks the kept weights and drives early stopping:
         /// "exact_match", "character_error_rate" or "loss".
         public var metric: String = "exact_match"
@@ -184,7 +185,7 @@ public struct RunConfiguration: Codable, Equatable, Sendable {
         c.vocabulary.maximum_size = 0
         c.model.bidirectional = []
         (c.training.max_steps, c.training.time_budget_seconds, c.training.batch_tokens) = (0, 0, 0)
-        (c.training.patience, c.training.checkpoint_every) = (0, 0)
+        (c.training.patience, c.training.checkpoint_every, c.training.threads) = (0, 0, 0)
         return c
     }
 
@@ -246,7 +247,7 @@ public struct RunConfiguration: Codable, Equatable, Sendable {
         try range("training.warmup_steps", training.warmup_steps, 0...10_000_000)
         if let c = training.gradient_clip { try range("training.gradient_clip", c, 1e-6...1e6) }
         try range("training.label_smoothing", training.label_smoothing, 0...0.5)
-        try range("training.threads", training.threads, 1...256)
+        if let t = training.threads { try range("training.threads", t, 1...256) }
         try choice("training.metric", training.metric, ["exact_match", "character_error_rate", "loss"])
         if let p = training.patience { try range("training.patience", p, 1...10_000) }
         if let c = training.checkpoint_every { try range("training.checkpoint_every", c, 1...Int.max) }

@@ -136,9 +136,9 @@ extension Tensor {
         let blocks = tensors.map { $0.shape[a...].reduce(1, *) }
         let total = blocks.reduce(0, +)
         let out: [Scalar] = Memory.fullyWritten(outer * total) { base in
-            // Rows in two halves on the worker team when large (the pieces are often shorter
+            // Rows in parts on the worker team when large (the pieces are often shorter
             // than the copy's own splitting threshold: 6,400 rows of 256 in a bidirectional layer).
-            WorkerTeam.forEachHalf(outer, elements: outer * total) { rows in
+            WorkerTeam.forEachPart(outer, elements: outer * total) { rows in
                 var offset = 0
                 for (t, block) in zip(tensors, blocks) {
                     t.withBase { x in
@@ -156,7 +156,7 @@ extension Tensor {
             return zip(shapes, blocks).map { shape, block in
                 let dx: [Scalar] = g.withBase { gp in
                     Memory.fullyWritten(outer * block) { d in
-                        WorkerTeam.forEachHalf(outer, elements: outer * block) { rows in
+                        WorkerTeam.forEachPart(outer, elements: outer * block) { rows in
                             for i in rows { Memory.copy(gp + i * total + offset, to: d + i * block, count: block) }
                         }
                     }

@@ -31,8 +31,8 @@ struct Serve: AsyncParsableCommand {
     @Option(parsing: .unconditional, help: "Widest beam a request may ask for.") var maxBeam = ServeLimits().maximumBeam
     @Option(parsing: .unconditional, help: "Largest max_length a request may ask for.") var maxOutputLength = ServeLimits().maximumOutputLength
     @Option(parsing: .unconditional, help: "Seconds a decode request may wait in the queue before it is answered 503.") var timeout = ServeLimits().timeout
-    @Option(parsing: .unconditional, help: "Threads that decode a batch (2: the decoding thread and Loom's worker).") var threads = 2
-    @Option(parsing: .unconditional, help: "Idle spins of Loom's worker before it sleeps between batches (lower leaves the core to HTTP).")
+    @Option(parsing: .unconditional, help: "Threads that decode a batch: the decoding thread and Loom's workers (default: LOOM_THREADS, else the cores this process may use).") var threads: Int?
+    @Option(parsing: .unconditional, help: "Idle spins of Loom's workers before they sleep between batches (lower leaves the cores to HTTP).")
     var workerSpins = 10_000
 
     var limits: ServeLimits {
@@ -63,7 +63,7 @@ struct Serve: AsyncParsableCommand {
             try OptionRange.check("--max-beam", maxBeam, in: 1...DecodingOptions.maximumBeamWidth)
             try OptionRange.check("--max-output-length", maxOutputLength, in: 1...DecodingOptions.maximumOutputLength)
             try OptionRange.check("--timeout", timeout, in: 0.001...86_400)
-            try OptionRange.check("--threads", threads, in: 1...256)
+            if let threads { try OptionRange.check("--threads", threads, in: 1...WorkerTeam.maximumThreads) }
             try OptionRange.check("--worker-spins", workerSpins, in: 0...100_000_000)
         }
         if maxQueue < maxInputs { throw ValidationError("--max-queue \(maxQueue) must be at least --max-inputs \(maxInputs): a full request must fit the queue") }
@@ -84,7 +84,7 @@ struct Serve: AsyncParsableCommand {
     }
 
     func run() async throws {
-        BLAS.setThreadCount(threads)
+        if let threads { BLAS.setThreadCount(threads) }
         WorkerTeam.spinsBeforeSleep = workerSpins
         let loaded = try DecodingModel(contentsOf: URL(fileURLWithPath: model))
         let server = DecodeServer(model: loaded, host: host, port: port, limits: limits)

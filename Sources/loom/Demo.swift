@@ -14,7 +14,7 @@ struct Demo: ParsableCommand {
     @Option(parsing: .unconditional, help: "Hidden units per layer.") var hidden = 32
     @Option(parsing: .unconditional, help: "Points per spiral in the training set.") var points = 200
     @Option(parsing: .unconditional, help: "Seed for data, initialization and everything random.") var seed: UInt64 = 1
-    @Option(parsing: .unconditional, help: "Threads (1 or 2 use Loom's own team; more go to OpenBLAS).") var threads = 2
+    @Option(parsing: .unconditional, help: "Threads (default: LOOM_THREADS, else the cores this process may use).") var threads: Int?
     @Option(parsing: .unconditional, help: "Adam learning rate.") var learningRate = 0.01
     @Option(help: "Write checkpoints here (at each epoch's end and every --checkpoint-every steps).") var checkpointDir: String?
     @Option(parsing: .unconditional, help: "Also checkpoint every this many steps.") var checkpointEvery: Int?
@@ -29,7 +29,7 @@ struct Demo: ParsableCommand {
             try OptionRange.check("--batch-size", batchSize, in: 1...1_000_000)
             try OptionRange.check("--hidden", hidden, in: 1...4096)
             try OptionRange.check("--points", points, in: 1...1_000_000)
-            try OptionRange.check("--threads", threads, in: 1...256)
+            if let threads { try OptionRange.check("--threads", threads, in: 1...WorkerTeam.maximumThreads) }
             try OptionRange.check("--learning-rate", learningRate, in: 0...10)
             if let checkpointEvery { try OptionRange.check("--checkpoint-every", checkpointEvery, in: 1...Int.max) }
             if let checkpointDir { try OptionRange.path("--checkpoint-dir", checkpointDir) }
@@ -60,7 +60,7 @@ struct Demo: ParsableCommand {
     }
 
     func run() throws {
-        BLAS.setThreadCount(threads)
+        if let threads { BLAS.setThreadCount(threads) }
         let source = RandomSource(seed: seed)
         let train = try Demo.spirals(points: points, source: source)
         let test = try Demo.spirals(points: 500, source: source)
@@ -97,7 +97,7 @@ struct Demo: ParsableCommand {
             }
         }
         print("two spirals: \(train.labels.count) training points, \(test.labels.count) held out; "
-              + "MLP 2-\(hidden)-\(hidden)-2, Adam lr \(learningRate), batch \(batchSize), \(BLAS.coreName) kernels, \(threads) threads")
+              + "MLP 2-\(hidden)-\(hidden)-2, Adam lr \(learningRate), batch \(batchSize), \(BLAS.coreName) kernels, \(BLAS.threadCount) threads")
         let start = Date()
         try trainer.fit(train: Array(0..<train.labels.count), epochs: epochs)
         let elapsed = Date().timeIntervalSince(start)

@@ -83,7 +83,7 @@ struct Train: ParsableCommand {
     func run() throws {
         let c = try loadConfiguration()
         BLAS.selectOptimizedCoreAndRelaunchIfNeeded()
-        BLAS.setThreadCount(c.training.threads)
+        if let threads = c.training.threads { BLAS.setThreadCount(threads) }
         let directory = URL(fileURLWithPath: output)
         let interruption = Interruption.install()
         defer { interruption.uninstall() }

@@ -95,11 +95,8 @@ final class BLASTests: XCTestCase {
         for count in [1, 3, 1, 2] {
             BLAS.setThreadCount(count)
             XCTAssertEqual(BLAS.threadCount, count)
-            // Loom's team takes part at two threads only; otherwise its jobs run here.
-            if let team = WorkerTeam.shared {
-                let ran = team.tryRun { _ in }
-                XCTAssertEqual(ran, count == 2, "\(count) threads")
-            }
+            // Loom's team takes jobs from two threads up; at one, its jobs run here.
+            XCTAssertEqual(WorkerTeam.shared.tryRun { _ in }, count >= 2, "\(count) threads")
             var c = [Float](repeating: 0, count: m * n)
             Float.gemm(transA: false, transB: false, m: m, n: n, k: k, alpha: 1, a: a, lda: k, b: b, ldb: n, beta: 0, c: &c, ldc: n)
             // k products of values in [-1, 1] summed in Float: error <= k eps.

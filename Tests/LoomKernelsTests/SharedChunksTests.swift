@@ -27,7 +27,7 @@ final class SharedChunksTests: XCTestCase {
     /// Two tasks on the team, each posting several batches of chunks of uneven cost: every chunk
     /// runs exactly once, and its writes are visible when `run` returns.
     func testEveryChunkRunsOnceOnEitherThread() throws {
-        guard let team = WorkerTeam.shared else { throw XCTSkip("one core: no worker team") }
+        let team = WorkerTeam.shared
         let chunks = SharedChunks()
         let batches = [40, 1, 0, 17]
         // counts[side][batch][chunk]
@@ -74,19 +74,23 @@ final class SharedChunksTests: XCTestCase {
         XCTAssertEqual(seen, Array(0..<9) + Array(100..<109))
     }
 
-    /// A task done with its own chunks takes the other's: with the worker busy on 400 slow
-    /// chunks and the caller on none, the caller (waiting in `end`) runs some of them.
+    /// A task done with its own chunks takes the other's: with one thread busy on 400 slow
+    /// chunks and the other on none, the idle one (waiting in `end`) runs some of them.
     func testAnIdleThreadHelpsTheOther() throws {
-        guard let team = WorkerTeam.shared else { throw XCTSkip("one core: no worker team") }
+        let team = WorkerTeam.shared
+        let previous = BLAS.threadCount
+        BLAS.setThreadCount(2)
+        defer { BLAS.setThreadCount(previous) }
         let helped = Atomic<Int>(0)
         let started = Atomic<Bool>(false)
-        let onWorker = Atomic<Bool>(false)
-        let caller = pthread_self()
+        let apart = Atomic<Bool>(false)
+        let firstThread = Atomic<UInt>(0)
         let chunks = SharedChunks()
         team.run { side in
             chunks.begin(side)
             if side == 1 {
-                onWorker.store(pthread_equal(pthread_self(), caller) == 0, ordering: .sequentiallyConsistent)
+                apart.store(pthread_equal(pthread_self(), pthread_t(firstThread.load(ordering: .sequentiallyConsistent))) == 0,
+                            ordering: .sequentiallyConsistent)
                 started.store(true, ordering: .sequentiallyConsistent)
                 let worker = pthread_self()
                 chunks.run(1, count: 400) { _ in
@@ -94,14 +98,15 @@ final class SharedChunksTests: XCTestCase {
                     if pthread_equal(pthread_self(), worker) == 0 { helped.add(1, ordering: .relaxed) }
                 }
             } else {
-                // Wait (at most a second) for the worker to take its part, so that there is
-                // another task to help; a worker that never starts leaves part 1 to this thread.
+                firstThread.store(UInt(pthread_self()), ordering: .sequentiallyConsistent)
+                // Wait (at most a second) for another thread to take part 1, so that there is
+                // another task to help; when none does, this thread runs part 1 after its own.
                 let start = DispatchTime.now().uptimeNanoseconds
                 while !started.load(ordering: .sequentiallyConsistent) && DispatchTime.now().uptimeNanoseconds - start < 1_000_000_000 {}
             }
             chunks.end(side)
         }
-        guard onWorker.load(ordering: .sequentiallyConsistent) else { throw XCTSkip("the worker did not take its part within a second") }
+        guard apart.load(ordering: .sequentiallyConsistent) else { throw XCTSkip("no second thread took part 1 within a second") }
         XCTAssertGreaterThan(helped.load(ordering: .relaxed), 0)
     }
 

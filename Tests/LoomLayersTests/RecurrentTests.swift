@@ -249,7 +249,8 @@ final class RecurrentTests: XCTestCase {
             }
             // With the team busy (here: running this), the two directions run one after the other:
             // the same chunks, the same sums.
-            if let team = WorkerTeam.shared {
+            do {
+                let team = WorkerTeam.shared
                 var sequential: [[Float]]?
                 team.run { part in if part == 0 { sequential = try? gradients() } }
                 XCTAssertTrue(sequential == first, "wide \(wide): gradients differ when the directions run one after the other")
@@ -282,7 +283,8 @@ final class RecurrentTests: XCTestCase {
             for _ in 0..<5 {
                 XCTAssertTrue(try results() == first, "\(K.self), input \(inputSize): results differ between runs")
             }
-            guard layers == 1, let team = WorkerTeam.shared else { return }
+            guard layers == 1 else { return }
+            let team = WorkerTeam.shared
             let output = try withoutGradients { try layer(batch).output.values.scalars }
             var serial: [Float]?
             team.run { part in
@@ -294,6 +296,50 @@ final class RecurrentTests: XCTestCase {
             try check(RNNKind.self, inputSize: inputSize, layers: layers)
             try check(GRUKind.self, inputSize: inputSize, layers: layers)
             try check(LSTMKind.self, inputSize: inputSize, layers: layers)
+        }
+    }
+
+    /// Loom's team at 1 to 4 threads (above this machine's cores too: correctness, not speed):
+    /// outputs and gradients of one-directional and bidirectional stacks are bit-reproducible at
+    /// each count, and agree across counts to rounding: the products are cut by thread count,
+    /// and a differently cut product may round differently. The longest sums are the weight
+    /// gradients' 1,200 rows (100 sequences of up to 12 steps): reordered Float sums of n terms
+    /// differ by at most about n eps = 1,200 x 6e-8 = 7e-5 of their magnitude, so every result
+    /// is checked at 1e-4 of its largest entry (measured: at most 6e-7).
+    func testResultsAtEveryThreadCount() throws {
+        let previous = BLAS.threadCount
+        defer { BLAS.setThreadCount(previous) }
+        let lengths = (0..<100).map { 12 - $0 % 4 }
+        let source = RandomSource(seed: 29)
+        func check<K: RecurrentCellKind>(_ kind: K.Type, bidirectional: Bool) throws {
+            let layer = try Recurrent<Float, K>(inputSize: 40, hiddenSize: 32, numLayers: 2, bidirectional: bidirectional, using: source)
+            let x = try Tensor<Float>.randomUniform([12, 100, 40], lower: -1, upper: 1, using: source)
+            let r = try Tensor<Float>.randomUniform([12, 100, layer.outputSize], lower: -1, upper: 1, using: source)
+            func results() throws -> [[Float]] {
+                let leaf = x.requiringGradient()
+                let output = try layer(SequenceBatch(values: leaf, lengths: lengths)).output.values
+                let loss = try (output * r).sum()
+                return try [output.scalars] + loss.gradients(wrt: [leaf] + layer.parameters.map(\.value)).map(\.scalars)
+            }
+            var reference: [[Float]]?
+            for threads in [1, 2, 3, 4] {
+                BLAS.setThreadCount(threads)
+                let first = try results()
+                XCTAssertTrue(try results() == first, "\(K.self), bidirectional \(bidirectional), \(threads) threads: results differ between runs")
+                guard let reference else {
+                    reference = first
+                    continue
+                }
+                for (index, (a, b)) in zip(first, reference).enumerated() {
+                    let scale = b.map(abs).max() ?? 0
+                    let worst = zip(a, b).map { abs($0 - $1) }.max() ?? 0
+                    XCTAssertLessThanOrEqual(worst, 1e-4 * scale, "\(K.self), bidirectional \(bidirectional), \(threads) threads: result \(index)")
+                }
+            }
+        }
+        for bidirectional in [false, true] {
+            try check(GRUKind.self, bidirectional: bidirectional)
+            try check(LSTMKind.self, bidirectional: bidirectional)
         }
     }
 

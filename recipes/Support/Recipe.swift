@@ -20,7 +20,7 @@ public struct RecipeOptions: ParsableArguments {
     @Option(parsing: .unconditional, help: "Hidden units (default: \(RecipeDefaults.current.hidden); fewer with --quick).") public var hidden: Int?
     @Option(parsing: .unconditional, help: "Peak learning rate (default: \(RecipeDefaults.current.learningRate)).") public var learningRate: Double?
     @Option(parsing: .unconditional, help: "Seed for the corpus, initialization, shuffling and dropout.") public var seed: UInt64 = 1
-    @Option(parsing: .unconditional, help: "Threads: 2 uses Loom's own team, 1 runs single-threaded.") public var threads = 2
+    @Option(parsing: .unconditional, help: "Threads (default: LOOM_THREADS, else the cores this process may use).") public var threads: Int?
     @Option(help: "Where the model, metrics log, plots, report and checkpoints go (default: runs/<recipe>).") public var output: String?
     @Option(parsing: .unconditional, help: "Also checkpoint every this many steps (always at each epoch's end, and on Ctrl-C or SIGTERM).")
     public var checkpointEvery: Int?
@@ -33,6 +33,9 @@ public struct RecipeOptions: ParsableArguments {
 
     public init() {}
 
+    /// The threads the run uses: `--threads`, else the team's default.
+    public var threadCount: Int { threads ?? BLAS.threadCount }
+
     /// The limits of the common options: beyond them a run would trap, divide by zero or ask
     /// for more memory than any machine has.
     public func validate() throws {
@@ -41,7 +44,7 @@ public struct RecipeOptions: ParsableArguments {
             if let batchSize { try OptionRange.check("--batch-size", batchSize, in: 1...65_536) }
             if let hidden { try OptionRange.check("--hidden", hidden, in: 1...4096) }
             if let learningRate { try OptionRange.check("--learning-rate", learningRate, in: 1e-9...10) }
-            try OptionRange.check("--threads", threads, in: 1...256)
+            if let threads { try OptionRange.check("--threads", threads, in: 1...WorkerTeam.maximumThreads) }
             if let checkpointEvery { try OptionRange.check("--checkpoint-every", checkpointEvery, in: 1...Int.max) }
             if let output { try OptionRange.path("--output", output) }
         } catch let error as OptionRangeError {
@@ -53,7 +56,7 @@ public struct RecipeOptions: ParsableArguments {
     /// with --distributed the MPI job's communicator.
     public func configureThreads() throws {
         BLAS.selectOptimizedCoreAndRelaunchIfNeeded()
-        BLAS.setThreadCount(threads)
+        if let threads { BLAS.setThreadCount(threads) }
         RecipeOptions.communicator = try Distributed.communicator(requested: distributed)
     }
 

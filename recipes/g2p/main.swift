@@ -154,7 +154,7 @@ struct G2P: ParsableCommand {
     func configuration(train: URL, validation: URL) throws -> RunConfiguration {
         var overrides: [(key: String, value: String)] = [
             ("data.train", JSONText.quoted(train.path)), ("data.validation", JSONText.quoted(validation.path)),
-            ("data.group_references", "true"), ("training.seed", "\(common.seed)"), ("training.threads", "\(common.threads)"),
+            ("data.group_references", "true"), ("training.seed", "\(common.seed)"), ("training.threads", "\(common.threadCount)"),
         ]
         if common.quick {
             overrides += [("model.encoder_layers", "[64]"), ("model.decoder_hidden", "64"), ("model.source_embedding", "32"),

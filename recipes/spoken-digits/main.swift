@@ -49,7 +49,7 @@ struct SpokenDigits: ParsableCommand {
                                                   maximumDigits: quick ? min(maximumDigits, 3) : maximumDigits, heldOutVariants: heldOutVariants)
             if quick { p.signalToNoise = 20...30 }
             let folder = URL(fileURLWithPath: corpus ?? "corpora/spoken-digits/seed-\(common.seed)" + (quick ? "-quick" : ""))
-            let (trainURL, testURL) = try SpokenDigitsCorpus.generate(p, in: folder, threads: common.threads)
+            let (trainURL, testURL) = try SpokenDigitsCorpus.generate(p, in: folder, threads: common.threadCount)
             trainEntries = try AudioManifest.read(trainURL).entries
             testEntries = try AudioManifest.read(testURL).entries
             let (trainVariants, testVariants) = SpokenDigitsCorpus.variantSplit(p)
@@ -62,8 +62,8 @@ struct SpokenDigits: ParsableCommand {
         let front = FeatureConfiguration(kind: .mel, sampleRate: 16_000, fftLength: 400, hop: 160, melBands: melBands,
                                          maximumFrequency: 8000, log: .offset(1e-6))
         let featureStart = Date()
-        let train = try Utterance.load(trainEntries, configuration: front, threads: common.threads)
-        let test = try Utterance.load(testEntries, configuration: front, threads: common.threads)
+        let train = try Utterance.load(trainEntries, configuration: front, threads: common.threadCount)
+        let test = try Utterance.load(testEntries, configuration: front, threads: common.threadCount)
         let frames = (train + test).reduce(0) { $0 + $1.frames }
         print(String(format: "features: %d utterances, %.0f s of audio, in %.1f s", train.count + test.count,
                      Double(frames) / 100, Date().timeIntervalSince(featureStart)))

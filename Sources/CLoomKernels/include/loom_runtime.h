@@ -18,6 +18,10 @@ int loom_flush_subnormals(int on);
  * product asks for more than one thread. Returns 1 when the call was made, else 0. */
 int loom_stop_blas_pool(void);
 
+/* The number of CPUs the calling thread may run on (its affinity mask, as `taskset` or a
+ * container's cpuset leave it); 0 when the system does not say. */
+int loom_allowed_cpus(void);
+
 /* One pause in a spin-wait loop (x86 PAUSE, Arm YIELD): tells the core that this thread is only
  * polling, so that it does not starve a thread sharing its core and leaves the loop without a
  * memory-order mis-speculation when the polled value changes. */
