@@ -256,12 +256,22 @@ let workloads: [(String, () throws -> Void)] = [
             }
         }
     }),
+    ("profile-decode", {
+        // seq2seq-decode's batch of 256 alone, for a profiler.
+        let model = try SequenceTransformer(SequenceTransformerConfiguration(
+            source: .text(.characters(CharacterEncoder(alphabet: Array("0123456789+"))), embeddingSize: 16), encoderLayers: [128],
+            target: .characters(CharacterEncoder(alphabet: Array("0123456789"))), targetEmbeddingSize: 16, decoderHidden: 128),
+            using: RandomSource(seed: 1))
+        var g = SeededGenerator(seed: 2)
+        let many = try model.sourceBatch(texts: (0..<256).map { _ in "\(Int.random(in: 100...999, using: &g))+\(Int.random(in: 100...999, using: &g))" })
+        for _ in 0..<400 { _ = try model.decode(many, options: DecodingOptions(maximumLength: 4, minimumLength: 4)) }
+    }),
     ("profile-small", {
         let step = try recurrentStep(LSTMKind.self, input: 16, hidden: 128, layers: 1, bidirectional: false, batch: 128, steps: 8, train: true)
         for _ in 0..<200 { try step() }
     }),
 ]
-let diagnostics: Set = ["gemm-shapes", "profile-small"]
+let diagnostics: Set = ["gemm-shapes", "profile-small", "profile-decode"]
 if let unknown = requested.first(where: { name in !workloads.contains { $0.0 == name } }) {
     FileHandle.standardError.write(Data("unknown workload \(unknown); known: \(workloads.map(\.0).joined(separator: ", "))\n".utf8))
     exit(2)

@@ -38,6 +38,7 @@ extension Tensor {
     }
 
     /// softmax(x)_j = exp(x_j) / sum_k exp(x_k) along `axis` (default: the last).
+    @_specialize(where Scalar == Float)
     public func softmax(alongAxis axis: Int = -1) throws -> Tensor {
         let a = try normalizedAxis(axis, op: "softmax")
         let y = transformLines(axis: a) { p, n in
@@ -54,15 +55,17 @@ extension Tensor {
     }
 
     /// log softmax(x)_j = x_j - max - log(sum_k exp(x_k - max)) along `axis` (default: the last).
+    @_specialize(where Scalar == Float)
     public func logSoftmax(alongAxis axis: Int = -1) throws -> Tensor {
         let a = try normalizedAxis(axis, op: "logSoftmax")
-        let source = self
-        let y = source.transformLines(axis: a) { p, n in
-            var saved = [Scalar](UnsafeBufferPointer(start: p, count: n))
-            let (largest, total) = Tensor.shiftedExp(p, n)
+        // One scratch line for the exponentials, whose sum is all that is kept of them.
+        let scratch = UnsafeMutablePointer<Scalar>.allocate(capacity: Swift.max(shape[a], 1))
+        defer { scratch.deallocate() }
+        let y = transformLines(axis: a) { p, n in
+            scratch.update(from: p, count: n)
+            let (largest, total) = Tensor.shiftedExp(scratch, n)
             let logTotal = Scalar.elementaryLog(total)
-            for j in 0..<n { saved[j] = saved[j] - largest - logTotal }
-            for j in 0..<n { p[j] = saved[j] }
+            for j in 0..<n { p[j] = p[j] - largest - logTotal }
         }
         return y.recorded(from: [self]) { g in
             // dx = g - softmax(x) * sum(g) along the axis; softmax = exp(log softmax).
