@@ -100,6 +100,10 @@ public struct RunConfiguration: Codable, Equatable, Sendable {
         public var warmup_steps: Int = 0
         public var gradient_clip: Double? = 5
         public var label_smoothing: Double = 0
+        /// SpecAugment's masks on audio features during training: "none", "lb" or "ld" (the
+        /// paper's LibriSpeech policies, frequency widths scaled to the feature count; see
+        /// `SpecAugment`). Each step draws new masks from the run's seeded source.
+        public var spec_augment: String = "none"
         public var seed: UInt64 = 1
         /// Threads of Loom's team (default: `LOOM_THREADS`, else the cores the process may use).
         public var threads: Int?
@@ -247,6 +251,10 @@ public struct RunConfiguration: Codable, Equatable, Sendable {
         try range("training.warmup_steps", training.warmup_steps, 0...10_000_000)
         if let c = training.gradient_clip { try range("training.gradient_clip", c, 1e-6...1e6) }
         try range("training.label_smoothing", training.label_smoothing, 0...0.5)
+        try choice("training.spec_augment", training.spec_augment, ["none", "lb", "ld"])
+        if training.spec_augment != "none" && data.kind != "audio" {
+            throw fail("training.spec_augment", "masks audio features; data.kind is \"\(data.kind)\"")
+        }
         if let t = training.threads { try range("training.threads", t, 1...256) }
         try choice("training.metric", training.metric, ["exact_match", "character_error_rate", "loss"])
         if let p = training.patience { try range("training.patience", p, 1...10_000) }

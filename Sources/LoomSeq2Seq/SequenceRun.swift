@@ -238,10 +238,15 @@ public enum SequenceRun {
             return peak / 30 + (peak - peak / 30) * 0.5 * (1 + Foundation.cos(Double.pi * progress))
         }
         let decoding = DecodingOptions(maximumLength: t.max_output_length)
+        let augment = SpecAugment.named[t.spec_augment] ?? nil
         let trainer = Trainer<Float, SequenceExample, [SequenceExample]>(
             parameters: model.parameters, optimizer: Adam<Float>(learningRate: peak), options: options, randomSource: model.randomSource,
             length: { $0.length }, collate: { $0 },
-            loss: { batch in try model.loss(sources: sources(batch, model), targets: batch.map(\.target), labelSmoothing: t.label_smoothing) },
+            loss: { batch in
+                let masked = SpecAugment.masking(batch, policy: augment, training: LearningPhase.current == .training, source: model.randomSource,
+                                                 features: \.features, frames: \.frames)
+                return try model.loss(sources: sources(masked, model), targets: batch.map(\.target), labelSmoothing: t.label_smoothing)
+            },
             metrics: { batch in
                 let decoded = try model.decode(sources(batch, model), options: decoding).map { $0.first?.text ?? "" }
                 let references = batch.map(\.references)

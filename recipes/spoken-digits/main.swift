@@ -22,6 +22,14 @@ struct SpokenDigits: ParsableCommand {
     @Option(help: "Voice variants held out for the test split.") var heldOutVariants = 12
     @Option(help: "Consecutive 10 ms frames concatenated per encoder step (time reduction).") var frameStacking = 4
     @Option(name: [.customLong("mels"), .customLong("mel-bands")], help: "Mel bands of the front end (as `loom encode-audio --mels`).") var melBands = 40
+    @Option(help: "SpecAugment masks during training: none, lb or ld (LibriSpeech policies, widths scaled to the mel bands).")
+    var specAugment = "none"
+
+    func validate() throws {
+        guard SpecAugment.named.keys.contains(specAugment) else {
+            throw ValidationError("--spec-augment must be one of \(SpecAugment.named.keys.sorted().joined(separator: ", ")), got \"\(specAugment)\"")
+        }
+    }
 
     func run() throws {
         try common.configureThreads()
@@ -102,7 +110,11 @@ struct SpokenDigits: ParsableCommand {
         let trainer = Trainer<Float, Utterance, [Utterance]>(
             parameters: model.parameters, optimizer: Adam<Float>(learningRate: learningRate), options: options, randomSource: source,
             length: { $0.frames }, collate: { $0 },
-            loss: { batch in try model.loss(sources: sources(batch), targets: batch.map(\.transcript)) },
+            loss: { batch in
+                let masked = SpecAugment.masking(batch, policy: SpecAugment.named[specAugment] ?? nil, training: LearningPhase.current == .training,
+                                                 source: source, features: \.features, frames: \.frames)
+                return try model.loss(sources: sources(masked), targets: batch.map(\.transcript))
+            },
             metrics: { batch in
                 let hypotheses = try transcribe(batch), references = batch.map(\.transcript)
                 return ["character_error_rate": ErrorRate.characters(hypotheses: hypotheses, references: references),
