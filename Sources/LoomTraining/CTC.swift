@@ -51,15 +51,25 @@ extension Loss {
                 throw fail("target label \(bad) of sequence \(b) is \(bad == blank ? "the blank" : "not a class in 0..<\(classes)")")
             }
         }
-        let logProbabilities = CTCLattice.logSoftmax(logits.scalars.map(Double.init), rows: frames * batch, classes: classes)
+        let logProbabilities = CTCAlignment.logSoftmax(logits.scalars.map(Double.init), rows: frames * batch, classes: classes)
+        // Sequences are independent: in pieces over the team, each writing its own slot.
+        var alignments = [CTCAlignment?](repeating: nil, count: batch)
+        alignments.withUnsafeMutableBufferPointer { slots in
+            let pieces = (0..<batch).map { $0..<($0 + 1) }
+            WorkerTeam.inPieces(pieces) { sequences in
+                for b in sequences {
+                    slots[b] = CTCAlignment(logProbabilities, batch: batch, classes: classes, sequence: b, frames: inputLengths[b],
+                                            target: targets[b], blank: blank)
+                }
+            }
+        }
         var losses = [Double](repeating: 0, count: batch)
-        var lattices: [CTCLattice?] = []
+        var counted = [CTCAlignment?](repeating: nil, count: batch)
         for b in 0..<batch {
-            let lattice = CTCLattice(logProbabilities, batch: batch, classes: classes, sequence: b, frames: inputLengths[b],
-                                     target: targets[b], blank: blank)
-            let infinite = lattice.logLikelihood == -.infinity
-            losses[b] = infinite && zeroInfinity ? 0 : -lattice.logLikelihood
-            lattices.append(infinite && zeroInfinity ? nil : lattice)
+            guard let alignment = alignments[b] else { continue }
+            let infinite = alignment.logLikelihood == -.infinity
+            losses[b] = infinite && zeroInfinity ? 0 : -alignment.logLikelihood
+            counted[b] = infinite && zeroInfinity ? nil : alignment
         }
         let weights = (0..<batch).map { b in
             reduction == .sum ? 1 : 1 / (Double(batch) * Double(Swift.max(1, targets[b].count)))
@@ -70,89 +80,165 @@ extension Loss {
             let seed = Double(g.scalars[0])
             var dx = [S](repeating: 0, count: frames * batch * classes)
             for b in 0..<batch {
-                guard let lattice = lattices[b] else { continue }
-                lattice.addGradient(into: &dx, logProbabilities: logProbabilities, batch: batch, scale: seed * weights[b])
+                guard let alignment = counted[b] else { continue }
+                alignment.addGradient(into: &dx, logProbabilities: logProbabilities, batch: batch, scale: seed * weights[b])
             }
             return [try? Tensor(shape: shape, scalars: dx)]
         }
     }
 }
 
-/// The alignment lattice of one sequence: log alpha and log beta over the frames and the
-/// positions of the blank-extended target (blank, l1, blank, l2, ..., lU, blank).
-struct CTCLattice {
+/// How one sequence's target aligns to its frames: log p(target | input) and, at each frame,
+/// the posterior probability that an alignment emits each class there (its occupancy).
+///
+/// Two computations of the same quantities: `scaled`, the recursions over probabilities
+/// rescaled at every frame (Rabiner's scaling; a few multiply-adds per lattice cell), and
+/// `logSpace`, the same recursions over log probabilities (an exp and a log per addition),
+/// the reference the tests hold `scaled` to and the fallback when a probability underflows
+/// Double (a class's log-probability below -745 everywhere a path could go).
+struct CTCAlignment {
     let frames: Int, sequence: Int, classes: Int
-    let labels: [Int]
-    /// [frames, labels.count], row-major; -infinity where no alignment reaches.
-    let alpha: [Double], beta: [Double]
     /// log p(target | input); -infinity when no alignment fits.
     let logLikelihood: Double
+    /// [frames, classes]: the expected number of alignments' emissions of class k at frame t,
+    /// over p (each frame's row sums to 1). Empty when no alignment fits.
+    let occupancy: [Double]
 
     init(_ logProbabilities: [Double], batch: Int, classes: Int, sequence b: Int, frames: Int, target: [Int], blank: Int) {
-        self.frames = frames
-        self.sequence = b
-        self.classes = classes
-        labels = [blank] + target.flatMap { [$0, blank] }
+        let labels = [blank] + target.flatMap { [$0, blank] }
+        // Each label takes a frame, and a repeated label a blank frame between its two.
+        let needed = target.count + zip(target, target.dropFirst()).filter { $0 == $1 }.count
+        guard frames >= needed, frames > 0 else {
+            self.init(frames: frames, sequence: b, classes: classes, logLikelihood: frames >= needed ? 0 : -.infinity, occupancy: [])
+            return
+        }
+        self = Self.scaled(logProbabilities, batch: batch, classes: classes, sequence: b, frames: frames, labels: labels, blank: blank)
+            ?? Self.logSpace(logProbabilities, batch: batch, classes: classes, sequence: b, frames: frames, labels: labels, blank: blank)
+    }
+
+    init(frames: Int, sequence: Int, classes: Int, logLikelihood: Double, occupancy: [Double]) {
+        (self.frames, self.sequence, self.classes, self.logLikelihood, self.occupancy) = (frames, sequence, classes, logLikelihood, occupancy)
+    }
+
+    /// Whether position s of the blank-extended labels may be reached from s - 2 (skipping the
+    /// blank between): not for a blank, nor for a repeat of the label before the blank.
+    @inline(__always)
+    static func skips(_ labels: [Int], _ s: Int, blank: Int) -> Bool { s >= 2 && labels[s] != blank && labels[s] != labels[s - 2] }
+
+    /// The recursions over probabilities, each frame's row rescaled to sum 1 (alpha, and beta
+    /// without the frame's own emission); nil when a row underflows to 0.
+    static func scaled(_ logProbabilities: [Double], batch: Int, classes: Int, sequence b: Int, frames: Int, labels: [Int],
+                       blank: Int) -> CTCAlignment? {
         let width = labels.count
-        let labels = labels
+        var emission = [Double](repeating: 0, count: frames * width)
+        for t in 0..<frames {
+            for s in 0..<width { emission[t * width + s] = Foundation.exp(logProbabilities[(t * batch + b) * classes + labels[s]]) }
+        }
+        var alpha = [Double](repeating: 0, count: frames * width)
+        var beta = alpha
+        var logScale = 0.0
+        alpha[0] = emission[0]
+        if width > 1 { alpha[1] = emission[1] }
+        for t in 0..<frames {
+            let row = t * width
+            if t > 0 {
+                for s in 0..<width {
+                    var sum = alpha[row - width + s]
+                    if s > 0 { sum += alpha[row - width + s - 1] }
+                    if skips(labels, s, blank: blank) { sum += alpha[row - width + s - 2] }
+                    alpha[row + s] = sum * emission[row + s]
+                }
+            }
+            var total = 0.0
+            for s in 0..<width { total += alpha[row + s] }
+            guard total > 0, total.isFinite else { return nil }
+            for s in 0..<width { alpha[row + s] /= total }
+            logScale += Foundation.log(total)
+        }
+        let last = (frames - 1) * width
+        let end = alpha[last + width - 1] + (width > 1 ? alpha[last + width - 2] : 0)
+        guard end > 0 else { return nil }
+        beta[last + width - 1] = 1
+        if width > 1 { beta[last + width - 2] = 1 }
+        for t in stride(from: frames - 2, through: 0, by: -1) {
+            let row = t * width, next = row + width
+            var total = 0.0
+            for s in 0..<width {
+                var sum = emission[next + s] * beta[next + s]
+                if s + 1 < width { sum += emission[next + s + 1] * beta[next + s + 1] }
+                if s + 2 < width && skips(labels, s + 2, blank: blank) { sum += emission[next + s + 2] * beta[next + s + 2] }
+                beta[row + s] = sum
+                total += sum
+            }
+            guard total > 0, total.isFinite else { return nil }
+            for s in 0..<width { beta[row + s] /= total }
+        }
+        var occupancy = [Double](repeating: 0, count: frames * classes)
+        for t in 0..<frames {
+            var total = 0.0
+            for s in 0..<width { total += alpha[t * width + s] * beta[t * width + s] }
+            guard total > 0, total.isFinite else { return nil }
+            for s in 0..<width { occupancy[t * classes + labels[s]] += alpha[t * width + s] * beta[t * width + s] / total }
+        }
+        return CTCAlignment(frames: frames, sequence: b, classes: classes, logLikelihood: logScale + Foundation.log(end), occupancy: occupancy)
+    }
+
+    /// The same recursions over log probabilities (Graves et al. 2006: alpha and beta both
+    /// including the frame's emission, so alpha beta counts it twice and is divided by it once).
+    static func logSpace(_ logProbabilities: [Double], batch: Int, classes: Int, sequence b: Int, frames: Int, labels: [Int],
+                         blank: Int) -> CTCAlignment {
+        let width = labels.count
         func lp(_ t: Int, _ s: Int) -> Double { logProbabilities[(t * batch + b) * classes + labels[s]] }
-        // A label may follow the one two positions back (skipping a blank) unless it is a blank or
-        // the same label (a repeat needs its blank).
-        func skips(_ s: Int, _ other: Int) -> Bool { labels[s] != blank && labels[s] != labels[other] }
         var alpha = [Double](repeating: -.infinity, count: frames * width)
         var beta = alpha
-        if frames > 0 {
-            alpha[0] = lp(0, 0)
-            if width > 1 { alpha[1] = lp(0, 1) }
-            for t in 1..<frames {
-                for s in 0..<width {
-                    var sum = alpha[(t - 1) * width + s]
-                    if s > 0 { sum = Self.logAdd(sum, alpha[(t - 1) * width + s - 1]) }
-                    if s > 1 && skips(s, s - 2) { sum = Self.logAdd(sum, alpha[(t - 1) * width + s - 2]) }
-                    alpha[t * width + s] = sum + lp(t, s)
-                }
+        alpha[0] = lp(0, 0)
+        if width > 1 { alpha[1] = lp(0, 1) }
+        for t in 1..<Swift.max(frames, 1) {
+            for s in 0..<width {
+                var sum = alpha[(t - 1) * width + s]
+                if s > 0 { sum = logAdd(sum, alpha[(t - 1) * width + s - 1]) }
+                if skips(labels, s, blank: blank) { sum = logAdd(sum, alpha[(t - 1) * width + s - 2]) }
+                alpha[t * width + s] = sum + lp(t, s)
             }
-            let last = (frames - 1) * width
-            beta[last + width - 1] = lp(frames - 1, width - 1)
-            if width > 1 { beta[last + width - 2] = lp(frames - 1, width - 2) }
-            for t in stride(from: frames - 2, through: 0, by: -1) {
-                for s in 0..<width {
-                    var sum = beta[(t + 1) * width + s]
-                    if s + 1 < width { sum = Self.logAdd(sum, beta[(t + 1) * width + s + 1]) }
-                    if s + 2 < width && skips(s, s + 2) { sum = Self.logAdd(sum, beta[(t + 1) * width + s + 2]) }
-                    beta[t * width + s] = sum + lp(t, s)
-                }
-            }
-            logLikelihood = Self.logAdd(alpha[last + width - 1], width > 1 ? alpha[last + width - 2] : -.infinity)
-        } else {
-            // No frames: only the empty target has an alignment (the empty one).
-            logLikelihood = target.isEmpty ? 0 : -.infinity
         }
-        self.alpha = alpha
-        self.beta = beta
+        let last = (frames - 1) * width
+        beta[last + width - 1] = lp(frames - 1, width - 1)
+        if width > 1 { beta[last + width - 2] = lp(frames - 1, width - 2) }
+        for t in stride(from: frames - 2, through: 0, by: -1) {
+            for s in 0..<width {
+                var sum = beta[(t + 1) * width + s]
+                if s + 1 < width { sum = logAdd(sum, beta[(t + 1) * width + s + 1]) }
+                if s + 2 < width && skips(labels, s + 2, blank: blank) { sum = logAdd(sum, beta[(t + 1) * width + s + 2]) }
+                beta[t * width + s] = sum + lp(t, s)
+            }
+        }
+        let logLikelihood = logAdd(alpha[last + width - 1], width > 1 ? alpha[last + width - 2] : -.infinity)
+        var occupancy = [Double](repeating: 0, count: frames * classes)
+        guard logLikelihood > -.infinity else {
+            return CTCAlignment(frames: frames, sequence: b, classes: classes, logLikelihood: logLikelihood, occupancy: [])
+        }
+        for t in 0..<frames {
+            var posterior = [Double](repeating: -.infinity, count: classes)
+            for s in 0..<width {
+                posterior[labels[s]] = logAdd(posterior[labels[s]], alpha[t * width + s] + beta[t * width + s] - lp(t, s))
+            }
+            for k in 0..<classes where posterior[k] > -.infinity { occupancy[t * classes + k] = Foundation.exp(posterior[k] - logLikelihood) }
+        }
+        return CTCAlignment(frames: frames, sequence: b, classes: classes, logLikelihood: logLikelihood, occupancy: occupancy)
     }
 
     /// Adds `scale` times d(-log p)/d(logits) of this sequence to `dx` ([T, B, C]): at each of its
-    /// frames, softmax minus the posterior of each class (alpha beta summed over the positions
-    /// labelled with it, over p and over the class's own probability, counted in both).
+    /// frames, softmax minus occupancy (Graves et al. 2006, eq. 16). A target no alignment fits
+    /// has an infinite loss and slope: its frames get NaN, as in PyTorch.
     func addGradient<S: TensorScalar>(into dx: inout [S], logProbabilities: [Double], batch: Int, scale: Double) {
-        guard logLikelihood > -.infinity else {
-            // No alignment: the loss is infinite and so is its slope; mark the frames as such.
-            for t in 0..<frames { for k in 0..<classes { dx[(t * batch + sequence) * classes + k] = .nan } }
-            return
-        }
-        let width = labels.count
-        var posterior = [Double](repeating: -.infinity, count: classes)
         for t in 0..<frames {
-            for k in 0..<classes { posterior[k] = -.infinity }
-            for s in 0..<width {
-                posterior[labels[s]] = Self.logAdd(posterior[labels[s]], alpha[t * width + s] + beta[t * width + s])
-            }
             let row = (t * batch + sequence) * classes
             for k in 0..<classes {
-                let lp = logProbabilities[row + k]
-                let slope = Foundation.exp(lp) - Foundation.exp(posterior[k] - lp - logLikelihood)
-                dx[row + k] += S(scale * slope)
+                guard logLikelihood > -.infinity else {
+                    dx[row + k] = .nan
+                    continue
+                }
+                dx[row + k] += S(scale * (Foundation.exp(logProbabilities[row + k]) - occupancy[t * classes + k]))
             }
         }
     }

@@ -1,5 +1,5 @@
 import Foundation
-import LoomTraining
+@testable import LoomTraining
 import XCTest
 
 /// CTC loss against PyTorch's `ctc_loss` (Tests/Fixtures/torch_ctc.json, made by
@@ -96,6 +96,29 @@ final class CTCTests: XCTestCase {
         XCTAssertTrue(report.passed, "blank 3: \(report)")
     }
 
+    /// The scaled recursions (the fast path) against the log-space ones (the reference) on
+    /// long random lattices: the same log-likelihood and occupancies to rounding (Double
+    /// products and sums over 200 frames: about 1e-13 relative; checked at 1e-9).
+    func testScaledRecursionsEqualLogSpace() throws {
+        var generator = SeededGenerator(seed: 17)
+        let (frames, batch, classes) = (200, 3, 7)
+        let logits = (0..<(frames * batch * classes)).map { _ in generator.nextUnit() * 8 - 4 }
+        let lp = CTCAlignmentProbe.logSoftmax(logits, rows: frames * batch, classes: classes)
+        let targets = [[1, 2, 2, 3, 6, 6, 6, 5], (0..<60).map { 1 + $0 % 6 }, [4]]
+        for b in 0..<batch {
+            let (scaled, reference) = try XCTUnwrap(CTCAlignmentProbe.both(lp, batch: batch, classes: classes, sequence: b, frames: frames,
+                                                                            target: targets[b], blank: 0))
+            XCTAssertEqual(scaled.logLikelihood, reference.logLikelihood, accuracy: 1e-9 * abs(reference.logLikelihood))
+            let worst = zip(scaled.occupancy, reference.occupancy).map { abs($0 - $1) }.max() ?? .infinity
+            XCTAssertLessThanOrEqual(worst, 1e-9, "sequence \(b)")
+        }
+        // Log-probabilities below Double's smallest exp (-745) underflow the scaled path, which
+        // hands over to the log-space one: a finite loss, not an infinite one.
+        let steep = try Tensor<Double>(shape: [3, 1, 3], scalars: [0, -2000, -1000, -1000, 0, -2000, 0, -1000, -2000])
+        let loss = try Loss.ctc(logits: steep, inputLengths: [3], targets: [[1, 2]], reduction: .sum)
+        XCTAssertTrue(loss.scalarValue.isFinite && loss.scalarValue > 1000, "\(loss.scalarValue)")
+    }
+
     func testBadInputIsNamed() throws {
         let logits = try Tensor<Float>.zeros([4, 2, 3])
         func message(_ body: () throws -> Tensor<Float>) -> String {
@@ -117,5 +140,18 @@ final class CTCTests: XCTestCase {
         let logits = try Tensor<Float>(shape: [7, 2, 3], scalars: scalars)
         XCTAssertEqual(try CTC.greedy(logits: logits, lengths: [7, 4]), [[1, 1, 2], [2]])
         XCTAssertThrowsError(try CTC.greedy(logits: logits, lengths: [8, 4]))
+    }
+}
+
+/// The two computations of `CTCAlignment` side by side, for the tests.
+enum CTCAlignmentProbe {
+    static func logSoftmax(_ x: [Double], rows: Int, classes: Int) -> [Double] { CTCAlignment.logSoftmax(x, rows: rows, classes: classes) }
+
+    static func both(_ lp: [Double], batch: Int, classes: Int, sequence: Int, frames: Int, target: [Int], blank: Int)
+        -> (scaled: CTCAlignment, reference: CTCAlignment)? {
+        let labels = [blank] + target.flatMap { [$0, blank] }
+        guard let scaled = CTCAlignment.scaled(lp, batch: batch, classes: classes, sequence: sequence, frames: frames, labels: labels, blank: blank)
+        else { return nil }
+        return (scaled, CTCAlignment.logSpace(lp, batch: batch, classes: classes, sequence: sequence, frames: frames, labels: labels, blank: blank))
     }
 }
