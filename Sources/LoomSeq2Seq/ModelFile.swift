@@ -73,7 +73,9 @@ extension SequenceTransformer {
     /// means absent; every other key is required, as in /2.
     public static let previousFileFormat = "loom-sequence-transformer/1"
     /// Architecture keys that may be `null`.
-    static let optionalArchitectureKeys: Set<String> = ["attention", "reverseSource", "featureNormalization", "recurrentDropout", "cell"]
+    static let optionalArchitectureKeys: Set<String> = ["attention", "reverseSource", "featureNormalization", "recurrentDropout", "cell", "ctcWeight"]
+    /// Keys added since the current format began: files written before them leave them out.
+    static let laterArchitectureKeys: Set<String> = ["ctcWeight"]
 
     /// Writes the model atomically.
     public func save(to url: URL, training: [String: String] = [:]) throws {
@@ -148,7 +150,7 @@ extension SequenceTransformer {
             throw fail("cannot be re-encoded")
         }
         if let unknown = unknownKey(given, known, path: "") { throw fail("unknown key \"\(unknown)\"") }
-        let missing = Set(known.keys).subtracting(given.keys).subtracting(strict ? [] : optionalArchitectureKeys)
+        let missing = Set(known.keys).subtracting(given.keys).subtracting(strict ? laterArchitectureKeys : optionalArchitectureKeys)
         if let key = missing.sorted().first { throw fail("missing key \"\(key)\" (write null for an absent setting)") }
         return configuration
     }
@@ -216,6 +218,7 @@ extension SequenceTransformer {
         lines.append("decoder: embedding \(c.targetEmbeddingSize), \(c.cellKind.rawValue.uppercased()) \(c.decoderHidden) x \(c.decoderLayers) layers"
                      + (c.attention.map { ", attention \($0.rawValue)\(c.inputFeeding ? " with input feeding" : "")" } ?? ", no attention"))
         lines.append("target: \(Self.describe(c.target))")
+        if let w = c.ctcWeight, w > 0 { lines.append("CTC layer on the encoder outputs, trained with weight \(w) beside attention") }
         if let b = outputLengthBound { lines.append("output length bound: \(b.constant) + \(b.ratio) x source length") }
         lines.append("parameters: \(parameterCount)")
         for (name, p) in namedParameters { lines.append("  \(name) \(p.shape)") }
@@ -256,6 +259,7 @@ extension SequenceTransformerConfiguration {
         }
         if attention != nil { table.append(("decoder.combine.weight", [h, k + h])) }
         table += [("decoder.output.weight", [v, h]), ("decoder.output.bias", [v])]
+        if hasCTC { table += [("ctc.output.weight", [v, k]), ("ctc.output.bias", [v])] }
         return table
     }
 

@@ -107,6 +107,7 @@ public enum SequenceRun {
         default: a.recurrentDropout = nil
         }
         a.featureNormalization = source == nil && m.feature_normalization == "utterance" ? .utterance : nil
+        a.ctcWeight = m.ctc_weight > 0 ? m.ctc_weight : nil
         try a.validate()
         return a
     }

@@ -73,6 +73,11 @@ public struct SequenceTransformerConfiguration: Codable, Equatable, Sendable {
     public var reverseSource: Bool?
     /// How audio features are normalized before the encoder (nil: as the front end makes them).
     public var featureNormalization: FeatureNormalization?
+    /// Joint CTC/attention training (Kim, Hori & Watanabe 2017): the weight lambda of a CTC loss
+    /// on the encoder outputs, through a linear layer to the target symbols with the padding
+    /// symbol as the blank, beside the attention decoder's loss; training minimizes
+    /// (1 - lambda) attention + lambda CTC. nil or 0: no CTC layer.
+    public var ctcWeight: Double?
 
     /// Normalization of an audio source's features.
     public enum FeatureNormalization: String, Codable, Equatable, Sendable {
@@ -110,6 +115,7 @@ public struct SequenceTransformerConfiguration: Codable, Equatable, Sendable {
             }
         }
         if inputFeeding && attention == nil { throw fail("input feeding needs attention") }
+        if let w = ctcWeight, !(w >= 0 && w < 1) { throw fail("CTC weight \(w) is not in [0, 1)") }
         switch source {
         case let .text(_, e): guard e > 0 else { throw fail("source embedding \(e)") }
         case let .audio(c, k): try c.validate(); guard k >= 1 else { throw fail("frame stacking \(k)") }
@@ -128,6 +134,9 @@ public struct SequenceTransformerConfiguration: Codable, Equatable, Sendable {
     var cellKind: RecurrentCell { cell ?? .lstm }
 
     var encoderOutputSize: Int { (encoderLayers.last ?? 0) * ((encoderBidirectional.last ?? false) ? 2 : 1) }
+
+    /// Whether the model has a CTC layer (a CTC weight above 0).
+    public var hasCTC: Bool { (ctcWeight ?? 0) > 0 }
 }
 
 /// An encoder-decoder over sequences (the seeds' SequenceTransformer): a text or audio source
@@ -155,6 +164,8 @@ public final class SequenceTransformer {
     /// Luong's combination tanh(W_c [context; h]).
     let combine: Linear<Float>?
     let output: Linear<Float>
+    /// Joint CTC/attention only: encoder outputs to CTC scores over the target symbols.
+    let ctcOutput: Linear<Float>?
     /// `configuration.dropout`, active in training only.
     let drop: Dropout<Float>
     /// The source the model's dropout masks are drawn from (the one it was built with): give it
@@ -193,6 +204,8 @@ public final class SequenceTransformer {
         }
         output = try Linear(inputSize: c.decoderHidden, outputSize: c.target.size, using: source)
         drop = try Dropout(probability: c.dropout, using: source)
+        // Last, so that a model without it draws every other weight the same.
+        ctcOutput = c.hasCTC ? try Linear(inputSize: encoderOut, outputSize: c.target.size, using: source) : nil
     }
 
     /// `x` with dropout applied in training (unchanged in inference or with probability 0).
@@ -220,6 +233,7 @@ public final class SequenceTransformer {
         }
         if let combine { out.append(("decoder.combine.weight", combine.weight)) }
         out += linear("decoder.output", output)
+        if let ctcOutput { out += linear("ctc.output", ctcOutput) }
         return out
     }
 
@@ -430,8 +444,35 @@ public final class SequenceTransformer {
             throw TensorError.invalidArgument(op: "SequenceTransformer loss", message: "\(inputs.batch) targets for \(encoded.outputs.batch) sources")
         }
         let logits = try decodeTeacherForced(inputs: inputs, encoded: encoded)
-        return try Loss.crossEntropy(logits: logits, targets: outputs.indices, ignoredIndex: configuration.target.paddingIndex,
-                                     labelSmoothing: labelSmoothing)
+        let attentionLoss = try Loss.crossEntropy(logits: logits, targets: outputs.indices, ignoredIndex: configuration.target.paddingIndex,
+                                                  labelSmoothing: labelSmoothing)
+        guard let weight = configuration.ctcWeight, weight > 0 else { return attentionLoss }
+        // CTC's negative log-likelihood per target token (each target's symbols and its end),
+        // the attention loss's normalization, so that distributed ranks weight both alike.
+        let symbols = try targets.map { try configuration.target.encode($0) }
+        let tokens = symbols.reduce(0) { $0 + $1.count + 1 }
+        return try attentionLoss * Float(1 - weight) + ctcLoss(encoded, symbols: symbols) * Float(weight / Double(tokens))
+    }
+
+    /// The summed CTC negative log-likelihood of `symbols` under the CTC layer over `encoded`
+    /// (a target its encoder steps cannot hold adds nothing).
+    func ctcLoss(_ encoded: Encoded, symbols: [[Int]]) throws -> Tensor<Float> {
+        guard let ctcOutput else { throw TensorError.invalidArgument(op: "SequenceTransformer", message: "the model has no CTC layer (ctcWeight)") }
+        return try Loss.ctc(logits: ctcOutput(encoded.outputs.values), inputLengths: encoded.outputs.lengths, targets: symbols,
+                            blank: configuration.target.paddingIndex, reduction: .sum, zeroInfinity: true)
+    }
+
+    /// Best-path decoding through the CTC layer alone (no decoder steps): each encoder step's
+    /// most likely symbol, repeats merged, blanks (padding) and other special symbols dropped.
+    public func decodeCTC(_ source: SourceBatch) throws -> [String] {
+        guard let ctcOutput else { throw TensorError.invalidArgument(op: "SequenceTransformer", message: "the model has no CTC layer (ctcWeight)") }
+        return try withoutGradients {
+            let encoded = try encode(source)
+            let paths = try CTC.greedy(logits: ctcOutput(encoded.outputs.values), lengths: encoded.outputs.lengths,
+                                       blank: configuration.target.paddingIndex)
+            let t = configuration.target
+            return try paths.map { path in try t.decode(path.filter { $0 != t.startIndex && $0 != t.endIndex }) }
+        }
     }
 
     /// Logits [T, B, V] for decoder inputs [T, B] (start + target).
