@@ -256,6 +256,47 @@ let workloads: [(String, () throws -> Void)] = [
             }
         }
     }),
+    ("ctc-joint-train", {
+        // The spoken-digits model (40 log-mel bands stacked 4 to an encoder step, 2 x 128
+        // bidirectional LSTM encoder, LSTM 128 decoder with general attention) on a batch of 64
+        // random utterances of 1-3 s with 1-7 digit targets: one training step's forward and
+        // backward with the attention loss alone, and with joint CTC (weight 0.3), alternating
+        // pair by pair so that slow phases of the machine hit both.
+        let digits = try TextCodec.characters(CharacterEncoder(alphabet: Array("0123456789 ")))
+        let front = FeatureConfiguration(kind: .mel, sampleRate: 16_000, fftLength: 400, hop: 160, melBands: 40, maximumFrequency: 8000,
+                                         log: .offset(1e-6))
+        func model(_ ctc: Double?) throws -> SequenceTransformer {
+            var c = SequenceTransformerConfiguration(source: .audio(front, frameStacking: 4), encoderLayers: [128, 128], encoderBidirectional: [true, true],
+                                                     target: digits, targetEmbeddingSize: 32, decoderHidden: 128, attention: .general)
+            c.featureNormalization = .utterance
+            c.ctcWeight = ctc
+            return try SequenceTransformer(c, using: RandomSource(seed: 3))
+        }
+        let (plain, joint) = (try model(nil), try model(0.3))
+        var g = SeededGenerator(seed: 5)
+        let utterances = (0..<64).map { _ -> (features: [Float], frames: Int, text: String) in
+            let frames = 100 + Int(g.nextUnit() * 200)
+            let text = (0..<(1 + Int(g.nextUnit() * 7))).map { _ in String(Int(g.nextUnit() * 10)) }.joined(separator: " ")
+            return ((0..<(frames * 40)).map { _ in Float(g.nextUnit() * 4 - 2) }, frames, text)
+        }
+        func step(_ m: SequenceTransformer) throws {
+            try withLearningPhase(.training) {
+                let loss = try m.loss(sources: m.sourceBatch(features: utterances.map { ($0.features, $0.frames) }), targets: utterances.map(\.text))
+                _ = try loss.gradients(for: m.parameters)
+            }
+        }
+        var ratios: [Double] = [], times: [[Double]] = [[], []]
+        for _ in 0..<2 { try step(plain); try step(joint) }
+        for _ in 0..<9 {
+            let a = try seconds { try step(plain) }, b = try seconds { try step(joint) }
+            times[0].append(a)
+            times[1].append(b)
+            ratios.append(b / a)
+        }
+        func median(_ x: [Double]) -> Double { x.sorted()[x.count / 2] }
+        print("{\"workload\": \"ctc-joint-train\", \"attention_ms\": \(median(times[0]) * 1000), \"joint_ms\": \(median(times[1]) * 1000), "
+              + "\"paired_ratio\": \(median(ratios))}")
+    }),
     ("profile-decode", {
         // seq2seq-decode's batch of 256 alone, for a profiler.
         let model = try SequenceTransformer(SequenceTransformerConfiguration(

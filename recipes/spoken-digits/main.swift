@@ -24,8 +24,11 @@ struct SpokenDigits: ParsableCommand {
     @Option(name: [.customLong("mels"), .customLong("mel-bands")], help: "Mel bands of the front end (as `loom encode-audio --mels`).") var melBands = 40
     @Option(help: "SpecAugment masks during training: none, lb or ld (LibriSpeech policies, widths scaled to the mel bands).")
     var specAugment = "none"
+    @Option(help: "Weight of a CTC loss on the encoder outputs beside the attention decoder's (joint CTC/attention; 0: none).")
+    var ctcWeight = 0.0
 
     func validate() throws {
+        guard ctcWeight >= 0 && ctcWeight < 1 else { throw ValidationError("--ctc-weight must be in [0, 1), got \(ctcWeight)") }
         guard SpecAugment.named.keys.contains(specAugment) else {
             throw ValidationError("--spec-augment must be one of \(SpecAugment.named.keys.sorted().joined(separator: ", ")), got \"\(specAugment)\"")
         }
@@ -88,6 +91,7 @@ struct SpokenDigits: ParsableCommand {
             target: .characters(try CharacterEncoder(alphabet: alphabet)), targetEmbeddingSize: 32,
             decoderHidden: hidden, attention: .general)
         architecture.featureNormalization = .utterance
+        architecture.ctcWeight = ctcWeight > 0 ? ctcWeight : nil
         let model = try SequenceTransformer(architecture, using: source)
         let longest = train.map(\.transcript.count).max() ?? 1
 
@@ -102,6 +106,7 @@ struct SpokenDigits: ParsableCommand {
         options.order = .bucketed(buckets: 16)
         common.apply(to: &options, directory: directory)
         options.runIdentity = ["task": "spoken-digits", "hidden": "\(hidden)", "mels": "\(melBands)", "frame_stacking": "\(frameStacking)"]
+        if ctcWeight > 0 { options.runIdentity["ctc_weight"] = "\(ctcWeight)" }
         options.runDirectory = directory
         options.gradientClipNorm = 5
         // A fixed budget and no selection on the test split: its numbers are reported, not tuned on.
