@@ -103,6 +103,9 @@ public struct RunConfiguration: Codable, Equatable, Sendable {
         public var warmup_steps: Int = 0
         public var gradient_clip: Double? = 5
         public var label_smoothing: Double = 0
+        /// Decoupled weight decay (AdamW, Loshchilov & Hutter 2019): each step also shrinks every
+        /// weight by learning rate x this. 0: plain Adam.
+        public var weight_decay: Double = 0
         /// SpecAugment's masks on audio features during training: "none", "lb" or "ld" (the
         /// paper's LibriSpeech policies, frequency widths scaled to the feature count; see
         /// `SpecAugment`). Each step draws new masks from the run's seeded source.
@@ -255,6 +258,7 @@ public struct RunConfiguration: Codable, Equatable, Sendable {
         try range("training.warmup_steps", training.warmup_steps, 0...10_000_000)
         if let c = training.gradient_clip { try range("training.gradient_clip", c, 1e-6...1e6) }
         try range("training.label_smoothing", training.label_smoothing, 0...0.5)
+        try range("training.weight_decay", training.weight_decay, 0...1)
         try choice("training.spec_augment", training.spec_augment, ["none", "lb", "ld"])
         if training.spec_augment != "none" && data.kind != "audio" {
             throw fail("training.spec_augment", "masks audio features; data.kind is \"\(data.kind)\"")

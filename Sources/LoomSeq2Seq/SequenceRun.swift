@@ -241,7 +241,8 @@ public enum SequenceRun {
         let decoding = DecodingOptions(maximumLength: t.max_output_length)
         let augment = SpecAugment.named[t.spec_augment] ?? nil
         let trainer = Trainer<Float, SequenceExample, [SequenceExample]>(
-            parameters: model.parameters, optimizer: Adam<Float>(learningRate: peak), options: options, randomSource: model.randomSource,
+            parameters: model.parameters, optimizer: Adam<Float>(learningRate: peak, weightDecay: t.weight_decay, decoupledWeightDecay: true), options: options,
+            randomSource: model.randomSource,
             length: { $0.length }, collate: { $0 },
             loss: { batch in
                 let masked = SpecAugment.masking(batch, policy: augment, training: LearningPhase.current == .training, source: model.randomSource,

@@ -157,6 +157,25 @@ final class TrainCommandTests: TemporaryDirectoryTestCase {
         }
     }
 
+    /// training.weight_decay reaches the optimizer (AdamW): the same run with it ends with other
+    /// weights; 0 is plain Adam, bit for bit the default run.
+    func testWeightDecayReachesTraining() throws {
+        let config = root.appendingPathComponent("corpora/numbers/run.json").path
+        let common = ["train", "--config", config, "--epochs", "1", "--threads", "1", "--set", "model.encoder_layers=[16]", "--set", "model.decoder_hidden=16"]
+        for (name, extra) in [("plain", [String]()), ("zero", ["--set", "training.weight_decay=0"]), ("decay", ["--set", "training.weight_decay=0.5"])] {
+            let run = try runLoom(common + extra + ["--output", path(name)])
+            XCTAssertEqual(run.status, 0, run.output)
+        }
+        let weights = try ["plain", "zero", "decay"].map { try SafeTensors.read(URL(fileURLWithPath: path("\($0)/model.safetensors"))) }
+        let names = weights[0].entries.keys.sorted()
+        func values(_ file: SafeTensors) throws -> [[Float]] { try names.map { try file.tensor($0, as: Float.self).scalars } }
+        XCTAssertEqual(try values(weights[0]), try values(weights[1]))
+        XCTAssertNotEqual(try values(weights[0]), try values(weights[2]))
+        let refused = try runLoom(common + ["--set", "training.weight_decay=2", "--output", path("bad")])
+        XCTAssertEqual(refused.status, 64, refused.output)
+        XCTAssertTrue(refused.output.contains("training.weight_decay"), refused.output)
+    }
+
     /// Subword vocabularies: SentencePiece trained by `loom train` on the training side, stored
     /// in the model file, so the model decodes from another folder with nothing else.
     func testSentencePieceVocabularyTravelsInTheModelFile() throws {

@@ -24,10 +24,16 @@ struct SpokenDigits: ParsableCommand {
     @Option(name: [.customLong("mels"), .customLong("mel-bands")], help: "Mel bands of the front end (as `loom encode-audio --mels`).") var melBands = 40
     @Option(help: "SpecAugment masks during training: none, lb or ld (LibriSpeech policies, widths scaled to the mel bands).")
     var specAugment = "none"
+    @Option(help: "Dropout on the features, between layers and on the attentional vector, in training only.") var dropout = 0.0
+    @Option(help: "Label smoothing of the attention decoder's targets.") var labelSmoothing = 0.0
+    @Option(help: "Decoupled weight decay (AdamW); 0: Adam.") var weightDecay = 0.0
     @Option(help: "Weight of a CTC loss on the encoder outputs beside the attention decoder's (joint CTC/attention; 0: none).")
     var ctcWeight = 0.0
 
     func validate() throws {
+        guard dropout >= 0 && dropout < 1 else { throw ValidationError("--dropout must be in [0, 1), got \(dropout)") }
+        guard labelSmoothing >= 0 && labelSmoothing <= 0.5 else { throw ValidationError("--label-smoothing must be in [0, 0.5], got \(labelSmoothing)") }
+        guard weightDecay >= 0 && weightDecay <= 1 else { throw ValidationError("--weight-decay must be in [0, 1], got \(weightDecay)") }
         guard ctcWeight >= 0 && ctcWeight < 1 else { throw ValidationError("--ctc-weight must be in [0, 1), got \(ctcWeight)") }
         guard SpecAugment.named.keys.contains(specAugment) else {
             throw ValidationError("--spec-augment must be one of \(SpecAugment.named.keys.sorted().joined(separator: ", ")), got \"\(specAugment)\"")
@@ -89,7 +95,7 @@ struct SpokenDigits: ParsableCommand {
             source: .audio(front, frameStacking: frameStacking),
             encoderLayers: [hidden, hidden], encoderBidirectional: [true, true],
             target: .characters(try CharacterEncoder(alphabet: alphabet)), targetEmbeddingSize: 32,
-            decoderHidden: hidden, attention: .general)
+            decoderHidden: hidden, attention: .general, dropout: dropout)
         architecture.featureNormalization = .utterance
         architecture.ctcWeight = ctcWeight > 0 ? ctcWeight : nil
         let model = try SequenceTransformer(architecture, using: source)
@@ -113,12 +119,13 @@ struct SpokenDigits: ParsableCommand {
         options.restoreBestWeights = false
         options.schedule = CosineSchedule(rate: learningRate, totalSteps: epochs * ((train.count + batchSize - 1) / batchSize), minimum: learningRate / 30)
         let trainer = Trainer<Float, Utterance, [Utterance]>(
-            parameters: model.parameters, optimizer: Adam<Float>(learningRate: learningRate), options: options, randomSource: source,
+            parameters: model.parameters, optimizer: Adam<Float>(learningRate: learningRate, weightDecay: weightDecay, decoupledWeightDecay: true), options: options,
+            randomSource: source,
             length: { $0.frames }, collate: { $0 },
             loss: { batch in
                 let masked = SpecAugment.masking(batch, policy: SpecAugment.named[specAugment] ?? nil, training: LearningPhase.current == .training,
                                                  source: source, features: \.features, frames: \.frames)
-                return try model.loss(sources: sources(masked), targets: batch.map(\.transcript))
+                return try model.loss(sources: sources(masked), targets: batch.map(\.transcript), labelSmoothing: labelSmoothing)
             },
             metrics: { batch in
                 let hypotheses = try transcribe(batch), references = batch.map(\.transcript)
