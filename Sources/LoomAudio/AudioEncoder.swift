@@ -34,14 +34,34 @@ public struct AudioEncoder: Sendable {
     func stream(path: String, limit: Int?, into output: ([Float]) throws -> Void) throws -> Double {
         // A feature that is not finite (the log of a zero power with no offset) is an error, never
         // a file of NaN written with success.
-        let featureCount = configuration.featureCount
-        return try unchecked(path: path, limit: limit) { block in
+        let featureCount = configuration.staticFeatureCount
+        func check(_ block: [Float]) throws {
             if let bad = block.firstIndex(where: { !$0.isFinite }) {
                 throw AudioError.unsupported(path: path, reason: "feature \(bad % featureCount) of a frame is \(block[bad]) "
                                              + "(a log of zero power? give the log an offset or floor)")
             }
-            try output(block)
         }
+        guard let order = configuration.deltas, order > 0 else {
+            return try unchecked(path: path, limit: limit) { block in
+                try check(block)
+                try output(block)
+            }
+        }
+        // Deltas need the whole utterance: the static features are gathered (within the limit),
+        // clamped as `features(path:)` would, and handed on with their deltas in one block.
+        let cap = Swift.min(limit ?? Self.maximumValuesInMemory, Self.maximumValuesInMemory)
+        var values: [Float] = []
+        let maximum = try unchecked(path: path, limit: cap) { block in
+            try check(block)
+            guard values.count + block.count <= cap else { throw tooManyValues(path: path, limit: cap) }
+            values += block
+        }
+        if configuration.kind != .mfcc, case let .decibels(_, topDB?) = configuration.log {
+            FeatureExtractor.clampDecibels(&values, maximum: maximum, topDB: topDB)
+        }
+        try output(Deltas.appended(values, frames: values.count / featureCount, features: featureCount, order: order))
+        // Already clamped: a further clamp to (-infinity - topDB) changes nothing.
+        return -.infinity
     }
 
     private func unchecked(path: String, limit: Int?, sink: ([Float]) throws -> Void) throws -> Double {

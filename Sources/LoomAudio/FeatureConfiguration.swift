@@ -49,16 +49,22 @@ public struct FeatureConfiguration: Codable, Equatable, Sendable {
     public var maximumFrequency: Double?
     public var log: Log
     public var coefficients: Int
+    /// Time derivatives appended to each frame (`Deltas`, librosa's `feature.delta`): nil or 0
+    /// none, 1 deltas, 2 deltas and delta-deltas. They need the whole utterance: `AudioEncoder`
+    /// and `FeatureExtractor.features(of:)` add them, the streaming `push` does not.
+    public var deltas: Int?
 
     public var bins: Int { fftLength / 2 + 1 }
-    /// Features per frame.
-    public var featureCount: Int {
+    /// Features per frame before any deltas: what the streaming extractor produces.
+    public var staticFeatureCount: Int {
         switch kind {
         case .spectrogram: return bins
         case .mel: return melBands
         case .mfcc: return coefficients
         }
     }
+    /// Features per frame, deltas included.
+    public var featureCount: Int { staticFeatureCount * (1 + (deltas ?? 0)) }
 
     public init(kind: Kind, sampleRate: Int, fftLength: Int, windowLength: Int? = nil, hop: Int, window: Window = .hann,
                 periodic: Bool = true, center: Bool = true, padding: Padding = .reflect, power: Double = 2, melBands: Int = 80,
@@ -128,6 +134,7 @@ public struct FeatureConfiguration: Codable, Equatable, Sendable {
                 throw fail("mel range \(minimumFrequency)...\(top) Hz at \(sampleRate) Hz")
             }
         }
+        if let d = deltas, !(0...2).contains(d) { throw fail("deltas \(d) (0 none, 1 deltas, 2 deltas and delta-deltas)") }
         if kind == .mfcc {
             guard coefficients >= 1, coefficients <= melBands else { throw fail("\(coefficients) MFCCs from \(melBands) mel bands") }
             if log == .none { throw fail("MFCCs need a log (e.g. .decibels or .offset)") }

@@ -268,13 +268,15 @@ public final class FeatureExtractor {
         for i in values.indices { values[i] = Swift.max(values[i], floor) }
     }
 
-    /// All features of a signal in memory: [frames, featureCount] and the frame count.
+    /// All features of a signal in memory, deltas included: [frames, featureCount] and the frame
+    /// count.
     public func features(of samples: [Float]) throws -> (values: [Float], frames: Int) {
         var values = push(samples)
         values += try finish()
         if configuration.kind != .mfcc, case let .decibels(_, topDB?) = configuration.log {
             Self.clampDecibels(&values, maximum: maximumDecibels, topDB: topDB)
         }
-        return (values, values.count / configuration.featureCount)
+        let frames = values.count / configuration.staticFeatureCount
+        return (Deltas.appended(values, frames: frames, features: configuration.staticFeatureCount, order: configuration.deltas ?? 0), frames)
     }
 }

@@ -6,6 +6,8 @@ import LoomTensor
 /// frames replaced by the utterance's mean of each feature (so that after per-utterance mean
 /// normalization a masked value is 0, as in the paper, which masks normalized features with 0).
 /// Each mask's start is uniform over the positions where it fits. Time warping is not done.
+/// With deltas (`FeatureConfiguration.deltas`) a frame's derivative columns count as features too:
+/// a frequency mask may fall on them.
 ///
 /// The paper's LibriSpeech policies, for 80 mel bands of 10 ms frames: `librispeechBasic` (LB)
 /// and `librispeechDouble` (LD); `scaled(toFeatures:)` keeps a policy's share of the bands for

@@ -209,7 +209,8 @@ extension SequenceTransformer {
         case let .text(codec, e):
             lines.append("source: text, \(Self.describe(codec)), embedding \(e)")
         case let .audio(f, k):
-            lines.append("source: audio, \(f.kind.rawValue) \(f.featureCount) features at \(f.sampleRate) Hz (n_fft \(f.fftLength), hop \(f.hop)), frame stacking \(k)"
+            let deltas = [1: " with deltas", 2: " with deltas and delta-deltas"][f.deltas ?? 0] ?? ""
+            lines.append("source: audio, \(f.kind.rawValue) \(f.featureCount) features\(deltas) at \(f.sampleRate) Hz (n_fft \(f.fftLength), hop \(f.hop)), frame stacking \(k)"
                          + (c.featureNormalization.map { ", \($0.rawValue) normalization" } ?? ""))
         }
         for (i, (h, bi)) in zip(c.encoderLayers, c.encoderBidirectional).enumerated() {

@@ -80,6 +80,8 @@ public struct RunConfiguration: Codable, Equatable, Sendable {
         public var mels: Int = 40
         public var frame_stacking: Int = 4
         public var feature_normalization: String = "utterance"
+        /// Time derivatives appended to each frame: 0 none, 1 deltas, 2 deltas and delta-deltas.
+        public var deltas: Int = 0
         /// Joint CTC/attention training: the weight of a CTC loss on the encoder outputs (0: none;
         /// see `SequenceTransformerConfiguration.ctcWeight`).
         public var ctc_weight: Double = 0
@@ -238,6 +240,7 @@ public struct RunConfiguration: Codable, Equatable, Sendable {
         try choice("model.attention", model.attention, ["dot", "general", "additive", "none"])
         if model.input_feeding && model.attention == "none" { throw fail("model.input_feeding", "needs attention") }
         try range("model.ctc_weight", model.ctc_weight, 0...0.99)
+        try range("model.deltas", model.deltas, 0...2)
         try range("model.source_embedding", model.source_embedding, 1...4096)
         try range("model.target_embedding", model.target_embedding, 1...4096)
         try range("model.dropout", model.dropout, 0...0.9)

@@ -84,6 +84,7 @@ public enum SequenceRun {
     public static func features(_ c: RunConfiguration) -> FeatureConfiguration {
         var f = FeatureConfiguration.preset(FeatureConfiguration.Preset(rawValue: c.model.features_preset) ?? .speech, kind: .mel)
         f.melBands = c.model.mels
+        f.deltas = c.model.deltas > 0 ? c.model.deltas : nil
         return f
     }
 

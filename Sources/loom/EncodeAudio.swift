@@ -47,6 +47,8 @@ struct EncodeAudio: ParsableCommand {
     @Option(help: "Highest mel frequency, Hz.") var fmax: Double?
     @Option(help: "Log: none, ln+OFFSET (ln(x+OFFSET)), floor+FLOOR (ln(max(x,FLOOR))), db or db+TOPDB.") var log: String?
     @Option(help: "Number of MFCCs.") var mfcc: Int?
+    @Option(help: "Time derivatives appended to each frame (librosa's feature.delta, width 9): 0, 1 deltas, 2 deltas and delta-deltas.")
+    var deltas: Int?
     @Option(help: "Output directory (created if missing).") var output: String
     @Option(help: "npy or csv.") var format: FeatureFileWriter.Format = .npy
 
@@ -80,6 +82,7 @@ struct EncodeAudio: ParsableCommand {
         if let v = fmax { c.maximumFrequency = v }
         if let v = log { c.log = try parseLog(v) }
         if let v = mfcc { c.coefficients = v }
+        if let v = deltas { c.deltas = v }
         do { try c.validate() } catch { throw ValidationError("\(error)") }
         return c
     }

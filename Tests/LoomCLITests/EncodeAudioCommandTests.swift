@@ -35,6 +35,13 @@ final class EncodeAudioCommandTests: XCTestCase {
         XCTAssertEqual(csv.status, 0, csv.output)
         let lines = try String(contentsOf: out.appendingPathComponent("a.csv"), encoding: .utf8).split(separator: "\n")
         XCTAssertEqual(lines.count, 51); XCTAssertEqual(lines[0].split(separator: ",").count, 201)
+        // Deltas and delta-deltas: three times the columns, the same frames.
+        let deltas = try run(["encode-audio", files[0], "--features", "mfcc", "--deltas", "2", "--output", dir.appendingPathComponent("d").path])
+        XCTAssertEqual(deltas.status, 0, deltas.output)
+        let d = String(decoding: try Data(contentsOf: dir.appendingPathComponent("d/a.npy"))[10..<128], as: UTF8.self)
+        XCTAssertTrue(d.contains("'shape': (51, 39)"), d)
+        let badDeltas = try run(["encode-audio", files[0], "--deltas", "3", "--output", out.path])
+        XCTAssertNotEqual(badDeltas.status, 0); XCTAssertTrue(badDeltas.output.contains("deltas 3"), badDeltas.output)
         let badOption = try run(["encode-audio", files[0], "--n-fft", "100", "--win-length", "400", "--output", out.path])
         XCTAssertNotEqual(badOption.status, 0); XCTAssertTrue(badOption.output.contains("window length"), badOption.output)
     }

@@ -24,6 +24,7 @@ struct SpokenDigits: ParsableCommand {
     @Option(name: [.customLong("mels"), .customLong("mel-bands")], help: "Mel bands of the front end (as `loom encode-audio --mels`).") var melBands = 40
     @Option(help: "SpecAugment masks during training: none, lb or ld (LibriSpeech policies, widths scaled to the mel bands).")
     var specAugment = "none"
+    @Option(help: "Time derivatives appended to each frame: 0 none, 1 deltas, 2 deltas and delta-deltas.") var deltas = 0
     @Option(help: "Dropout on the features, between layers and on the attentional vector, in training only.") var dropout = 0.0
     @Option(help: "Label smoothing of the attention decoder's targets.") var labelSmoothing = 0.0
     @Option(help: "Decoupled weight decay (AdamW); 0: Adam.") var weightDecay = 0.0
@@ -31,6 +32,7 @@ struct SpokenDigits: ParsableCommand {
     var ctcWeight = 0.0
 
     func validate() throws {
+        guard (0...2).contains(deltas) else { throw ValidationError("--deltas must be 0, 1 or 2, got \(deltas)") }
         guard dropout >= 0 && dropout < 1 else { throw ValidationError("--dropout must be in [0, 1), got \(dropout)") }
         guard labelSmoothing >= 0 && labelSmoothing <= 0.5 else { throw ValidationError("--label-smoothing must be in [0, 0.5], got \(labelSmoothing)") }
         guard weightDecay >= 0 && weightDecay <= 1 else { throw ValidationError("--weight-decay must be in [0, 1], got \(weightDecay)") }
@@ -76,8 +78,9 @@ struct SpokenDigits: ParsableCommand {
         guard !trainEntries.isEmpty, !testEntries.isEmpty else { throw ValidationError("the training and test sets must both be non-empty") }
 
         // Features: 16 kHz log-mel, 25 ms windows every 10 ms, normalized per utterance in the model.
-        let front = FeatureConfiguration(kind: .mel, sampleRate: 16_000, fftLength: 400, hop: 160, melBands: melBands,
+        var front = FeatureConfiguration(kind: .mel, sampleRate: 16_000, fftLength: 400, hop: 160, melBands: melBands,
                                          maximumFrequency: 8000, log: .offset(1e-6))
+        front.deltas = deltas > 0 ? deltas : nil
         let featureStart = Date()
         let train = try Utterance.load(trainEntries, configuration: front, threads: common.threadCount)
         let test = try Utterance.load(testEntries, configuration: front, threads: common.threadCount)
@@ -113,6 +116,7 @@ struct SpokenDigits: ParsableCommand {
         common.apply(to: &options, directory: directory)
         options.runIdentity = ["task": "spoken-digits", "hidden": "\(hidden)", "mels": "\(melBands)", "frame_stacking": "\(frameStacking)"]
         if ctcWeight > 0 { options.runIdentity["ctc_weight"] = "\(ctcWeight)" }
+        if deltas > 0 { options.runIdentity["deltas"] = "\(deltas)" }
         options.runDirectory = directory
         options.gradientClipNorm = 5
         // A fixed budget and no selection on the test split: its numbers are reported, not tuned on.
