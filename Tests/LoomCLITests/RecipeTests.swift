@@ -73,6 +73,16 @@ final class RecipeTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(zip(heard, test).filter { $0.0 == $0.1[1] }.count, 6, "decoded \(heard) for \(test.map { $0[1] })")
     }
 
+    /// The small-data settings are checked before any work: a bad value is named at once.
+    func testSpokenDigitsRefusesBadRegularization() throws {
+        for (arguments, named) in [(["--spec-augment", "heavy"], "--spec-augment"), (["--ctc-weight", "1"], "--ctc-weight"),
+                                   (["--deltas", "3"], "--deltas"), (["--dropout", "-0.1"], "--dropout")] {
+            let (status, output) = try runExecutable("spoken-digits", arguments + ["--output", "/nonexistent/never-written"])
+            XCTAssertEqual(status, 64, output)
+            XCTAssertTrue(output.contains(named), output)
+        }
+    }
+
     /// CMUdict from Debian's pocketsphinx-en-us (installed by .ci/run): 4,000 words, a small
     /// model. Chance is far off: a word is right only when every phone is; a model that learned
     /// nothing gets every word wrong and most phones.

@@ -22,8 +22,10 @@ struct SpokenDigits: ParsableCommand {
     @Option(help: "Voice variants held out for the test split.") var heldOutVariants = 12
     @Option(help: "Consecutive 10 ms frames concatenated per encoder step (time reduction).") var frameStacking = 4
     @Option(name: [.customLong("mels"), .customLong("mel-bands")], help: "Mel bands of the front end (as `loom encode-audio --mels`).") var melBands = 40
-    @Option(help: "SpecAugment masks during training: none, lb or ld (LibriSpeech policies, widths scaled to the mel bands).")
-    var specAugment = "none"
+    @Option(help: "SpecAugment masks during training: none, lb or ld (LibriSpeech policies, widths scaled to the mel bands; default none, ld with --small-corpus).")
+    var specAugment: String?
+    @Flag(help: "The settings measured best for a few thousand recordings (Benchmarks/RESULTS.md, small-data protocol): SpecAugment LD and 24 epochs; options given explicitly win.")
+    var smallCorpus = false
     @Option(help: "Time derivatives appended to each frame: 0 none, 1 deltas, 2 deltas and delta-deltas.") var deltas = 0
     @Option(help: "Dropout on the features, between layers and on the attentional vector, in training only.") var dropout = 0.0
     @Option(help: "Label smoothing of the attention decoder's targets.") var labelSmoothing = 0.0
@@ -37,7 +39,7 @@ struct SpokenDigits: ParsableCommand {
         guard labelSmoothing >= 0 && labelSmoothing <= 0.5 else { throw ValidationError("--label-smoothing must be in [0, 0.5], got \(labelSmoothing)") }
         guard weightDecay >= 0 && weightDecay <= 1 else { throw ValidationError("--weight-decay must be in [0, 1], got \(weightDecay)") }
         guard ctcWeight >= 0 && ctcWeight < 1 else { throw ValidationError("--ctc-weight must be in [0, 1), got \(ctcWeight)") }
-        guard SpecAugment.named.keys.contains(specAugment) else {
+        if let specAugment, !SpecAugment.named.keys.contains(specAugment) {
             throw ValidationError("--spec-augment must be one of \(SpecAugment.named.keys.sorted().joined(separator: ", ")), got \"\(specAugment)\"")
         }
     }
@@ -45,7 +47,8 @@ struct SpokenDigits: ParsableCommand {
     func run() throws {
         try common.configureThreads()
         let quick = common.quick
-        let epochs = common.epochs ?? RecipeDefaults.current.epochs
+        let epochs = common.epochs ?? (smallCorpus ? 24 : RecipeDefaults.current.epochs)
+        let masking = SpecAugment.named[specAugment ?? (smallCorpus ? "ld" : "none")] ?? nil
         let hidden = common.hidden ?? (quick ? 64 : RecipeDefaults.current.hidden)
         let batchSize = common.batchSize ?? RecipeDefaults.current.batchSize
         let learningRate = common.learningRateOrDefault
@@ -87,6 +90,8 @@ struct SpokenDigits: ParsableCommand {
         let frames = (train + test).reduce(0) { $0 + $1.frames }
         print(String(format: "features: %d utterances, %.0f s of audio, in %.1f s", train.count + test.count,
                      Double(frames) / 100, Date().timeIntervalSince(featureStart)))
+        print("training: \(epochs) epochs, SpecAugment \(specAugment ?? (smallCorpus ? "ld" : "none")), CTC weight \(ctcWeight), deltas \(deltas), "
+              + "dropout \(dropout), label smoothing \(labelSmoothing), weight decay \(weightDecay)")
 
         // The target alphabet: every character of the training transcripts.
         let alphabet = Array(Set(train.flatMap { Array($0.transcript) })).sorted()
@@ -127,7 +132,7 @@ struct SpokenDigits: ParsableCommand {
             randomSource: source,
             length: { $0.frames }, collate: { $0 },
             loss: { batch in
-                let masked = SpecAugment.masking(batch, policy: SpecAugment.named[specAugment] ?? nil, training: LearningPhase.current == .training,
+                let masked = SpecAugment.masking(batch, policy: masking, training: LearningPhase.current == .training,
                                                  source: source, features: \.features, frames: \.frames)
                 return try model.loss(sources: sources(masked), targets: batch.map(\.transcript), labelSmoothing: labelSmoothing)
             },
