@@ -73,9 +73,9 @@ extension SequenceTransformer {
     /// means absent; every other key is required, as in /2.
     public static let previousFileFormat = "loom-sequence-transformer/1"
     /// Architecture keys that may be `null`.
-    static let optionalArchitectureKeys: Set<String> = ["attention", "reverseSource", "featureNormalization", "recurrentDropout", "cell", "ctcWeight"]
+    static let optionalArchitectureKeys: Set<String> = ["attention", "reverseSource", "featureNormalization", "recurrentDropout", "cell", "ctcWeight", "featureStatistics"]
     /// Keys added since the current format began: files written before them leave them out.
-    static let laterArchitectureKeys: Set<String> = ["ctcWeight"]
+    static let laterArchitectureKeys: Set<String> = ["ctcWeight", "featureStatistics"]
 
     /// Writes the model atomically.
     public func save(to url: URL, training: [String: String] = [:]) throws {

@@ -75,7 +75,8 @@ public struct RunConfiguration: Codable, Equatable, Sendable {
         public var recurrent_dropout_method: String = "none"
         public var recurrent_dropout: Double = 0
         /// Audio: the front end ("speech", "librosa", "torchaudio", "wolfram" preset), mel bands,
-        /// frames stacked per encoder step, "utterance" normalization or "none".
+        /// frames stacked per encoder step, "utterance" normalization, "global" (by the training
+        /// set's statistics, stored in the model file) or "none".
         public var features_preset: String = "speech"
         public var mels: Int = 40
         public var frame_stacking: Int = 4
@@ -249,7 +250,7 @@ public struct RunConfiguration: Codable, Equatable, Sendable {
         try choice("model.features_preset", model.features_preset, FeatureConfiguration.Preset.allCases.map(\.rawValue))
         try range("model.mels", model.mels, 1...512)
         try range("model.frame_stacking", model.frame_stacking, 1...16)
-        try choice("model.feature_normalization", model.feature_normalization, ["utterance", "none"])
+        try choice("model.feature_normalization", model.feature_normalization, ["utterance", "global", "none"])
         try range("training.epochs", training.epochs, 1...100_000)
         if let s = training.max_steps { try range("training.max_steps", s, 1...Int.max) }
         if let t = training.time_budget_seconds { try range("training.time_budget_seconds", t, 1...1e9) }

@@ -88,8 +88,11 @@ public enum SequenceRun {
         return f
     }
 
-    /// The architecture a configuration describes.
-    public static func architecture(_ c: RunConfiguration, source: TextCodec?, target: TextCodec) throws -> SequenceTransformerConfiguration {
+    /// The architecture a configuration describes. With "global" feature normalization it needs
+    /// the training set's `statistics`; without them the features are left as they are (a model
+    /// to read the training features with, before the statistics exist).
+    public static func architecture(_ c: RunConfiguration, source: TextCodec?, target: TextCodec,
+                                    statistics: SequenceTransformerConfiguration.FeatureStatistics? = nil) throws -> SequenceTransformerConfiguration {
         let m = c.model
         let input: SequenceTransformerConfiguration.Source = source.map { .text($0, embeddingSize: m.source_embedding) }
             ?? .audio(features(c), frameStacking: m.frame_stacking)
@@ -107,7 +110,11 @@ public enum SequenceRun {
         case "state_update": a.recurrentDropout = RecurrentDropout(stateUpdate: p)
         default: a.recurrentDropout = nil
         }
-        a.featureNormalization = source == nil && m.feature_normalization == "utterance" ? .utterance : nil
+        switch (source, m.feature_normalization, statistics) {
+        case (nil, "utterance", _): a.featureNormalization = .utterance
+        case let (nil, "global", statistics?): (a.featureNormalization, a.featureStatistics) = (.global, statistics)
+        default: a.featureNormalization = nil
+        }
         a.ctcWeight = m.ctc_weight > 0 ? m.ctc_weight : nil
         try a.validate()
         return a

@@ -85,7 +85,38 @@ public struct SequenceTransformerConfiguration: Codable, Equatable, Sendable {
         /// deviation (cepstral mean and variance normalization; needs no corpus statistics and
         /// removes a recording's constant channel and level).
         case utterance
+        /// By the training set's mean and standard deviation of each feature
+        /// (`featureStatistics`, stored in the model file), as Kaldi's and ESPnet's global CMVN.
+        case global
     }
+
+    /// The training set's statistics of each feature, for `.global` normalization.
+    public struct FeatureStatistics: Codable, Equatable, Sendable {
+        public var mean: [Float]
+        public var standardDeviation: [Float]
+
+        public init(mean: [Float], standardDeviation: [Float]) {
+            (self.mean, self.standardDeviation) = (mean, standardDeviation)
+        }
+
+        /// Over every frame of `utterances` ([frames, features] each), in Double; a constant
+        /// feature gets a deviation of 1e-5, so that it maps to 0.
+        public static func of(_ utterances: [(values: [Float], frames: Int)], features f: Int) -> FeatureStatistics {
+            var sum = [Double](repeating: 0, count: f), squares = [Double](repeating: 0, count: f), n = 0.0
+            for u in utterances {
+                for t in 0..<u.frames {
+                    for k in 0..<f { let v = Double(u.values[t * f + k]); sum[k] += v; squares[k] += v * v }
+                }
+                n += Double(u.frames)
+            }
+            let mean = sum.map { $0 / Swift.max(n, 1) }
+            let deviation = (0..<f).map { k in (Swift.max(squares[k] / Swift.max(n, 1) - mean[k] * mean[k], 0) + 1e-10).squareRoot() }
+            return FeatureStatistics(mean: mean.map { Float($0) }, standardDeviation: deviation.map { Float($0) })
+        }
+    }
+
+    /// With `.global` normalization: the statistics it applies.
+    public var featureStatistics: FeatureStatistics?
 
     public init(source: Source, encoderLayers: [Int], encoderBidirectional: [Bool]? = nil, target: TextCodec, targetEmbeddingSize: Int,
                 decoderHidden: Int, decoderLayers: Int = 1, attention: Attention<Float>.Score? = nil, inputFeeding: Bool = false, dropout: Double = 0) {
@@ -119,6 +150,14 @@ public struct SequenceTransformerConfiguration: Codable, Equatable, Sendable {
         switch source {
         case let .text(_, e): guard e > 0 else { throw fail("source embedding \(e)") }
         case let .audio(c, k): try c.validate(); guard k >= 1 else { throw fail("frame stacking \(k)") }
+        }
+        if featureNormalization == .global {
+            guard case let .audio(c, _) = source, let s = featureStatistics else { throw fail("global normalization needs audio features and their statistics") }
+            guard s.mean.count == c.featureCount, s.standardDeviation.count == c.featureCount,
+                  s.mean.allSatisfy(\.isFinite), s.standardDeviation.allSatisfy({ $0.isFinite && $0 > 0 }) else {
+                throw fail("feature statistics: \(s.mean.count) means and \(s.standardDeviation.count) deviations for \(c.featureCount) features, "
+                           + "all finite, deviations positive")
+            }
         }
     }
 
@@ -267,14 +306,18 @@ public final class SequenceTransformer {
             throw TensorError.invalidArgument(op: "SequenceTransformer", message: "this model reads text, not audio")
         }
         let f = c.featureCount, steps = features.map(\.frames).max() ?? 0, b = features.count
+        let global = configuration.featureStatistics ?? SequenceTransformerConfiguration.FeatureStatistics(mean: [], standardDeviation: [])
         var values = [Float](repeating: 0, count: steps * b * f)
         for (i, item) in features.enumerated() {
             guard item.values.count == item.frames * f else {
                 throw TensorError.invalidArgument(op: "SequenceTransformer", message: "features of item \(i): \(item.values.count) values for \(item.frames) frames of \(f)")
             }
-            let (shift, scale) = configuration.featureNormalization == .utterance
-                ? Self.utteranceStatistics(item.values, frames: item.frames, features: f)
-                : ([Float](repeating: 0, count: f), [Float](repeating: 1, count: f))
+            let (shift, scale): ([Float], [Float])
+            switch configuration.featureNormalization {
+            case .utterance?: (shift, scale) = Self.utteranceStatistics(item.values, frames: item.frames, features: f)
+            case .global?: (shift, scale) = (global.mean, global.standardDeviation.map { 1 / $0 })
+            case nil: (shift, scale) = ([Float](repeating: 0, count: f), [Float](repeating: 1, count: f))
+            }
             for t in 0..<item.frames { for k in 0..<f { values[(t * b + i) * f + k] = (item.values[t * f + k] - shift[k]) * scale[k] } }
         }
         return .features(try SequenceBatch(values: Tensor(shape: [steps, b, f], scalars: values), lengths: features.map(\.frames)))

@@ -116,13 +116,14 @@ final class TrainCommandTests: TemporaryDirectoryTestCase {
             lines.append("tone\(i).wav\t\(label)")
         }
         try Data((["path\ttranscript"] + lines).joined(separator: "\n").utf8 + [10]).write(to: directory.appendingPathComponent("m.tsv"))
-        // With deltas and delta-deltas, and SpecAugment's masks in training (the LD policy).
+        // With deltas and delta-deltas, global normalization, and SpecAugment masks in training (LD).
         let train = try runLoom(["train", "--train", path("m.tsv"), "--epochs", "2", "--set", "data.kind=\"audio\"", "--set", "model.mels=16",
                                  "--set", "model.encoder_layers=[12]", "--set", "model.decoder_hidden=12", "--set", "data.validation_fraction=0.25",
-                                 "--set", "training.spec_augment=\"ld\"", "--set", "model.deltas=2", "--output", path("run")])
+                                 "--set", "training.spec_augment=\"ld\"", "--set", "model.deltas=2", "--set", "model.feature_normalization=\"global\"",
+                                 "--output", path("run")])
         XCTAssertEqual(train.status, 0, train.output)
         let info = try runLoom(["info", path("run/model.safetensors")])
-        XCTAssertTrue(info.output.contains("mel 48 features with deltas and delta-deltas"), info.output)
+        XCTAssertTrue(info.output.contains("mel 48 features with deltas and delta-deltas") && info.output.contains("global normalization"), info.output)
         // Masks are for audio features: a text run with them is refused, naming the key.
         let text = try runLoom(["train", "--train", path("m.tsv"), "--set", "training.spec_augment=\"ld\"", "--output", path("text")])
         XCTAssertEqual(text.status, 64, text.output)

@@ -24,9 +24,12 @@ struct SpokenDigits: ParsableCommand {
     @Option(name: [.customLong("mels"), .customLong("mel-bands")], help: "Mel bands of the front end (as `loom encode-audio --mels`).") var melBands = 40
     @Option(help: "SpecAugment masks during training: none, lb or ld (LibriSpeech policies, widths scaled to the mel bands; default none, ld with --small-corpus).")
     var specAugment: String?
-    @Flag(help: "The settings measured best for a few thousand recordings (Benchmarks/RESULTS.md, small-data protocol): SpecAugment LD and 24 epochs; options given explicitly win.")
+    @Flag(help: "The settings measured best for a few thousand recordings (Benchmarks/RESULTS.md, small-data protocol): SpecAugment LD, deltas and delta-deltas, 24 epochs; options given explicitly win.")
     var smallCorpus = false
-    @Option(help: "Time derivatives appended to each frame: 0 none, 1 deltas, 2 deltas and delta-deltas.") var deltas = 0
+    @Option(help: "Time derivatives appended to each frame: 0 none, 1 deltas, 2 deltas and delta-deltas (default 0; 2 with --small-corpus).")
+    var deltas: Int?
+    @Option(help: "Feature normalization: utterance (each recording by its own statistics) or global (the training set's, kept in the model file).")
+    var normalization = "utterance"
     @Option(help: "Dropout on the features, between layers and on the attentional vector, in training only.") var dropout = 0.0
     @Option(help: "Label smoothing of the attention decoder's targets.") var labelSmoothing = 0.0
     @Option(help: "Decoupled weight decay (AdamW); 0: Adam.") var weightDecay = 0.0
@@ -34,7 +37,8 @@ struct SpokenDigits: ParsableCommand {
     var ctcWeight = 0.0
 
     func validate() throws {
-        guard (0...2).contains(deltas) else { throw ValidationError("--deltas must be 0, 1 or 2, got \(deltas)") }
+        if let deltas, !(0...2).contains(deltas) { throw ValidationError("--deltas must be 0, 1 or 2, got \(deltas)") }
+        guard ["utterance", "global"].contains(normalization) else { throw ValidationError("--normalization must be utterance or global, got \"\(normalization)\"") }
         guard dropout >= 0 && dropout < 1 else { throw ValidationError("--dropout must be in [0, 1), got \(dropout)") }
         guard labelSmoothing >= 0 && labelSmoothing <= 0.5 else { throw ValidationError("--label-smoothing must be in [0, 0.5], got \(labelSmoothing)") }
         guard weightDecay >= 0 && weightDecay <= 1 else { throw ValidationError("--weight-decay must be in [0, 1], got \(weightDecay)") }
@@ -49,6 +53,7 @@ struct SpokenDigits: ParsableCommand {
         let quick = common.quick
         let epochs = common.epochs ?? (smallCorpus ? 24 : RecipeDefaults.current.epochs)
         let masking = SpecAugment.named[specAugment ?? (smallCorpus ? "ld" : "none")] ?? nil
+        let deltas = self.deltas ?? (smallCorpus ? 2 : 0)
         let hidden = common.hidden ?? (quick ? 64 : RecipeDefaults.current.hidden)
         let batchSize = common.batchSize ?? RecipeDefaults.current.batchSize
         let learningRate = common.learningRateOrDefault
@@ -90,7 +95,7 @@ struct SpokenDigits: ParsableCommand {
         let frames = (train + test).reduce(0) { $0 + $1.frames }
         print(String(format: "features: %d utterances, %.0f s of audio, in %.1f s", train.count + test.count,
                      Double(frames) / 100, Date().timeIntervalSince(featureStart)))
-        print("training: \(epochs) epochs, SpecAugment \(specAugment ?? (smallCorpus ? "ld" : "none")), CTC weight \(ctcWeight), deltas \(deltas), "
+        print("training: \(epochs) epochs, SpecAugment \(specAugment ?? (smallCorpus ? "ld" : "none")), CTC weight \(ctcWeight), deltas \(deltas), \(normalization) normalization, "
               + "dropout \(dropout), label smoothing \(labelSmoothing), weight decay \(weightDecay)")
 
         // The target alphabet: every character of the training transcripts.
@@ -104,7 +109,12 @@ struct SpokenDigits: ParsableCommand {
             encoderLayers: [hidden, hidden], encoderBidirectional: [true, true],
             target: .characters(try CharacterEncoder(alphabet: alphabet)), targetEmbeddingSize: 32,
             decoderHidden: hidden, attention: .general, dropout: dropout)
-        architecture.featureNormalization = .utterance
+        if normalization == "global" {
+            architecture.featureNormalization = .global
+            architecture.featureStatistics = .of(train.map { ($0.features, $0.frames) }, features: front.featureCount)
+        } else {
+            architecture.featureNormalization = .utterance
+        }
         architecture.ctcWeight = ctcWeight > 0 ? ctcWeight : nil
         let model = try SequenceTransformer(architecture, using: source)
         let longest = train.map(\.transcript.count).max() ?? 1
@@ -122,6 +132,7 @@ struct SpokenDigits: ParsableCommand {
         options.runIdentity = ["task": "spoken-digits", "hidden": "\(hidden)", "mels": "\(melBands)", "frame_stacking": "\(frameStacking)"]
         if ctcWeight > 0 { options.runIdentity["ctc_weight"] = "\(ctcWeight)" }
         if deltas > 0 { options.runIdentity["deltas"] = "\(deltas)" }
+        if normalization != "utterance" { options.runIdentity["normalization"] = normalization }
         options.runDirectory = directory
         options.gradientClipNorm = 5
         // A fixed budget and no selection on the test split: its numbers are reported, not tuned on.
