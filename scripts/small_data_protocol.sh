@@ -19,9 +19,10 @@ declare -A SETTINGS=(
   [ctc-0.3]="--ctc-weight 0.3"
   [specaugment-ld+ctc-0.3]="--spec-augment ld --ctc-weight 0.3"
   [specaugment-ld+ctc-0.1]="--spec-augment ld --ctc-weight 0.1"
-  [small-corpus+deltas-2]="--small-corpus --deltas 2"
+  [small-corpus]="--small-corpus"
+  [small-corpus+global-normalization]="--small-corpus --normalization global"
 )
-for name in defaults specaugment-ld ctc-0.3 specaugment-ld+ctc-0.3 specaugment-ld+ctc-0.1 small-corpus+deltas-2; do
+for name in defaults specaugment-ld ctc-0.3 specaugment-ld+ctc-0.3 specaugment-ld+ctc-0.1 small-corpus small-corpus+global-normalization; do
   # shellcheck disable=SC2086
   "$BIN" --utterances 2000 --corpus "$CORPUS" --epochs "$EPOCHS" ${SETTINGS[$name]} --output "$OUT/$name" > "$OUT/$name.log" 2>&1
   accuracy=$(grep "test sequence accuracy" "$OUT/$name.log" | awk '{print $NF}')
