@@ -188,6 +188,15 @@ let workloads: [(String, () throws -> Void)] = [
         _ = try report("seq2seq-decode-batch256", unit: "sequences/s", repetitions: 7, figure: { 256 * 10 / $0 }) {
             for _ in 0..<10 { _ = try model.decode(many, options: options) }
         }
+        // Batch 64, and beam search (width 5) at batch 1, 64 and 256: sequences/s.
+        let sixtyFour = try model.sourceBatch(texts: (0..<64).map { _ in "\(Int.random(in: 100...999, using: &g))+\(Int.random(in: 100...999, using: &g))" })
+        let beam = DecodingOptions(maximumLength: 4, minimumLength: 4, beamWidth: 5)
+        for (name, batch, count, decoding, rounds) in [("seq2seq-decode-batch64", sixtyFour, 64, options, 40), ("seq2seq-decode-beam5-batch1", one, 1, beam, 100),
+                                                        ("seq2seq-decode-beam5-batch64", sixtyFour, 64, beam, 10), ("seq2seq-decode-beam5-batch256", many, 256, beam, 3)] {
+            _ = try report(name, unit: "sequences/s", repetitions: 7, figure: { Double(count * rounds) / $0 }) {
+                for _ in 0..<rounds { _ = try model.decode(batch, options: decoding) }
+            }
+        }
     }),
     ("bucketing", {
         // One epoch of an LSTM (16 -> 64) over 2,000 sequences of lengths 1...100, batches of 32:
