@@ -20,10 +20,14 @@ public struct AudioEncoder: Sendable {
     }
 
     /// Runs the file through the front end, handing each block of finished frames to `sink`.
-    /// Returns the maximum dB value (for a final top-dB clamp) when the log is in decibels.
+    /// Returns the maximum dB value (for a final top-dB clamp) when the log is in decibels. With
+    /// deltas, which need the whole file, `sink` gets one block of its final (clamped) features
+    /// and the value returned is -infinity: nothing is left to clamp.
     @discardableResult
     public func stream(path: String, into output: ([Float]) throws -> Void) throws -> Double {
-        try stream(path: path, limit: nil, into: output)
+        guard (configuration.deltas ?? 0) > 0 else { return try checked(path: path, limit: nil, sink: output) }
+        try output(features(path: path).values)
+        return -.infinity
     }
 
     func tooManyValues(path: String, limit: Int) -> AudioError {
@@ -31,37 +35,17 @@ public struct AudioEncoder: Sendable {
                                + "(\(configuration.featureCount) features per frame, hop \(configuration.hop) at \(configuration.sampleRate) Hz)")
     }
 
-    func stream(path: String, limit: Int?, into output: ([Float]) throws -> Void) throws -> Double {
-        // A feature that is not finite (the log of a zero power with no offset) is an error, never
-        // a file of NaN written with success.
+    /// The front end's blocks of static features, each refused when a feature is not finite (the
+    /// log of a zero power with no offset): an error, never a file of NaN written with success.
+    private func checked(path: String, limit: Int?, sink: ([Float]) throws -> Void) throws -> Double {
         let featureCount = configuration.staticFeatureCount
-        func check(_ block: [Float]) throws {
+        return try unchecked(path: path, limit: limit) { block in
             if let bad = block.firstIndex(where: { !$0.isFinite }) {
                 throw AudioError.unsupported(path: path, reason: "feature \(bad % featureCount) of a frame is \(block[bad]) "
                                              + "(a log of zero power? give the log an offset or floor)")
             }
+            try sink(block)
         }
-        guard let order = configuration.deltas, order > 0 else {
-            return try unchecked(path: path, limit: limit) { block in
-                try check(block)
-                try output(block)
-            }
-        }
-        // Deltas need the whole utterance: the static features are gathered (within the limit),
-        // clamped as `features(path:)` would, and handed on with their deltas in one block.
-        let cap = Swift.min(limit ?? Self.maximumValuesInMemory, Self.maximumValuesInMemory)
-        var values: [Float] = []
-        let maximum = try unchecked(path: path, limit: cap) { block in
-            try check(block)
-            guard values.count + block.count <= cap else { throw tooManyValues(path: path, limit: cap) }
-            values += block
-        }
-        if configuration.kind != .mfcc, case let .decibels(_, topDB?) = configuration.log {
-            FeatureExtractor.clampDecibels(&values, maximum: maximum, topDB: topDB)
-        }
-        try output(Deltas.appended(values, frames: values.count / featureCount, features: featureCount, order: order))
-        // Already clamped: a further clamp to (-infinity - topDB) changes nothing.
-        return -.infinity
     }
 
     private func unchecked(path: String, limit: Int?, sink: ([Float]) throws -> Void) throws -> Double {
@@ -96,28 +80,32 @@ public struct AudioEncoder: Sendable {
     /// file with a tiny hop (a model file's front end is not trusted) is refused, not swapped.
     public static let maximumValuesInMemory = 1 << 27
 
-    /// The features of a file in memory: [frames, featureCount].
+    /// The features of a file in memory, clamped and with their deltas: [frames, featureCount].
     public func features(path: String) throws -> (values: [Float], frames: Int) {
+        let limit = Self.maximumValuesInMemory
         var values: [Float] = []
-        let maximum = try stream(path: path, limit: Self.maximumValuesInMemory) { block in
-            guard values.count + block.count <= Self.maximumValuesInMemory else { throw tooManyValues(path: path, limit: Self.maximumValuesInMemory) }
+        let maximum = try checked(path: path, limit: limit) { block in
+            guard values.count + block.count <= limit else { throw tooManyValues(path: path, limit: limit) }
             values += block
         }
-        if configuration.kind != .mfcc, case let .decibels(_, topDB?) = configuration.log {
-            FeatureExtractor.clampDecibels(&values, maximum: maximum, topDB: topDB)
-        }
-        return (values, values.count / configuration.featureCount)
+        if let topDB = configuration.topDBAfterward { FeatureExtractor.clampDecibels(&values, maximum: maximum, topDB: topDB) }
+        let featureCount = configuration.staticFeatureCount, frames = values.count / featureCount
+        return (Deltas.appended(values, frames: frames, features: featureCount, order: configuration.deltas ?? 0), frames)
     }
 
-    /// Encodes a file into `destination` (.npy or .csv), atomically.
+    /// Encodes a file into `destination` (.npy or .csv), atomically. Streams it, unless deltas
+    /// need the whole file in memory.
     public func encode(path: String, to destination: URL, format: FeatureFileWriter.Format) throws -> Int {
         let writer = try FeatureFileWriter(destination: destination, format: format, columns: configuration.featureCount)
-        let maximum = try stream(path: path) { try writer.append($0) }
-        if configuration.kind != .mfcc, case let .decibels(_, topDB?) = configuration.log {
-            if format == .npy {
+        if (configuration.deltas ?? 0) > 0 {
+            try writer.append(features(path: path).values)
+        } else {
+            let maximum = try checked(path: path, limit: nil) { try writer.append($0) }
+            if let topDB = configuration.topDBAfterward {
+                guard format == .npy else {
+                    throw AudioError.invalidParameter("a top-dB clamp needs .npy output (it rewrites the file once the maximum is known)")
+                }
                 try writer.rewrite { FeatureExtractor.clampDecibels(&$0, maximum: maximum, topDB: topDB) }
-            } else {
-                throw AudioError.invalidParameter("a top-dB clamp needs .npy output (it rewrites the file once the maximum is known)")
             }
         }
         try writer.commit()

@@ -66,6 +66,14 @@ public struct FeatureConfiguration: Codable, Equatable, Sendable {
     /// Features per frame, deltas included.
     public var featureCount: Int { staticFeatureCount * (1 + (deltas ?? 0)) }
 
+    /// The top-dB clamp applied once a whole file's maximum is known: spectrogram and mel
+    /// features in decibels with a top dB (MFCCs clamp before their DCT, frame by frame); nil
+    /// when there is none.
+    public var topDBAfterward: Double? {
+        guard kind != .mfcc, case let .decibels(_, topDB?) = log else { return nil }
+        return topDB
+    }
+
     public init(kind: Kind, sampleRate: Int, fftLength: Int, windowLength: Int? = nil, hop: Int, window: Window = .hann,
                 periodic: Bool = true, center: Bool = true, padding: Padding = .reflect, power: Double = 2, melBands: Int = 80,
                 melScale: MelScale = .slaney, melNorm: MelNorm = .slaney, minimumFrequency: Double = 0, maximumFrequency: Double? = nil,

@@ -273,9 +273,7 @@ public final class FeatureExtractor {
     public func features(of samples: [Float]) throws -> (values: [Float], frames: Int) {
         var values = push(samples)
         values += try finish()
-        if configuration.kind != .mfcc, case let .decibels(_, topDB?) = configuration.log {
-            Self.clampDecibels(&values, maximum: maximumDecibels, topDB: topDB)
-        }
+        if let topDB = configuration.topDBAfterward { Self.clampDecibels(&values, maximum: maximumDecibels, topDB: topDB) }
         let frames = values.count / configuration.staticFeatureCount
         return (Deltas.appended(values, frames: frames, features: configuration.staticFeatureCount, order: configuration.deltas ?? 0), frames)
     }
