@@ -51,7 +51,7 @@ extension Loss {
                 throw fail("target label \(bad) of sequence \(b) is \(bad == blank ? "the blank" : "not a class in 0..<\(classes)")")
             }
         }
-        let logProbabilities = CTCAlignment.logSoftmax(logits.scalars.map(Double.init), rows: frames * batch, classes: classes)
+        let logProbabilities = try Tensor<Double>(shape: [frames * batch, classes], scalars: logits.scalars.map(Double.init)).logSoftmax().scalars
         // Sequences are independent: in pieces over the team, each writing its own slot.
         var alignments = [CTCAlignment?](repeating: nil, count: batch)
         alignments.withUnsafeMutableBufferPointer { slots in
@@ -231,14 +231,11 @@ struct CTCAlignment {
     /// frames, softmax minus occupancy (Graves et al. 2006, eq. 16). A target no alignment fits
     /// has an infinite loss and slope: its frames get NaN, as in PyTorch.
     func addGradient<S: TensorScalar>(into dx: inout [S], logProbabilities: [Double], batch: Int, scale: Double) {
+        let feasible = logLikelihood > -.infinity
         for t in 0..<frames {
             let row = (t * batch + sequence) * classes
             for k in 0..<classes {
-                guard logLikelihood > -.infinity else {
-                    dx[row + k] = .nan
-                    continue
-                }
-                dx[row + k] += S(scale * (Foundation.exp(logProbabilities[row + k]) - occupancy[t * classes + k]))
+                dx[row + k] = feasible ? dx[row + k] + S(scale * (Foundation.exp(logProbabilities[row + k]) - occupancy[t * classes + k])) : .nan
             }
         }
     }
@@ -248,19 +245,6 @@ struct CTCAlignment {
         if a == -.infinity { return b }
         if b == -.infinity { return a }
         return Swift.max(a, b) + Foundation.log1p(Foundation.exp(-Swift.abs(a - b)))
-    }
-
-    /// Row-wise log-softmax of `rows` rows of `classes` values.
-    static func logSoftmax(_ x: [Double], rows: Int, classes: Int) -> [Double] {
-        var out = x
-        for r in 0..<rows {
-            let line = x[(r * classes)..<((r + 1) * classes)]
-            let largest = line.max() ?? 0
-            let shift = largest.isFinite ? largest : 0
-            let logTotal = Foundation.log(line.reduce(0) { $0 + Foundation.exp($1 - shift) }) + shift
-            for k in 0..<classes { out[r * classes + k] = x[r * classes + k] - logTotal }
-        }
-        return out
     }
 }
 

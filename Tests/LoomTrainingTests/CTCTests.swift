@@ -103,7 +103,7 @@ final class CTCTests: XCTestCase {
         var generator = SeededGenerator(seed: 17)
         let (frames, batch, classes) = (200, 3, 7)
         let logits = (0..<(frames * batch * classes)).map { _ in generator.nextUnit() * 8 - 4 }
-        let lp = CTCAlignmentProbe.logSoftmax(logits, rows: frames * batch, classes: classes)
+        let lp = try Tensor<Double>(shape: [frames * batch, classes], scalars: logits).logSoftmax().scalars
         let targets = [[1, 2, 2, 3, 6, 6, 6, 5], (0..<60).map { 1 + $0 % 6 }, [4]]
         for b in 0..<batch {
             let (scaled, reference) = try XCTUnwrap(CTCAlignmentProbe.both(lp, batch: batch, classes: classes, sequence: b, frames: frames,
@@ -145,8 +145,6 @@ final class CTCTests: XCTestCase {
 
 /// The two computations of `CTCAlignment` side by side, for the tests.
 enum CTCAlignmentProbe {
-    static func logSoftmax(_ x: [Double], rows: Int, classes: Int) -> [Double] { CTCAlignment.logSoftmax(x, rows: rows, classes: classes) }
-
     static func both(_ lp: [Double], batch: Int, classes: Int, sequence: Int, frames: Int, target: [Int], blank: Int)
         -> (scaled: CTCAlignment, reference: CTCAlignment)? {
         let labels = [blank] + target.flatMap { [$0, blank] }
