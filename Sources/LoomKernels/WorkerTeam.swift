@@ -18,8 +18,12 @@ import CLoomKernels
 /// The size comes from `LOOM_THREADS` when it is set, else from the cores this process may use
 /// (its CPU affinity and its control group's CPU quota); `BLAS.setThreadCount` changes it.
 public final class WorkerTeam: @unchecked Sendable {
-    /// The process-wide team.
-    public static let shared = WorkerTeam(threads: defaultThreads)
+    /// The process-wide team, made after the process-wide settings (malloc's arenas, OpenBLAS
+    /// at one thread, the subnormal mode) so that its threads start under them.
+    public static let shared: WorkerTeam = {
+        _ = BLAS.processDefaults
+        return WorkerTeam(threads: defaultThreads)
+    }()
 
     /// The most threads a team runs.
     public static let maximumThreads = 256

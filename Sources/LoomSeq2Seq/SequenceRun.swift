@@ -123,7 +123,12 @@ public enum SequenceRun {
     /// Examples of pairs: text as is, audio read through the model's front end (a file that
     /// does not decode is an error naming it and its line).
     public static func examples(_ pairs: [PairCorpus.Pair], for model: SequenceTransformer, file: String) throws -> [SequenceExample] {
-        switch model.configuration.source {
+        try examples(pairs, for: model.configuration, file: file)
+    }
+
+    /// The same for a model not built yet, from its architecture.
+    public static func examples(_ pairs: [PairCorpus.Pair], for architecture: SequenceTransformerConfiguration, file: String) throws -> [SequenceExample] {
+        switch architecture.source {
         case .text:
             return pairs.map { SequenceExample(text: $0.source, features: [], frames: 0, target: $0.target, line: $0.line) }
         case let .audio(front, _):

@@ -58,15 +58,15 @@ extension SequenceRun {
         let (train, validation) = try readData(c, quiet: !primary)
         say("train: \(train.count) pairs, validation: \(validation.count) pairs" + (communicator.map { $0.size > 1 ? ", on \($0.size) ranks" : "" } ?? ""))
         let (sourceCodec, targetCodec) = try vocabularies(c, train: train)
-        var model = try SequenceTransformer(architecture(c, source: sourceCodec, target: targetCodec), using: RandomSource(seed: c.training.seed))
-        let trainExamples = try examples(train, for: model, file: c.data.train ?? "")
+        var design = try architecture(c, source: sourceCodec, target: targetCodec)
+        let trainExamples = try examples(train, for: design, file: c.data.train ?? "")
         if sourceCodec == nil && c.model.feature_normalization == "global" {
-            // The training features' statistics, then the model again with them (the same weights).
+            // Global normalization takes the statistics of the training features just read.
             let statistics = SequenceTransformerConfiguration.FeatureStatistics.of(trainExamples.map { ($0.features, $0.frames) },
                                                                                     features: features(c).featureCount)
-            model = try SequenceTransformer(architecture(c, source: sourceCodec, target: targetCodec, statistics: statistics),
-                                            using: RandomSource(seed: c.training.seed))
+            design = try architecture(c, source: sourceCodec, target: targetCodec, statistics: statistics)
         }
+        let model = try SequenceTransformer(design, using: RandomSource(seed: c.training.seed))
         var validationExamples = try examples(validation, for: model, file: c.data.validation ?? c.data.train ?? "")
         if c.data.group_references {
             validationExamples = groupedBySource(validationExamples)

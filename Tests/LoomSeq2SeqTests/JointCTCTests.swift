@@ -52,14 +52,7 @@ final class JointCTCTests: XCTestCase {
     /// the model file keeps it.
     func testJointTrainingLearnsToTranscribeThroughCTC() throws {
         let model = try SequenceTransformer(configuration(ctcWeight: 0.5), using: RandomSource(seed: 6))
-        var options = TrainerOptions()
-        options.batchSize = 16
-        options.showProgress = false
-        let trainer = Trainer<Float, (String, String), [(String, String)]>(
-            parameters: model.parameters, optimizer: Adam<Float>(learningRate: 0.02), options: options, randomSource: RandomSource(seed: 7),
-            length: { $0.0.count }, collate: { $0 },
-            loss: { batch in try model.loss(sources: model.sourceBatch(texts: batch.map(\.0)), targets: batch.map(\.1)) })
-        try trainer.fit(train: pairs(320, seed: 2), epochs: 12)
+        try fit(model, on: pairs(320, seed: 2), epochs: 12, batchSize: 16, learningRate: 0.02, seed: 7)
         let test = pairs(100, seed: 3)
         let decoded = try model.decodeCTC(model.sourceBatch(texts: test.map(\.0)))
         let exact = Double(zip(decoded, test).filter { $0 == $1.1 }.count) / Double(test.count)

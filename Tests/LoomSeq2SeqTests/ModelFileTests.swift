@@ -223,14 +223,7 @@ final class GRUTransformerTests: XCTestCase {
         XCTAssertEqual(model.namedParameters.first { $0.name == "decoder.rnn.weight_ih_l1" }?.parameter.shape, [3 * 48, 48])
         // The addition task in small: every sum of two one-digit numbers.
         let pairs = (0..<10).flatMap { a in (0..<10).map { b in ("\(a)+\(b)", "\(a + b)") } }
-        var options = TrainerOptions()
-        options.batchSize = 10
-        options.showProgress = false
-        let trainer = Trainer<Float, (String, String), [(String, String)]>(
-            parameters: model.parameters, optimizer: Adam<Float>(learningRate: 0.01), options: options, randomSource: RandomSource(seed: 3),
-            length: { $0.0.count }, collate: { $0 },
-            loss: { batch in try model.loss(sources: model.sourceBatch(texts: batch.map(\.0)), targets: batch.map(\.1)) })
-        try trainer.fit(train: pairs, epochs: 40)
+        try fit(model, on: pairs, epochs: 40, batchSize: 10, learningRate: 0.01, seed: 3)
         let decoded = try model.decode(model.sourceBatch(texts: pairs.map(\.0)), options: DecodingOptions(maximumLength: 4)).map { $0[0].text }
         let exact = Double(zip(decoded, pairs).filter { $0 == $1.1 }.count) / Double(pairs.count)
         // Guessing the most frequent sum gets 10 of 100; most of the table learned in 40 epochs

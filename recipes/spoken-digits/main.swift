@@ -52,7 +52,8 @@ struct SpokenDigits: ParsableCommand {
         try common.configureThreads()
         let quick = common.quick
         let epochs = common.epochs ?? (smallCorpus ? 24 : RecipeDefaults.current.epochs)
-        let masking = SpecAugment.named[specAugment ?? (smallCorpus ? "ld" : "none")] ?? nil
+        let maskingName = specAugment ?? (smallCorpus ? "ld" : "none")
+        let masking = SpecAugment.named[maskingName] ?? nil
         let deltas = self.deltas ?? (smallCorpus ? 2 : 0)
         let hidden = common.hidden ?? (quick ? 64 : RecipeDefaults.current.hidden)
         let batchSize = common.batchSize ?? RecipeDefaults.current.batchSize
@@ -85,7 +86,7 @@ struct SpokenDigits: ParsableCommand {
         }
         guard !trainEntries.isEmpty, !testEntries.isEmpty else { throw ValidationError("the training and test sets must both be non-empty") }
 
-        // Features: 16 kHz log-mel, 25 ms windows every 10 ms, normalized per utterance in the model.
+        // Features: 16 kHz log-mel, 25 ms windows every 10 ms, normalized in the model (--normalization).
         var front = FeatureConfiguration(kind: .mel, sampleRate: 16_000, fftLength: 400, hop: 160, melBands: melBands,
                                          maximumFrequency: 8000, log: .offset(1e-6))
         front.deltas = deltas > 0 ? deltas : nil
@@ -95,7 +96,7 @@ struct SpokenDigits: ParsableCommand {
         let frames = (train + test).reduce(0) { $0 + $1.frames }
         print(String(format: "features: %d utterances, %.0f s of audio, in %.1f s", train.count + test.count,
                      Double(frames) / 100, Date().timeIntervalSince(featureStart)))
-        print("training: \(epochs) epochs, SpecAugment \(specAugment ?? (smallCorpus ? "ld" : "none")), CTC weight \(ctcWeight), deltas \(deltas), \(normalization) normalization, "
+        print("training: \(epochs) epochs, SpecAugment \(maskingName), CTC weight \(ctcWeight), deltas \(deltas), \(normalization) normalization, "
               + "dropout \(dropout), label smoothing \(labelSmoothing), weight decay \(weightDecay)")
 
         // The target alphabet: every character of the training transcripts.
