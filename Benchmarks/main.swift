@@ -141,14 +141,14 @@ let requested = Set(CommandLine.arguments.dropFirst())
 let workloads: [(String, () throws -> Void)] = [
     ("sgemm-peak", { try sgemmPeak(n: 1024); try sgemmPeak(n: 2048) }),
     ("lstm-small-train", {
-        let step = try recurrentStep(LSTMKind.self, input: 16, hidden: 128, layers: 1, bidirectional: false, batch: 128, steps: 8, train: true)
+        let step = try recurrentStep(LSTMCell.self, input: 16, hidden: 128, layers: 1, bidirectional: false, batch: 128, steps: 8, train: true)
         _ = try report("lstm-small-train", unit: "steps/s", repetitions: 30, figure: { 1 / $0 }, step)
     }),
-    ("lstm-medium-train", { _ = try report("lstm-medium-train", unit: "frames/s", figure: { mediumFrames / $0 }, medium(LSTMKind.self, train: true)) }),
-    ("gru-medium-train", { _ = try report("gru-medium-train", unit: "frames/s", figure: { mediumFrames / $0 }, medium(GRUKind.self, train: true)) }),
-    ("lstm-medium-infer", { _ = try report("lstm-medium-infer", unit: "frames/s", figure: { mediumFrames / $0 }, medium(LSTMKind.self, train: false)) }),
+    ("lstm-medium-train", { _ = try report("lstm-medium-train", unit: "frames/s", figure: { mediumFrames / $0 }, medium(LSTMCell.self, train: true)) }),
+    ("gru-medium-train", { _ = try report("gru-medium-train", unit: "frames/s", figure: { mediumFrames / $0 }, medium(GRUCell.self, train: true)) }),
+    ("lstm-medium-infer", { _ = try report("lstm-medium-infer", unit: "frames/s", figure: { mediumFrames / $0 }, medium(LSTMCell.self, train: false)) }),
     ("lstm-large-train", {
-        let step = try recurrentStep(LSTMKind.self, input: 512, hidden: 1024, layers: 1, bidirectional: false, batch: 64, steps: 50, train: true)
+        let step = try recurrentStep(LSTMCell.self, input: 512, hidden: 1024, layers: 1, bidirectional: false, batch: 64, steps: 50, train: true)
         // The fraction of this machine's sgemm peak, measured here in the same run.
         let peak = try sgemmPeak(n: 2048, quiet: true)
         let figures = try report("lstm-large-train", unit: "GFLOP/s", extra: ["sgemm_peak": peak], repetitions: 5,
@@ -317,7 +317,7 @@ let workloads: [(String, () throws -> Void)] = [
         for _ in 0..<400 { _ = try model.decode(many, options: DecodingOptions(maximumLength: 4, minimumLength: 4)) }
     }),
     ("profile-small", {
-        let step = try recurrentStep(LSTMKind.self, input: 16, hidden: 128, layers: 1, bidirectional: false, batch: 128, steps: 8, train: true)
+        let step = try recurrentStep(LSTMCell.self, input: 16, hidden: 128, layers: 1, bidirectional: false, batch: 128, steps: 8, train: true)
         for _ in 0..<200 { try step() }
     }),
 ]

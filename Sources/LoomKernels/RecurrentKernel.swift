@@ -1,19 +1,9 @@
-/// The three recurrent cells, with their number of gate blocks.
-public enum RecurrentCell: String, Sendable, Codable {
-    case rnn, gru, lstm
-    public var gates: Int { self == .rnn ? 1 : self == .gru ? 3 : 4 }
-}
-
-/// Fused forward and backward passes of the RNN (tanh), GRU and LSTM layers over a packed batch.
+/// Fused forward and backward passes of a recurrent layer over a packed batch, for any cell
+/// (`RecurrentCellRows`: RNN, GRU, LSTM or one of your own).
 ///
 /// Legend: B batch, T steps, N packed rows (sum of lengths), I input features, H hidden units,
-/// G gates (RNN 1, GRU 3, LSTM 4). Weight layout and equations are PyTorch's:
-///
-///     RNN   h' = tanh(W_ih x + b_ih + W_hh h + b_hh)
-///     LSTM  i, f, g, o = s(.), s(.), tanh(.), s(.) of W_i* x + b_i* + W_h* h + b_h*
-///           c' = f c + i g,  h' = o tanh(c')
-///     GRU   r = s(W_ir x + b_ir + W_hr h + b_hr),  z = s(W_iz x + b_iz + W_hz h + b_hz)
-///           n = tanh(W_in x + b_in + r (W_hn h + b_hn)),  h' = (1 - z) n + z h
+/// G gates (RNN 1, GRU 3, LSTM 4). Weight layout is PyTorch's; the cells' equations are in
+/// their files (`RNNCell`, `GRUCell`, `LSTMCell`).
 ///
 /// Work: the input projection of all steps is one GEMM [N, I] x [I, G H] before the loop; each
 /// step runs one GEMM over its live rows and one elementwise pass; backward runs one GEMM per step
@@ -24,9 +14,7 @@ public enum RecurrentCell: String, Sendable, Codable {
 /// enters the recurrent product at every step (variational state dropout); `updateMask` [N, H]
 /// multiplies the candidate update (LSTM g, GRU n, RNN h) per step (state-update dropout).
 public final class RecurrentKernel<S: TensorScalar> {
-    public typealias Cell = RecurrentCell
-
-    public let cell: Cell
+    public let cell: any RecurrentCellRows.Type
     public let inputSize: Int, hiddenSize: Int
     public let layout: PackedLayout
 
@@ -41,14 +29,15 @@ public final class RecurrentKernel<S: TensorScalar> {
     public let finalHidden: UnsafeMutablePointer<S>
     public let cellStates: UnsafeMutablePointer<S>
     public let finalCell: UnsafeMutablePointer<S>
-    /// Saved for backward: activated gates [N, G H] (RNN: tanh of the pre-activation);
-    /// LSTM tanh(c') or GRU W_hn h + b_hn [N, H]. The backward pass writes the gates'
-    /// gradients over them.
+    /// Saved for backward: activated gates [N, G H] (RNN: tanh of the pre-activation), and the
+    /// cell's saved row [N, H] in `extra` (LSTM tanh(c'), GRU W_hn h + b_hn). The backward pass
+    /// writes the gates' gradients over them.
     let gates: UnsafeMutablePointer<S>
     /// Whether a backward pass has run since the last forward (and so consumed the gates).
     private var gatesConsumed = false
     let extra: UnsafeMutablePointer<S>
-    /// One step's scratch: the masked previous state [B, H] and the GRU's h-side projection [B, G H].
+    /// One step's scratch: the masked previous state [B, H] and the recurrent side [B, G H] (cells
+    /// that keep it apart; a lean kernel's gates).
     let scratchState: UnsafeMutablePointer<S>
     let scratchProjection: UnsafeMutablePointer<S>
 
@@ -63,8 +52,8 @@ public final class RecurrentKernel<S: TensorScalar> {
     /// go in chunks to `SharedChunks`, which both threads take when the directions run at once.
     public var sharing: ChunkSharing?
 
-    /// Inference only (`keepsForBackward` false; Float LSTM): the forward pass keeps nothing for
-    /// a backward pass. Each step's recurrent product goes to a [B, G H] scratch that stays in
+    /// Inference only (`keepsForBackward` false; Float, a cell with inference rows: the LSTM):
+    /// the forward pass keeps nothing for a backward pass. Each step's recurrent product goes to a [B, G H] scratch that stays in
     /// cache and also takes the activations; the cell state lives in two [B, H] halves used in
     /// turn, tanh(c) in one. The input projection of all steps is then only read, and the
     /// [N, G H] gate rows and the two [N, H] buffers are not written back to memory.
@@ -72,13 +61,19 @@ public final class RecurrentKernel<S: TensorScalar> {
 
     /// With `callerOutputs` the kernel has no buffer for the states: the caller names the memory,
     /// rows `outputStride` elements apart, with `useOutputs` before each pass.
-    public init(cell: Cell, inputSize: Int, hiddenSize: Int, layout: PackedLayout, keepsForBackward: Bool = true,
+    public convenience init(cell: RecurrentCell, inputSize: Int, hiddenSize: Int, layout: PackedLayout, keepsForBackward: Bool = true,
+                            outputStride: Int? = nil, callerOutputs: Bool = false) {
+        self.init(cell: cell.rows, inputSize: inputSize, hiddenSize: hiddenSize, layout: layout, keepsForBackward: keepsForBackward,
+                  outputStride: outputStride, callerOutputs: callerOutputs)
+    }
+
+    public init(cell: any RecurrentCellRows.Type, inputSize: Int, hiddenSize: Int, layout: PackedLayout, keepsForBackward: Bool = true,
                 outputStride: Int? = nil, callerOutputs: Bool = false) {
         self.cell = cell
         self.inputSize = inputSize
         self.hiddenSize = hiddenSize
         self.layout = layout
-        let lean = !keepsForBackward && cell == .lstm && S.self == Float.self
+        let lean = !keepsForBackward && cell.hasInferenceRows && S.self == Float.self
         isLean = lean
         let n = layout.rows, b = layout.batch, h = hiddenSize, g = cell.gates * hiddenSize
         // The per-row buffers ([N, ...]) are written in full by the forward pass before any read,
@@ -95,12 +90,12 @@ public final class RecurrentKernel<S: TensorScalar> {
         hidden = buffer(callerOutputs ? 1 : n * h, zeroed: false)
         self.outputStride = outputStride ?? h
         finalHidden = buffer(b * h)
-        cellStates = buffer(cell == .lstm ? (lean ? 2 * b * h : n * h) : 0, zeroed: false)
-        finalCell = buffer(cell == .lstm ? b * h : 0)
+        cellStates = buffer(cell.hasCellState ? (lean ? 2 * b * h : n * h) : 0, zeroed: false)
+        finalCell = buffer(cell.hasCellState ? b * h : 0)
         gates = buffer(n * g, zeroed: false)
-        extra = buffer(cell == .rnn ? 0 : (lean ? b * h : n * h), zeroed: false)
+        extra = buffer(cell.savesRow ? (lean ? b * h : n * h) : 0, zeroed: false)
         scratchState = buffer(b * h)
-        scratchProjection = buffer(cell == .gru || lean ? b * g : 0)
+        scratchProjection = buffer(cell.keepsRecurrentSide || lean ? b * g : 0)
         allocations = [hidden, finalHidden, cellStates, finalCell, gates, extra, scratchState, scratchProjection]
     }
 
@@ -123,7 +118,7 @@ public final class RecurrentKernel<S: TensorScalar> {
         public var inputBias: UnsafePointer<S>        // [G H]
         public var recurrentBias: UnsafePointer<S>    // [G H]
         public var initialHidden: UnsafePointer<S>    // [B, H]
-        public var initialCell: UnsafePointer<S>?     // [B, H], LSTM only
+        public var initialCell: UnsafePointer<S>?     // [B, H], cells with a cell state
         public var stateMask: UnsafePointer<S>?       // [B, H]
         public var updateMask: UnsafePointer<S>?      // [N, H]
 
@@ -153,7 +148,7 @@ public final class RecurrentKernel<S: TensorScalar> {
         public var inputBias: UnsafeMutablePointer<S>        // [G H]
         public var recurrentBias: UnsafeMutablePointer<S>    // [G H]
         public var initialHidden: UnsafeMutablePointer<S>?   // [B, H]
-        public var initialCell: UnsafeMutablePointer<S>?     // [B, H], LSTM only
+        public var initialCell: UnsafeMutablePointer<S>?     // [B, H], cells with a cell state
 
         public init(input: UnsafeMutablePointer<S>?, inputWeight: UnsafeMutablePointer<S>,
                     recurrentWeight: UnsafeMutablePointer<S>, inputBias: UnsafeMutablePointer<S>,
@@ -169,9 +164,9 @@ public final class RecurrentKernel<S: TensorScalar> {
         }
     }
 
-    /// Runs the recurrence; fills `hidden`, `finalHidden` (and the cell states for an LSTM).
+    /// Runs the recurrence; fills `hidden`, `finalHidden` (and the cell states of a cell with one).
     public func forward(_ x: Inputs) {
-        precondition(cell != .lstm || x.initialCell != nil, "an LSTM kernel needs an initial cell state")
+        precondition(!cell.hasCellState || x.initialCell != nil, "a \(cell.name) kernel needs an initial cell state")
         gatesConsumed = false
         if S.self == Float.self {
             RecurrentPasses<Float>.forward(unsafeDowncast(self, to: RecurrentKernel<Float>.self),
@@ -183,7 +178,7 @@ public final class RecurrentKernel<S: TensorScalar> {
 
     /// Backpropagates `dHidden` [N, H] (gradient of every output state, rows `outputStride` apart
     /// like the states) and the gradients of the final states `dFinalHidden` [B, H], `dFinalCell`
-    /// [B, H] (LSTM) through the last `forward`. Once per forward: it overwrites the gates the
+    /// [B, H] (cells with a cell state) through the last `forward`. Once per forward: it overwrites the gates the
     /// forward pass saved (as PyTorch frees a graph's buffers after a backward pass).
     public func backward(_ x: Inputs, dHidden: UnsafePointer<S>, dFinalHidden: UnsafePointer<S>,
                          dFinalCell: UnsafePointer<S>?, into gradients: Gradients) {

@@ -7,12 +7,14 @@ extension RecurrentPasses {
                          _ dFinalCell: UnsafePointer<S>?, _ grads: Kernel.Gradients) {
         let h = k.hiddenSize, gh = k.cell.gates * h, layout = k.layout
         let n = layout.rows, batch = layout.batch
-        // Gradients of the pre-activations, x side and h side (equal but for the GRU's n block).
+        // Gradients of the pre-activations, x side and h side (the same memory unless the cell
+        // keeps the recurrent side apart: the GRU's differ in its n block).
         // The x side's are written over the gates, which each row reads just before (the gates
         // are not needed after: one backward per forward). A separate array would be fetched from
         // memory only to be overwritten (its cost: see the commit that made this change).
         let dxGates = k.gates
-        let dhGates = k.cell == .gru ? UnsafeMutablePointer<S>.allocate(capacity: Swift.max(n * gh, 1)) : dxGates
+        let keepsApart = k.cell.keepsRecurrentSide
+        let dhGates = keepsApart ? UnsafeMutablePointer<S>.allocate(capacity: Swift.max(n * gh, 1)) : dxGates
         // Running gradients of the state and cell entering each step, and one step's product.
         let dh = UnsafeMutablePointer<S>.allocate(capacity: Swift.max(batch * h, 1))
         let dc = UnsafeMutablePointer<S>.allocate(capacity: Swift.max(batch * h, 1))
@@ -29,7 +31,7 @@ extension RecurrentPasses {
         let ld = onesColumn + 1
         let previousStates = UnsafeMutablePointer<S>.allocate(capacity: Swift.max(n * ld, 1))
         defer {
-            if k.cell == .gru { dhGates.deallocate() }
+            if keepsApart { dhGates.deallocate() }
             dh.deallocate(); dc.deallocate(); stepProduct.deallocate(); previousStates.deallocate()
         }
         Memory.copy(dFinalHidden, to: dh, count: batch * h)
@@ -75,11 +77,12 @@ extension RecurrentPasses {
                     target[onesColumn] = 1
                 }
             }
-            for r in rows {
-                backwardRow(k, x, t: t, r: r, row: offset + r, dOut: dHidden + (offset + r) * k.outputStride, dh: dh + r * h,
-                            dc: dc + r * h, dxg: dxGates + (offset + r) * gh, dhg: dhGates + (offset + r) * gh,
-                            previousHidden: previousHidden + r * previousRows)
-            }
+            k.cell.backward(CellBackwardRows(
+                rows: rows, hiddenSize: h, gates: k.gates + offset * gh, saved: k.cell.savesRow ? k.extra + offset * h : nil,
+                previousHidden: previousHidden, previousHiddenStride: previousRows,
+                previousCell: k.cell.hasCellState ? previousCell(k, x, t) : nil, outputGradient: dHidden + offset * k.outputStride,
+                outputGradientStride: k.outputStride, hiddenGradient: dh, cellGradient: dc, inputSideGradient: dxGates + offset * gh,
+                recurrentSideGradient: dhGates + offset * gh, update: x.updateMask.map { $0 + offset * h }))
             // dh[rows] += mask * (dhGates_t[rows] W_hh); rows that ended earlier keep their gradient.
             // At the first step that product is the initial state's gradient: skipped when not wanted.
             // The first step's previous states are stored only when they are not all zero.
@@ -118,7 +121,8 @@ extension RecurrentPasses {
                    b: x.input, ldb: k.inputSize, beta: 1, c: grads.inputWeight, ldc: k.inputSize)
         }
         if shared { return }
-        // The GRU's x-side bias: column sums of its own gate gradients, a product with ones.
+        // The x-side bias of a cell that keeps the sides apart: column sums of its own gate
+        // gradients, a product with ones.
         let ones = UnsafeMutablePointer<S>.allocate(capacity: n)
         let sums = UnsafeMutablePointer<S>.allocate(capacity: gh)
         defer { ones.deallocate(); sums.deallocate() }
@@ -126,67 +130,5 @@ extension RecurrentPasses {
         S.gemm(transA: true, transB: false, m: gh, n: 1, k: n, alpha: 1, a: dxGates, lda: gh, b: ones, ldb: 1, beta: 0,
                c: sums, ldc: 1)
         S.accumulate(sums, into: grads.inputBias, count: gh)
-    }
-
-    /// The elementwise backward of one row: gradients of the pre-activations into dxg/dhg; the
-    /// running state gradient becomes the direct part only (the product is added after), the
-    /// running cell gradient moves one step back.
-    @inline(__always)
-    static func backwardRow(
-        _ k: Kernel, _ x: Kernel.Inputs, t: Int, r: Int, row: Int, dOut: UnsafePointer<S>, dh dhr: UnsafeMutablePointer<S>,
-        dc dcr: UnsafeMutablePointer<S>, dxg: UnsafeMutablePointer<S>, dhg: UnsafeMutablePointer<S>, previousHidden hp: UnsafePointer<S>
-    ) {
-        let h = k.hiddenSize
-        let gate = k.gates + row * k.cell.gates * h
-        let update = x.updateMask.map { $0 + row * h }
-        if S.self == Float.self {
-            switch k.cell {
-            case .rnn: loom_rnn_backward_row(f(gate), f(dOut), f(dhr), f(dxg), f(update), h)
-            case .lstm:
-                loom_lstm_backward_row(f(gate), f(k.extra + row * h), f(previousCell(k, x, t) + r * h), f(dOut), f(dhr), f(dcr),
-                                       f(dxg), f(update), h)
-            case .gru:
-                loom_gru_backward_row(f(gate), f(k.extra + row * h), f(hp), f(dOut), f(dhr), f(dxg), f(dhg), f(update), h)
-            }
-            return
-        }
-        switch k.cell {
-        case .rnn:
-            for j in 0..<h {
-                let a = gate[j]
-                dxg[j] = (dOut[j] + dhr[j]) * (update?[j] ?? 1) * (1 - a * a)
-                dhr[j] = 0
-            }
-        case .lstm:
-            let tc = k.extra + row * h
-            let cp = previousCell(k, x, t) + r * h
-            for j in 0..<h {
-                let i = gate[j], f = gate[h + j], g = gate[2 * h + j], o = gate[3 * h + j]
-                let m = update?[j] ?? 1
-                let dhj = dOut[j] + dhr[j]
-                let dcj = dcr[j] + dhj * o * (1 - tc[j] * tc[j])
-                dxg[j] = dcj * g * m * i * (1 - i)
-                dxg[h + j] = dcj * cp[j] * f * (1 - f)
-                dxg[2 * h + j] = dcj * i * m * (1 - g * g)
-                dxg[3 * h + j] = dhj * tc[j] * o * (1 - o)
-                dcr[j] = dcj * f
-                dhr[j] = 0
-            }
-        case .gru:
-            let hsn = k.extra + row * h
-            for j in 0..<h {
-                let rg = gate[j], z = gate[h + j], nn = gate[2 * h + j]
-                let m = update?[j] ?? 1
-                let dhj = dOut[j] + dhr[j]
-                let dn = dhj * (1 - z) * m * (1 - nn * nn)
-                let dz = dhj * (hp[j] - nn * m) * z * (1 - z)
-                let dr = dn * hsn[j] * rg * (1 - rg)
-                dxg[j] = dr; dhg[j] = dr
-                dxg[h + j] = dz; dhg[h + j] = dz
-                dxg[2 * h + j] = dn
-                dhg[2 * h + j] = dn * rg
-                dhr[j] = dhj * z  // the direct path h' = ... + z h
-            }
-        }
     }
 }

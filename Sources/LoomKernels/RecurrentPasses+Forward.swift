@@ -11,7 +11,7 @@ extension RecurrentPasses {
         let bias = UnsafeMutablePointer<S>.allocate(capacity: Swift.max(gh, 1))
         defer { bias.deallocate() }
         Memory.copy(x.inputBias, to: bias, count: gh)
-        if k.cell != .gru { S.accumulate(x.recurrentBias, into: bias, count: gh) }
+        if !k.cell.keepsRecurrentSide { S.accumulate(x.recurrentBias, into: bias, count: gh) }
         let packed = packedWeights(x.recurrentWeight, transposed: true, n: gh, k: h, rows: layout.batchSizes.first ?? 0)
         // With a narrow input (I <= H / 2) and the packed kernel, each step projects its own input
         // rows just before its recurrent product, a K = I product into the gates the step then
@@ -44,35 +44,33 @@ extension RecurrentPasses {
                 recurrentInput = UnsafePointer(k.scratchState + first * h)
                 inputStride = h
             }
+            let out = k.hidden + offset * k.outputStride, update = x.updateMask.map { UnsafePointer($0 + offset * h) }
             if k.isLean {
                 // The h side to the cached scratch (0 at a skipped first step: no h side).
                 if !skipProduct {
                     product(packed, m: rows.count, a: recurrentInput, lda: inputStride, weights: x.recurrentWeight, transposeW: true,
                             n: gh, k: h, beta: 0, c: k.scratchProjection + first * gh, ldc: gh)
                 }
-                let cp = previousCell(k, x, t), c = leanCell(k, t)
-                for r in rows {
-                    let hs = k.scratchProjection + r * gh
-                    loom_lstm_forward_row_split(f(g + r * gh), skipProduct ? nil : f(hs), f(hs), f(bias), f(cp + r * h),
-                                                f(c + r * h), f(k.extra + r * h), f(k.hidden + (offset + r) * k.outputStride),
-                                                f(x.updateMask.map { $0 + (offset + r) * h }), h)
-                }
+                let cells = CellForwardRows(
+                    rows: rows, hiddenSize: h, gates: k.scratchProjection, bias: bias, previousHidden: previousHidden,
+                    previousHiddenStride: stride, previousCell: previousCell(k, x, t), cell: leanCell(k, t), saved: k.extra,
+                    output: out, outputStride: k.outputStride, update: update)
+                k.cell.inferenceForward(cells.float, inputSide: f(g), hasRecurrentProduct: !skipProduct)
                 return
             }
-            switch k.cell {
-            case .rnn, .lstm:
-                if !skipProduct {
-                    product(packed, m: rows.count, a: recurrentInput, lda: inputStride, weights: x.recurrentWeight, transposeW: true,
-                            n: gh, k: h, beta: 1, c: g + first * gh, ldc: gh)
-                }
-            case .gru:
-                for r in rows { Memory.copy(x.recurrentBias, to: k.scratchProjection + r * gh, count: gh) }
-                if !skipProduct {
-                    product(packed, m: rows.count, a: recurrentInput, lda: inputStride, weights: x.recurrentWeight, transposeW: true,
-                            n: gh, k: h, beta: 1, c: k.scratchProjection + first * gh, ldc: gh)
-                }
+            // The recurrent product joins the gates, or goes apart with b_hh (cells that keep it apart).
+            let keepsApart = k.cell.keepsRecurrentSide
+            if keepsApart { for r in rows { Memory.copy(x.recurrentBias, to: k.scratchProjection + r * gh, count: gh) } }
+            if !skipProduct {
+                product(packed, m: rows.count, a: recurrentInput, lda: inputStride, weights: x.recurrentWeight, transposeW: true,
+                        n: gh, k: h, beta: 1, c: (keepsApart ? k.scratchProjection : g) + first * gh, ldc: gh)
             }
-            for r in rows { forwardRow(k, x, bias, t: t, r: r, row: offset + r, previousHidden: previousHidden + r * stride) }
+            k.cell.forward(CellForwardRows(
+                rows: rows, hiddenSize: h, gates: g, bias: bias, recurrentSide: keepsApart ? UnsafePointer(k.scratchProjection) : nil,
+                previousHidden: previousHidden, previousHiddenStride: stride,
+                previousCell: k.cell.hasCellState ? previousCell(k, x, t) : nil,
+                cell: k.cell.hasCellState ? k.cellStates + offset * h : nil, saved: k.cell.savesRow ? k.extra + offset * h : nil,
+                output: out, outputStride: k.outputStride, update: update))
         }
         // Sequences hand over their final state, that of their last step.
         for t in 0..<layout.steps {
@@ -80,7 +78,7 @@ extension RecurrentPasses {
             let next = t + 1 < layout.steps ? layout.batchSizes[t + 1] : 0
             for r in next..<b {
                 Memory.copy(k.hidden + (offset + r) * k.outputStride, to: k.finalHidden + r * h, count: h)
-                if k.cell == .lstm {
+                if k.cell.hasCellState {
                     let c = k.isLean ? leanCell(k, t) + r * h : k.cellStates + (offset + r) * h
                     Memory.copy(c, to: k.finalCell + r * h, count: h)
                 }
@@ -89,7 +87,7 @@ extension RecurrentPasses {
         // Sequences of length 0 keep their initial state.
         for r in (layout.batchSizes.first ?? 0)..<layout.batch {
             Memory.copy(x.initialHidden + r * h, to: k.finalHidden + r * h, count: h)
-            if k.cell == .lstm, let c0 = x.initialCell { Memory.copy(c0 + r * h, to: k.finalCell + r * h, count: h) }
+            if k.cell.hasCellState, let c0 = x.initialCell { Memory.copy(c0 + r * h, to: k.finalCell + r * h, count: h) }
         }
     }
 
@@ -108,68 +106,5 @@ extension RecurrentPasses {
         guard let sharing = k.sharing else { return project(0..<n) }
         let pieces = SharedChunks.pieces(n, shares: projectionShares, multiple: 16)
         sharing.run(count: pieces.count) { c in project(pieces[c]) }
-    }
-
-    /// The elementwise pass of one row of step t (packed row `row`, batch position r): gates
-    /// (pre-activations in, activations out), the new state and cell.
-    @inline(__always)
-    static func forwardRow(_ k: Kernel, _ x: Kernel.Inputs, _ bias: UnsafePointer<S>, t: Int, r: Int, row: Int,
-                           previousHidden hp: UnsafePointer<S>) {
-        let h = k.hiddenSize, gh = k.cell.gates * h
-        let gate = k.gates + row * gh, out = k.hidden + row * k.outputStride
-        let update = x.updateMask.map { $0 + row * h }
-        if S.self == Float.self {
-            // The same formulas in C, compiled for the CPU's widest vectors (loom_rnn.c, loom_lstm.c, loom_gru.c).
-            switch k.cell {
-            case .rnn: loom_rnn_forward_row(f(gate), f(bias), f(out), f(update), h)
-            case .lstm:
-                loom_lstm_forward_row(f(gate), f(bias), f(previousCell(k, x, t) + r * h), f(k.cellStates + row * h),
-                                      f(k.extra + row * h), f(out), f(update), h)
-            case .gru:
-                loom_gru_forward_row(f(gate), f(bias), f(k.scratchProjection + r * gh), f(k.extra + row * h), f(hp), f(out),
-                                     f(update), h)
-            }
-            return
-        }
-        S.accumulate(bias, into: gate, count: gh)
-        switch k.cell {
-        case .rnn:
-            S.map(.tanh, gate, gate, count: h)
-            if let update {
-                for j in 0..<h { out[j] = gate[j] * update[j] }
-            } else {
-                Memory.copy(gate, to: out, count: h)
-            }
-        case .lstm:
-            // i f g o
-            S.map(.sigmoid, gate, gate, count: 2 * h)
-            S.map(.tanh, gate + 2 * h, gate + 2 * h, count: h)
-            S.map(.sigmoid, gate + 3 * h, gate + 3 * h, count: h)
-            let cp = previousCell(k, x, t) + r * h
-            let c = k.cellStates + row * h, tc = k.extra + row * h
-            if let update {
-                for j in 0..<h { c[j] = gate[h + j] * cp[j] + gate[j] * gate[2 * h + j] * update[j] }
-            } else {
-                for j in 0..<h { c[j] = gate[h + j] * cp[j] + gate[j] * gate[2 * h + j] }
-            }
-            S.map(.tanh, c, tc, count: h)
-            for j in 0..<h { out[j] = gate[3 * h + j] * tc[j] }
-        case .gru:
-            // r z n; the h-side projection of this row is in scratchProjection.
-            let hs = k.scratchProjection + r * gh
-            for j in 0..<(2 * h) { gate[j] += hs[j] }
-            S.map(.sigmoid, gate, gate, count: 2 * h)
-            let savedN = k.extra + row * h
-            for j in 0..<h {
-                savedN[j] = hs[2 * h + j]
-                gate[2 * h + j] += gate[j] * hs[2 * h + j]
-            }
-            S.map(.tanh, gate + 2 * h, gate + 2 * h, count: h)
-            for j in 0..<h {
-                let candidate = gate[2 * h + j] * (update?[j] ?? 1)
-                let z = gate[h + j]
-                out[j] = (1 - z) * candidate + z * hp[j]
-            }
-        }
     }
 }

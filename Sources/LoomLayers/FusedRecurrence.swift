@@ -28,7 +28,7 @@ enum FusedRecurrence {
 
     /// One direction's arguments to `run`.
     struct Direction<S: TensorScalar> {
-        var cell: RecurrentCell
+        var cell: any RecurrentCellRows.Type
         var layout: PackedLayout
         var input: Tensor<S>
         var weights: [Tensor<S>]
@@ -54,7 +54,7 @@ enum FusedRecurrence {
             let b = d.layout.batch, h = d.initialHidden.shape[1]
             kernel = RecurrentKernel<S>(cell: d.cell, inputSize: d.input.shape[1], hiddenSize: h, layout: d.layout,
                                         keepsForBackward: recording, outputStride: outputStride, callerOutputs: true)
-            let c0 = d.cell == .lstm ? (d.initialCell ?? Tensor.zeros(unchecked: [b, h])) : nil
+            let c0 = d.cell.hasCellState ? (d.initialCell ?? Tensor.zeros(unchecked: [b, h])) : nil
             differentiable = [d.input] + d.weights + [d.initialHidden] + (c0.map { [$0] } ?? [])
             masks = [d.stateMask, d.updateMask].compactMap { $0 }
             (hasCell, hasStateMask, hasUpdateMask) = (c0 != nil, d.stateMask != nil, d.updateMask != nil)
@@ -166,7 +166,7 @@ enum FusedRecurrence {
 
     /// Runs one direction over packed rows (see `runAll`).
     static func run<S: TensorScalar>(
-        cell: RecurrentCell, layout: PackedLayout, input: Tensor<S>, weights: [Tensor<S>],
+        cell: any RecurrentCellRows.Type, layout: PackedLayout, input: Tensor<S>, weights: [Tensor<S>],
         initialHidden: Tensor<S>, initialCell: Tensor<S>?, stateMask: Tensor<S>?, updateMask: Tensor<S>?
     ) throws -> (outputs: Tensor<S>, hidden: Tensor<S>, cell: Tensor<S>?) {
         try runAll([Direction(cell: cell, layout: layout, input: input, weights: weights, initialHidden: initialHidden,

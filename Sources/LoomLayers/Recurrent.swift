@@ -1,15 +1,9 @@
-/// Which cell a `Recurrent` layer runs; a type, so that `LSTM<Float>` names the layer.
-public protocol RecurrentCellKind { static var cell: RecurrentCell { get } }
-public enum RNNKind: RecurrentCellKind { public static var cell: RecurrentCell { .rnn } }
-public enum GRUKind: RecurrentCellKind { public static var cell: RecurrentCell { .gru } }
-public enum LSTMKind: RecurrentCellKind { public static var cell: RecurrentCell { .lstm } }
-
 /// tanh recurrence, s_t = tanh(W_i x_t + W_s s_{t-1} + b) (Wolfram's BasicRecurrentLayer).
-public typealias RNN<Scalar: TensorScalar> = Recurrent<Scalar, RNNKind>
+public typealias RNN<Scalar: TensorScalar> = Recurrent<Scalar, RNNCell>
 /// Gated recurrent unit (PyTorch's equations; Wolfram's GatedRecurrentLayer).
-public typealias GRU<Scalar: TensorScalar> = Recurrent<Scalar, GRUKind>
+public typealias GRU<Scalar: TensorScalar> = Recurrent<Scalar, GRUCell>
 /// Long short-term memory (PyTorch's equations; Wolfram's LongShortTermMemoryLayer).
-public typealias LSTM<Scalar: TensorScalar> = Recurrent<Scalar, LSTMKind>
+public typealias LSTM<Scalar: TensorScalar> = Recurrent<Scalar, LSTMCell>
 public typealias BasicRecurrentLayer<Scalar: TensorScalar> = RNN<Scalar>
 public typealias GatedRecurrentLayer<Scalar: TensorScalar> = GRU<Scalar>
 public typealias LongShortTermMemoryLayer<Scalar: TensorScalar> = LSTM<Scalar>
@@ -47,18 +41,19 @@ public struct Recurrent<Scalar: TensorScalar, Kind: RecurrentCellKind> {
     /// Weights per layer and direction (0 forward, 1 reverse).
     public let weights: [[RecurrentCellWeights<Scalar>]]
 
-    public var cell: RecurrentCell { Kind.cell }
+    /// The cell's name ("lstm"), for messages.
+    public var cell: String { Kind.name }
     public var directions: Int { bidirectional ? 2 : 1 }
     public var outputSize: Int { bidirectional && merge == .concatenate ? 2 * hiddenSize : hiddenSize }
 
     public init(inputSize: Int, hiddenSize: Int, numLayers: Int = 1, bidirectional: Bool = false, merge: Merge = .concatenate,
                 dropout: RecurrentDropout = .none, interLayerDropout: Double = 0, using source: RandomSource = .shared) throws {
         guard inputSize > 0, hiddenSize > 0, numLayers > 0 else {
-            throw TensorError.invalidArgument(op: "\(Kind.cell)", message: "sizes must be positive: input \(inputSize), hidden \(hiddenSize), layers \(numLayers)")
+            throw TensorError.invalidArgument(op: Kind.name, message: "sizes must be positive: input \(inputSize), hidden \(hiddenSize), layers \(numLayers)")
         }
         try dropout.validate()
         guard interLayerDropout >= 0, interLayerDropout < 1 else {
-            throw TensorError.invalidArgument(op: "\(Kind.cell)", message: "interLayerDropout must be in [0, 1), got \(interLayerDropout)")
+            throw TensorError.invalidArgument(op: Kind.name, message: "interLayerDropout must be in [0, 1), got \(interLayerDropout)")
         }
         self.inputSize = inputSize
         self.hiddenSize = hiddenSize
@@ -71,7 +66,7 @@ public struct Recurrent<Scalar: TensorScalar, Kind: RecurrentCellKind> {
         let layerOutput = bidirectional && merge == .concatenate ? 2 * hiddenSize : hiddenSize
         weights = try (0..<numLayers).map { layer in
             try (0..<(bidirectional ? 2 : 1)).map { direction in
-                try RecurrentCellWeights(cell: Kind.cell, inputSize: layer == 0 ? inputSize : layerOutput, hiddenSize: hiddenSize,
+                try RecurrentCellWeights(cell: Kind.self, inputSize: layer == 0 ? inputSize : layerOutput, hiddenSize: hiddenSize,
                                          suffix: "_l\(layer)" + (direction == 1 ? "_reverse" : ""), using: source)
             }
         }
@@ -83,7 +78,7 @@ public struct Recurrent<Scalar: TensorScalar, Kind: RecurrentCellKind> {
     /// Zeros of the state shape [L D, B, H].
     public func zeroState(batch: Int) -> RecurrentState<Scalar> {
         let zeros = Tensor<Scalar>.zeros(unchecked: [numLayers * directions, batch, hiddenSize])
-        return RecurrentState(hidden: zeros, cell: cell == .lstm ? zeros : nil)
+        return RecurrentState(hidden: zeros, cell: Kind.hasCellState ? zeros : nil)
     }
 
     /// Runs the stack over `input` from `initialState` (zeros by default), drawing dropout masks
@@ -108,9 +103,9 @@ public struct Recurrent<Scalar: TensorScalar, Kind: RecurrentCellKind> {
     /// "see Recurrent.run"): a generic function called from another module runs unspecialized, and
     /// this one's work (the fused kernels' set-up, the tape, the optimizer) would look up generic
     /// metadata at run time on every training step.
-    @_specialize(where Scalar == Float, Kind == LSTMKind)
-    @_specialize(where Scalar == Float, Kind == GRUKind)
-    @_specialize(where Scalar == Float, Kind == RNNKind)
+    @_specialize(where Scalar == Float, Kind == LSTMCell)
+    @_specialize(where Scalar == Float, Kind == GRUCell)
+    @_specialize(where Scalar == Float, Kind == RNNCell)
     public func run(_ input: SequenceBatch<Scalar>, initialState: RecurrentState<Scalar>? = nil,
                     masks: [RecurrentLayerMasks<Scalar>], implementation: Implementation = .fused) throws
         -> (output: SequenceBatch<Scalar>, state: RecurrentState<Scalar>)
@@ -120,15 +115,11 @@ public struct Recurrent<Scalar: TensorScalar, Kind: RecurrentCellKind> {
         }
         let batch = input.batch, stateShape = [numLayers * directions, batch, hiddenSize]
         let state = initialState ?? zeroState(batch: batch)
-        guard state.hidden.shape == stateShape, cell != .lstm || state.cell?.shape == stateShape else {
+        guard state.hidden.shape == stateShape, !Kind.hasCellState || state.cell?.shape == stateShape else {
             throw TensorError.rank(op: "\(cell) initial state", expected: "\(stateShape)", shape: state.hidden.shape)
         }
         guard masks.isEmpty || masks.count == numLayers else {
             throw TensorError.invalidArgument(op: "\(cell)", message: "\(masks.count) layer masks for \(numLayers) layers")
-        }
-        // Off the tape only (the weights are parameters: a recording run needs the fused kernel's pullback).
-        if implementation == .fused, masks.isEmpty, input.batch == 1, Scalar.self == Float.self, cell != .gru, !GradientRecording.isEnabled {
-            return try runOneSequence(input, state: state)
         }
         let packing = Packing(lengths: input.lengths, steps: input.steps)
         var values = input.values
@@ -158,7 +149,7 @@ public struct Recurrent<Scalar: TensorScalar, Kind: RecurrentCellKind> {
                         return identity ? flat : try flat.gathering(rows: packing.packIndices(reverse: reverse))
                     }
                     fusedDirections.append(FusedRecurrence.Direction(
-                        cell: cell, layout: identity && reverse ? packing.reversedLayout : packing.layout,
+                        cell: Kind.self, layout: identity && reverse ? packing.reversedLayout : packing.layout,
                         input: try pack(values, width: values.shape[2]),
                         weights: [inputWeight, recurrentWeight, w.inputBias.value, w.recurrentBias.value],
                         initialHidden: try packing.sorted(h0), initialCell: try c0.map(packing.sorted),
@@ -204,50 +195,6 @@ public struct Recurrent<Scalar: TensorScalar, Kind: RecurrentCellKind> {
         return (output, RecurrentState(hidden: hidden, cell: cellState))
     }
 
-    /// Inference on one sequence (decoding latency): a loop of fused raw cell steps per layer
-    /// and direction, with no packing and no tape. Float RNN and LSTM.
-    func runOneSequence(_ input: SequenceBatch<Scalar>, state: RecurrentState<Scalar>) throws -> (output: SequenceBatch<Scalar>, state: RecurrentState<Scalar>) {
-        let steps = input.steps, length = input.lengths[0], h = hiddenSize, g = cell.gates * h
-        var layerInput = input.values.scalars, features = inputSize
-        var finalHidden: [Scalar] = [], finalCell: [Scalar] = []
-        var gates: [Scalar] = Memory.zeros(g), tanhCell: [Scalar] = Memory.zeros(h)
-        for layer in 0..<numLayers {
-            var outputs: [[Scalar]] = []
-            for direction in 0..<directions {
-                let row = layer * directions + direction
-                var hCurrent = Array(state.hidden.scalars[(row * h)..<((row + 1) * h)])
-                var cCurrent = state.cell.map { Array($0.scalars[(row * h)..<((row + 1) * h)]) } ?? [Scalar](repeating: 0, count: h)
-                var out: [Scalar] = Memory.zeros(steps * h)
-                var hNext: [Scalar] = Memory.zeros(h), cNext: [Scalar] = Memory.zeros(h)
-                let w = weights[layer][direction]
-                for s in 0..<length {
-                    let t = direction == 1 ? length - 1 - s : s
-                    layerInput.withUnsafeBufferPointer { xp in hCurrent.withUnsafeBufferPointer { hp in cCurrent.withUnsafeBufferPointer { cp in
-                        gates.withUnsafeMutableBufferPointer { gp in hNext.withUnsafeMutableBufferPointer { hn in
-                            cNext.withUnsafeMutableBufferPointer { cn in tanhCell.withUnsafeMutableBufferPointer { tc in
-                                w.rawStep(cell, rows: 1, input: xp.baseAddress! + t * features, hidden: hp.baseAddress!, cell: cp.baseAddress,
-                                          gates: gp.baseAddress!, hiddenOut: hn.baseAddress!, cellOut: cn.baseAddress, tanhCell: tc.baseAddress)
-                            } }
-                        } }
-                    } } }
-                    swap(&hCurrent, &hNext)
-                    swap(&cCurrent, &cNext)
-                    out.replaceSubrange((t * h)..<((t + 1) * h), with: hCurrent)
-                }
-                outputs.append(out)
-                finalHidden += hCurrent
-                finalCell += cCurrent
-            }
-            let values = try mergeDirections(outputs.map { Tensor(unchecked: [steps, 1, h], scalars: $0) })
-            features = values.shape[2]
-            layerInput = values.scalars
-        }
-        let stateShape = [numLayers * directions, 1, h]
-        return (try SequenceBatch(values: Tensor(unchecked: [steps, 1, features], scalars: layerInput), lengths: input.lengths),
-                RecurrentState(hidden: Tensor(unchecked: stateShape, scalars: finalHidden),
-                               cell: cell == .lstm ? Tensor(unchecked: stateShape, scalars: finalCell) : nil))
-    }
-
     /// One direction as a plain loop of cell steps over the full batch: at step t every sequence
     /// runs, and those past their length keep their state (a blend with a 0/1 mask). Reverse
     /// reads each sequence backward within its length, through an explicit index gather.
@@ -266,7 +213,7 @@ public struct Recurrent<Scalar: TensorScalar, Kind: RecurrentCellKind> {
             let update = try masks?.update.map { m in
                 try m.reshaped([steps * batch, hiddenSize]).gathering(rows: positions.enumerated().map { b, time in time * batch + b })
             }
-            let next = try w.step(cell, input: x, state: state, inputWeight: inputWeight, recurrentWeight: recurrentWeight,
+            let next = try w.step(Kind.self, input: x, state: state, inputWeight: inputWeight, recurrentWeight: recurrentWeight,
                                   stateMask: masks?.state, updateMask: update)
             let live = try Tensor<Scalar>(shape: [batch, 1], scalars: (0..<batch).map { t < lengths[$0] ? 1 : 0 })
             let blend: (Tensor<Scalar>, Tensor<Scalar>) throws -> Tensor<Scalar> = { new, old in try live * new + (1 - live) * old }

@@ -37,7 +37,7 @@ extension Recurrent {
         // Forward off the tape, keeping each segment's initial state; outputs and the final
         // state are written straight into one flat buffer (the single tape record below), so
         // the T-long output exists once.
-        let hasCell = cell == .lstm
+        let hasCell = Kind.hasCellState
         let width = outputSize, rowsPerStep = batch * width
         let stateCount = numLayers * batch * hiddenSize, outputCount = steps * rowsPerStep
         var flatScalars: [Scalar] = Memory.zeros(outputCount + (hasCell ? 2 : 1) * stateCount)

@@ -58,20 +58,26 @@ public protocol CellStepLayer<Scalar> {
     var hasCellState: Bool { get }
 }
 
-/// One cell of a recurrent layer as a step: its weights and its kind (RNN, GRU, LSTM).
+/// One cell of a recurrent layer as a step: its weights and its kind (`LSTMCell`, `GRUCell`,
+/// `RNNCell` or your own).
 ///
 /// ```swift
 /// let lstm = try LSTM<Double>(inputSize: 2, hiddenSize: 3)
-/// let fold = try FoldOperator(CellStep(.lstm, lstm.weights[0][0]), stateSize: 3)
+/// let fold = try FoldOperator(CellStep(LSTMCell.self, lstm.weights[0][0]), stateSize: 3)
 /// let (states, final) = try fold(batch, initialCellState: nil)   // final.hidden, final.cell
 /// ```
 public struct CellStep<Scalar: TensorScalar>: CellStepLayer {
-    public let cell: RecurrentCell
+    public let cell: any RecurrentCellKind.Type
     public let weights: RecurrentCellWeights<Scalar>
 
-    public init(_ cell: RecurrentCell, _ weights: RecurrentCellWeights<Scalar>) {
+    public init(_ cell: any RecurrentCellKind.Type, _ weights: RecurrentCellWeights<Scalar>) {
         self.cell = cell
         self.weights = weights
+    }
+
+    /// A built-in cell by name.
+    public init(_ cell: RecurrentCell, _ weights: RecurrentCellWeights<Scalar>) {
+        self.init(cell.kind, weights)
     }
 
     public func step(input: Tensor<Scalar>, state: RecurrentState<Scalar>) throws -> RecurrentState<Scalar> {
@@ -79,7 +85,7 @@ public struct CellStep<Scalar: TensorScalar>: CellStepLayer {
     }
 
     public var parameters: [Parameter<Scalar>] { weights.parameters }
-    public var hasCellState: Bool { cell == .lstm }
+    public var hasCellState: Bool { cell.hasCellState }
 }
 
 /// Folds a step subnetwork over each sequence, s_t = f(x_t, s_{t-1}), returning the sequence of

@@ -441,7 +441,7 @@ public final class SequenceTransformer {
         var layers: [RecurrentState<Float>] = []
         for (l, s) in state.layers.enumerated() {
             let weights = decoder.weights[l][0]
-            let next = try weights.inferenceStep(c.cellKind, input: x, state: s) ?? weights.step(c.cellKind, input: x, state: s)
+            let next = try weights.inferenceStep(c.cellKind.kind, input: x, state: s) ?? weights.step(c.cellKind.kind, input: x, state: s)
             layers.append(next)
             x = next.hidden
         }

@@ -75,17 +75,17 @@ final class RecurrentParityTests: XCTestCase {
     }
 
     func testRNNMatchesPyTorch() throws {
-        try check(RNNKind.self, Double.self, "RNN", tolerance: 1e-10)
-        try check(RNNKind.self, Float.self, "RNN", tolerance: 1e-4)
+        try check(RNNCell.self, Double.self, "RNN", tolerance: 1e-10)
+        try check(RNNCell.self, Float.self, "RNN", tolerance: 1e-4)
     }
 
     func testGRUMatchesPyTorch() throws {
-        try check(GRUKind.self, Double.self, "GRU", tolerance: 1e-10)
-        try check(GRUKind.self, Float.self, "GRU", tolerance: 1e-4)
+        try check(GRUCell.self, Double.self, "GRU", tolerance: 1e-10)
+        try check(GRUCell.self, Float.self, "GRU", tolerance: 1e-4)
     }
 
     func testLSTMMatchesPyTorch() throws {
-        try check(LSTMKind.self, Double.self, "LSTM", tolerance: 1e-10)
-        try check(LSTMKind.self, Float.self, "LSTM", tolerance: 1e-4)
+        try check(LSTMCell.self, Double.self, "LSTM", tolerance: 1e-10)
+        try check(LSTMCell.self, Float.self, "LSTM", tolerance: 1e-4)
     }
 }

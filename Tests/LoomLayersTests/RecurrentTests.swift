@@ -33,14 +33,14 @@ final class RecurrentTests: XCTestCase {
         var results: [[Tensor<Double>]] = []
         for implementation in [Recurrent<Double, K>.Implementation.fused, .reference] {
             let leaves = [x.requiringGradient(), h0.requiringGradient(), c0.requiringGradient()]
-            let state = RecurrentState(hidden: leaves[1], cell: K.cell == .lstm ? leaves[2] : nil)
+            let state = RecurrentState(hidden: leaves[1], cell: K.hasCellState ? leaves[2] : nil)
             let (out, final) = try layer.run(SequenceBatch(values: leaves[0], lengths: lengths), initialState: state,
                                              masks: masks, implementation: implementation)
             var loss = try (out.values * weightsOut).sum() + (final.hidden * weightsH).sum()
             if let cell = final.cell { loss = try loss + (cell * weightsH).sum() }
-            let inputGrads = try loss.gradients(wrt: K.cell == .lstm ? leaves : Array(leaves[0...1]))
+            let inputGrads = try loss.gradients(wrt: K.hasCellState ? leaves : Array(leaves[0...1]))
             let (out2, final2) = try layer.run(SequenceBatch(values: x, lengths: lengths),
-                                               initialState: RecurrentState(hidden: h0, cell: K.cell == .lstm ? c0 : nil),
+                                               initialState: RecurrentState(hidden: h0, cell: K.hasCellState ? c0 : nil),
                                                masks: masks, implementation: implementation)
             var loss2 = try (out2.values * weightsOut).sum() + (final2.hidden * weightsH).sum()
             if let cell = final2.cell { loss2 = try loss2 + (cell * weightsH).sum() }
@@ -60,7 +60,7 @@ final class RecurrentTests: XCTestCase {
         for (i, (a, b)) in zip(results[0], results[1]).enumerated() {
             XCTAssertEqual(a.shape, b.shape, file: file, line: line)
             let worst = zip(a.scalars, b.scalars).map { Swift.abs($0 - $1) }.max() ?? 0
-            XCTAssertLessThanOrEqual(worst, 1e-12, "\(K.cell) tensor \(i) differs by \(worst)", file: file, line: line)
+            XCTAssertLessThanOrEqual(worst, 1e-12, "\(K.name) tensor \(i) differs by \(worst)", file: file, line: line)
         }
         // Outputs at padded steps are exactly zero.
         let out = results[0][0]
@@ -93,7 +93,7 @@ final class RecurrentTests: XCTestCase {
             }
             for (i, (a, b)) in zip(results[0], results[1]).enumerated() {
                 let worst = zip(a.scalars, b.scalars).map { Swift.abs($0 - $1) }.max() ?? 0
-                XCTAssertLessThanOrEqual(worst, 2e-5, "\(K.cell) Float tensor \(i) differs by \(worst)")
+                XCTAssertLessThanOrEqual(worst, 2e-5, "\(K.name) Float tensor \(i) differs by \(worst)")
             }
             // Off the tape the fused path returns the kernel's buffers directly (an LSTM's two
             // directions over full-length sequences write their merged outputs in place): the
@@ -103,25 +103,25 @@ final class RecurrentTests: XCTestCase {
             }
             let (recordedOut, recordedState) = try layer.run(SequenceBatch(values: x.requiringGradient(), lengths: lengths),
                                                              masks: masks, implementation: .fused)
-            XCTAssertEqual(out.values.scalars, recordedOut.values.scalars, "\(K.cell) outputs off the tape")
-            XCTAssertEqual(state.hidden.scalars, recordedState.hidden.scalars, "\(K.cell) final state off the tape")
-            XCTAssertEqual(state.cell?.scalars, recordedState.cell?.scalars, "\(K.cell) final cell off the tape")
+            XCTAssertEqual(out.values.scalars, recordedOut.values.scalars, "\(K.name) outputs off the tape")
+            XCTAssertEqual(state.hidden.scalars, recordedState.hidden.scalars, "\(K.name) final state off the tape")
+            XCTAssertEqual(state.cell?.scalars, recordedState.cell?.scalars, "\(K.name) final cell off the tape")
         }
         for dropout in [RecurrentDropout.none, RecurrentDropout(stateUpdate: 0.3, alwaysActive: true)] {
-            try check(RNNKind.self, dropout: dropout)
-            try check(GRUKind.self, dropout: dropout)
-            try check(LSTMKind.self, dropout: dropout)
+            try check(RNNCell.self, dropout: dropout)
+            try check(GRUCell.self, dropout: dropout)
+            try check(LSTMCell.self, dropout: dropout)
         }
-        try check(LSTMKind.self, dropout: .none, lengths: [7, 7, 7, 7])
+        try check(LSTMCell.self, dropout: .none, lengths: [7, 7, 7, 7])
         let manyLengths = (0..<40).map { 1 + $0 * 5 % 7 }
         let everyMethod = RecurrentDropout(weights: 0.3, input: 0.2, state: 0.25, stateUpdate: 0.2, alwaysActive: true)
         for dropout in [RecurrentDropout.none, everyMethod] {
-            try check(RNNKind.self, dropout: dropout, lengths: manyLengths, bidirectional: false)
-            try check(GRUKind.self, dropout: dropout, lengths: manyLengths, bidirectional: false)
-            try check(LSTMKind.self, dropout: dropout, lengths: manyLengths, bidirectional: false)
+            try check(RNNCell.self, dropout: dropout, lengths: manyLengths, bidirectional: false)
+            try check(GRUCell.self, dropout: dropout, lengths: manyLengths, bidirectional: false)
+            try check(LSTMCell.self, dropout: dropout, lengths: manyLengths, bidirectional: false)
         }
         // The in-place merged path is not taken for empty batches or sequences: shapes as usual.
-        let lstm = try Recurrent<Float, LSTMKind>(inputSize: 3, hiddenSize: 4, numLayers: 2, bidirectional: true, using: RandomSource(seed: 2))
+        let lstm = try Recurrent<Float, LSTMCell>(inputSize: 3, hiddenSize: 4, numLayers: 2, bidirectional: true, using: RandomSource(seed: 2))
         for (steps, batch) in [(0, 2), (3, 0)] {
             let (out, state) = try withoutGradients {
                 try lstm(SequenceBatch(values: Tensor<Float>.zeros([steps, batch, 3]), lengths: [Int](repeating: steps, count: batch)))
@@ -131,9 +131,8 @@ final class RecurrentTests: XCTestCase {
         }
     }
 
-    /// Decoding one sequence takes a raw-step path (no packing, no tape); it must equal the
-    /// general fused path (the same sequence in a batch of two) up to Float rounding, and the
-    /// fused inference cell step must equal the composed `step`.
+    /// One sequence (decoding latency) must equal the same sequence in a batch of two up to Float
+    /// rounding, and the fused inference cell step (the kernel over one step) the composed `step`.
     func testOneSequenceInferencePathEqualsBatchedPath() throws {
         func check<K: RecurrentCellKind>(_ kind: K.Type) throws {
             let s = RandomSource(seed: 12)
@@ -141,34 +140,34 @@ final class RecurrentTests: XCTestCase {
             let x = try Tensor<Float>.randomUniform([6, 1, 3], lower: -1, upper: 1, using: s)
             let h0 = try Tensor<Float>.randomUniform([4, 1, 5], lower: -1, upper: 1, using: s)
             let c0 = try Tensor<Float>.randomUniform([4, 1, 5], lower: -1, upper: 1, using: s)
-            let state = RecurrentState(hidden: h0, cell: K.cell == .lstm ? c0 : nil)
+            let state = RecurrentState(hidden: h0, cell: K.hasCellState ? c0 : nil)
             let (fast, fastState) = try withoutGradients { try layer(SequenceBatch(values: x, lengths: [4]), initialState: state) }
             let pair = try Tensor.concatenate([x, x], axis: 1)
-            let pairState = RecurrentState(hidden: try Tensor.concatenate([h0, h0], axis: 1), cell: K.cell == .lstm ? try Tensor.concatenate([c0, c0], axis: 1) : nil)
+            let pairState = RecurrentState(hidden: try Tensor.concatenate([h0, h0], axis: 1), cell: K.hasCellState ? try Tensor.concatenate([c0, c0], axis: 1) : nil)
             let (slow, slowState) = try layer(SequenceBatch(values: pair, lengths: [4, 4]), initialState: pairState)
             let slowFirst = try slow.values.slice(axis: 1, 0..<1)
-            for (a, b) in zip(fast.values.scalars, slowFirst.scalars) { XCTAssertEqual(a, b, accuracy: 1e-5, "\(K.cell)") }
+            for (a, b) in zip(fast.values.scalars, slowFirst.scalars) { XCTAssertEqual(a, b, accuracy: 1e-5, "\(K.name)") }
             for (a, b) in zip(fastState.hidden.scalars, try slowState.hidden.slice(axis: 1, 0..<1).scalars) { XCTAssertEqual(a, b, accuracy: 1e-5) }
-            if K.cell != .gru {
-                let w = layer.weights[0][0]
-                let xs = try x.reshaped([6, 3]).slice(axis: 0, 0..<2)
-                let st = RecurrentState(hidden: try h0.select(axis: 0, index: 0).concatenatingRows(), cell: K.cell == .lstm ? try c0.select(axis: 0, index: 0).concatenatingRows() : nil)
-                let composed = try withoutGradients { try w.step(K.cell, input: xs, state: st) }
-                let fused = try XCTUnwrap(try withoutGradients { try w.inferenceStep(K.cell, input: xs, state: st) })
-                for (a, b) in zip(fused.hidden.scalars, composed.hidden.scalars) { XCTAssertEqual(a, b, accuracy: 1e-5) }
-                XCTAssertNil(try w.inferenceStep(K.cell, input: xs, state: st), "recording: the tape path is required")
-            }
+            let w = layer.weights[0][0]
+            let xs = try x.reshaped([6, 3]).slice(axis: 0, 0..<2)
+            let st = RecurrentState(hidden: try h0.select(axis: 0, index: 0).concatenatingRows(), cell: K.hasCellState ? try c0.select(axis: 0, index: 0).concatenatingRows() : nil)
+            let composed = try withoutGradients { try w.step(K.self, input: xs, state: st) }
+            let fused = try XCTUnwrap(try withoutGradients { try w.inferenceStep(K.self, input: xs, state: st) })
+            for (a, b) in zip(fused.hidden.scalars, composed.hidden.scalars) { XCTAssertEqual(a, b, accuracy: 1e-5, "\(K.name)") }
+            XCTAssertEqual(fused.cell == nil, composed.cell == nil)
+            for (a, b) in zip(fused.cell?.scalars ?? [], composed.cell?.scalars ?? []) { XCTAssertEqual(a, b, accuracy: 1e-5) }
+            XCTAssertNil(try w.inferenceStep(K.self, input: xs, state: st), "recording: the tape path is required")
         }
-        try check(RNNKind.self)
-        try check(LSTMKind.self)
-        try check(GRUKind.self)
+        try check(RNNCell.self)
+        try check(LSTMCell.self)
+        try check(GRUCell.self)
     }
 
     func testFusedEqualsReferenceOnEdgeShapes() throws {
         func all(_ steps: Int, _ lengths: [Int], _ i: Int, _ h: Int, _ layers: Int, _ bi: Bool) throws {
-            try compareFusedWithReference(RNNKind.self, steps: steps, lengths: lengths, inputSize: i, hiddenSize: h, layers: layers, bidirectional: bi)
-            try compareFusedWithReference(GRUKind.self, steps: steps, lengths: lengths, inputSize: i, hiddenSize: h, layers: layers, bidirectional: bi)
-            try compareFusedWithReference(LSTMKind.self, steps: steps, lengths: lengths, inputSize: i, hiddenSize: h, layers: layers, bidirectional: bi)
+            try compareFusedWithReference(RNNCell.self, steps: steps, lengths: lengths, inputSize: i, hiddenSize: h, layers: layers, bidirectional: bi)
+            try compareFusedWithReference(GRUCell.self, steps: steps, lengths: lengths, inputSize: i, hiddenSize: h, layers: layers, bidirectional: bi)
+            try compareFusedWithReference(LSTMCell.self, steps: steps, lengths: lengths, inputSize: i, hiddenSize: h, layers: layers, bidirectional: bi)
         }
         try all(1, [1], 1, 1, 1, false)                 // T = 1, B = 1
         try all(1, [1, 1, 1], 2, 3, 1, true)            // T = 1
@@ -190,11 +189,11 @@ final class RecurrentTests: XCTestCase {
     func testFusedEqualsReferenceOverManyRows() throws {
         let lengths = (0..<24).map { 3 + ($0 * 7) % 10 }
         for (i, h) in [(4, 5), (2, 5)] {
-            try compareFusedWithReference(RNNKind.self, steps: 12, lengths: lengths, inputSize: i, hiddenSize: h, layers: 2, bidirectional: true)
-            try compareFusedWithReference(GRUKind.self, steps: 12, lengths: lengths, inputSize: i, hiddenSize: h, layers: 2, bidirectional: true)
-            try compareFusedWithReference(LSTMKind.self, steps: 12, lengths: lengths, inputSize: i, hiddenSize: h, layers: 2, bidirectional: true)
+            try compareFusedWithReference(RNNCell.self, steps: 12, lengths: lengths, inputSize: i, hiddenSize: h, layers: 2, bidirectional: true)
+            try compareFusedWithReference(GRUCell.self, steps: 12, lengths: lengths, inputSize: i, hiddenSize: h, layers: 2, bidirectional: true)
+            try compareFusedWithReference(LSTMCell.self, steps: 12, lengths: lengths, inputSize: i, hiddenSize: h, layers: 2, bidirectional: true)
         }
-        try compareFusedWithReference(LSTMKind.self, steps: 12, lengths: [Int](repeating: 12, count: 20), inputSize: 7, hiddenSize: 5,
+        try compareFusedWithReference(LSTMCell.self, steps: 12, lengths: [Int](repeating: 12, count: 20), inputSize: 7, hiddenSize: 5,
                                       layers: 2, bidirectional: true)
         // The weight gradients' sums added group by group of steps during the backward loop
         // (RecurrentPasses.GroupSums): here groups of a few rows (each step its own group, or
@@ -205,20 +204,20 @@ final class RecurrentTests: XCTestCase {
         for rowsPerGroup in [1, 50] {
             for (i, h) in [(4, 5), (2, 5)] {
                 WeightGradientGroups.bytes = rowsPerGroup * 3 * h * MemoryLayout<Double>.stride
-                try compareFusedWithReference(RNNKind.self, steps: 12, lengths: lengths, inputSize: i, hiddenSize: h, layers: 2, bidirectional: true)
-                try compareFusedWithReference(GRUKind.self, steps: 12, lengths: lengths, inputSize: i, hiddenSize: h, layers: 2, bidirectional: true)
-                try compareFusedWithReference(LSTMKind.self, steps: 12, lengths: lengths, inputSize: i, hiddenSize: h, layers: 2, bidirectional: true)
+                try compareFusedWithReference(RNNCell.self, steps: 12, lengths: lengths, inputSize: i, hiddenSize: h, layers: 2, bidirectional: true)
+                try compareFusedWithReference(GRUCell.self, steps: 12, lengths: lengths, inputSize: i, hiddenSize: h, layers: 2, bidirectional: true)
+                try compareFusedWithReference(LSTMCell.self, steps: 12, lengths: lengths, inputSize: i, hiddenSize: h, layers: 2, bidirectional: true)
             }
-            try compareFusedWithReference(LSTMKind.self, steps: 12, lengths: [Int](repeating: 12, count: 20), inputSize: 7, hiddenSize: 5,
+            try compareFusedWithReference(LSTMCell.self, steps: 12, lengths: [Int](repeating: 12, count: 20), inputSize: 7, hiddenSize: 5,
                                           layers: 2, bidirectional: true)
         }
         WeightGradientGroups.bytes = saved
         // One direction over enough rows that the weight gradients are summed over two halves of
         // the rows, one per thread (RecurrentPasses.weightGradients), narrow and wide inputs.
         for i in [3, 20] {
-            try compareFusedWithReference(RNNKind.self, steps: 12, lengths: lengths, inputSize: i, hiddenSize: 31, layers: 2, bidirectional: false)
-            try compareFusedWithReference(GRUKind.self, steps: 12, lengths: lengths, inputSize: i, hiddenSize: 31, layers: 2, bidirectional: false)
-            try compareFusedWithReference(LSTMKind.self, steps: 12, lengths: lengths, inputSize: i, hiddenSize: 31, layers: 2, bidirectional: false)
+            try compareFusedWithReference(RNNCell.self, steps: 12, lengths: lengths, inputSize: i, hiddenSize: 31, layers: 2, bidirectional: false)
+            try compareFusedWithReference(GRUCell.self, steps: 12, lengths: lengths, inputSize: i, hiddenSize: 31, layers: 2, bidirectional: false)
+            try compareFusedWithReference(LSTMCell.self, steps: 12, lengths: lengths, inputSize: i, hiddenSize: 31, layers: 2, bidirectional: false)
         }
     }
 
@@ -235,7 +234,7 @@ final class RecurrentTests: XCTestCase {
         defer { WeightGradientGroups.bytes = saved }
         WeightGradientGroups.bytes = 128 * 4 * 32 * MemoryLayout<Float>.stride
         for wide in [false, true] {
-            let lstm = try Recurrent<Float, LSTMKind>(inputSize: wide ? 48 : 8, hiddenSize: 32, numLayers: 2, bidirectional: true, using: source)
+            let lstm = try Recurrent<Float, LSTMCell>(inputSize: wide ? 48 : 8, hiddenSize: 32, numLayers: 2, bidirectional: true, using: source)
             let x = try Tensor<Float>.randomUniform([40, 32, wide ? 48 : 8], lower: -1, upper: 1, using: source)
             let r = try Tensor<Float>.randomUniform([40, 32, 64], lower: -1, upper: 1, using: source)
             func gradients() throws -> [[Float]] {
@@ -293,9 +292,9 @@ final class RecurrentTests: XCTestCase {
             XCTAssertTrue(serial == output, "\(K.self): outputs differ when one thread runs every chunk")
         }
         for (inputSize, layers) in [(4, 1), (4, 2), (40, 2)] {
-            try check(RNNKind.self, inputSize: inputSize, layers: layers)
-            try check(GRUKind.self, inputSize: inputSize, layers: layers)
-            try check(LSTMKind.self, inputSize: inputSize, layers: layers)
+            try check(RNNCell.self, inputSize: inputSize, layers: layers)
+            try check(GRUCell.self, inputSize: inputSize, layers: layers)
+            try check(LSTMCell.self, inputSize: inputSize, layers: layers)
         }
     }
 
@@ -338,24 +337,24 @@ final class RecurrentTests: XCTestCase {
             }
         }
         for bidirectional in [false, true] {
-            try check(GRUKind.self, bidirectional: bidirectional)
-            try check(LSTMKind.self, bidirectional: bidirectional)
+            try check(GRUCell.self, bidirectional: bidirectional)
+            try check(LSTMCell.self, bidirectional: bidirectional)
         }
     }
 
     func testFusedEqualsReferenceWithEveryDropoutMethod() throws {
         let dropout = RecurrentDropout(weights: 0.3, input: 0.2, state: 0.25, stateUpdate: 0.2, alwaysActive: true)
-        try compareFusedWithReference(RNNKind.self, steps: 5, lengths: [5, 2, 4], inputSize: 3, hiddenSize: 4, layers: 2, bidirectional: true, dropout: dropout)
-        try compareFusedWithReference(GRUKind.self, steps: 5, lengths: [5, 2, 4], inputSize: 3, hiddenSize: 4, layers: 2, bidirectional: true, dropout: dropout)
-        try compareFusedWithReference(LSTMKind.self, steps: 5, lengths: [5, 2, 4], inputSize: 3, hiddenSize: 4, layers: 2, bidirectional: true, dropout: dropout)
-        try compareFusedWithReference(LSTMKind.self, steps: 4, lengths: [4, 3], inputSize: 2, hiddenSize: 3, layers: 1, bidirectional: true, merge: .sum)
-        try compareFusedWithReference(RNNKind.self, steps: 5, lengths: [5, 2, 4], inputSize: 2, hiddenSize: 5, layers: 1, bidirectional: true, dropout: dropout)
-        try compareFusedWithReference(LSTMKind.self, steps: 5, lengths: [5, 2, 4], inputSize: 2, hiddenSize: 5, layers: 1, bidirectional: true, dropout: dropout)
-        try compareFusedWithReference(GRUKind.self, steps: 4, lengths: [4, 3], inputSize: 2, hiddenSize: 3, layers: 2, bidirectional: true, merge: .mean)
+        try compareFusedWithReference(RNNCell.self, steps: 5, lengths: [5, 2, 4], inputSize: 3, hiddenSize: 4, layers: 2, bidirectional: true, dropout: dropout)
+        try compareFusedWithReference(GRUCell.self, steps: 5, lengths: [5, 2, 4], inputSize: 3, hiddenSize: 4, layers: 2, bidirectional: true, dropout: dropout)
+        try compareFusedWithReference(LSTMCell.self, steps: 5, lengths: [5, 2, 4], inputSize: 3, hiddenSize: 4, layers: 2, bidirectional: true, dropout: dropout)
+        try compareFusedWithReference(LSTMCell.self, steps: 4, lengths: [4, 3], inputSize: 2, hiddenSize: 3, layers: 1, bidirectional: true, merge: .sum)
+        try compareFusedWithReference(RNNCell.self, steps: 5, lengths: [5, 2, 4], inputSize: 2, hiddenSize: 5, layers: 1, bidirectional: true, dropout: dropout)
+        try compareFusedWithReference(LSTMCell.self, steps: 5, lengths: [5, 2, 4], inputSize: 2, hiddenSize: 5, layers: 1, bidirectional: true, dropout: dropout)
+        try compareFusedWithReference(GRUCell.self, steps: 4, lengths: [4, 3], inputSize: 2, hiddenSize: 3, layers: 2, bidirectional: true, merge: .mean)
         // Full length: the directions write their halves of the merged outputs, masks and all.
-        try compareFusedWithReference(RNNKind.self, steps: 4, lengths: [4, 4, 4], inputSize: 3, hiddenSize: 4, layers: 2, bidirectional: true, dropout: dropout)
-        try compareFusedWithReference(GRUKind.self, steps: 4, lengths: [4, 4, 4], inputSize: 3, hiddenSize: 4, layers: 2, bidirectional: true, dropout: dropout)
-        try compareFusedWithReference(LSTMKind.self, steps: 4, lengths: [4, 4, 4], inputSize: 3, hiddenSize: 4, layers: 2, bidirectional: true, dropout: dropout)
+        try compareFusedWithReference(RNNCell.self, steps: 4, lengths: [4, 4, 4], inputSize: 3, hiddenSize: 4, layers: 2, bidirectional: true, dropout: dropout)
+        try compareFusedWithReference(GRUCell.self, steps: 4, lengths: [4, 4, 4], inputSize: 3, hiddenSize: 4, layers: 2, bidirectional: true, dropout: dropout)
+        try compareFusedWithReference(LSTMCell.self, steps: 4, lengths: [4, 4, 4], inputSize: 3, hiddenSize: 4, layers: 2, bidirectional: true, dropout: dropout)
     }
 
     /// Finite differences over inputs, initial states and parameters, dropout masks fixed.
@@ -367,21 +366,21 @@ final class RecurrentTests: XCTestCase {
         let weights = try random([4, 3, 6])
         let report = try GradientCheck.compare(at: [x, h0, c0], parameters: layer.parameters) { xs in
             let (out, state) = try layer.run(SequenceBatch(values: xs[0], lengths: lengths),
-                                             initialState: RecurrentState(hidden: xs[1], cell: K.cell == .lstm ? xs[2] : nil), masks: masks)
+                                             initialState: RecurrentState(hidden: xs[1], cell: K.hasCellState ? xs[2] : nil), masks: masks)
             var loss = try (out.values * weights).sum() + state.hidden.squared().sum()
             if let cell = state.cell { loss = try loss + cell.squared().sum() }
             return loss
         }
-        XCTAssertTrue(report.passed, "\(K.cell) \(dropout): \(report)", file: file, line: line)
+        XCTAssertTrue(report.passed, "\(K.name) \(dropout): \(report)", file: file, line: line)
     }
 
     func testGradientsMatchFiniteDifferences() throws {
         for dropout in [RecurrentDropout.none, RecurrentDropout(weights: 0.3, alwaysActive: true),
                         RecurrentDropout(input: 0.3, alwaysActive: true), RecurrentDropout(state: 0.3, alwaysActive: true),
                         RecurrentDropout(stateUpdate: 0.3, alwaysActive: true)] {
-            try gradientCheck(RNNKind.self, dropout: dropout)
-            try gradientCheck(GRUKind.self, dropout: dropout)
-            try gradientCheck(LSTMKind.self, dropout: dropout)
+            try gradientCheck(RNNCell.self, dropout: dropout)
+            try gradientCheck(GRUCell.self, dropout: dropout)
+            try gradientCheck(LSTMCell.self, dropout: dropout)
         }
     }
 

@@ -108,7 +108,7 @@ final class SequenceOperatorTests: XCTestCase {
         let rnn = try RNN<Double>(inputSize: 2, hiddenSize: 3, using: source)
         let w = rnn.weights[0][0]
         let fold = try FoldOperator(StepFunction(parameters: w.parameters) { x, s in
-            try w.step(.rnn, input: x, state: RecurrentState(hidden: s)).hidden
+            try w.step(RNNCell.self, input: x, state: RecurrentState(hidden: s)).hidden
         }, stateSize: 3)
         let lengths = [4, 1, 3]
         let x = try SequenceBatch(values: random([4, 3, 2]), lengths: lengths)
@@ -293,30 +293,30 @@ final class SequenceOperatorTests: XCTestCase {
         for checkpointed in [false, true] {
             let leaves = [x.requiringGradient(), h0.requiringGradient(), c0.requiringGradient()]
             let input = try SequenceBatch(values: leaves[0], lengths: lengths)
-            let state = RecurrentState(hidden: leaves[1], cell: K.cell == .lstm ? leaves[2] : nil)
+            let state = RecurrentState(hidden: leaves[1], cell: K.hasCellState ? leaves[2] : nil)
             let (out, final) = checkpointed
                 ? try layer.runCheckpointed(input, initialState: state, masks: masks, every: every)
                 : try layer.run(input, initialState: state, masks: masks)
             var loss = try (out.values * wo).sum() + (final.hidden * wh).sum()
             if let c = final.cell { loss = try loss + (c * wh).squared().sum() }
-            let wrt = (K.cell == .lstm ? leaves : Array(leaves[0...1])) + layer.parameters.map(\.value)
+            let wrt = (K.hasCellState ? leaves : Array(leaves[0...1])) + layer.parameters.map(\.value)
             results.append([out.values, final.hidden] + (final.cell.map { [$0] } ?? []) + (try loss.gradients(wrt: wrt)))
         }
         for (i, (a, b)) in zip(results[0], results[1]).enumerated() {
             XCTAssertEqual(a.shape, b.shape)
             let worst = zip(a.scalars, b.scalars).map { Swift.abs($0 - $1) }.max() ?? 0
-            XCTAssertLessThanOrEqual(worst, 1e-12, "\(K.cell) every \(every): tensor \(i) differs by \(worst)")
+            XCTAssertLessThanOrEqual(worst, 1e-12, "\(K.name) every \(every): tensor \(i) differs by \(worst)")
         }
     }
 
     func testCheckpointingEqualsPlainRun() throws {
         for every in [1, 3, 10, 20] {
-            try compareCheckpointed(LSTMKind.self, every: every)
-            try compareCheckpointed(GRUKind.self, every: every)
+            try compareCheckpointed(LSTMCell.self, every: every)
+            try compareCheckpointed(GRUCell.self, every: every)
         }
         let dropout = RecurrentDropout(weights: 0.2, input: 0.2, state: 0.2, stateUpdate: 0.2, alwaysActive: true)
-        try compareCheckpointed(LSTMKind.self, every: 4, dropout: dropout)
-        try compareCheckpointed(RNNKind.self, every: 4, dropout: dropout)
+        try compareCheckpointed(LSTMCell.self, every: 4, dropout: dropout)
+        try compareCheckpointed(RNNCell.self, every: 4, dropout: dropout)
         var bi = try LSTM<Double>(inputSize: 2, hiddenSize: 3, bidirectional: true)
         bi.checkpointEvery = 2
         XCTAssertThrowsError(try bi(SequenceBatch(values: random([4, 1, 2])))) { XCTAssertTrue("\($0)".contains("unidirectional")) }

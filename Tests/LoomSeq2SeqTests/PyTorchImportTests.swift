@@ -35,9 +35,9 @@ final class PyTorchImportTests: XCTestCase {
         let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .appendingPathComponent("Fixtures/torch_rnn_parity.json")
         let fixture = try JSONDecoder().decode(Fixture.self, from: Data(contentsOf: url))
-        try check(RNNKind.self, "RNN", fixture: fixture)
-        try check(GRUKind.self, "GRU", fixture: fixture)
-        try check(LSTMKind.self, "LSTM", fixture: fixture)
+        try check(RNNCell.self, "RNN", fixture: fixture)
+        try check(GRUCell.self, "GRU", fixture: fixture)
+        try check(LSTMCell.self, "LSTM", fixture: fixture)
     }
 
     /// Opt-in: the model file loads with the `safetensors` Python package (skipped when python3
