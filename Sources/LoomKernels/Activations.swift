@@ -31,20 +31,3 @@ public enum Activations {
         loom_complex_power(z, out, count, Int32(power))
     }
 }
-
-/// One row of a cell's fused forward pass (the C rows of loom_rnn.c, loom_lstm.c, loom_gru.c), for callers above the
-/// kernels module: products without biases in, activations and states out.
-public enum CellRows {
-    /// RNN: `gate` [h] pre-activations in (bias added here), tanh out; `out` = tanh.
-    public static func rnnForward(gate: UnsafeMutablePointer<Float>, bias: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>, hidden h: Int) {
-        loom_rnn_forward_row(gate, bias, out, nil, h)
-    }
-
-    /// LSTM: `gate` [4h] (i f g o) pre-activations in, activations out; c = f cp + i g;
-    /// `tanhCell` = tanh(c); `out` = o tanh(c).
-    public static func lstmForward(gate: UnsafeMutablePointer<Float>, bias: UnsafePointer<Float>, previousCell: UnsafePointer<Float>,
-                                   cell: UnsafeMutablePointer<Float>, tanhCell: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>,
-                                   hidden h: Int) {
-        loom_lstm_forward_row(gate, bias, previousCell, cell, tanhCell, out, nil, h)
-    }
-}

@@ -397,11 +397,11 @@ extension SequenceTransformer {
             let bounds = (options.lengthBound ?? outputLengthBound).map { bound in encoded.outputs.lengths.map { bound.limit(sourceLength: $0) } }
             let results: [[Hypothesis]]
             if let sampling = options.sampling {
-                results = try Search.sample(stepper, initial: initialState(encoded), rows: rows, start: start, options: options, sampling: sampling, bounds: bounds).map { [$0] }
+                results = try Search.sample(stepper, initial: try initialState(encoded), rows: rows, start: start, options: options, sampling: sampling, bounds: bounds).map { [$0] }
             } else if options.beamWidth <= 1 && options.nBest <= 1 {
-                results = try Search.greedy(stepper, initial: initialState(encoded), rows: rows, start: start, options: options, bounds: bounds).map { [$0] }
+                results = try Search.greedy(stepper, initial: try initialState(encoded), rows: rows, start: start, options: options, bounds: bounds).map { [$0] }
             } else {
-                results = try Search.beam(stepper, initial: initialState(encoded), rows: rows, start: start, options: options, bounds: bounds)
+                results = try Search.beam(stepper, initial: try initialState(encoded), rows: rows, start: start, options: options, bounds: bounds)
             }
             return try results.map { hs in try hs.map { (try configuration.target.decode($0.tokens), $0) } }
         }
@@ -413,13 +413,13 @@ extension SequenceTransformer {
     /// of every output step (including the end-of-sequence step) over the encoder steps, each
     /// row summing to 1. Throws for a model without attention or a batch of more than one.
     public func alignment(_ source: SourceBatch, maximumLength: Int = 256) throws -> (text: String, tokens: [Int], weights: [[Float]]) {
-        guard attention != nil else { throw TensorError.invalidArgument(op: "SequenceTransformer alignment", message: "the model has no attention") }
+        guard configuration.attention != nil || !hasConfiguredParts else { throw TensorError.invalidArgument(op: "SequenceTransformer alignment", message: "the model has no attention") }
         return try withoutGradients {
             let encoded = try encode(source)
             guard encoded.outputs.batch == 1 else {
                 throw TensorError.invalidArgument(op: "SequenceTransformer alignment", message: "one source at a time, not \(encoded.outputs.batch)")
             }
-            var state = initialState(encoded)
+            var state = try initialState(encoded)
             var token = configuration.target.startIndex
             var tokens: [Int] = []
             var rows: [[Float]] = []

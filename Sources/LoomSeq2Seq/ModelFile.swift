@@ -79,6 +79,9 @@ extension SequenceTransformer {
 
     /// Writes the model atomically.
     public func save(to url: URL, training: [String: String] = [:]) throws {
+        guard hasConfiguredParts else {
+            throw SafeTensorsError.invalidHeader("a model file holds the parts its configuration describes; this model was built with another encoder or decoder")
+        }
         var extra: [String: String] = [:]
         if let bound = outputLengthBound { extra[Self.decodingKey] = String(decoding: try JSONEncoder().encode(DecodingFacts(length_bound: bound)), as: UTF8.self) }
         try ModelFiles.write(namedParameters, format: Self.fileFormat, architecture: try Self.architectureJSON(configuration), training: training,
@@ -249,7 +252,7 @@ extension SequenceTransformerConfiguration {
         }
         let (k, h, v) = (encoderOutputSize, decoderHidden, target.size)
         table += [("bridge.hidden.weight", [h * decoderLayers, k]), ("bridge.hidden.bias", [h * decoderLayers])]
-        if cellKind == .lstm { table += [("bridge.cell.weight", [h * decoderLayers, k]), ("bridge.cell.bias", [h * decoderLayers])] }
+        if cellKind.hasCellState { table += [("bridge.cell.weight", [h * decoderLayers, k]), ("bridge.cell.bias", [h * decoderLayers])] }
         table.append(("decoder.embedding.weight", [v, targetEmbeddingSize]))
         table += ModelFiles.recurrentTable(cellKind, prefix: "decoder.rnn.", inputSize: targetEmbeddingSize + (inputFeeding ? h : 0), hiddenSize: h,
                                            layers: decoderLayers)

@@ -178,12 +178,19 @@ public struct SequenceTransformerConfiguration: Codable, Equatable, Sendable {
     public var hasCTC: Bool { (ctcWeight ?? 0) > 0 }
 }
 
-/// An encoder-decoder over sequences (the seeds' SequenceTransformer): a text or audio source
-/// into a stack of LSTM layers (each optionally bidirectional), a bridge from the encoder's
-/// final states to the decoder's initial states, and a decoder (target embedding -> stacked
-/// LSTM -> optional Luong or Bahdanau attention over the encoder outputs, with optional input
-/// feeding -> linear -> softmax). Trained with teacher forcing; decoded greedily or by beam
-/// search until end-of-sequence.
+/// An encoder-decoder over sequences, composed as Wolfram's `SequenceTransformerLayer[encoder,
+/// decoder]`: a text or audio source front end (an embedding, or stacked feature frames), an
+/// encoder (`SequenceEncoder`), and a step decoder (`SequenceDecoder`). The configuration builds
+/// its default parts: a stack of recurrent layers (each optionally bidirectional;
+/// `RecurrentEncoder`) and a decoder with a bridge from the encoder's final states, a target
+/// embedding, stacked recurrent layers, optional Luong or Bahdanau attention over the encoder
+/// outputs with optional input feeding, and a linear output (`AttentionDecoder`). Trained with
+/// teacher forcing; decoded greedily, by beam search or by sampling until end-of-sequence.
+///
+/// ```swift
+/// let model = try SequenceTransformer(configuration)                       // the configured parts
+/// let custom = try SequenceTransformer(configuration, encoder: LayerEncoder(chain, outputSize: 32))
+/// ```
 public final class SequenceTransformer {
     public let configuration: SequenceTransformerConfiguration
     /// Bounds each decoded output by its source's length (stored in the model file under
@@ -191,27 +198,24 @@ public final class SequenceTransformer {
     /// the decoding options' maximum length bounds an output.
     public var outputLengthBound: OutputLengthBound?
     let sourceEmbedding: Embedding<Float>?
-    let encoder: [RecurrentStack]
-    let bridgeHidden: Linear<Float>
-    /// LSTM decoders only: the cell state's bridge.
-    let bridgeCell: Linear<Float>?
-    let targetEmbedding: Embedding<Float>
-    /// The decoder stack; run fused over a whole target in training without input feeding, or
-    /// one cell step at a time (its weights' `step`) when decoding.
-    let decoder: RecurrentStack
-    let attention: Attention<Float>?
-    /// Luong's combination tanh(W_c [context; h]).
-    let combine: Linear<Float>?
-    let output: Linear<Float>
+    public let encoder: any SequenceEncoder
+    public let decoder: any SequenceDecoder
     /// Joint CTC/attention only: encoder outputs to CTC scores over the target symbols.
     let ctcOutput: Linear<Float>?
     /// `configuration.dropout`, active in training only.
     let drop: Dropout<Float>
+    /// Whether the encoder and decoder are the ones the configuration describes (what a model
+    /// file can hold: it stores the configuration and the weights).
+    public let hasConfiguredParts: Bool
     /// The source the model's dropout masks are drawn from (the one it was built with): give it
     /// to the `Trainer`, whose checkpoints then restore the masks' sequence on resume.
     public let randomSource: RandomSource
 
-    public init(_ configuration: SequenceTransformerConfiguration, using source: RandomSource = .shared) throws {
+    /// The model the configuration describes, or with another encoder or decoder in place of the
+    /// configured one (whose sizes must fit the rest: the encoder's input is the source front
+    /// end's size, the decoder's vocabulary the target's).
+    public init(_ configuration: SequenceTransformerConfiguration, encoder customEncoder: (any SequenceEncoder)? = nil,
+                decoder customDecoder: (any SequenceDecoder)? = nil, using source: RandomSource = .shared) throws {
         try configuration.validate()
         self.configuration = configuration
         randomSource = source
@@ -221,58 +225,33 @@ public final class SequenceTransformer {
         } else {
             sourceEmbedding = nil
         }
-        var input = c.encoderInputSize
-        var layers: [RecurrentStack] = []
-        for (h, bi) in zip(c.encoderLayers, c.encoderBidirectional) {
-            layers.append(try RecurrentStack(c.cellKind, inputSize: input, hiddenSize: h, bidirectional: bi, dropout: c.recurrentDropout ?? .none, using: source))
-            input = h * (bi ? 2 : 1)
+        // Drawn before the parts but used by them: draws nothing itself.
+        let drop = try Dropout<Float>(probability: c.dropout, using: source)
+        self.drop = drop
+        let cell = c.cellKind.kind
+        encoder = try customEncoder ?? RecurrentEncoder(cell: cell, inputSize: c.encoderInputSize, layers: c.encoderLayers,
+                                                          bidirectional: c.encoderBidirectional, recurrentDropout: c.recurrentDropout ?? .none,
+                                                          dropout: drop, using: source)
+        let encoderOut = encoder.outputSize
+        let finalSize = customEncoder == nil ? c.encoderOutputSize : encoderOut
+        decoder = try customDecoder ?? AttentionDecoder(
+            cell: cell, encoderFinalSize: finalSize, encoderOutputSize: encoderOut, vocabularySize: c.target.size,
+            embeddingSize: c.targetEmbeddingSize, hiddenSize: c.decoderHidden, layers: c.decoderLayers, attention: c.attention,
+            inputFeeding: c.inputFeeding, dropout: drop, using: source)
+        guard decoder.vocabularySize == c.target.size else {
+            throw TensorError.invalidArgument(op: "SequenceTransformer", message: "the decoder's vocabulary is \(decoder.vocabularySize), the target's \(c.target.size)")
         }
-        encoder = layers
-        let encoderOut = c.encoderOutputSize
-        bridgeHidden = try Linear(inputSize: encoderOut, outputSize: c.decoderHidden * c.decoderLayers, using: source)
-        bridgeCell = c.cellKind == .lstm ? try Linear(inputSize: encoderOut, outputSize: c.decoderHidden * c.decoderLayers, using: source) : nil
-        targetEmbedding = try Embedding(vocabularySize: c.target.size, embeddingSize: c.targetEmbeddingSize, using: source)
-        decoder = try RecurrentStack(c.cellKind, inputSize: c.targetEmbeddingSize + (c.inputFeeding ? c.decoderHidden : 0), hiddenSize: c.decoderHidden,
-                                     numLayers: c.decoderLayers, interLayerDropout: c.dropout, using: source)
-        if let score = c.attention {
-            attention = try Attention(score: score, querySize: c.decoderHidden, keySize: encoderOut, attentionSize: c.decoderHidden, using: source)
-            combine = try Linear(inputSize: encoderOut + c.decoderHidden, outputSize: c.decoderHidden, useBias: false, using: source)
-        } else {
-            attention = nil
-            combine = nil
-        }
-        output = try Linear(inputSize: c.decoderHidden, outputSize: c.target.size, using: source)
-        drop = try Dropout(probability: c.dropout, using: source)
+        hasConfiguredParts = customEncoder == nil && customDecoder == nil
         // Last, so that a model without it draws every other weight the same.
         ctcOutput = c.hasCTC ? try Linear(inputSize: encoderOut, outputSize: c.target.size, using: source) : nil
     }
 
-    /// `x` with dropout applied in training (unchanged in inference or with probability 0).
-    func dropped(_ x: SequenceBatch<Float>) throws -> SequenceBatch<Float> {
-        guard drop.isActive else { return x }
-        return try SequenceBatch(values: drop(x.values), lengths: x.lengths)
-    }
-
     /// Every parameter with its name in model files.
     public var namedParameters: [(name: String, parameter: Parameter<Float>)] {
-        // A linear layer's weight, and its bias when it has one, under `prefix`.
-        func linear(_ prefix: String, _ layer: Linear<Float>) -> [(String, Parameter<Float>)] {
-            [("\(prefix).weight", layer.weight)] + (layer.bias.map { [("\(prefix).bias", $0)] } ?? [])
-        }
-        var out: [(String, Parameter<Float>)] = []
+        var out: [(name: String, parameter: Parameter<Float>)] = []
         if let e = sourceEmbedding { out.append(("encoder.embedding.weight", e.table)) }
-        for (l, layer) in encoder.enumerated() { out += layer.parameters.map { ("encoder.layers.\(l).\($0.name)", $0) } }
-        out += linear("bridge.hidden", bridgeHidden) + (bridgeCell.map { linear("bridge.cell", $0) } ?? [])
-        out.append(("decoder.embedding.weight", targetEmbedding.table))
-        out += decoder.parameters.map { ("decoder.rnn.\($0.name)", $0) }
-        if let attention {
-            if let q = attention.queryProjection { out.append(("attention.query.weight", q.weight)) }
-            if let k = attention.keyProjection { out += linear("attention.key", k) }
-            if let v = attention.vector { out.append(("attention.v", v)) }
-        }
-        if let combine { out.append(("decoder.combine.weight", combine.weight)) }
-        out += linear("decoder.output", output)
-        if let ctcOutput { out += linear("ctc.output", ctcOutput) }
+        out += encoder.namedParameters + decoder.namedParameters
+        if let ctcOutput { out += [("ctc.output.weight", ctcOutput.weight)] + (ctcOutput.bias.map { [("ctc.output.bias", $0)] } ?? []) }
         return out
     }
 
@@ -353,10 +332,11 @@ public final class SequenceTransformer {
     // MARK: - Encoder
 
     /// Encoder outputs (the attention memory) and the decoder's initial states.
+    /// The encoder's outputs [T, B, E] and final state, and the decoder's memory over them.
     public struct Encoded {
         public let outputs: SequenceBatch<Float>
         public let memory: Attention<Float>.Memory?
-        public let initialState: [RecurrentState<Float>]
+        public let final: RecurrentState<Float>
     }
 
     public func encode(_ source: SourceBatch) throws -> Encoded {
@@ -378,28 +358,9 @@ public final class SequenceTransformer {
         if let bad = x.lengths.firstIndex(of: 0) {
             throw TensorError.invalidArgument(op: "SequenceTransformer", message: "source \(bad) of the batch is empty")
         }
-        var final: RecurrentState<Float>?
-        x = try dropped(x)
-        for (l, layer) in encoder.enumerated() {
-            if l > 0 { x = try dropped(x) }
-            let (out, state) = try layer(x)
-            x = out
-            final = state
-        }
-        guard let final else { throw TensorError.invalidArgument(op: "SequenceTransformer", message: "no encoder") }
-        // [D, B, H] -> [B, D H]: forward and reverse final states side by side.
-        func merged(_ t: Tensor<Float>) throws -> Tensor<Float> {
-            let d = t.shape[0], b = t.shape[1], h = t.shape[2]
-            return try t.permuted([1, 0, 2]).reshaped([b, d * h])
-        }
-        let c = configuration
-        let h0 = try bridgeHidden(merged(final.hidden)).tanh()
-        let c0 = try bridgeCell.flatMap { bridge in try final.cell.map { try bridge(merged($0)) } }
-        let states = try (0..<c.decoderLayers).map { l in
-            let columns = (l * c.decoderHidden)..<((l + 1) * c.decoderHidden)
-            return RecurrentState(hidden: try h0.slice(axis: 1, columns), cell: try c0?.slice(axis: 1, columns))
-        }
-        return Encoded(outputs: x, memory: try attention.map { try $0.prepare(x) }, initialState: states)
+        let (outputs, final) = try encoder.encode(x)
+        let memory = try decoder.memory(for: outputs)
+        return Encoded(outputs: outputs, memory: memory, final: final)
     }
 
     /// Concatenates `k` consecutive frames (zero-padded at the end): [T, B, F] -> [ceil(T/k), B, k F].
@@ -435,46 +396,12 @@ public final class SequenceTransformer {
     /// Logits [N, V] of the next token for each row, the next state, and the attention weights
     /// [N, S] over the encoder steps (nil without attention).
     func step(tokens: [Int], state: DecoderState, encoded: Encoded) throws -> (logits: Tensor<Float>, state: DecoderState, weights: Tensor<Float>?) {
-        let c = configuration
-        var x = try drop(targetEmbedding(indices: tokens, shape: [tokens.count]))
-        if let feed = state.feed { x = try Tensor.concatenate([x, feed], axis: 1) }
-        var layers: [RecurrentState<Float>] = []
-        for (l, s) in state.layers.enumerated() {
-            let weights = decoder.weights[l][0]
-            let next = try weights.inferenceStep(c.cellKind.kind, input: x, state: s) ?? weights.step(c.cellKind.kind, input: x, state: s)
-            layers.append(next)
-            x = next.hidden
-        }
-        var top = x
-        var feed: Tensor<Float>?
-        var rowsMemory = state.memory
-        var weights: Tensor<Float>?
-        if let attention, let memory = encoded.memory, let combine {
-            let rows = try rowsMemory ?? Self.memory(memory, rows: state.sources, attention: attention)
-            rowsMemory = rows
-            let (context, w) = try attention(query: top, memory: rows)
-            weights = w
-            top = try drop(combine(Tensor.concatenate([context, top], axis: 1)).tanh())
-            if c.inputFeeding { feed = top }
-        }
-        return (try output(top), DecoderState(layers: layers, feed: feed, sources: state.sources, memory: rowsMemory), weights)
-    }
-
-    /// The attention memory with its batch columns picked by `rows` (identity when unchanged).
-    static func memory(_ m: Attention<Float>.Memory, rows: [Int], attention: Attention<Float>) throws -> Attention<Float>.Memory {
-        if rows == Array(0..<m.keys.batch) { return m }
-        let k = m.keys
-        let picked = try k.values.permuted([1, 0, 2]).reshaped([k.batch, k.steps * k.features]).gathering(rows: rows)
-            .reshaped([rows.count, k.steps, k.features]).permuted([1, 0, 2])
-        return try attention.prepare(SequenceBatch(values: picked, lengths: rows.map { k.lengths[$0] }))
+        try decoder.step(tokens: tokens, state: state, memory: encoded.memory)
     }
 
     /// The decoder's initial state for the encoded batch.
-    func initialState(_ encoded: Encoded) -> DecoderState {
-        let b = encoded.outputs.batch
-        return DecoderState(layers: encoded.initialState,
-                            feed: configuration.inputFeeding ? Tensor.zeros(unchecked: [b, configuration.decoderHidden]) : nil,
-                            sources: Array(0..<b), memory: encoded.memory)
+    func initialState(_ encoded: Encoded) throws -> DecoderState {
+        try decoder.initialState(final: encoded.final, memory: encoded.memory)
     }
 
     // MARK: - Training
@@ -520,29 +447,7 @@ public final class SequenceTransformer {
 
     /// Logits [T, B, V] for decoder inputs [T, B] (start + target).
     func decodeTeacherForced(inputs: PaddedIndices, encoded: Encoded) throws -> Tensor<Float> {
-        let (t, b) = (inputs.steps, inputs.batch)
-        if configuration.inputFeeding {
-            var state = initialState(encoded)
-            var steps: [Tensor<Float>] = []
-            for s in 0..<t {
-                let (logits, next, _) = try step(tokens: Array(inputs.indices[(s * b)..<((s + 1) * b)]), state: state, encoded: encoded)
-                steps.append(logits)
-                state = next
-            }
-            return try Tensor.stack(steps, axis: 0)
-        }
-        // The whole target through the fused decoder stack at once.
-        let embedded = try drop(targetEmbedding(indices: inputs.indices, shape: [t, b]))
-        let h0 = try Tensor.stack(encoded.initialState.map(\.hidden), axis: 0)
-        let cells = encoded.initialState.compactMap(\.cell)
-        let c0 = cells.isEmpty ? nil : try Tensor.stack(cells, axis: 0)
-        let (out, _) = try decoder(SequenceBatch(values: embedded, lengths: inputs.lengths), initialState: RecurrentState(hidden: h0, cell: c0))
-        var top = out.values
-        if let attention, let memory = encoded.memory, let combine {
-            let (context, _) = try attention(queries: top, memory: memory)
-            top = try drop(combine(Tensor.concatenate([context, top], axis: 2)).tanh())
-        }
-        return try output(top)
+        try decoder.teacherForced(inputs: inputs, state: initialState(encoded), memory: encoded.memory)
     }
 }
 
@@ -550,45 +455,5 @@ extension RecurrentState: BeamState {
     /// The rows of a [N, H] state (one cell) picked by index.
     public func selecting(rows: [Int]) throws -> RecurrentState {
         RecurrentState(hidden: try hidden.gathering(rows: rows), cell: try cell?.gathering(rows: rows))
-    }
-}
-
-/// An LSTM or GRU layer stack, whichever the configuration names (the two share one layout of
-/// weights per layer and direction; only the gates and the cell state differ).
-enum RecurrentStack {
-    case lstm(LSTM<Float>)
-    case gru(GRU<Float>)
-
-    init(_ cell: RecurrentCell, inputSize: Int, hiddenSize: Int, numLayers: Int = 1, bidirectional: Bool = false,
-         dropout: RecurrentDropout = .none, interLayerDropout: Double = 0, using source: RandomSource) throws {
-        switch cell {
-        case .gru:
-            self = .gru(try GRU<Float>(inputSize: inputSize, hiddenSize: hiddenSize, numLayers: numLayers, bidirectional: bidirectional,
-                                       dropout: dropout, interLayerDropout: interLayerDropout, using: source))
-        default:
-            self = .lstm(try LSTM<Float>(inputSize: inputSize, hiddenSize: hiddenSize, numLayers: numLayers, bidirectional: bidirectional,
-                                         dropout: dropout, interLayerDropout: interLayerDropout, using: source))
-        }
-    }
-
-    var parameters: [Parameter<Float>] {
-        switch self {
-        case let .lstm(l): return l.parameters
-        case let .gru(g): return g.parameters
-        }
-    }
-
-    var weights: [[RecurrentCellWeights<Float>]] {
-        switch self {
-        case let .lstm(l): return l.weights
-        case let .gru(g): return g.weights
-        }
-    }
-
-    func callAsFunction(_ x: SequenceBatch<Float>, initialState: RecurrentState<Float>? = nil) throws -> (output: SequenceBatch<Float>, state: RecurrentState<Float>) {
-        switch self {
-        case let .lstm(l): return try l(x, initialState: initialState)
-        case let .gru(g): return try g(x, initialState: initialState)
-        }
     }
 }

@@ -238,7 +238,7 @@ extension SequenceTransformerTests {
             try withoutGradients {
                 let encoded = try m.encode(source)
                 let fused = try m.decodeTeacherForced(inputs: inputs, encoded: encoded)
-                var state = m.initialState(encoded)
+                var state = try m.initialState(encoded)
                 for t in 0..<inputs.steps {
                     let tokens = Array(inputs.indices[(t * 3)..<((t + 1) * 3)])
                     let (logits, next, _) = try m.step(tokens: tokens, state: state, encoded: encoded)
