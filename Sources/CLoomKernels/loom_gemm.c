@@ -75,8 +75,7 @@ __attribute__((target("avx512f"), always_inline)) static inline void tile(
         }
     }
     /* Unrolled four times: the loop's counter and pointer updates then take fewer of the
-     * issue slots the multiply-adds compete for (+1-2.5% on a recurrent step's product in a
-     * harness alternating both versions; the same sums in the same order). */
+     * issue slots the multiply-adds compete for (the same sums in the same order). */
 #pragma clang loop unroll_count(4)
     for (int i = 0; i < k; i++) {
         __m512 b0 = _mm512_loadu_ps(p0 + (size_t)i * LOOM_PANEL);

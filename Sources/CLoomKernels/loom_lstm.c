@@ -6,13 +6,11 @@
 
 /* The row functions below take buffers that do not overlap (but for the LSTM forward row's act,
  * which may be gx or hs): the backward rows and the GRU's forward row say so with restrict,
- * which spares the vectorized loop its run-time overlap checks between every pair of pointers
- * (measured: the LSTM backward row over 64 rows of 128, 22 -> 15 us).
+ * which spares the vectorized loop its run-time overlap checks between every pair of pointers.
  * They have optional inputs (NULL for none). Each is compiled twice, with
  * the pointer known to be NULL and known not to be: in a vectorized loop, `p ? p[j] : 1` becomes
  * a masked load from p + j, which for p == NULL is a load near address 0 with every lane masked
- * off, architecturally harmless but each one taking a fault-suppression assist (measured: 62% of
- * the LSTM backward row's time, 25 us per 64 rows of 128 instead of ~10). */
+ * off, architecturally harmless but each one taking a slow fault-suppression assist. */
 
 /* act = activations of gx + hs + bias (hs may be NULL); act may be gx or hs itself: iteration j
  * reads and writes positions j, h + j, 2h + j, 3h + j only, reads first. */

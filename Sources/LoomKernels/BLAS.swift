@@ -20,8 +20,7 @@ public enum BLAS {
     }
 
     /// Sets OpenBLAS's own thread count; at one thread, also stops its idle pool thread, which
-    /// otherwise spins on `sched_yield` for its first ~0.1 s (measured: a whole core for 120 ms
-    /// of a lstm-small-train run, while the main thread and the worker shared the other).
+    /// otherwise spins on `sched_yield` for its first ~0.1 s, taking a core from Loom's team.
     /// `openblas_set_num_threads` starts the pool again, so the stop comes after it.
     static func setOpenBLASThreads(_ count: Int) {
         openblas_set_num_threads(Int32(count))

@@ -22,8 +22,8 @@ public final class PackedWeights {
         self.k = k
         let size = Swift.max(loom_packed_size(Int32(n), Int32(k)), 1)
         buffer = .allocate(capacity: size)
-        // Panels in parts on the worker team when large (a copy pass like the elementwise
-        // ones: 64-67 us serial for an LSTM's 128 x 512 weights, twice a training step).
+        // Panels in parts on the worker team when large (a copy pass like the elementwise ones,
+        // twice a training step).
         let panel = Int(LOOM_PANEL), panels = (n + panel - 1) / panel, buffer = buffer
         let pack = { (range: Range<Int>) in
             loom_pack_panels(transposed ? 1 : 0, Int32(n), Int32(k), weights, Int32(ldw), buffer, Int32(range.lowerBound), Int32(range.upperBound))

@@ -6,9 +6,10 @@
 /// `W_hh h` unless the cell keeps the recurrent side apart); afterwards it reads back the new
 /// states. It never asks which cell it runs. A cell is a type with static members, one file per
 /// cell (`RNNCell`, `GRUCell`, `LSTMCell`), the Float rows calling C (`loom_rnn.c`, `loom_gru.c`,
-/// `loom_lstm.c`) and Swift rows for every other scalar type, which are the cell's formulas
-/// written once more, plainly. Layers add the cell's tensor-op step (the unfused oracle) by
-/// refining this protocol (`RecurrentCellKind` in LoomLayers).
+/// `loom_lstm.c`, the fast path) and Swift rows for every other scalar type (Double, in which the
+/// tests hold the fused kernel to the oracle). The oracle is the cell's tensor-op step, which
+/// layers add by refining this protocol (`RecurrentCellKind` in LoomLayers); the C rows' AVX
+/// versions are held to their portable versions (`CellRowTests`).
 ///
 /// A new cell kind conforms with Swift rows alone (see the minimal gated unit in the tests):
 /// C rows are a speed-up, not a requirement.

@@ -12,12 +12,12 @@ extension RecurrentPasses {
         defer { bias.deallocate() }
         Memory.copy(x.inputBias, to: bias, count: gh)
         if !k.cell.keepsRecurrentSide { S.accumulate(x.recurrentBias, into: bias, count: gh) }
-        let packed = packedWeights(x.recurrentWeight, transposed: true, n: gh, k: h, rows: layout.batchSizes.first ?? 0)
+        let packed = packedWeights(x.recurrentWeight, transposed: true, n: gh, k: h, rows: layout.batchSizes.first ?? 0, steps: k.layout.steps)
         // With a narrow input (I <= H / 2) and the packed kernel, each step projects its own input
         // rows just before its recurrent product, a K = I product into the gates the step then
         // reads while they are in cache; otherwise one [N, I] x [I, G H] GEMM before the loop.
         let packedInput = packed != nil && 2 * k.inputSize <= h
-            ? packedWeights(x.inputWeight, transposed: true, n: gh, k: k.inputSize, rows: layout.batchSizes.first ?? 0) : nil
+            ? packedWeights(x.inputWeight, transposed: true, n: gh, k: k.inputSize, rows: layout.batchSizes.first ?? 0, steps: k.layout.steps) : nil
         if n > 0 && packedInput == nil { inputProjection(k, x) }
         // From a zero state (the default) the first step's recurrent product is 0: skipped. The
         // state mask multiplies that state, so it stays 0 too.

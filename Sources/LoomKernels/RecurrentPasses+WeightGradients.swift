@@ -11,9 +11,8 @@ extension RecurrentPasses {
                                 rows: Range<Int>, columns: UnsafePointer<S>, ld: Int, joined: Bool, sharedGates: Bool) {
         let gh = k.cell.gates * k.hiddenSize, n = k.layout.rows, size = gh * ld
         // A small block of sums (up to 1 MB) from many rows: each thread writes the sums over half
-        // of the rows, one product each, and the two blocks are added with the gradients (lstm-
-        // small-train: 0.981-0.988 of the step time against one product split by gate rows; a
-        // large block costs more to add than that gains: lstm-large-train 1.03).
+        // of the rows, one product each, and the two blocks are added with the gradients (faster
+        // than one product split by gate rows; a large block costs more to add than that gains).
         let halves = n >= 64 && BLAS.splits(multiplyAdds: size * n) && size * MemoryLayout<S>.stride <= 1 << 20
         let pieces = halves ? balancedHalves(n, stored: rows) : [0..<n]
         let sums = UnsafeMutablePointer<S>.allocate(capacity: pieces.count * size)
@@ -31,10 +30,8 @@ extension RecurrentPasses {
     /// Rows 0..<count cut in two at a multiple of 16 so that both halves of `writeSums` take about
     /// as long, counting a row outside `stored` as half a stored one. From a zero state the first
     /// step's rows have no stored h_prev; their own product has only the x and 1 columns but runs
-    /// far below peak that narrow (lstm-small-train: 128 such rows took 79 us, 0.56 of a stored
-    /// row's time each). Cutting all rows in half had given the half holding them a quarter less
-    /// to do (the worker's half took 569 us, the caller's 472; now 535 and 520; the step: 0.986-
-    /// 0.990 of the time, 300 pairs each of three runs).
+    /// far below peak that narrow (about half a stored row's time each), so cutting the rows
+    /// themselves in half would leave the half holding them with less to do.
     static func balancedHalves(_ count: Int, stored: Range<Int>) -> [Range<Int>] {
         // Costs in half rows.
         func cost(_ prefix: Int) -> Int {

@@ -33,11 +33,13 @@ enum RecurrentPasses<S: TensorScalar> {
         k.cellStates + (t % 2) * k.layout.batch * k.hiddenSize
     }
 
-    /// The recurrent weights packed for the AVX-512 or AVX2 product, when S is Float and the CPU has one.
-    static func packedWeights(_ w: UnsafePointer<S>, transposed: Bool, n: Int, k: Int, rows: Int) -> PackedWeights? {
-        // Packing costs about one product's worth of memory traffic; with fewer than 4 rows
-        // per step (decoding one sequence) OpenBLAS's small-matrix kernels are as fast unpacked.
-        guard S.self == Float.self, PackedWeights.isAvailable, n > 0, k > 0, rows >= 4 else { return nil }
+    /// The recurrent weights packed for the AVX-512 or AVX2 product, when S is Float and the CPU
+    /// has one, and (`steps`) the forward pass has several steps to use them in.
+    static func packedWeights(_ w: UnsafePointer<S>, transposed: Bool, n: Int, k: Int, rows: Int, steps: Int = 2) -> PackedWeights? {
+        // Packing costs about one product's worth of memory traffic: a one-step forward pass (a
+        // decoder's step) would pay it for one product. With fewer than 4 rows per step
+        // (decoding one sequence) OpenBLAS's small-matrix kernels are as fast unpacked.
+        guard S.self == Float.self, PackedWeights.isAvailable, n > 0, k > 0, rows >= 4, steps >= 2 else { return nil }
         let ldw = transposed ? k : n
         return PackedWeights(transposed: transposed, n: n, k: k, weights: UnsafeRawPointer(w).assumingMemoryBound(to: Float.self), ldw: ldw)
     }

@@ -5,9 +5,8 @@ import Synchronization
 /// directions of a bidirectional layer), cut into chunks either thread may take.
 ///
 /// Each task runs on its own thread, so a task that finishes first used to wait for the other:
-/// on this shared machine the two cores often run at different speeds for a while (measured on
-/// lstm-medium-train: the same 200-step product loop took 27 ms on one thread and 45 ms on the
-/// other in one step), and a training step lost 10-50 ms per layer that way. A task posts each
+/// on a shared machine two cores often run at different speeds for a while, and a training step
+/// lost that difference per layer. A task posts each
 /// batch of chunks (`run`) and takes chunks, its own first, then the other task's, until neither
 /// has any left untaken; at its end (`end`) it keeps taking the other's until that one ends too.
 /// Work flows to whichever thread is free; nothing waits for a thread that is behind. A task

@@ -100,14 +100,17 @@ enum FusedRecurrence {
             // The gradients are accumulated straight into the arrays the tensors will own; the
             // input's is written in full by the kernel, so it is not zeroed first.
             let arrays = makeArrays(zip(shapes, wanted).map { shape, wanted in wanted ? shape.reduce(1, *) : nil },
-                                    zeroed: { $0 != 0 }) { buffers in
+                                    zeroed: { $0 != 0 }) { (buffers: [UnsafeMutablePointer<S>?]) in
                 withPointers(differentiable + masks + [outputs]) { p in
                     // The states, last: only read by the backward pass.
                     if let last = p.last { kernel.useOutputs(UnsafeMutablePointer(mutating: last) + offset) }
+                    // The weights' gradients are always wanted (above), so their buffers exist.
+                    guard let dInputWeight = buffers[1], let dRecurrentWeight = buffers[2], let dInputBias = buffers[3],
+                          let dRecurrentBias = buffers[4] else { preconditionFailure("the weights' gradient buffers are missing") }
                     kernel.backward(
                         inputs(p), dHidden: dOutputs, dFinalHidden: dHidden, dFinalCell: hasCell ? dCell : nil,
-                        into: .init(input: buffers[0], inputWeight: buffers[1]!, recurrentWeight: buffers[2]!,
-                                    inputBias: buffers[3]!, recurrentBias: buffers[4]!, initialHidden: buffers[5],
+                        into: .init(input: buffers[0], inputWeight: dInputWeight, recurrentWeight: dRecurrentWeight,
+                                    inputBias: dInputBias, recurrentBias: dRecurrentBias, initialHidden: buffers[5],
                                     initialCell: hasCell ? buffers[6] : nil))
                 }
             }

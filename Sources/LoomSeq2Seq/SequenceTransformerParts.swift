@@ -273,7 +273,13 @@ struct RecurrentStack {
             return ({ x, state in try layer(x, initialState: state) }, layer.parameters, layer.weights, layer.outputSize)
         }
         self.cell = cell
-        (run, parameters, weights, outputSize) = try make(cell)
+        // The built-in cells by their concrete types, so that the layer's calls are specialized
+        // at compile time (an opened existential would run them unspecialized).
+        switch cell {
+        case is LSTMCell.Type: (run, parameters, weights, outputSize) = try make(LSTMCell.self)
+        case is GRUCell.Type: (run, parameters, weights, outputSize) = try make(GRUCell.self)
+        default: (run, parameters, weights, outputSize) = try make(cell)
+        }
     }
 
     func callAsFunction(_ x: SequenceBatch<Float>, initialState: RecurrentState<Float>? = nil) throws -> (output: SequenceBatch<Float>, state: RecurrentState<Float>) {

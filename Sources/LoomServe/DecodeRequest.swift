@@ -91,8 +91,9 @@ public struct DecodeRequest: Decodable, Equatable {
             }
             // Valid JSON with a number of the wrong kind (1.5 or -1 where a count belongs).
             if let object = value as? [String: Any] {
-                for key in ["beam", "nbest", "max_length", "min_length", "top_k", "seed"].filter({ object[$0] is NSNumber }) {
-                    let value = "\(object[key]!)"
+                for key in ["beam", "nbest", "max_length", "min_length", "top_k", "seed"] {
+                    guard let number = object[key] as? NSNumber else { continue }
+                    let value = "\(number)"
                     if key == "seed" ? UInt64(value) == nil : Int(value) == nil {
                         throw ServeError.bad("field '\(key)' must be \(key == "seed" ? "an integer in 0...2^64-1" : "an integer"), got \(value)")
                     }

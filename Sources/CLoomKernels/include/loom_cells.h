@@ -2,14 +2,13 @@
 #define LOOM_CELLS_H
 
 /* Float elementwise kernels: exp, sigmoid and tanh over buffers, and the per-row elementwise
- * passes of the RNN, LSTM and GRU cells (forward and backward), the formulas of
- * RecurrentPasses.swift. Each is compiled three times (AVX-512, AVX2+FMA, baseline SSE2) and
+ * passes of the RNN, LSTM and GRU cells (forward and backward), the formulas of the cells'
+ * Swift files (RNNCell.swift, LSTMCell.swift, GRUCell.swift in LoomKernels/Cells). Each is compiled three times (AVX-512, AVX2+FMA, baseline SSE2) and
  * the loader picks the version for the running CPU (clang's target_clones), so the loops run
  * 16 lanes wide where the CPU allows.
  *
  * On CPUs with AVX-512, sigmoid, tanh and the LSTM forward row run an explicit 16-lane version
- * whose quotients are a reciprocal estimate refined by one Newton step instead of a division
- * (1.6x faster on an LSTM row pass).
+ * whose quotients are a reciprocal estimate refined by one Newton step instead of a division.
  *
  * Accuracy (tested against libm in Double): exp within 3 ULP, sigmoid and tanh within 4 ULP
  * (measured with the AVX-512 versions: sigmoid 2.7, tanh 2.3).

@@ -28,6 +28,8 @@ public struct RecurrentCellWeights<Scalar: TensorScalar> {
     /// One step without gradients: the fused kernel over a one-step layout (the same values as
     /// `step` up to rounding, and the same code as a whole sequence's inference). Off the tape
     /// only: the weights are parameters, so a recording run must take `step` (nil then).
+    /// Pre-specialized for Float (see `Recurrent.run`): decoders call it every step.
+    @_specialize(where Scalar == Float)
     public func inferenceStep(_ cell: any RecurrentCellRows.Type, input x: Tensor<Scalar>,
                               state: RecurrentState<Scalar>) throws -> RecurrentState<Scalar>? {
         guard !GradientRecording.isEnabled else { return nil }
