@@ -9,6 +9,10 @@ median of the per-round ratios (`paired_ratio`).
 Opt-in: needs PyTorch (`python3 -m venv /tmp/torchenv && /tmp/torchenv/bin/pip install torch`),
 then `/tmp/torchenv/bin/python scripts/compare_recurrent.py`. Build first:
 `swift build -c release --product Benchmarks`.
+
+Before/after a change: `--baseline PATH` (the Benchmarks binary of the old commit, built in a
+git worktree) runs in the same rounds, alternating with the other two, and adds its median
+and the paired ratio of this build to it (`vs_baseline`). `--no-torch` leaves PyTorch out.
 """
 import argparse
 import json
@@ -31,21 +35,42 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("workloads", nargs="*", default=WORKLOADS)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--baseline", help="the Benchmarks binary of an earlier build, run in the same rounds")
+    parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out (with --baseline)")
     args = parser.parse_args()
     loom = os.path.join(ROOT, ".build", "release", "Benchmarks")
+    commands = {"loom": lambda w: [loom, w]}
+    if args.baseline:
+        commands["baseline"] = lambda w: [args.baseline, w]
+    if not args.no_torch:
+        commands["torch"] = lambda w: [sys.executable, os.path.join(HERE, "bench_torch.py"), w]
     for workload in args.workloads:
-        figures = {"loom": [], "torch": []}
+        # A workload may print several figures (seq2seq-decode: one per batch size and search).
+        figures = {}
         for _ in range(args.rounds):
-            figures["loom"] += [l["median"] for l in lines([loom, workload]) if l["workload"] == workload]
-            figures["torch"] += [l["median"] for l in lines([sys.executable, os.path.join(HERE, "bench_torch.py"), workload])
-                                 if l["workload"] == workload]
-        a, b = statistics.median(figures["loom"]), statistics.median(figures["torch"])
-        # Each round's two runs are seconds apart, so they mostly share the machine's state;
-        # the median of the rounds' own ratios is less sensitive to a state that changes
-        # between rounds than the ratio of the two medians.
-        paired = statistics.median(x / y for x, y in zip(figures["loom"], figures["torch"]))
-        print(json.dumps({"workload": workload, "loom": a, "torch": b, "ratio": a / b, "paired_ratio": paired,
-                          "loom_runs": figures["loom"], "torch_runs": figures["torch"]}), flush=True)
+            for name, command in commands.items():
+                for line in lines(command(workload)):
+                    if line["workload"].startswith(workload):
+                        figures.setdefault(line["workload"], {n: [] for n in commands})[name].append(line["median"])
+        for part, runs in figures.items():
+            print(json.dumps(summary(part, runs)), flush=True)
+
+
+def summary(workload, figures):
+    """Medians, and the median of each round's own ratio of this build to the others: the rounds'
+    runs are seconds apart, so they mostly share the machine's state, and the paired ratio is less
+    sensitive to a state that changes between rounds than the ratio of the two medians."""
+    def paired(other):
+        pairs = list(zip(figures["loom"], figures[other]))
+        return statistics.median(x / y for x, y in pairs) if pairs else None
+    result = {"workload": workload, "loom": statistics.median(figures["loom"])}
+    if figures.get("torch"):
+        result.update(torch=statistics.median(figures["torch"]), ratio=result["loom"] / statistics.median(figures["torch"]),
+                      paired_ratio=paired("torch"))
+    if figures.get("baseline"):
+        result.update(baseline=statistics.median(figures["baseline"]), vs_baseline=paired("baseline"))
+    result.update({f"{name}_runs": runs for name, runs in figures.items()})
+    return result
 
 
 if __name__ == "__main__":

@@ -37,8 +37,8 @@ public protocol RecurrentCellRows {
     /// `RecurrentKernel.isLean`), which read the input side from a buffer they leave unchanged.
     static var hasInferenceRows: Bool { get }
     /// Inference rows: `inputSide` [B, G H] the input projection (read only); `rows.gates` holds
-    /// the recurrent product when `hasRecurrentProduct` (else it is 0 and not read) and takes
-    /// the activations. `rows.saved` and `rows.cell` are per batch position, kept one step.
+    /// the recurrent product when `hasRecurrentProduct` (else it is not read) and takes the
+    /// activations. `rows.saved` and `rows.cell` are per batch position, kept one step.
     static func inferenceForward(_ rows: CellForwardRows<Float>, inputSide: UnsafePointer<Float>, hasRecurrentProduct: Bool)
 }
 

@@ -103,6 +103,9 @@ extension RecurrentPasses {
             S.gemm(transA: false, transB: true, m: rows.count, n: gh, k: i, alpha: 1, a: x.input + rows.lowerBound * i, lda: i,
                    b: x.inputWeight, ldb: i, beta: 0, c: k.gates + rows.lowerBound * gh, ldc: gh)
         }
+        // A few rows (one short sequence): one matrix-vector product each, which OpenBLAS runs
+        // faster than its small-matrix product with its packing.
+        if n < 8, k.sharing == nil { return (0..<n).forEach { project($0..<($0 + 1)) } }
         guard let sharing = k.sharing else { return project(0..<n) }
         let pieces = SharedChunks.pieces(n, shares: projectionShares, multiple: 16)
         sharing.run(count: pieces.count) { c in project(pieces[c]) }

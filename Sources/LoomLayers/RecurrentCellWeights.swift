@@ -25,30 +25,45 @@ public struct RecurrentCellWeights<Scalar: TensorScalar> {
         recurrentBias = try uniform([g], "bias_hh")
     }
 
-    /// One step without gradients: the fused kernel over a one-step layout (the same values as
-    /// `step` up to rounding, and the same code as a whole sequence's inference). Off the tape
-    /// only: the weights are parameters, so a recording run must take `step` (nil then).
+    /// One step without gradients: both products into one gate buffer (the recurrent side into
+    /// its own when the cell keeps it apart), then the cell's forward rows, the ones the fused
+    /// kernel runs (C for Float). The same values as `step` up to rounding; what greedy, beam and
+    /// sampling searches run at every decoder step. Off the tape only: the weights are
+    /// parameters, so a recording run must take `step` (nil then).
     /// Pre-specialized for Float (see `Recurrent.run`): decoders call it every step.
     @_specialize(where Scalar == Float)
     public func inferenceStep(_ cell: any RecurrentCellRows.Type, input x: Tensor<Scalar>,
                               state: RecurrentState<Scalar>) throws -> RecurrentState<Scalar>? {
         guard !GradientRecording.isEnabled else { return nil }
-        let h = recurrentWeight.shape[1], inputSize = inputWeight.shape[1]
+        let h = recurrentWeight.shape[1], inputSize = inputWeight.shape[1], g = cell.gates * h
         guard x.rank == 2, x.shape[1] == inputSize, state.hidden.shape == [x.shape[0], h],
               !cell.hasCellState || state.cell?.shape == [x.shape[0], h] else {
             throw TensorError.rank(op: "\(cell.name) step", expected: "input [B, \(inputSize)] and state [B, \(h)]", shape: x.shape)
         }
-        let b = x.shape[0]
-        let kernel = RecurrentKernel<Scalar>(cell: cell, inputSize: inputSize, hiddenSize: h,
-                                             layout: PackedLayout(sortedLengths: Array(repeating: 1, count: b)), keepsForBackward: false)
+        let b = x.shape[0], apart = cell.keepsRecurrentSide
+        // gates [B, G H] and (apart) side [B, G H]; bias [G H]; then the new hidden, cell and
+        // saved rows [B, H] each.
+        let buffer = UnsafeMutablePointer<Scalar>.allocate(capacity: Swift.max(b * g * (apart ? 2 : 1) + g + 3 * b * h, 1))
+        defer { buffer.deallocate() }
+        let gates = buffer, side = buffer + b * g, bias = side + (apart ? b * g : 0)
+        let hidden = bias + g, newCell = hidden + b * h, saved = newCell + b * h
         let tensors = [x, inputWeight.value, recurrentWeight.value, inputBias.value, recurrentBias.value, state.hidden]
-            + (state.cell.map { [$0] } ?? [])
+            + (cell.hasCellState ? [state.cell ?? state.hidden] : [])
         FusedRecurrence.withPointers(tensors) { p in
-            kernel.forward(.init(input: p[0], inputWeight: p[1], recurrentWeight: p[2], inputBias: p[3], recurrentBias: p[4],
-                                 initialHidden: p[5], initialCell: cell.hasCellState ? p[6] : nil))
+            Memory.copy(p[3], to: bias, count: g)
+            if !apart { Scalar.accumulate(p[4], into: bias, count: g) }
+            Scalar.gemm(transA: false, transB: true, m: b, n: g, k: inputSize, alpha: 1, a: p[0], lda: inputSize, b: p[1], ldb: inputSize,
+                        beta: 0, c: gates, ldc: g)
+            if apart { for r in 0..<b { Memory.copy(p[4], to: side + r * g, count: g) } }
+            Scalar.gemm(transA: false, transB: true, m: b, n: g, k: h, alpha: 1, a: p[5], lda: h, b: p[2], ldb: h,
+                        beta: 1, c: apart ? side : gates, ldc: g)
+            cell.forward(CellForwardRows(
+                rows: 0..<b, hiddenSize: h, gates: gates, bias: bias, recurrentSide: apart ? UnsafePointer(side) : nil,
+                previousHidden: p[5], previousHiddenStride: h, previousCell: cell.hasCellState ? p[6] : nil,
+                cell: cell.hasCellState ? newCell : nil, saved: cell.savesRow ? saved : nil, output: hidden, outputStride: h))
         }
-        return RecurrentState(hidden: Tensor(unchecked: [b, h], scalars: Memory.array(copying: kernel.finalHidden, count: b * h)),
-                              cell: cell.hasCellState ? Tensor(unchecked: [b, h], scalars: Memory.array(copying: kernel.finalCell, count: b * h)) : nil)
+        return RecurrentState(hidden: Tensor(unchecked: [b, h], scalars: Memory.array(copying: hidden, count: b * h)),
+                              cell: cell.hasCellState ? Tensor(unchecked: [b, h], scalars: Memory.array(copying: newCell, count: b * h)) : nil)
     }
 
     /// One step composed of tensor ops: the two sides' products, then the cell's `step`.
