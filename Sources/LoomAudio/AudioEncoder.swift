@@ -93,6 +93,34 @@ public struct AudioEncoder: Sendable {
         return (Deltas.appended(values, frames: frames, features: featureCount, order: configuration.deltas ?? 0), frames)
     }
 
+    /// A file's samples as the front end takes them: downmixed, resampled to the configuration's
+    /// rate, normalized as set. With `features(samples:)`, the waveform can be changed in
+    /// between (`WaveformAugment`).
+    public func samples(path: String) throws -> [Float] {
+        let reader = try AudioReader(path: path, downmix: downmix)
+        var audio = Audio(samples: try reader.readAll(), sampleRate: reader.sampleRate)
+        guard !audio.samples.isEmpty else { throw AudioError.unsupported(path: path, reason: "the file holds no samples") }
+        if reader.sampleRate != configuration.sampleRate {
+            audio.samples = try Resampler(from: reader.sampleRate, to: configuration.sampleRate).process(audio.samples, isLast: true)
+        }
+        return normalization == .none ? audio.samples : audio.normalized(normalization).samples
+    }
+
+    /// The features of samples at the configuration's rate, clamped and with their deltas:
+    /// [frames, featureCount], as `features(path:)` gives them for a file.
+    public func features(samples: [Float]) throws -> (values: [Float], frames: Int) {
+        guard !samples.isEmpty else { throw AudioError.invalidParameter("no samples to encode") }
+        let extractor = try FeatureExtractor(configuration)
+        var values = extractor.push(samples)
+        values += try extractor.finish()
+        if let bad = values.firstIndex(where: { !$0.isFinite }) {
+            throw AudioError.invalidParameter("feature \(bad % configuration.staticFeatureCount) of a frame is \(values[bad]) (a log of zero power?)")
+        }
+        if let topDB = configuration.topDBAfterward { FeatureExtractor.clampDecibels(&values, maximum: extractor.maximumDecibels, topDB: topDB) }
+        let featureCount = configuration.staticFeatureCount, frames = values.count / featureCount
+        return (Deltas.appended(values, frames: frames, features: featureCount, order: configuration.deltas ?? 0), frames)
+    }
+
     /// Encodes a file into `destination` (.npy or .csv), atomically. Streams it, unless deltas
     /// need the whole file in memory.
     public func encode(path: String, to destination: URL, format: FeatureFileWriter.Format) throws -> Int {

@@ -113,6 +113,12 @@ public struct RunConfiguration: Codable, Equatable, Sendable {
         /// paper's LibriSpeech policies, frequency widths scaled to the feature count; see
         /// `SpecAugment`). Each step draws new masks from the run's seeded source.
         public var spec_augment: String = "none"
+        /// Waveform augmentation of audio in training (`WaveformAugment`), drawn afresh for each
+        /// utterance every time from the run's seeded source: speed perturbation at 0.9, 1.0 and
+        /// 1.1; white noise at an SNR in [low, high] dB; a gain in [-gain_db, gain_db] dB.
+        public var speed_perturbation: Bool = false
+        public var noise_snr: [Double]?
+        public var gain_db: Double?
         public var seed: UInt64 = 1
         /// Threads of Loom's team (default: `LOOM_THREADS`, else the cores the process may use).
         public var threads: Int?
@@ -199,6 +205,7 @@ public struct RunConfiguration: Codable, Equatable, Sendable {
         c.model.bidirectional = []
         (c.training.max_steps, c.training.time_budget_seconds, c.training.batch_tokens) = (0, 0, 0)
         (c.training.patience, c.training.checkpoint_every, c.training.threads) = (0, 0, 0)
+        (c.training.noise_snr, c.training.gain_db) = ([], 0)
         return c
     }
 
@@ -267,6 +274,15 @@ public struct RunConfiguration: Codable, Equatable, Sendable {
         if training.spec_augment != "none" && data.kind != "audio" {
             throw fail("training.spec_augment", "masks audio features; data.kind is \"\(data.kind)\"")
         }
+        if let snr = training.noise_snr {
+            guard snr.count == 2, snr.allSatisfy(\.isFinite), snr[0] <= snr[1] else {
+                throw fail("training.noise_snr", "must be [low, high] in dB with low <= high, got \(snr)")
+            }
+        }
+        if let g = training.gain_db { try range("training.gain_db", g, 0...40) }
+        if training.waveformAugment.isActive && data.kind != "audio" {
+            throw fail("training.speed_perturbation", "speed, noise and gain change audio; data.kind is \"\(data.kind)\"")
+        }
         if let t = training.threads { try range("training.threads", t, 1...256) }
         try choice("training.metric", training.metric, ["exact_match", "character_error_rate", "loss"])
         if let p = training.patience { try range("training.patience", p, 1...10_000) }
@@ -279,5 +295,13 @@ public struct RunConfiguration: Codable, Equatable, Sendable {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         return (try? encoder.encode(self)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+    }
+}
+
+extension RunConfiguration.Training {
+    /// The waveform augmentation these settings ask for (inactive by default).
+    public var waveformAugment: WaveformAugment {
+        WaveformAugment(speeds: speed_perturbation ? WaveformAugment.kaldiSpeeds : [1], gainDecibels: gain_db.map { -$0...$0 },
+                        noiseSNR: noise_snr.flatMap { $0.count == 2 && $0[0] <= $0[1] ? $0[0]...$0[1] : nil })
     }
 }

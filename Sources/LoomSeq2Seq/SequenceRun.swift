@@ -43,6 +43,8 @@ public struct SequenceExample: Sendable {
     /// Every target accepted for this source: `target`, and with grouped references the targets
     /// of the other pairs with the same source.
     public var references: [String]
+    /// Audio only, kept for waveform augmentation: the samples at the front end's rate.
+    public var samples: [Float] = []
 
     public init(text: String?, features: [Float], frames: Int, target: String, line: Int) {
         (self.text, self.features, self.frames, self.target, self.line) = (text, features, frames, target, line)
@@ -127,7 +129,9 @@ public enum SequenceRun {
     }
 
     /// The same for a model not built yet, from its architecture.
-    public static func examples(_ pairs: [PairCorpus.Pair], for architecture: SequenceTransformerConfiguration, file: String) throws -> [SequenceExample] {
+    /// `keepSamples`: audio examples also keep their samples (for waveform augmentation).
+    public static func examples(_ pairs: [PairCorpus.Pair], for architecture: SequenceTransformerConfiguration, file: String,
+                                keepSamples: Bool = false) throws -> [SequenceExample] {
         switch architecture.source {
         case .text:
             return pairs.map { SequenceExample(text: $0.source, features: [], frames: 0, target: $0.target, line: $0.line) }
@@ -135,9 +139,12 @@ public enum SequenceRun {
             let encoder = try AudioEncoder(configuration: front)
             return try pairs.map { pair in
                 do {
-                    let f = try encoder.features(path: pair.source)
+                    let samples = keepSamples ? try encoder.samples(path: pair.source) : []
+                    let f = keepSamples ? try encoder.features(samples: samples) : try encoder.features(path: pair.source)
                     guard f.frames > 0 else { throw AudioError.unsupported(path: pair.source, reason: "no frames") }
-                    return SequenceExample(text: nil, features: f.values, frames: f.frames, target: pair.target, line: pair.line)
+                    var example = SequenceExample(text: nil, features: f.values, frames: f.frames, target: pair.target, line: pair.line)
+                    example.samples = samples
+                    return example
                 } catch {
                     throw CorpusLineError(file: file, line: pair.line, reason: "\(error)")
                 }
@@ -253,11 +260,28 @@ public enum SequenceRun {
         }
         let decoding = DecodingOptions(maximumLength: t.max_output_length)
         let augment = SpecAugment.named[t.spec_augment] ?? nil
+        let waveform = t.waveformAugment
+        let front: AudioEncoder? = try {
+            guard case let .audio(f, _) = model.configuration.source, waveform.isActive else { return nil }
+            return try AudioEncoder(configuration: f)
+        }()
         let trainer = Trainer<Float, SequenceExample, [SequenceExample]>(
             parameters: model.parameters, optimizer: Adam<Float>(learningRate: peak, weightDecay: t.weight_decay, decoupledWeightDecay: true), options: options,
             randomSource: model.randomSource,
             length: { $0.length }, collate: { $0 },
             loss: { batch in
+                var batch = batch
+                // New waveforms (speed, noise, gain) and their features for each training example.
+                if let front, LearningPhase.current == .training {
+                    batch = try model.randomSource.withGenerator { generator in
+                        try batch.map { example in
+                            var variant = example
+                            let samples = try waveform.apply(to: example.samples, sampleRate: front.configuration.sampleRate, using: &generator)
+                            (variant.features, variant.frames) = try front.features(samples: samples)
+                            return variant
+                        }
+                    }
+                }
                 let masked = SpecAugment.masking(batch, policy: augment, training: LearningPhase.current == .training, source: model.randomSource,
                                                  features: \.features, frames: \.frames)
                 return try model.loss(sources: sources(masked, model), targets: batch.map(\.target), labelSmoothing: t.label_smoothing)

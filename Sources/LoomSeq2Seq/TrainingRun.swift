@@ -59,7 +59,7 @@ extension SequenceRun {
         say("train: \(train.count) pairs, validation: \(validation.count) pairs" + (communicator.map { $0.size > 1 ? ", on \($0.size) ranks" : "" } ?? ""))
         let (sourceCodec, targetCodec) = try vocabularies(c, train: train)
         var design = try architecture(c, source: sourceCodec, target: targetCodec)
-        let trainExamples = try examples(train, for: design, file: c.data.train ?? "")
+        let trainExamples = try examples(train, for: design, file: c.data.train ?? "", keepSamples: c.training.waveformAugment.isActive)
         if sourceCodec == nil && c.model.feature_normalization == "global" {
             // Global normalization takes the statistics of the training features just read.
             let statistics = SequenceTransformerConfiguration.FeatureStatistics.of(trainExamples.map { ($0.features, $0.frames) },

@@ -76,7 +76,8 @@ final class RecipeTests: XCTestCase {
     /// The small-data settings are checked before any work: a bad value is named at once.
     func testSpokenDigitsRefusesBadRegularization() throws {
         for (arguments, named) in [(["--spec-augment", "heavy"], "--spec-augment"), (["--ctc-weight", "1"], "--ctc-weight"),
-                                   (["--deltas", "3"], "--deltas"), (["--dropout", "-0.1"], "--dropout"), (["--normalization", "none"], "--normalization")] {
+                                   (["--deltas", "3"], "--deltas"), (["--dropout", "-0.1"], "--dropout"), (["--normalization", "none"], "--normalization"),
+                                   (["--noise-snr", "20:10"], "--noise-snr"), (["--noise-snr", "loud"], "--noise-snr"), (["--gain-db", "-1"], "--gain-db")] {
             let (status, output) = try runExecutable("spoken-digits", arguments + ["--output", "/nonexistent/never-written"])
             XCTAssertEqual(status, 64, output)
             XCTAssertTrue(output.contains(named), output)

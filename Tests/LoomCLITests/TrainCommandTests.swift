@@ -116,10 +116,12 @@ final class TrainCommandTests: TemporaryDirectoryTestCase {
             lines.append("tone\(i).wav\t\(label)")
         }
         try Data((["path\ttranscript"] + lines).joined(separator: "\n").utf8 + [10]).write(to: directory.appendingPathComponent("m.tsv"))
-        // With deltas and delta-deltas, global normalization, and SpecAugment masks in training (LD).
+        // With deltas and delta-deltas, global normalization, SpecAugment masks (LD) and waveform
+        // augmentation (speed, noise, gain) in training.
         let train = try runLoom(["train", "--train", path("m.tsv"), "--epochs", "2", "--set", "data.kind=\"audio\"", "--set", "model.mels=16",
                                  "--set", "model.encoder_layers=[12]", "--set", "model.decoder_hidden=12", "--set", "data.validation_fraction=0.25",
                                  "--set", "training.spec_augment=\"ld\"", "--set", "model.deltas=2", "--set", "model.feature_normalization=\"global\"",
+                                 "--set", "training.speed_perturbation=true", "--set", "training.noise_snr=[10, 20]", "--set", "training.gain_db=6",
                                  "--output", path("run")])
         XCTAssertEqual(train.status, 0, train.output)
         let info = try runLoom(["info", path("run/model.safetensors")])
@@ -128,6 +130,13 @@ final class TrainCommandTests: TemporaryDirectoryTestCase {
         let text = try runLoom(["train", "--train", path("m.tsv"), "--set", "training.spec_augment=\"ld\"", "--output", path("text")])
         XCTAssertEqual(text.status, 64, text.output)
         XCTAssertTrue(text.output.contains("training.spec_augment: masks audio features"), text.output)
+        let textSpeed = try runLoom(["train", "--train", path("m.tsv"), "--set", "training.speed_perturbation=true", "--output", path("text")])
+        XCTAssertEqual(textSpeed.status, 64, textSpeed.output)
+        XCTAssertTrue(textSpeed.output.contains("training.speed_perturbation: speed, noise and gain change audio"), textSpeed.output)
+        let backwards = try runLoom(["train", "--train", path("m.tsv"), "--set", "data.kind=\"audio\"", "--set", "training.noise_snr=[20, 10]",
+                                     "--output", path("backwards")])
+        XCTAssertEqual(backwards.status, 64, backwards.output)
+        XCTAssertTrue(backwards.output.contains("training.noise_snr: must be [low, high]"), backwards.output)
         let evaluation = try runLoom(["evaluate", "--model", path("run/model.safetensors"), "--test", path("m.tsv")])
         XCTAssertEqual(evaluation.status, 0, evaluation.output)
         let figures = try json(path("run/evaluation.json"))

@@ -35,6 +35,29 @@ struct SpokenDigits: ParsableCommand {
     @Option(help: "Decoupled weight decay (AdamW); 0: Adam.") var weightDecay = 0.0
     @Option(help: "Weight of a CTC loss on the encoder outputs beside the attention decoder's (joint CTC/attention; 0: none).")
     var ctcWeight = 0.0
+    @Flag(help: "Speed perturbation in training: each utterance at 0.9, 1.0 or 1.1 times its speed, drawn afresh every time (Kaldi's factors).")
+    var speedPerturbation = false
+    @Option(help: "Additive white noise in training at an SNR drawn from this range in dB, \"LOW:HIGH\" or one value (default none).")
+    var noiseSNR: String?
+    @Option(help: "Gain in training drawn from -D...D dB (default none).") var gainDB: Double?
+
+    /// The waveform augmentation the options ask for.
+    func waveformAugment() throws -> WaveformAugment {
+        var augment = WaveformAugment(speeds: speedPerturbation ? WaveformAugment.kaldiSpeeds : [1])
+        if let noiseSNR {
+            let parts = noiseSNR.split(separator: ":", omittingEmptySubsequences: false).map { Double($0.trimmingCharacters(in: .whitespaces)) }
+            guard (1...2).contains(parts.count), let low = parts.first ?? nil, let high = parts.last ?? nil, low <= high, low.isFinite, high.isFinite else {
+                throw ValidationError("--noise-snr must be \"LOW:HIGH\" or one number of dB, got \"\(noiseSNR)\"")
+            }
+            augment.noiseSNR = low...high
+        }
+        if let gainDB {
+            guard gainDB >= 0, gainDB <= 40 else { throw ValidationError("--gain-db must be in 0...40, got \(gainDB)") }
+            augment.gainDecibels = -gainDB...gainDB
+        }
+        try augment.validate()
+        return augment
+    }
 
     func validate() throws {
         if let deltas, !(0...2).contains(deltas) { throw ValidationError("--deltas must be 0, 1 or 2, got \(deltas)") }
@@ -43,6 +66,7 @@ struct SpokenDigits: ParsableCommand {
         guard labelSmoothing >= 0 && labelSmoothing <= 0.5 else { throw ValidationError("--label-smoothing must be in [0, 0.5], got \(labelSmoothing)") }
         guard weightDecay >= 0 && weightDecay <= 1 else { throw ValidationError("--weight-decay must be in [0, 1], got \(weightDecay)") }
         guard ctcWeight >= 0 && ctcWeight < 1 else { throw ValidationError("--ctc-weight must be in [0, 1), got \(ctcWeight)") }
+        _ = try waveformAugment()
         if let specAugment, !SpecAugment.named.keys.contains(specAugment) {
             throw ValidationError("--spec-augment must be one of \(SpecAugment.named.keys.sorted().joined(separator: ", ")), got \"\(specAugment)\"")
         }
@@ -91,12 +115,17 @@ struct SpokenDigits: ParsableCommand {
                                          maximumFrequency: 8000, log: .offset(1e-6))
         front.deltas = deltas > 0 ? deltas : nil
         let featureStart = Date()
-        let train = try Utterance.load(trainEntries, configuration: front, threads: common.threadCount)
+        let waveform = try waveformAugment()
+        // Augmented waveforms need the training samples kept, and their features made again.
+        let train = try Utterance.load(trainEntries, configuration: front, threads: common.threadCount, keepSamples: waveform.isActive)
         let test = try Utterance.load(testEntries, configuration: front, threads: common.threadCount)
         let frames = (train + test).reduce(0) { $0 + $1.frames }
         print(String(format: "features: %d utterances, %.0f s of audio, in %.1f s", train.count + test.count,
                      Double(frames) / 100, Date().timeIntervalSince(featureStart)))
-        print("training: \(epochs) epochs, SpecAugment \(maskingName), CTC weight \(ctcWeight), deltas \(deltas), \(normalization) normalization, "
+        let waveformDescription = waveform.isActive
+            ? "speeds \(waveform.speeds), noise \(waveform.noiseSNR.map { "\($0.lowerBound)-\($0.upperBound) dB SNR" } ?? "none"), gain \(gainDB.map { "±\($0) dB" } ?? "none")"
+            : "none"
+        print("training: \(epochs) epochs, waveform augmentation \(waveformDescription), SpecAugment \(maskingName), CTC weight \(ctcWeight), deltas \(deltas), \(normalization) normalization, "
               + "dropout \(dropout), label smoothing \(labelSmoothing), weight decay \(weightDecay)")
 
         // The target alphabet: every character of the training transcripts.
@@ -123,6 +152,20 @@ struct SpokenDigits: ParsableCommand {
         func sources(_ batch: [Utterance]) throws -> SequenceTransformer.SourceBatch {
             try model.sourceBatch(features: batch.map { ($0.features, $0.frames) })
         }
+        // Each training utterance's waveform changed afresh (speed, noise, gain) and its features
+        // made again, drawing from the run's seeded source; evaluation hears the recordings as they are.
+        let encoder = try AudioEncoder(configuration: front)
+        func augmented(_ batch: [Utterance]) throws -> [Utterance] {
+            guard waveform.isActive, LearningPhase.current == .training else { return batch }
+            return try source.withGenerator { generator in
+                try batch.map { utterance in
+                    var variant = utterance
+                    let samples = try waveform.apply(to: utterance.samples, sampleRate: front.sampleRate, using: &generator)
+                    (variant.features, variant.frames) = try encoder.features(samples: samples)
+                    return variant
+                }
+            }
+        }
         func transcribe(_ batch: [Utterance]) throws -> [String] {
             try model.decode(sources(batch), options: DecodingOptions(maximumLength: longest * 2 + 2)).map { $0[0].text }
         }
@@ -134,6 +177,7 @@ struct SpokenDigits: ParsableCommand {
         if ctcWeight > 0 { options.runIdentity["ctc_weight"] = "\(ctcWeight)" }
         if deltas > 0 { options.runIdentity["deltas"] = "\(deltas)" }
         if normalization != "utterance" { options.runIdentity["normalization"] = normalization }
+        if waveform.isActive { options.runIdentity["waveform"] = waveformDescription }
         options.runDirectory = directory
         options.gradientClipNorm = 5
         // A fixed budget and no selection on the test split: its numbers are reported, not tuned on.
@@ -144,6 +188,7 @@ struct SpokenDigits: ParsableCommand {
             randomSource: source,
             length: { $0.frames }, collate: { $0 },
             loss: { batch in
+                let batch = try augmented(batch)
                 let masked = SpecAugment.masking(batch, policy: masking, training: LearningPhase.current == .training,
                                                  source: source, features: \.features, frames: \.frames)
                 return try model.loss(sources: sources(masked), targets: batch.map(\.transcript), labelSmoothing: labelSmoothing)
@@ -203,10 +248,12 @@ struct Utterance: Sendable {
     var transcript: String
     var features: [Float]
     var frames: Int
+    /// The samples at the front end's rate, kept for waveform augmentation (else empty).
+    var samples: [Float] = []
 
     /// Features of every entry, `threads` files at a time; a file that cannot be read stops
     /// the run with its name.
-    static func load(_ entries: [AudioManifest.Entry], configuration: FeatureConfiguration, threads: Int) throws -> [Utterance] {
+    static func load(_ entries: [AudioManifest.Entry], configuration: FeatureConfiguration, threads: Int, keepSamples: Bool = false) throws -> [Utterance] {
         let encoder = try AudioEncoder(configuration: configuration)
         var out = [Utterance?](repeating: nil, count: entries.count)
         var failure: Error?
@@ -215,8 +262,11 @@ struct Utterance: Sendable {
         DispatchQueue.concurrentPerform(iterations: workers) { w in
             for i in stride(from: w, to: entries.count, by: workers) {
                 do {
-                    let (values, frames) = try encoder.features(path: entries[i].path)
-                    lock.withLock { out[i] = Utterance(path: entries[i].path, transcript: entries[i].transcript, features: values, frames: frames) }
+                    let samples = keepSamples ? try encoder.samples(path: entries[i].path) : []
+                    let (values, frames) = keepSamples ? try encoder.features(samples: samples) : try encoder.features(path: entries[i].path)
+                    lock.withLock {
+                        out[i] = Utterance(path: entries[i].path, transcript: entries[i].transcript, features: values, frames: frames, samples: samples)
+                    }
                 } catch {
                     lock.withLock { failure = failure ?? error }
                     return
