@@ -1,6 +1,7 @@
 /// The weights of one recurrent cell (one layer and direction), and its single steps: `step`,
 /// composed of tensor ops (the unfused oracle, and what a recording run takes), and
-/// `inferenceStep`, the fused kernel over one step (what step-by-step decoders run).
+/// `inferenceStep`, the two products and then the cell's own fused rows (what step-by-step
+/// decoders run).
 ///
 /// Shapes: x [B, I]; state hidden (and cell) [B, H]; weights in PyTorch's layout
 /// (`inputWeight` [G H, I], `recurrentWeight` [G H, H], biases [G H]).
