@@ -306,6 +306,32 @@ let workloads: [(String, () throws -> Void)] = [
         print("{\"workload\": \"ctc-joint-train\", \"attention_ms\": \(median(times[0]) * 1000), \"joint_ms\": \(median(times[1]) * 1000), "
               + "\"paired_ratio\": \(median(ratios))}")
     }),
+    ("int8-gemm", {
+        // The int8 product (QuantizedMatrix, activations quantized per call) against the Float
+        // ones at inference shapes: a decoder step at batch 256 (k = 16 + 128 input, 4 x 128
+        // gates), a medium recurrent step (32 rows, k 256, 1024 gates) and the large one.
+        var g = SeededGenerator(seed: 5)
+        for (m, n, k) in [(256, 512, 144), (256, 512, 128), (32, 1024, 256), (64, 4096, 1024)] {
+            let w = (0..<(n * k)).map { _ in Float(g.nextUnit() - 0.5) }, a = (0..<(m * k)).map { _ in Float(g.nextUnit() - 0.5) }
+            var c = [Float](repeating: 0, count: m * n)
+            let q = QuantizedMatrix(quantizing: w, rows: n, columns: k)
+            let packed = w.withUnsafeBufferPointer { PackedWeights(transposed: true, n: n, k: k, weights: $0.baseAddress!, ldw: k) }
+            let rounds = max(1, 200_000_000 / (m * n * k))
+            let gops = { (t: Double) in 2 * Double(m * n * k * rounds) / t / 1e9 }
+            let shape: [String: Any] = ["m": m, "n": n, "k": k]
+            _ = report("int8-gemm-float-blas", unit: "GFLOP/s", extra: shape, figure: gops) {
+                for _ in 0..<rounds {
+                    Float.gemm(transA: false, transB: true, m: m, n: n, k: k, alpha: 1, a: a, lda: k, b: w, ldb: k, beta: 0, c: &c, ldc: n)
+                }
+            }
+            _ = report("int8-gemm-float-packed", unit: "GFLOP/s", extra: shape, figure: gops) {
+                for _ in 0..<rounds { packed.multiply(m: m, a: a, lda: k, beta: 0, c: &c, ldc: n) }
+            }
+            _ = report("int8-gemm-int8", unit: "GOP/s", extra: shape, figure: gops) {
+                for _ in 0..<rounds { q.multiply(m: m, a: a, lda: k, beta: 0, c: &c, ldc: n) }
+            }
+        }
+    }),
     ("profile-decode", {
         // seq2seq-decode's batch of 256 alone, for a profiler.
         let model = try SequenceTransformer(SequenceTransformerConfiguration(

@@ -121,10 +121,18 @@ public final class RecurrentKernel<S: TensorScalar> {
         public var initialCell: UnsafePointer<S>?     // [B, H], cells with a cell state
         public var stateMask: UnsafePointer<S>?       // [B, H]
         public var updateMask: UnsafePointer<S>?      // [N, H]
+        /// int8 forms of the weights (Float, forward only): when set, the forward pass's products
+        /// with that weight run in int8 (`QuantizedMatrix`).
+        public var quantizedInputWeight: QuantizedMatrix?
+        public var quantizedRecurrentWeight: QuantizedMatrix?
 
         public init(input: UnsafePointer<S>, inputWeight: UnsafePointer<S>, recurrentWeight: UnsafePointer<S>,
                     inputBias: UnsafePointer<S>, recurrentBias: UnsafePointer<S>, initialHidden: UnsafePointer<S>,
-                    initialCell: UnsafePointer<S>? = nil, stateMask: UnsafePointer<S>? = nil, updateMask: UnsafePointer<S>? = nil) {
+                    initialCell: UnsafePointer<S>? = nil, stateMask: UnsafePointer<S>? = nil, updateMask: UnsafePointer<S>? = nil,
+                    quantizedInputWeight: QuantizedMatrix? = nil, quantizedRecurrentWeight: QuantizedMatrix? = nil) {
+            precondition(S.self == Float.self || (quantizedInputWeight == nil && quantizedRecurrentWeight == nil), "int8 weights are for Float")
+            self.quantizedInputWeight = quantizedInputWeight
+            self.quantizedRecurrentWeight = quantizedRecurrentWeight
             self.input = input
             self.inputWeight = inputWeight
             self.recurrentWeight = recurrentWeight

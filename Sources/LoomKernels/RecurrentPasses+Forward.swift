@@ -12,11 +12,14 @@ extension RecurrentPasses {
         defer { bias.deallocate() }
         Memory.copy(x.inputBias, to: bias, count: gh)
         if !k.cell.keepsRecurrentSide { S.accumulate(x.recurrentBias, into: bias, count: gh) }
-        let packed = packedWeights(x.recurrentWeight, transposed: true, n: gh, k: h, rows: layout.batchSizes.first ?? 0, steps: k.layout.steps)
+        // int8 weights (Float, off the tape) take the place of the packed Float ones.
+        let quantized = S.self == Float.self ? x.quantizedRecurrentWeight : nil
+        let packed = quantized != nil ? nil
+            : packedWeights(x.recurrentWeight, transposed: true, n: gh, k: h, rows: layout.batchSizes.first ?? 0, steps: k.layout.steps)
         // With a narrow input (I <= H / 2) and the packed kernel, each step projects its own input
         // rows just before its recurrent product, a K = I product into the gates the step then
         // reads while they are in cache; otherwise one [N, I] x [I, G H] GEMM before the loop.
-        let packedInput = packed != nil && 2 * k.inputSize <= h
+        let packedInput = packed != nil && 2 * k.inputSize <= h && x.quantizedInputWeight == nil
             ? packedWeights(x.inputWeight, transposed: true, n: gh, k: k.inputSize, rows: layout.batchSizes.first ?? 0, steps: k.layout.steps) : nil
         if n > 0 && packedInput == nil { inputProjection(k, x) }
         // From a zero state (the default) the first step's recurrent product is 0: skipped. The
@@ -24,7 +27,7 @@ extension RecurrentPasses {
         let first = layout.batchSizes.first ?? 0
         let startedFromZero = (0..<(first * h)).allSatisfy { x.initialHidden[$0] == 0 }
         k.startedFromZero = startedFromZero
-        steps(k, split: packed != nil, reversed: false, weights: gh * h) { t, rows in
+        steps(k, split: packed != nil || quantized != nil, reversed: false, weights: gh * h) { t, rows in
             guard let first = rows.first else { return }
             let offset = layout.rowStart(t)
             let previousHidden = previous(k, x.initialHidden, t)
@@ -48,7 +51,7 @@ extension RecurrentPasses {
             if k.isLean {
                 // The h side to the cached scratch (0 at a skipped first step: no h side).
                 if !skipProduct {
-                    product(packed, m: rows.count, a: recurrentInput, lda: inputStride, weights: x.recurrentWeight, transposeW: true,
+                    product(packed, quantized, m: rows.count, a: recurrentInput, lda: inputStride, weights: x.recurrentWeight, transposeW: true,
                             n: gh, k: h, beta: 0, c: k.scratchProjection + first * gh, ldc: gh)
                 }
                 let cells = CellForwardRows(
@@ -62,7 +65,7 @@ extension RecurrentPasses {
             let keepsApart = k.cell.keepsRecurrentSide
             if keepsApart { for r in rows { Memory.copy(x.recurrentBias, to: k.scratchProjection + r * gh, count: gh) } }
             if !skipProduct {
-                product(packed, m: rows.count, a: recurrentInput, lda: inputStride, weights: x.recurrentWeight, transposeW: true,
+                product(packed, quantized, m: rows.count, a: recurrentInput, lda: inputStride, weights: x.recurrentWeight, transposeW: true,
                         n: gh, k: h, beta: 1, c: (keepsApart ? k.scratchProjection : g) + first * gh, ldc: gh)
             }
             k.cell.forward(CellForwardRows(
@@ -99,6 +102,10 @@ extension RecurrentPasses {
     /// direction's kernel.
     static func inputProjection(_ k: Kernel, _ x: Kernel.Inputs) {
         let n = k.layout.rows, gh = k.cell.gates * k.hiddenSize, i = k.inputSize
+        if S.self == Float.self, let q = x.quantizedInputWeight {
+            // One int8 product over all rows (cut over the team inside, or whole within a job).
+            return q.multiply(m: n, a: f(x.input), lda: i, beta: 0, c: f(k.gates), ldc: gh)
+        }
         func project(_ rows: Range<Int>) {
             S.gemm(transA: false, transB: true, m: rows.count, n: gh, k: i, alpha: 1, a: x.input + rows.lowerBound * i, lda: i,
                    b: x.inputWeight, ldb: i, beta: 0, c: k.gates + rows.lowerBound * gh, ldc: gh)

@@ -44,13 +44,16 @@ enum RecurrentPasses<S: TensorScalar> {
         return PackedWeights(transposed: transposed, n: n, k: k, weights: UnsafeRawPointer(w).assumingMemoryBound(to: Float.self), ldw: ldw)
     }
 
-    /// C[m, n] = beta C + A[m, k] op(W), with the packed kernel when there is one, else BLAS.
+    /// C[m, n] = beta C + A[m, k] op(W), with the int8 weights when given (Float, op(W) = W^T),
+    /// else the packed kernel when there is one, else BLAS.
     /// op(W) = W^T (W stored [n, k]) when `transposeW`, else W (stored [k, n]).
     @inline(__always)
-    static func product(_ packed: PackedWeights?, m: Int, a: UnsafePointer<S>, lda: Int, weights: UnsafePointer<S>,
-                        transposeW: Bool, n: Int, k: Int, beta: S, c: UnsafeMutablePointer<S>, ldc: Int) {
+    static func product(_ packed: PackedWeights?, _ quantized: QuantizedMatrix? = nil, m: Int, a: UnsafePointer<S>, lda: Int,
+                        weights: UnsafePointer<S>, transposeW: Bool, n: Int, k: Int, beta: S, c: UnsafeMutablePointer<S>, ldc: Int) {
         guard m > 0 else { return }
-        if let packed {
+        if let quantized, S.self == Float.self, transposeW {
+            quantized.multiply(m: m, a: f(a), lda: lda, beta: Float(beta), c: f(c), ldc: ldc)
+        } else if let packed {
             packed.multiply(m: m, a: UnsafeRawPointer(a).assumingMemoryBound(to: Float.self), lda: lda, beta: Float(beta),
                             c: UnsafeMutableRawPointer(c).assumingMemoryBound(to: Float.self), ldc: ldc)
         } else {

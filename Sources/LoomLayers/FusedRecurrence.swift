@@ -36,6 +36,8 @@ enum FusedRecurrence {
         var initialCell: Tensor<S>?
         var stateMask: Tensor<S>?
         var updateMask: Tensor<S>?
+        /// int8 forms of the input and recurrent weights, for a forward pass off the tape.
+        var quantized: [QuantizedMatrix?] = [nil, nil]
     }
 
     /// A direction ready for its kernel: the kernel, the tensors it reads (differentiable first),
@@ -45,6 +47,7 @@ enum FusedRecurrence {
         let differentiable: [Tensor<S>]
         let masks: [Tensor<S>]
         let hasCell: Bool, hasStateMask: Bool, hasUpdateMask: Bool
+        let quantized: [QuantizedMatrix?]
         var n: Int { kernel.layout.rows }
         var b: Int { kernel.layout.batch }
         var h: Int { kernel.hiddenSize }
@@ -58,6 +61,7 @@ enum FusedRecurrence {
             differentiable = [d.input] + d.weights + [d.initialHidden] + (c0.map { [$0] } ?? [])
             masks = [d.stateMask, d.updateMask].compactMap { $0 }
             (hasCell, hasStateMask, hasUpdateMask) = (c0 != nil, d.stateMask != nil, d.updateMask != nil)
+            quantized = recording ? [nil, nil] : d.quantized
         }
 
         func inputs(_ p: [UnsafePointer<S>]) -> RecurrentKernel<S>.Inputs {
@@ -68,7 +72,8 @@ enum FusedRecurrence {
             if hasStateMask { k += 1 }
             let um = hasUpdateMask ? p[k] : nil
             return .init(input: p[0], inputWeight: p[1], recurrentWeight: p[2], inputBias: p[3], recurrentBias: p[4],
-                         initialHidden: p[5], initialCell: c, stateMask: sm, updateMask: um)
+                         initialHidden: p[5], initialCell: c, stateMask: sm, updateMask: um,
+                         quantizedInputWeight: quantized[0], quantizedRecurrentWeight: quantized[1])
         }
 
         /// Runs the kernel forward, its large products shared through `sharing` when given.

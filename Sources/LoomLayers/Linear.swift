@@ -37,10 +37,29 @@ public struct Linear<Scalar: TensorScalar>: Layer {
         guard input.rank >= 1, input.shape[input.rank - 1] == inputSize else {
             throw TensorError.rank(op: "Linear(\(inputSize) -> \(outputSize))", expected: "input [..., \(inputSize)]", shape: input.shape)
         }
-        let projected = try input.matmul(weight.value, transposeB: true)
+        let projected = try weight.quantized.flatMap { q in GradientRecording.isEnabled ? nil : input.product(transposed: q) }
+            ?? input.matmul(weight.value, transposeB: true)
         guard let bias else { return projected }
         return try projected + bias.value
     }
 
     public var parameters: [Parameter<Scalar>] { [weight] + (bias.map { [$0] } ?? []) }
+}
+
+extension Tensor {
+    /// x W^T for x [..., I] and int8 weights W [O, I]: [..., O] (`QuantizedMatrix`); nil unless
+    /// Scalar is Float and I matches.
+    func product(transposed q: QuantizedMatrix) -> Tensor? {
+        guard Scalar.self == Float.self, rank >= 1, shape[rank - 1] == q.columns else { return nil }
+        let m = count / q.columns, n = q.rows
+        var out = [Scalar](repeating: 0, count: m * n)
+        scalars.withUnsafeBufferPointer { x in
+            out.withUnsafeMutableBufferPointer { y in
+                guard let x = x.baseAddress, let y = y.baseAddress else { return }
+                q.multiply(m: m, a: UnsafeRawPointer(x).assumingMemoryBound(to: Float.self), lda: q.columns, beta: 0,
+                           c: UnsafeMutableRawPointer(y).assumingMemoryBound(to: Float.self), ldc: n)
+            }
+        }
+        return Tensor(unchecked: Array(shape.dropLast()) + [n], scalars: out)
+    }
 }

@@ -153,7 +153,9 @@ public struct Recurrent<Scalar: TensorScalar, Kind: RecurrentCellKind> {
                         input: try pack(values, width: values.shape[2]),
                         weights: [inputWeight, recurrentWeight, w.inputBias.value, w.recurrentBias.value],
                         initialHidden: try packing.sorted(h0), initialCell: try c0.map(packing.sorted),
-                        stateMask: try m?.state.map(packing.sorted), updateMask: try m?.update.map { try pack($0, width: hiddenSize) }))
+                        stateMask: try m?.state.map(packing.sorted), updateMask: try m?.update.map { try pack($0, width: hiddenSize) },
+                        quantized: GradientRecording.isEnabled ? [nil, nil]
+                            : [m?.inputWeight == nil ? w.inputWeight.quantized : nil, m?.recurrentWeight == nil ? w.recurrentWeight.quantized : nil]))
                 case .reference:
                     results.append(try referenceDirection(w, values: values, lengths: input.lengths, reverse: reverse,
                                                           initial: RecurrentState(hidden: h0, cell: c0), inputWeight: inputWeight,

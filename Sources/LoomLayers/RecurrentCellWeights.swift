@@ -53,11 +53,19 @@ public struct RecurrentCellWeights<Scalar: TensorScalar> {
         FusedRecurrence.withPointers(tensors) { p in
             Memory.copy(p[3], to: bias, count: g)
             if !apart { Scalar.accumulate(p[4], into: bias, count: g) }
-            Scalar.gemm(transA: false, transB: true, m: b, n: g, k: inputSize, alpha: 1, a: p[0], lda: inputSize, b: p[1], ldb: inputSize,
-                        beta: 0, c: gates, ldc: g)
+            // C [B, G H] (+)= A W^T, in int8 when the weight has an int8 form (Float only).
+            func product(_ weight: Parameter<Scalar>, a: UnsafePointer<Scalar>, w: UnsafePointer<Scalar>, k: Int, beta: Scalar,
+                         c: UnsafeMutablePointer<Scalar>) {
+                if Scalar.self == Float.self, let q = weight.quantized {
+                    q.multiply(m: b, a: UnsafeRawPointer(a).assumingMemoryBound(to: Float.self), lda: k, beta: beta == 0 ? 0 : 1,
+                               c: UnsafeMutableRawPointer(c).assumingMemoryBound(to: Float.self), ldc: g)
+                } else {
+                    Scalar.gemm(transA: false, transB: true, m: b, n: g, k: k, alpha: 1, a: a, lda: k, b: w, ldb: k, beta: beta, c: c, ldc: g)
+                }
+            }
+            product(inputWeight, a: p[0], w: p[1], k: inputSize, beta: 0, c: gates)
             if apart { for r in 0..<b { Memory.copy(p[4], to: side + r * g, count: g) } }
-            Scalar.gemm(transA: false, transB: true, m: b, n: g, k: h, alpha: 1, a: p[5], lda: h, b: p[2], ldb: h,
-                        beta: 1, c: apart ? side : gates, ldc: g)
+            product(recurrentWeight, a: p[5], w: p[2], k: h, beta: 1, c: apart ? side : gates)
             cell.forward(CellForwardRows(
                 rows: 0..<b, hiddenSize: h, gates: gates, bias: bias, recurrentSide: apart ? UnsafePointer(side) : nil,
                 previousHidden: p[5], previousHiddenStride: h, previousCell: cell.hasCellState ? p[6] : nil,

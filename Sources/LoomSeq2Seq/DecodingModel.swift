@@ -79,6 +79,14 @@ public final class DecodingModel: @unchecked Sendable {
         }
     }
 
+    /// How many weight matrices are int8 (an int8 file, `loom quantize`).
+    public var quantizedWeightCount: Int {
+        switch kind {
+        case let .transformer(t): return t.quantizedWeightCount
+        case let .head(h): return h.quantizedWeightCount
+        }
+    }
+
     public var parameterCount: Int {
         switch kind {
         case let .transformer(t): return t.parameterCount

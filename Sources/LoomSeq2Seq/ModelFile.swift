@@ -12,8 +12,50 @@ enum ModelFiles {
     static func write(_ named: [(name: String, parameter: Parameter<Float>)], format: String, architecture: String,
                       training: [String: String], extra: [String: String] = [:], to url: URL) throws {
         let facts = String(decoding: try JSONEncoder().encode(training), as: UTF8.self)
-        try SafeTensors.write(named.map { ($0.name, $0.parameter.data) },
-                              metadata: extra.merging(["loom.format": format, "loom.architecture": architecture, "loom.training": facts]) { $1 }, to: url)
+        var metadata = extra.merging(["loom.format": format, "loom.architecture": architecture, "loom.training": facts]) { $1 }
+        // A weight with an int8 form is stored as that: I8 codes [O, I] and F32 scales [O].
+        var stored: [SafeTensors.Stored] = []
+        for (name, p) in named {
+            guard let q = p.quantized else {
+                stored.append(SafeTensors.Stored(name: name, tensor: p.data))
+                continue
+            }
+            stored.append(SafeTensors.Stored(name: name, dtype: "I8", shape: [q.rows, q.columns], bytes: q.values.withUnsafeBytes { Data($0) }))
+            stored.append(SafeTensors.Stored(name: name + scaleSuffix, tensor: Tensor<Float>(unchecked: [q.rows], scalars: q.scales)))
+            metadata[quantizationKey] = quantizationScheme
+        }
+        try SafeTensors.write(stored: stored, metadata: metadata, to: url)
+    }
+
+    /// The metadata key an int8 file carries, its one value, and the name suffix of a weight's scales.
+    static let quantizationKey = "loom.quantization"
+    static let quantizationScheme = "int8: weights symmetric per output row (I8 codes, F32 scales in NAME.scale); activations per row at run time"
+    static let scaleSuffix = ".scale"
+
+    /// The line `loom info` prints for an int8 model.
+    static func quantizationSummary(_ count: Int) -> String {
+        "weights: \(count) matrices in int8 (per output row; activations quantized per row at run time), the rest Float"
+    }
+
+    /// Whether `loom quantize` stores a parameter in int8: the weight matrices of products (linear
+    /// layers, recurrent input and recurrent weights), not embedding tables (looked up, not
+    /// multiplied) nor vectors.
+    static func isQuantizable(name: String, parameter: Parameter<Float>) -> Bool {
+        parameter.shape.count == 2 && !name.contains("embedding") && parameter.shape[1] <= QuantizedMatrix.maximumColumns
+    }
+
+    /// Gives every quantizable parameter its int8 form (`data` becomes the dequantized weights, so
+    /// that every path computes with what the file holds); returns how many.
+    @discardableResult
+    static func quantize(_ named: [(name: String, parameter: Parameter<Float>)]) -> Int {
+        var count = 0
+        for (name, p) in named where isQuantizable(name: name, parameter: p) && p.quantized == nil {
+            let q = QuantizedMatrix(quantizing: p.data.scalars, rows: p.shape[0], columns: p.shape[1])
+            p.quantized = q
+            p.data = Tensor(unchecked: p.shape, scalars: q.dequantized())
+            count += 1
+        }
+        return count
     }
 
     /// The file's `loom.training` facts (empty when absent or unreadable).
@@ -23,12 +65,20 @@ enum ModelFiles {
 
     /// Every tensor of `table` is in `file` with its shape, and nothing else is: a hostile
     /// architecture cannot ask for weights the file does not hold.
+    /// An int8 weight (dtype I8, a matrix) brings its scales, `NAME.scale` F32 [rows].
     static func check(_ file: SafeTensors, against table: [(name: String, shape: [Int])]) throws {
+        var scales: [String] = []
         for (name, shape) in table {
             guard let entry = file.entries[name] else { throw SafeTensorsError.missingTensor(name) }
             guard entry.shape == shape else { throw SafeTensorsError.shapeMismatch(tensor: name, expected: shape, actual: entry.shape) }
+            guard entry.dtype == "I8" else { continue }
+            guard shape.count == 2 else { throw SafeTensorsError.invalidHeader("tensor \"\(name)\" is I8 but not a weight matrix") }
+            let scale = name + scaleSuffix
+            guard let s = file.entries[scale] else { throw SafeTensorsError.missingTensor(scale) }
+            guard s.shape == [shape[0]] else { throw SafeTensorsError.shapeMismatch(tensor: scale, expected: [shape[0]], actual: s.shape) }
+            scales.append(scale)
         }
-        if let extra = Set(file.entries.keys).subtracting(table.map(\.name)).sorted().first {
+        if let extra = Set(file.entries.keys).subtracting(table.map(\.name) + scales).sorted().first {
             throw SafeTensorsError.invalidHeader("unexpected tensor \"\(extra)\" for this architecture")
         }
     }
@@ -37,15 +87,24 @@ enum ModelFiles {
     /// every output empty or meaningless) refuses the file, naming the tensor.
     static func setWeights(_ named: [(name: String, parameter: Parameter<Float>)], from file: SafeTensors) throws {
         try check(file, against: named.map { ($0.name, $0.parameter.shape) })
-        let values = try named.map { name, _ -> Tensor<Float> in
+        let values = try named.map { name, p -> (Tensor<Float>, QuantizedMatrix?) in
+            if file.entries[name]?.dtype == "I8" {
+                let scales = try file.tensor(name + scaleSuffix, as: Float.self).scalars
+                do {
+                    let q = try QuantizedMatrix(values: file.int8(name), scales: scales, rows: p.shape[0], columns: p.shape[1])
+                    return (Tensor(unchecked: p.shape, scalars: q.dequantized()), q)
+                } catch let error as QuantizationError {
+                    throw SafeTensorsError.invalidHeader("tensor \"\(name)\": \(error)")
+                }
+            }
             let value = try file.tensor(name, as: Float.self)
             if let bad = value.scalars.firstIndex(where: { !$0.isFinite }) {
                 let count = value.scalars.reduce(0) { $0 + ($1.isFinite ? 0 : 1) }
                 throw SafeTensorsError.invalidHeader("tensor \"\(name)\" holds \(count) non-finite value\(count == 1 ? "" : "s") (the first, \(value.scalars[bad]), at index \(bad))")
             }
-            return value
+            return (value, nil)
         }
-        for ((_, p), v) in zip(named, values) { p.data = v }
+        for ((_, p), (v, q)) in zip(named, values) { (p.data, p.quantized) = (v, q) }
     }
 
     /// The weights of a recurrent stack in PyTorch's state_dict names and order (layer by layer,
@@ -204,6 +263,16 @@ extension SequenceTransformer {
         try ModelFiles.setWeights(namedParameters, from: file)
     }
 
+    /// Stores every weight matrix of a product in int8 (`QuantizedMatrix`: per output row, with
+    /// activations quantized per row at run time): `save` then writes an int8 file, and decoding
+    /// runs the int8 products. Embedding tables and biases stay Float. Returns how many matrices
+    /// were quantized. The model is then for inference: training refuses it.
+    @discardableResult
+    public func quantizeWeights() -> Int { ModelFiles.quantize(namedParameters) }
+
+    /// How many weight matrices are int8.
+    public var quantizedWeightCount: Int { parameters.filter { $0.quantized != nil }.count }
+
     /// A summary for `loom info`.
     public var summary: String {
         let c = configuration
@@ -225,7 +294,8 @@ extension SequenceTransformer {
         if let w = c.ctcWeight, w > 0 { lines.append("CTC layer on the encoder outputs, trained with weight \(w) beside attention") }
         if let b = outputLengthBound { lines.append("output length bound: \(b.constant) + \(b.ratio) x source length") }
         lines.append("parameters: \(parameterCount)")
-        for (name, p) in namedParameters { lines.append("  \(name) \(p.shape)") }
+        if quantizedWeightCount > 0 { lines.append(ModelFiles.quantizationSummary(quantizedWeightCount)) }
+        for (name, p) in namedParameters { lines.append("  \(name) \(p.shape)\(p.quantized == nil ? "" : " int8")") }
         return lines.joined(separator: "\n")
     }
 

@@ -99,6 +99,13 @@ public final class SequenceHead {
         }
     }
 
+    /// Stores the weight matrices of products in int8 (see `SequenceTransformer.quantizeWeights`).
+    @discardableResult
+    public func quantizeWeights() -> Int { ModelFiles.quantize(namedParameters) }
+
+    /// How many weight matrices are int8.
+    public var quantizedWeightCount: Int { parameters.filter { $0.quantized != nil }.count }
+
     /// Writes the model atomically.
     public func save(to url: URL, training: [String: String] = [:]) throws {
         let architecture = String(decoding: try JSONEncoder().encode(configuration), as: UTF8.self)
@@ -136,7 +143,8 @@ public final class SequenceHead {
                      "encoder: \(c.cell.uppercased()) \(c.hidden) x \(c.layers) layers, last step",
                      c.labels.map { "output: classes \($0.joined(separator: ", "))" } ?? "output: a number (times \(c.scale ?? 1))",
                      "parameters: \(parameterCount)"]
-        for (name, p) in namedParameters { lines.append("  \(name) \(p.shape)") }
+        if quantizedWeightCount > 0 { lines.append(ModelFiles.quantizationSummary(quantizedWeightCount)) }
+        for (name, p) in namedParameters { lines.append("  \(name) \(p.shape)\(p.quantized == nil ? "" : " int8")") }
         return lines.joined(separator: "\n")
     }
 }

@@ -9,6 +9,10 @@ public final class Parameter<Scalar: TensorScalar>: @unchecked Sendable {
     public var name: String
     /// Scales the learning rate for this parameter; 0 freezes it (Wolfram's LearningRateMultipliers).
     public var learningRateMultiplier: Double = 1
+    /// The int8 form of a weight matrix [O, I] that products read off the tape (`Linear`,
+    /// recurrent layers' inference): set by an int8 model file (`loom quantize`), whose `data`
+    /// then holds the dequantized weights. Such a parameter is for inference: training refuses it.
+    public var quantized: QuantizedMatrix?
     let leaf = TapeNode<Scalar>()
 
     public init(_ data: Tensor<Scalar>, name: String = "") {

@@ -235,22 +235,57 @@ public struct SafeTensors: Sendable {
         return try Tensor(shape: entry.shape, scalars: scalars)
     }
 
+    /// An I8 tensor's values (int8 model weights).
+    public func int8(_ name: String) throws -> [Int8] {
+        guard let entry = entries[name] else { throw SafeTensorsError.missingTensor(name) }
+        guard entry.dtype == "I8" else { throw SafeTensorsError.invalidHeader("tensor \"\(name)\" has dtype \(entry.dtype), expected I8") }
+        let start = dataStart + entry.range.lowerBound
+        return data.withUnsafeBytes { raw in (0..<entry.range.count).map { raw.load(fromByteOffset: start + $0, as: Int8.self) } }
+    }
+
+    /// A tensor as the file stores it: dtype, shape and little-endian bytes.
+    public struct Stored {
+        public var name: String, dtype: String, shape: [Int], bytes: Data
+        public init(name: String, dtype: String, shape: [Int], bytes: Data) {
+            (self.name, self.dtype, self.shape, self.bytes) = (name, dtype, shape, bytes)
+        }
+
+        /// A Float or Double tensor as F32 or F64.
+        public init<S: TensorScalar>(name: String, tensor: Tensor<S>) {
+            let bytes = tensor.scalars.withUnsafeBytes { Data($0) }  // little-endian hosts only (x86-64, arm64)
+            self.init(name: name, dtype: S.self == Float.self ? "F32" : "F64", shape: tensor.shape, bytes: bytes)
+        }
+    }
+
     /// The bytes of a file holding `tensors` (written as F32 for Float, F64 for Double) and
     /// `metadata`, in the reference layout.
     public static func serialize<S: TensorScalar>(_ tensors: [(name: String, tensor: Tensor<S>)], metadata: [String: String] = [:]) throws -> Data {
-        let dtype = S.self == Float.self ? "F32" : "F64", size = MemoryLayout<S>.size
-        // One dtype, so the order is by name.
-        let sorted = tensors.sorted { $0.name < $1.name }
-        if let dup = zip(sorted, sorted.dropFirst()).first(where: { $0.0.name == $0.1.name }) { throw SafeTensorsError.duplicateKey(dup.0.name) }
-        if sorted.contains(where: { $0.name == "__metadata__" }) { throw SafeTensorsError.invalidHeader("a tensor may not be named __metadata__") }
+        try serialize(stored: tensors.map { Stored(name: $0.name, tensor: $0.tensor) }, metadata: metadata)
+    }
+
+    /// The bytes of a file holding tensors of any dtypes, in the reference layout: wider dtypes
+    /// first, then by name.
+    public static func serialize(stored tensors: [Stored], metadata: [String: String] = [:]) throws -> Data {
+        for t in tensors {
+            guard let size = dtypeSizes[t.dtype], t.bytes.count == t.shape.reduce(1, *) * size else {
+                throw SafeTensorsError.invalidHeader("tensor \"\(t.name)\": \(t.bytes.count) bytes for dtype \(t.dtype) and shape \(t.shape)")
+            }
+        }
+        let sorted = tensors.sorted { a, b in
+            let (x, y) = (dtypeSizes[a.dtype] ?? 0, dtypeSizes[b.dtype] ?? 0)
+            return x != y ? x > y : a.name < b.name
+        }
+        let names = tensors.map(\.name).sorted()
+        if let dup = zip(names, names.dropFirst()).first(where: { $0.0 == $0.1 }) { throw SafeTensorsError.duplicateKey(dup.0) }
+        if names.contains("__metadata__") { throw SafeTensorsError.invalidHeader("a tensor may not be named __metadata__") }
         var parts: [String] = []
         if !metadata.isEmpty {
             parts.append("\"__metadata__\":{" + metadata.sorted { $0.key < $1.key }.map { "\(JSONText.quoted($0.key)):\(JSONText.quoted($0.value))" }.joined(separator: ",") + "}")
         }
         var offset = 0
-        for (name, tensor) in sorted {
-            let bytes = tensor.count * size
-            parts.append("\(JSONText.quoted(name)):{\"dtype\":\"\(dtype)\",\"shape\":[\(tensor.shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(offset),\(offset + bytes)]}")
+        for t in sorted {
+            let bytes = t.bytes.count
+            parts.append("\(JSONText.quoted(t.name)):{\"dtype\":\"\(t.dtype)\",\"shape\":[\(t.shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(offset),\(offset + bytes)]}")
             offset += bytes
         }
         var header = "{" + parts.joined(separator: ",") + "}"
@@ -259,9 +294,7 @@ public struct SafeTensors: Sendable {
         var out = Data(capacity: 8 + header.utf8.count + offset)
         withUnsafeBytes(of: UInt64(header.utf8.count).littleEndian) { out.append(contentsOf: $0) }
         out.append(contentsOf: Array(header.utf8))
-        for (_, tensor) in sorted {
-            tensor.scalars.withUnsafeBytes { out.append(contentsOf: $0) }  // little-endian hosts only (x86-64, arm64)
-        }
+        for t in sorted { out.append(t.bytes) }
         return out
     }
 
@@ -269,6 +302,11 @@ public struct SafeTensors: Sendable {
     /// the directory. A crash at any point leaves either the old file or the new one.
     public static func write<S: TensorScalar>(_ tensors: [(name: String, tensor: Tensor<S>)], metadata: [String: String] = [:], to url: URL) throws {
         try AtomicFile.write(serialize(tensors, metadata: metadata), to: url)
+    }
+
+    /// The same for tensors of any dtypes.
+    public static func write(stored tensors: [Stored], metadata: [String: String] = [:], to url: URL) throws {
+        try AtomicFile.write(serialize(stored: tensors, metadata: metadata), to: url)
     }
 }
 

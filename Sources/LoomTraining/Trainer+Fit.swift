@@ -11,6 +11,9 @@ extension Trainer {
         try options.validate()
         guard epochs >= 0 else { throw TrainingError.invalidOptions("epochs must be at least 0, got \(epochs)") }
         guard !train.isEmpty else { throw TrainingError.invalidOptions("no training examples") }
+        if let q = parameters.first(where: { $0.quantized != nil }) {
+            throw TrainingError.invalidOptions("parameter \(q.name) holds int8 weights (an int8 model file is for inference); train from the float model")
+        }
         BLAS.applySubnormalMode()
         let lengths = train.map(length)
         try checkRunIdentity(lengths: lengths)

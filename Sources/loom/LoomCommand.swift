@@ -8,7 +8,7 @@ struct LoomCommand: ParsableCommand {
         commandName: "loom",
         abstract: "Sequence-to-sequence modeling of text and audio on OpenBLAS.",
         version: LoomVersion.current,
-        subcommands: [Train.self, Evaluate.self, Decode.self, Info.self, EncodeAudio.self, Demo.self, Serve.self])
+        subcommands: [Train.self, Evaluate.self, Decode.self, Quantize.self, Info.self, EncodeAudio.self, Demo.self, Serve.self])
 
     static func main() {
         BLAS.selectOptimizedCoreAndRelaunchIfNeeded()
