@@ -331,6 +331,8 @@ public final class DecodeServer: @unchecked Sendable {
     struct ModelDescription: Encodable {
         var name, format, kind, input: String
         var parameters: Int
+        /// Weight matrices stored in int8 (0 for a Float model).
+        var int8_weights: Int
         var summary: String
         var training: [String: String]
         var limits: [String: Double]
@@ -344,7 +346,7 @@ public final class DecodeServer: @unchecked Sendable {
         }
         return ModelDescription(
             name: model.name, format: model.format, kind: kind, input: model.audioFeatures == nil ? "text" : "audio",
-            parameters: model.parameterCount, summary: model.summary, training: model.training,
+            parameters: model.parameterCount, int8_weights: model.quantizedWeightCount, summary: model.summary, training: model.training,
             limits: ["max_body_bytes": Double(limits.maximumBodyBytes), "max_inputs": Double(limits.maximumInputs),
                      "max_input_characters": Double(limits.maximumInputCharacters), "max_beam": Double(limits.maximumBeam),
                      "max_length": Double(limits.maximumOutputLength), "max_batch": Double(limits.maximumBatch),

@@ -62,6 +62,41 @@ final class DecodeCommandTests: XCTestCase {
 
     /// A model that never says end-of-sequence: `loom decode` stops each output at the model
     /// file's bound, says so per output (json "stop") and once on standard error.
+    /// `loom quantize` writes an int8 copy that `decode`, `info` and `evaluate` read as any model;
+    /// its outputs are the library's int8 model's; a file that is not a model is an error.
+    func testQuantizeThenDecode() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("quantize-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let model = try SequenceTransformer(SequenceTransformerConfiguration(
+            source: .text(.characters(CharacterEncoder(alphabet: Array("0123456789+"))), embeddingSize: 8), encoderLayers: [16],
+            target: .characters(CharacterEncoder(alphabet: Array("0123456789"))), targetEmbeddingSize: 8, decoderHidden: 16,
+            attention: .general), using: RandomSource(seed: 2))
+        let url = dir.appendingPathComponent("m.safetensors"), int8 = dir.appendingPathComponent("m-int8.safetensors")
+        try model.save(to: url, training: ["task": "test"])
+        let quantize = try run(["quantize", url.path, "-o", int8.path])
+        XCTAssertEqual(quantize.status, 0, quantize.error)
+        XCTAssertTrue(quantize.output.contains("9 weight matrices in int8"), quantize.output)
+        let inputs = ["12+3", "7+70", "999+1"]
+        model.quantizeWeights()
+        let expected = try model.decode(model.sourceBatch(texts: inputs), options: DecodingOptions(maximumLength: 6, beamWidth: 2)).map { $0[0].text }
+        let decoded = try run(["decode", "--model", int8.path, "--max-length", "6", "--beam", "2"] + inputs)
+        XCTAssertEqual(decoded.status, 0, decoded.error)
+        XCTAssertEqual(decoded.output.split(separator: "\n", omittingEmptySubsequences: false).dropLast().map(String.init), expected)
+        let info = try run(["info", int8.path])
+        XCTAssertTrue(info.output.contains("9 matrices in int8") && info.output.contains("training quantized_from: m.safetensors"), info.output)
+        let tsv = dir.appendingPathComponent("test.tsv")
+        try "12+3\t15\n7+70\t77\n".write(to: tsv, atomically: true, encoding: .utf8)
+        let evaluated = try run(["evaluate", "--model", int8.path, "--test", tsv.path, "--output", dir.path])
+        XCTAssertEqual(evaluated.status, 0, evaluated.error)
+        let notModel = dir.appendingPathComponent("x.safetensors")
+        try Data("garbage".utf8).write(to: notModel)
+        let refused = try run(["quantize", notModel.path, "-o", dir.appendingPathComponent("y.safetensors").path])
+        XCTAssertNotEqual(refused.status, 0)
+        XCTAssertTrue(refused.error.contains("safetensors"), refused.error)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("y.safetensors").path))
+    }
+
     func testRunawayOutputsStopAtTheBoundAndAreReported() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("runaway-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)

@@ -135,6 +135,27 @@ final class ServeTests: XCTestCase {
         try await running.stop()
     }
 
+    /// An int8 model file serves as any other: the library's int8 outputs, its count in /v1/model.
+    func testInt8ModelServesTheLibrarysOutputs() async throws {
+        let url = try textModel()
+        let (float, _) = try SequenceTransformer.load(from: url)
+        float.quantizeWeights()
+        let int8 = directory.appendingPathComponent("text-int8.safetensors")
+        try float.save(to: int8)
+        let running = try await start(int8)
+        let model = try DecodingModel(contentsOf: int8)
+        XCTAssertEqual(model.quantizedWeightCount, 9)
+        let inputs = ["12+3", "7+70", "999+1", "5+5"], options = DecodingOptions(maximumLength: 6, beamWidth: 3)
+        let reply = try await post(running.base, ["inputs": inputs, "max_length": 6, "beam": 3])
+        XCTAssertEqual(reply.status, 200, reply.error)
+        let expected = try model.decode(inputs.map { try model.prepare(text: $0) }, options: options)
+        XCTAssertEqual(texts(reply), expected.map { $0.map(\.text) })
+        XCTAssertEqual(scores(reply), expected.map { $0.map(\.hypothesis.score) })
+        let info = try await send(running.base, "v1/model", method: "GET", type: nil)
+        XCTAssertEqual(info.json["int8_weights"] as? Int, 9)
+        try await running.stop()
+    }
+
     /// `loom decode --format json`: per input, its outputs' texts and scores.
     func runLoomDecode(_ arguments: [String]) throws -> [[(text: String, score: Double)]] {
         let loom = builtExecutable("loom")
@@ -298,6 +319,7 @@ final class ServeTests: XCTestCase {
         XCTAssertEqual(info.json["input"] as? String, "text")
         XCTAssertEqual((info.json["training"] as? [String: String])?["task"], "serve test")
         XCTAssertEqual(info.json["parameters"] as? Int, try DecodingModel(contentsOf: directory.appendingPathComponent("text.safetensors")).parameterCount)
+        XCTAssertEqual(info.json["int8_weights"] as? Int, 0)
         let openapi = try await send(base, "openapi.json", method: "GET", type: nil)
         XCTAssertEqual((openapi.json["paths"] as? [String: Any])?.keys.sorted(), ["/health", "/metrics", "/openapi.json", "/v1/decode", "/v1/model"])
         let metrics = String(decoding: try await send(base, "metrics", method: "GET", type: nil).body, as: UTF8.self)
