@@ -56,10 +56,14 @@ func sgemmPeak(n: Int, quiet: Bool = false) throws -> Double {
 /// sum(output * R) for a fixed random R, backward to every parameter, one Adam update.
 /// Returns a closure running one step (or a forward only, with no tape, when `train` is false).
 func recurrentStep<K: RecurrentCellKind>(
-    _ kind: K.Type, input: Int, hidden: Int, layers: Int, bidirectional: Bool, batch: Int, steps: Int, train: Bool
+    _ kind: K.Type, input: Int, hidden: Int, layers: Int, bidirectional: Bool, batch: Int, steps: Int, train: Bool, int8: Bool = false
 ) throws -> () throws -> Void {
     let source = RandomSource(seed: 7)
     let layer = try Recurrent<Float, K>(inputSize: input, hiddenSize: hidden, numLayers: layers, bidirectional: bidirectional, using: source)
+    // int8: every input and recurrent weight in int8, as `loom quantize` stores them.
+    for p in layer.parameters where int8 && p.shape.count == 2 {
+        p.quantized = QuantizedMatrix(quantizing: p.data.scalars, rows: p.shape[0], columns: p.shape[1])
+    }
     let x = try SequenceBatch(values: Tensor<Float>.randomUniform([steps, batch, input], lower: -1, upper: 1, using: source))
     let r = try Tensor<Float>.randomUniform([steps, batch, layer.outputSize], lower: -1, upper: 1, using: source)
     let adam = Adam<Float>(learningRate: 1e-3)
@@ -76,8 +80,8 @@ let mediumFrames = 32.0 * 200
 /// FLOPs of lstm-large-train: 3 * 2 (in + hidden) 4 hidden batch len, forward and the two backward products.
 let largeFlops = 3 * 2 * Double(512 + 1024) * 4 * 1024 * 64 * 50
 
-func medium<K: RecurrentCellKind>(_ kind: K.Type, train: Bool) throws -> () throws -> Void {
-    try recurrentStep(kind, input: 80, hidden: 256, layers: 2, bidirectional: true, batch: 32, steps: 200, train: train)
+func medium<K: RecurrentCellKind>(_ kind: K.Type, train: Bool, int8: Bool = false) throws -> () throws -> Void {
+    try recurrentStep(kind, input: 80, hidden: 256, layers: 2, bidirectional: true, batch: 32, steps: 200, train: train, int8: int8)
 }
 
 /// One training step of an LSTM (input 16, hidden 128, batch 1) over a 100,000-step sequence,
@@ -137,6 +141,37 @@ if CommandLine.arguments.count == 3, CommandLine.arguments[1] == "--memory-child
 }
 let threads = ProcessInfo.processInfo.environment["LOOM_THREADS"].flatMap(Int.init) ?? 2
 BLAS.setThreadCount(threads)
+/// seq2seq-decode (and, with `int8`, the same model after `quantizeWeights`).
+func seq2seqDecode(int8: Bool) throws {
+    let prefix = int8 ? "seq2seq-decode-int8" : "seq2seq-decode"
+    // Encoder LSTM 16 -> 128 over 7 steps; decoder embedding 13 -> 16, LSTM 16 -> 128, linear
+    // 128 -> 13; greedy, exactly 4 steps (minimum = maximum length 4).
+    let model = try SequenceTransformer(SequenceTransformerConfiguration(
+        source: .text(.characters(CharacterEncoder(alphabet: Array("0123456789+"))), embeddingSize: 16), encoderLayers: [128],
+        target: .characters(CharacterEncoder(alphabet: Array("0123456789"))), targetEmbeddingSize: 16, decoderHidden: 128),
+        using: RandomSource(seed: 1))
+    if int8 { model.quantizeWeights() }
+    let options = DecodingOptions(maximumLength: 4, minimumLength: 4)
+    let one = try model.sourceBatch(texts: ["123+456"])
+    _ = try report("\(prefix)-batch1", unit: "ms per sequence", repetitions: 7, figure: { $0 * 1000 / 200 }) {
+        for _ in 0..<200 { _ = try model.decode(one, options: options) }
+    }
+    var g = SeededGenerator(seed: 2)
+    let many = try model.sourceBatch(texts: (0..<256).map { _ in "\(Int.random(in: 100...999, using: &g))+\(Int.random(in: 100...999, using: &g))" })
+    _ = try report("\(prefix)-batch256", unit: "sequences/s", repetitions: 7, figure: { 256 * 10 / $0 }) {
+        for _ in 0..<10 { _ = try model.decode(many, options: options) }
+    }
+    // Batch 64, and beam search (width 5) at batch 1, 64 and 256: sequences/s.
+    let sixtyFour = try model.sourceBatch(texts: (0..<64).map { _ in "\(Int.random(in: 100...999, using: &g))+\(Int.random(in: 100...999, using: &g))" })
+    let beam = DecodingOptions(maximumLength: 4, minimumLength: 4, beamWidth: 5)
+    for (name, batch, count, decoding, rounds) in [("\(prefix)-batch64", sixtyFour, 64, options, 40), ("\(prefix)-beam5-batch1", one, 1, beam, 100),
+                                                    ("\(prefix)-beam5-batch64", sixtyFour, 64, beam, 10), ("\(prefix)-beam5-batch256", many, 256, beam, 3)] {
+        _ = try report(name, unit: "sequences/s", repetitions: 7, figure: { Double(count * rounds) / $0 }) {
+            for _ in 0..<rounds { _ = try model.decode(batch, options: decoding) }
+        }
+    }
+}
+
 let requested = Set(CommandLine.arguments.dropFirst())
 let workloads: [(String, () throws -> Void)] = [
     ("sgemm-peak", { try sgemmPeak(n: 1024); try sgemmPeak(n: 2048) }),
@@ -147,6 +182,9 @@ let workloads: [(String, () throws -> Void)] = [
     ("lstm-medium-train", { _ = try report("lstm-medium-train", unit: "frames/s", figure: { mediumFrames / $0 }, medium(LSTMCell.self, train: true)) }),
     ("gru-medium-train", { _ = try report("gru-medium-train", unit: "frames/s", figure: { mediumFrames / $0 }, medium(GRUCell.self, train: true)) }),
     ("lstm-medium-infer", { _ = try report("lstm-medium-infer", unit: "frames/s", figure: { mediumFrames / $0 }, medium(LSTMCell.self, train: false)) }),
+    ("lstm-medium-infer-int8", {
+        _ = try report("lstm-medium-infer-int8", unit: "frames/s", figure: { mediumFrames / $0 }, medium(LSTMCell.self, train: false, int8: true))
+    }),
     ("lstm-large-train", {
         let step = try recurrentStep(LSTMCell.self, input: 512, hidden: 1024, layers: 1, bidirectional: false, batch: 64, steps: 50, train: true)
         // The fraction of this machine's sgemm peak, measured here in the same run.
@@ -171,33 +209,8 @@ let workloads: [(String, () throws -> Void)] = [
         }
         precondition(frames == 1 + count / 160)
     }),
-    ("seq2seq-decode", {
-        // Encoder LSTM 16 -> 128 over 7 steps; decoder embedding 13 -> 16, LSTM 16 -> 128, linear
-        // 128 -> 13; greedy, exactly 4 steps (minimum = maximum length 4).
-        let model = try SequenceTransformer(SequenceTransformerConfiguration(
-            source: .text(.characters(CharacterEncoder(alphabet: Array("0123456789+"))), embeddingSize: 16), encoderLayers: [128],
-            target: .characters(CharacterEncoder(alphabet: Array("0123456789"))), targetEmbeddingSize: 16, decoderHidden: 128),
-            using: RandomSource(seed: 1))
-        let options = DecodingOptions(maximumLength: 4, minimumLength: 4)
-        let one = try model.sourceBatch(texts: ["123+456"])
-        _ = try report("seq2seq-decode-batch1", unit: "ms per sequence", repetitions: 7, figure: { $0 * 1000 / 200 }) {
-            for _ in 0..<200 { _ = try model.decode(one, options: options) }
-        }
-        var g = SeededGenerator(seed: 2)
-        let many = try model.sourceBatch(texts: (0..<256).map { _ in "\(Int.random(in: 100...999, using: &g))+\(Int.random(in: 100...999, using: &g))" })
-        _ = try report("seq2seq-decode-batch256", unit: "sequences/s", repetitions: 7, figure: { 256 * 10 / $0 }) {
-            for _ in 0..<10 { _ = try model.decode(many, options: options) }
-        }
-        // Batch 64, and beam search (width 5) at batch 1, 64 and 256: sequences/s.
-        let sixtyFour = try model.sourceBatch(texts: (0..<64).map { _ in "\(Int.random(in: 100...999, using: &g))+\(Int.random(in: 100...999, using: &g))" })
-        let beam = DecodingOptions(maximumLength: 4, minimumLength: 4, beamWidth: 5)
-        for (name, batch, count, decoding, rounds) in [("seq2seq-decode-batch64", sixtyFour, 64, options, 40), ("seq2seq-decode-beam5-batch1", one, 1, beam, 100),
-                                                        ("seq2seq-decode-beam5-batch64", sixtyFour, 64, beam, 10), ("seq2seq-decode-beam5-batch256", many, 256, beam, 3)] {
-            _ = try report(name, unit: "sequences/s", repetitions: 7, figure: { Double(count * rounds) / $0 }) {
-                for _ in 0..<rounds { _ = try model.decode(batch, options: decoding) }
-            }
-        }
-    }),
+    ("seq2seq-decode", { try seq2seqDecode(int8: false) }),
+    ("seq2seq-decode-int8", { try seq2seqDecode(int8: true) }),
     ("bucketing", {
         // One epoch of an LSTM (16 -> 64) over 2,000 sequences of lengths 1...100, batches of 32:
         // bucketed (the Trainer's default) against plain shuffling.
@@ -347,7 +360,7 @@ let workloads: [(String, () throws -> Void)] = [
         for _ in 0..<200 { try step() }
     }),
 ]
-let diagnostics: Set = ["gemm-shapes", "profile-small", "profile-decode"]
+let diagnostics: Set = ["gemm-shapes", "profile-small", "profile-decode", "int8-gemm"]
 if let unknown = requested.first(where: { name in !workloads.contains { $0.0 == name } }) {
     FileHandle.standardError.write(Data("unknown workload \(unknown); known: \(workloads.map(\.0).joined(separator: ", "))\n".utf8))
     exit(2)

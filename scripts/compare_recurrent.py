@@ -13,6 +13,10 @@ then `/tmp/torchenv/bin/python scripts/compare_recurrent.py`. Build first:
 Before/after a change: `--baseline PATH` (the Benchmarks binary of the old commit, built in a
 git worktree) runs in the same rounds, alternating with the other two, and adds its median
 and the paired ratio of this build to it (`vs_baseline`). `--no-torch` leaves PyTorch out.
+
+int8 against Float: `--int8` runs each workload's int8 variant (`lstm-medium-infer-int8`,
+`seq2seq-decode-int8`: the same model after `quantizeWeights`) in the same rounds and adds its
+median and the paired ratio int8 / Float (`int8_vs_float`).
 """
 import argparse
 import json
@@ -37,11 +41,14 @@ def main():
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--baseline", help="the Benchmarks binary of an earlier build, run in the same rounds")
     parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out (with --baseline)")
+    parser.add_argument("--int8", action="store_true", help="also run each workload's -int8 variant")
     args = parser.parse_args()
     loom = os.path.join(ROOT, ".build", "release", "Benchmarks")
     commands = {"loom": lambda w: [loom, w]}
     if args.baseline:
         commands["baseline"] = lambda w: [args.baseline, w]
+    if args.int8:
+        commands["int8"] = lambda w: [loom, w + "-int8"]
     if not args.no_torch:
         commands["torch"] = lambda w: [sys.executable, os.path.join(HERE, "bench_torch.py"), w]
     for workload in args.workloads:
@@ -50,8 +57,10 @@ def main():
         for _ in range(args.rounds):
             for name, command in commands.items():
                 for line in lines(command(workload)):
-                    if line["workload"].startswith(workload):
-                        figures.setdefault(line["workload"], {n: [] for n in commands})[name].append(line["median"])
+                    # The int8 variant's figures pair with the Float ones of the same name.
+                    part = line["workload"].replace("-int8", "") if name == "int8" else line["workload"]
+                    if part.startswith(workload):
+                        figures.setdefault(part, {n: [] for n in commands})[name].append(line["median"])
         for part, runs in figures.items():
             print(json.dumps(summary(part, runs)), flush=True)
 
@@ -60,8 +69,8 @@ def summary(workload, figures):
     """Medians, and the median of each round's own ratio of this build to the others: the rounds'
     runs are seconds apart, so they mostly share the machine's state, and the paired ratio is less
     sensitive to a state that changes between rounds than the ratio of the two medians."""
-    def paired(other):
-        pairs = list(zip(figures["loom"], figures[other]))
+    def paired(other, this="loom"):
+        pairs = list(zip(figures[this], figures[other]))
         return statistics.median(x / y for x, y in pairs) if pairs else None
     result = {"workload": workload, "loom": statistics.median(figures["loom"])}
     if figures.get("torch"):
@@ -69,6 +78,8 @@ def summary(workload, figures):
                       paired_ratio=paired("torch"))
     if figures.get("baseline"):
         result.update(baseline=statistics.median(figures["baseline"]), vs_baseline=paired("baseline"))
+    if figures.get("int8"):
+        result.update(int8=statistics.median(figures["int8"]), int8_vs_float=paired("loom", this="int8"))
     result.update({f"{name}_runs": runs for name, runs in figures.items()})
     return result
 

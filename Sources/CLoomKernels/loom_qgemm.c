@@ -101,6 +101,15 @@ LOOM_CLONES void loom_qquantize_rows(int kernel, int m, int k, const float *a, i
     }
 }
 
+/* Rows per block of a large product: about 96 KiB of activations (at least 8 rows, a multiple
+ * of 8), so that they stay in L2 while every panel of W passes over them; without blocks a
+ * product of thousands of rows (an input projection) read them all from memory once per panel. */
+static int row_block(size_t row_bytes) {
+    size_t rows = (96u << 10) / (row_bytes ? row_bytes : 1);
+    rows = rows < 8 ? 8 : rows / 8 * 8;
+    return rows > (1 << 20) ? (1 << 20) : (int)rows;
+}
+
 /* One output: the exact sum scaled, then added to C when beta is 1; three statements, so that
  * no compiler contracts them into a fused multiply-add the vector kernels do not do. */
 static inline void put(int32_t sum, float ascale, float wscale, float beta, float *out) {
@@ -157,7 +166,6 @@ LOOM_AVX2_INT void qtile_avx2(const int MR, int pairs, const int16_t *a, size_t 
         acc0[r] = _mm256_setzero_si256();
         acc1[r] = _mm256_setzero_si256();
     }
-#pragma clang loop unroll_count(4)
     for (int g = 0; g < pairs; g++) {
         __m256i b0 = _mm256_loadu_si256((const __m256i *)(p + (size_t)g * 2 * LOOM_QPANEL));
         __m256i b1 = _mm256_loadu_si256((const __m256i *)(p + (size_t)g * 2 * LOOM_QPANEL + LOOM_QPANEL));
@@ -176,6 +184,15 @@ __attribute__((target("avx2"))) static void qgemm_avx2(int m, int n0, int n1, in
                                                       const int16_t *packed, const float *wscales, float beta, float *c, int ldc) {
     const int depth = loom_qdepth(1, k), pairs = depth / 2;
     const size_t panel_size = (size_t)LOOM_QPANEL * depth;
+    /* Blocks of rows whose activations stay in cache while every panel passes over them. */
+    const int block = row_block(loom_qrow_bytes(1, k));
+    if (m > block) {
+        for (int r = 0; r < m; r += block) {
+            int rows = m - r < block ? m - r : block;
+            qgemm_avx2(rows, n0, n1, k, a + (size_t)r * depth, ascales + r, packed, wscales, beta, c + (size_t)r * ldc, ldc);
+        }
+        return;
+    }
     for (int col = n0; col < n1; col += LOOM_QPANEL) {
         const int16_t *p = packed + (size_t)(col / LOOM_QPANEL) * panel_size;
         int count = n1 - col < LOOM_QPANEL ? n1 - col : LOOM_QPANEL;
@@ -236,6 +253,14 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) static void qgem
     const float *wscales, float beta, float *c, int ldc) {
     const int depth = loom_qdepth(2, k), groups = depth / 4;
     const size_t panel_size = (size_t)LOOM_QPANEL * depth;
+    const int block = row_block(loom_qrow_bytes(2, k));
+    if (m > block) {
+        for (int r = 0; r < m; r += block) {
+            int rows = m - r < block ? m - r : block;
+            qgemm_vnni(rows, n0, n1, k, a + (size_t)r * depth, ascales + r, packed, sums, wscales, beta, c + (size_t)r * ldc, ldc);
+        }
+        return;
+    }
     for (int col = n0; col < n1; col += LOOM_QPANEL) {
         const int8_t *p = packed + (size_t)(col / LOOM_QPANEL) * panel_size;
         int count = n1 - col < LOOM_QPANEL ? n1 - col : LOOM_QPANEL;
