@@ -324,7 +324,7 @@ let workloads: [(String, () throws -> Void)] = [
         // ones at inference shapes: a decoder step at batch 256 (k = 16 + 128 input, 4 x 128
         // gates), a medium recurrent step (32 rows, k 256, 1024 gates) and the large one.
         var g = SeededGenerator(seed: 5)
-        for (m, n, k) in [(256, 512, 144), (256, 512, 128), (32, 1024, 256), (64, 4096, 1024)] {
+        for (m, n, k) in [(256, 512, 144), (256, 512, 128), (32, 1024, 256), (64, 4096, 1024), (1280, 512, 16), (1280, 512, 32), (1280, 512, 128), (1280, 13, 128)] {
             let w = (0..<(n * k)).map { _ in Float(g.nextUnit() - 0.5) }, a = (0..<(m * k)).map { _ in Float(g.nextUnit() - 0.5) }
             var c = [Float](repeating: 0, count: m * n)
             let q = QuantizedMatrix(quantizing: w, rows: n, columns: k)
@@ -355,12 +355,23 @@ let workloads: [(String, () throws -> Void)] = [
         let many = try model.sourceBatch(texts: (0..<256).map { _ in "\(Int.random(in: 100...999, using: &g))+\(Int.random(in: 100...999, using: &g))" })
         for _ in 0..<400 { _ = try model.decode(many, options: DecodingOptions(maximumLength: 4, minimumLength: 4)) }
     }),
+    ("profile-beam", {
+        // seq2seq-decode-beam5-batch256 alone (int8 with PROFILE_INT8=1), for a profiler.
+        let model = try SequenceTransformer(SequenceTransformerConfiguration(
+            source: .text(.characters(CharacterEncoder(alphabet: Array("0123456789+"))), embeddingSize: 16), encoderLayers: [128],
+            target: .characters(CharacterEncoder(alphabet: Array("0123456789"))), targetEmbeddingSize: 16, decoderHidden: 128),
+            using: RandomSource(seed: 1))
+        if ProcessInfo.processInfo.environment["PROFILE_INT8"] == "1" { model.quantizeWeights() }
+        var g = SeededGenerator(seed: 2)
+        let many = try model.sourceBatch(texts: (0..<256).map { _ in "\(Int.random(in: 100...999, using: &g))+\(Int.random(in: 100...999, using: &g))" })
+        for _ in 0..<60 { _ = try model.decode(many, options: DecodingOptions(maximumLength: 4, minimumLength: 4, beamWidth: 5)) }
+    }),
     ("profile-small", {
         let step = try recurrentStep(LSTMCell.self, input: 16, hidden: 128, layers: 1, bidirectional: false, batch: 128, steps: 8, train: true)
         for _ in 0..<200 { try step() }
     }),
 ]
-let diagnostics: Set = ["gemm-shapes", "profile-small", "profile-decode", "int8-gemm"]
+let diagnostics: Set = ["gemm-shapes", "profile-small", "profile-decode", "profile-beam", "int8-gemm"]
 if let unknown = requested.first(where: { name in !workloads.contains { $0.0 == name } }) {
     FileHandle.standardError.write(Data("unknown workload \(unknown); known: \(workloads.map(\.0).joined(separator: ", "))\n".utf8))
     exit(2)
