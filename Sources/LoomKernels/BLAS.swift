@@ -94,7 +94,7 @@ public enum BLAS {
             return
         }
         let parts = Swift.min(threadCount, m * n * k / splitThreshold)
-        if m >= n {
+        if cutsRows(m: m, n: n) {
             WorkerTeam.inParts(m, parts: parts) { rows in product(rows, 0..<n) }
             return
         }
@@ -102,6 +102,10 @@ public enum BLAS {
         WorkerTeam.inParts(cuts, { part in product(0..<m, WorkerTeam.share(n, part: part, of: cuts, multiple: 16)) },
                            whole: { product(0..<m, 0..<n) })
     }
+
+    /// Whether `split` cuts an [m, n] result by rows (else by columns).
+    @inline(__always)
+    static func cutsRows(m: Int, n: Int) -> Bool { m >= n }
 
     /// OpenBLAS's description of its build (version, target core, threading).
     public static var configuration: String {

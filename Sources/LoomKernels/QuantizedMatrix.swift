@@ -117,11 +117,19 @@ public final class QuantizedMatrix: @unchecked Sendable {
             q.deallocate()
             scalesA.deallocate()
         }
-        loom_qquantize_rows(Int32(kernel), Int32(m), Int32(columns), a, Int32(lda), q, scalesA)
         let kernel = Int32(kernel), k = Int32(columns)
+        func quantize(_ part: Range<Int>) {
+            loom_qquantize_rows(kernel, Int32(part.count), k, a + part.lowerBound * lda, Int32(lda), q + part.lowerBound * rowBytes,
+                                scalesA + part.lowerBound)
+        }
+        // Cut by rows, each part quantizes its own rows on its thread; a cut by columns needs
+        // every row quantized first.
+        let partsQuantize = BLAS.cutsRows(m: m, n: rows)
+        if !partsQuantize { quantize(0..<m) }
         scales.withUnsafeBufferPointer { w in
             BLAS.split(m: m, n: rows, k: columns) { part, outputs in
                 guard !part.isEmpty, !outputs.isEmpty else { return }
+                if partsQuantize { quantize(part) }
                 loom_qgemm(kernel, Int32(part.count), Int32(outputs.lowerBound), Int32(outputs.upperBound), k,
                            q + part.lowerBound * rowBytes, scalesA + part.lowerBound, packed, sums, w.baseAddress, beta,
                            c + part.lowerBound * ldc, Int32(ldc))
