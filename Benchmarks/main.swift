@@ -211,6 +211,20 @@ let workloads: [(String, () throws -> Void)] = [
     }),
     ("seq2seq-decode", { try seq2seqDecode(int8: false) }),
     ("seq2seq-decode-int8", { try seq2seqDecode(int8: true) }),
+    ("seq2seq-decode-beam-vocabulary", {
+        // Beam search (width 5) over a 5,000-word target vocabulary: decoder LSTM 128, 8 steps, batch 64.
+        let words = (0..<5000).map { "w\($0)" }
+        let model = try SequenceTransformer(SequenceTransformerConfiguration(
+            source: .text(.characters(CharacterEncoder(alphabet: Array("0123456789+"))), embeddingSize: 16), encoderLayers: [128],
+            target: .words(try WordTokenizer(vocabulary: words)), targetEmbeddingSize: 16, decoderHidden: 128),
+            using: RandomSource(seed: 1))
+        var g = SeededGenerator(seed: 2)
+        let batch = try model.sourceBatch(texts: (0..<64).map { _ in "\(Int.random(in: 100...999, using: &g))+\(Int.random(in: 100...999, using: &g))" })
+        let options = DecodingOptions(maximumLength: 8, minimumLength: 8, beamWidth: 5)
+        _ = try report("seq2seq-decode-beam-vocabulary", unit: "sequences/s", repetitions: 7, figure: { 64 * 3 / $0 }) {
+            for _ in 0..<3 { _ = try model.decode(batch, options: options) }
+        }
+    }),
     ("bucketing", {
         // One epoch of an LSTM (16 -> 64) over 2,000 sequences of lengths 1...100, batches of 32:
         // bucketed (the Trainer's default) against plain shuffling.

@@ -238,7 +238,7 @@ public enum Search {
             let active = lockstep.active
             if active.isEmpty { break }
             let (logp, next) = try decoder.step(tokens: tokens, state: state)
-            let v = logp.shape[1]
+            let v = logp.shape[1], scalars = logp.scalars
             for r in active {
                 var best = 0, bestValue = -Float.infinity
                 for k in 0..<v {
@@ -269,7 +269,7 @@ public enum Search {
             let active = lockstep.active
             if active.isEmpty { break }
             let (logp, next) = try decoder.step(tokens: tokens, state: state)
-            let v = logp.shape[1]
+            let v = logp.shape[1], scalars = logp.scalars
             for r in active {
                 var logs = (0..<v).map { Double(logp.scalars[r * v + $0]) }
                 if t < options.minimumLength { logs[decoder.endIndex] = -.infinity }
@@ -306,21 +306,25 @@ public enum Search {
             if done.allSatisfy({ $0 }) { break }
             let tokens = beams.flatMap { $0.map { $0.tokens.last ?? start } }
             let (logp, next) = try decoder.step(tokens: tokens, state: state)
-            let v = logp.shape[1]
+            let v = logp.shape[1], scalars = logp.scalars
             var order = [Int](repeating: 0, count: rows * k)
             for s in 0..<rows {
                 if done[s] { for i in 0..<k { order[s * k + i] = s * k + i }; continue }
-                var candidates: [(score: Double, beam: Int, token: Int)] = []
-                candidates.reserveCapacity(k * v)
-                for b in 0..<k where beams[s][b].logp > -Double.infinity {
-                    for w in 0..<v {
-                        if w == decoder.endIndex && t < options.minimumLength { continue }
-                        candidates.append((beams[s][b].logp + Double(logp.scalars[(s * k + b) * v + w]), b, w))
+                // The best 2k extensions, best first (ties: lower beam, then lower token): at most
+                // k of them end (one per beam), so the k beams that go on are among them. A
+                // bounded insertion instead of sorting all k V (V: thousands for word targets).
+                var candidates = TopCandidates(capacity: 2 * k)
+                scalars.withUnsafeBufferPointer { row in
+                    for b in 0..<k where beams[s][b].logp > -Double.infinity {
+                        let base = beams[s][b].logp, offset = (s * k + b) * v
+                        for w in 0..<v {
+                            if w == decoder.endIndex && t < options.minimumLength { continue }
+                            candidates.offer(score: base + Double(row[offset + w]), beam: b, token: w)
+                        }
                     }
                 }
-                candidates.sort { $0.score > $1.score || ($0.score == $1.score && ($0.beam, $0.token) < ($1.beam, $1.token)) }
                 var nextBeams: [(tokens: [Int], logp: Double)] = []
-                for c in candidates {
+                for c in candidates.best {
                     if c.token == decoder.endIndex {
                         let tokens = beams[s][c.beam].tokens
                         finished[s].append(Hypothesis(tokens: tokens, logProbability: c.score,
@@ -369,6 +373,32 @@ public enum Search {
             }
             return Array(all.sorted { $0.score > $1.score }.prefix(Swift.max(options.nBest, 1)))
         }
+    }
+}
+
+/// The best `capacity` of the candidates offered, best first: higher score, then lower beam, then
+/// lower token (the order a full sort of all of them gives).
+struct TopCandidates {
+    let capacity: Int
+    private(set) var best: [(score: Double, beam: Int, token: Int)] = []
+
+    init(capacity: Int) {
+        self.capacity = capacity
+        best.reserveCapacity(capacity + 1)
+    }
+
+    @inline(__always)
+    static func before(_ a: (score: Double, beam: Int, token: Int), _ b: (score: Double, beam: Int, token: Int)) -> Bool {
+        a.score > b.score || (a.score == b.score && (a.beam, a.token) < (b.beam, b.token))
+    }
+
+    mutating func offer(score: Double, beam: Int, token: Int) {
+        let c = (score: score, beam: beam, token: token)
+        if best.count == capacity, let last = best.last, !Self.before(c, last) { return }
+        var i = best.count
+        while i > 0 && Self.before(c, best[i - 1]) { i -= 1 }
+        best.insert(c, at: i)
+        if best.count > capacity { best.removeLast() }
     }
 }
 
