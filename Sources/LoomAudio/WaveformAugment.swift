@@ -10,8 +10,18 @@ import LoomTensor
 /// - **Noise**: a noise scaled so that 10 log10(P_signal / P_noise) is an SNR uniform in
 ///   `noiseSNR` dB (P: mean square over the utterance): a random stretch of one of `noises`
 ///   (looped when shorter), or white Gaussian noise when there are none. Skipped for silence.
-/// - **Gain**: every sample times 10^(g / 20), g uniform in `gainDecibels` (applied last, as a
-///   microphone's level applies to speech and noise alike).
+/// - **Silence** (`padding`): seconds of silence, uniform in the range, before and after the
+///   speech (drawn apart), as a microphone left open; the noise below covers it.
+/// - **Noise colours** (`noiseColors`, for generated noise): white, pink (-3 dB per octave) or
+///   brown (-6 dB per octave), one drawn per utterance.
+/// - **Telephone channel** (`telephone`, a probability): the waveform through 8 kHz sampling and
+///   back (nothing above 4 kHz survives), then second-order Butterworth high-pass at 300 Hz and
+///   low-pass at 3,400 Hz (the telephone band).
+/// - **Gain**: every sample times 10^(g / 20), g uniform in `gainDecibels` (applied after the
+///   noise and channel, as a microphone's level applies to speech and noise alike).
+/// - **DC offset** (`dcOffset`): a constant uniform in ±dcOffset times the peak, added.
+/// - **Clipping** (`clipping`, a probability): samples limited to ±(0.3 ... 0.9 of the peak), as
+///   an overdriven input stage.
 ///
 /// ```swift
 /// let augment = WaveformAugment(speeds: [0.9, 1, 1.1], gainDecibels: -6...6, noiseSNR: 10...20)
@@ -21,8 +31,21 @@ public struct WaveformAugment: Equatable, Sendable {
     public var speeds: [Double]
     public var gainDecibels: ClosedRange<Double>?
     public var noiseSNR: ClosedRange<Double>?
-    /// Noise recordings at the utterances' sample rate (empty: white noise).
+    /// Noise recordings at the utterances' sample rate (empty: generated noise of `noiseColors`).
     public var noises: [[Float]]
+    /// Colours of generated noise, one drawn per utterance.
+    public var noiseColors: [NoiseColor] = [.white]
+    /// Seconds of silence before and after the speech (each drawn apart).
+    public var padding: ClosedRange<Double>?
+    /// Probability that an utterance passes through the telephone channel.
+    public var telephone = 0.0
+    /// Largest DC offset, as a fraction of the peak.
+    public var dcOffset = 0.0
+    /// Probability that an utterance is clipped.
+    public var clipping = 0.0
+
+    /// The spectrum of generated noise: flat, -3 dB per octave, -6 dB per octave.
+    public enum NoiseColor: String, CaseIterable, Codable, Sendable { case white, pink, brown }
 
     public init(speeds: [Double] = [1], gainDecibels: ClosedRange<Double>? = nil, noiseSNR: ClosedRange<Double>? = nil,
                 noises: [[Float]] = []) {
@@ -33,7 +56,9 @@ public struct WaveformAugment: Equatable, Sendable {
     public static let kaldiSpeeds: [Double] = [0.9, 1, 1.1]
 
     /// Whether anything changes a waveform.
-    public var isActive: Bool { speeds.contains { $0 != 1 } || gainDecibels != nil || noiseSNR != nil }
+    public var isActive: Bool {
+        speeds.contains { $0 != 1 } || gainDecibels != nil || noiseSNR != nil || padding != nil || telephone > 0 || dcOffset > 0 || clipping > 0
+    }
 
     public func validate() throws {
         guard !speeds.isEmpty, speeds.allSatisfy({ $0.isFinite && $0 >= 0.5 && $0 <= 2 }) else {
@@ -45,6 +70,13 @@ public struct WaveformAugment: Equatable, Sendable {
         if let noiseSNR, !(noiseSNR.lowerBound.isFinite && noiseSNR.upperBound.isFinite) {
             throw AudioError.invalidParameter("the SNR range must be finite, got \(noiseSNR)")
         }
+        for (name, p) in [("telephone probability", telephone), ("clipping probability", clipping), ("DC offset", dcOffset)] {
+            guard p.isFinite, (0...1).contains(p) else { throw AudioError.invalidParameter("the \(name) must be in 0...1, got \(p)") }
+        }
+        if let padding, !(padding.lowerBound >= 0 && padding.upperBound <= 10) {
+            throw AudioError.invalidParameter("silence padding must be in 0...10 seconds, got \(padding)")
+        }
+        guard !noiseColors.isEmpty else { throw AudioError.invalidParameter("noise colours: name at least one") }
         if let bad = noises.firstIndex(where: { $0.isEmpty || !$0.allSatisfy(\.isFinite) || Self.power($0) == 0 }) {
             throw AudioError.invalidParameter("noise recording \(bad) is empty, silent or not finite")
         }
@@ -59,6 +91,11 @@ public struct WaveformAugment: Equatable, Sendable {
             let rate = Int((Double(sampleRate) / speed).rounded())
             out = try Resampler(from: sampleRate, to: rate).process(out, isLast: true)
         }
+        if let padding {
+            let before = Int(Double.random(in: padding, using: &generator) * Double(sampleRate))
+            let after = Int(Double.random(in: padding, using: &generator) * Double(sampleRate))
+            out = [Float](repeating: 0, count: before) + out + [Float](repeating: 0, count: after)
+        }
         if let noiseSNR {
             let snr = Double.random(in: noiseSNR, using: &generator)
             let noise = self.noise(count: out.count, using: &generator)
@@ -69,21 +106,75 @@ public struct WaveformAugment: Equatable, Sendable {
                 for i in out.indices { out[i] += scale * noise[i] }
             }
         }
+        if telephone > 0, Double.random(in: 0..<1, using: &generator) < telephone, !out.isEmpty {
+            out = try Self.telephoneChannel(out, sampleRate: sampleRate)
+        }
         if let gainDecibels {
             let gain = Float(pow(10, Double.random(in: gainDecibels, using: &generator) / 20))
             for i in out.indices { out[i] *= gain }
         }
+        let peak = out.reduce(Float(0)) { Swift.max($0, abs($1)) }
+        if dcOffset > 0 {
+            let offset = Float(Double.random(in: -dcOffset...dcOffset, using: &generator)) * peak
+            for i in out.indices { out[i] += offset }
+        }
+        if clipping > 0 {
+            let clips = Double.random(in: 0..<1, using: &generator) < clipping
+            let level = Float(Double.random(in: 0.3...0.9, using: &generator)) * peak
+            if clips { for i in out.indices { out[i] = Swift.min(Swift.max(out[i], -level), level) } }
+        }
         return out
     }
 
+    /// Through 8 kHz sampling and back, then the telephone band: Butterworth (Q = 1/sqrt(2))
+    /// high-pass at 300 Hz and low-pass at 3,400 Hz.
+    static func telephoneChannel(_ x: [Float], sampleRate: Int) throws -> [Float] {
+        var y = x
+        if sampleRate > 8000 {
+            let narrow = try Resampler(from: sampleRate, to: 8000).process(x, isLast: true)
+            y = try Resampler(from: 8000, to: sampleRate).process(narrow, isLast: true)
+        }
+        y = Biquad(highPass: 300, sampleRate: sampleRate).filter(y)
+        if 3400 < Double(sampleRate) / 2 { y = Biquad(lowPass: 3400, sampleRate: sampleRate).filter(y) }
+        return y
+    }
+
     /// `count` samples of noise: a stretch of a recording from a random start (looped), or
-    /// white Gaussian noise (Box-Muller).
+    /// Gaussian noise (Box-Muller) of a drawn colour.
     func noise<G: RandomNumberGenerator>(count: Int, using generator: inout G) -> [Float] {
         if !noises.isEmpty {
             let recording = noises[Int.random(in: 0..<noises.count, using: &generator)]
             let start = Int.random(in: 0..<recording.count, using: &generator)
             return (0..<count).map { recording[(start + $0) % recording.count] }
         }
+        let color = noiseColors.count == 1 ? noiseColors[0] : noiseColors[Int.random(in: 0..<noiseColors.count, using: &generator)]
+        return Self.colored(Self.whiteNoise(count: count, using: &generator), color)
+    }
+
+    /// White noise shaped: pink by Paul Kellet's three-pole filter (an approximation of the
+    /// -3 dB per octave slope over the speech band); brown by a leaky integrator, 1 / f^2 above
+    /// its corner (f_s / (2 pi 51), about 50 Hz at 16 kHz).
+    static func colored(_ white: [Float], _ color: NoiseColor) -> [Float] {
+        switch color {
+        case .white: return white
+        case .pink:
+            var b0: Float = 0, b1: Float = 0, b2: Float = 0
+            return white.map { w in
+                b0 = 0.99765 * b0 + w * 0.0990460
+                b1 = 0.96300 * b1 + w * 0.2965164
+                b2 = 0.57000 * b2 + w * 1.0526913
+                return b0 + b1 + b2 + w * 0.1848
+            }
+        case .brown:
+            var y: Float = 0
+            return white.map { w in
+                y = (y + 0.02 * w) / 1.02
+                return y
+            }
+        }
+    }
+
+    static func whiteNoise<G: RandomNumberGenerator>(count: Int, using generator: inout G) -> [Float] {
         var out = [Float](repeating: 0, count: count)
         var i = 0
         while i < count {
@@ -99,5 +190,33 @@ public struct WaveformAugment: Equatable, Sendable {
     /// Mean square.
     static func power(_ x: [Float]) -> Double {
         x.isEmpty ? 0 : x.reduce(0) { $0 + Double($1) * Double($1) } / Double(x.count)
+    }
+}
+
+/// A second-order section (the biquad of Robert Bristow-Johnson's audio-EQ cookbook), direct
+/// form I, in Double.
+struct Biquad {
+    let b0: Double, b1: Double, b2: Double, a1: Double, a2: Double
+
+    init(lowPass frequency: Double, sampleRate: Int, q: Double = 1 / 2.0.squareRoot()) {
+        let w = 2 * Double.pi * frequency / Double(sampleRate), alpha = sin(w) / (2 * q), a0 = 1 + alpha
+        (b0, b1, b2) = ((1 - cos(w)) / 2 / a0, (1 - cos(w)) / a0, (1 - cos(w)) / 2 / a0)
+        (a1, a2) = (-2 * cos(w) / a0, (1 - alpha) / a0)
+    }
+
+    init(highPass frequency: Double, sampleRate: Int, q: Double = 1 / 2.0.squareRoot()) {
+        let w = 2 * Double.pi * frequency / Double(sampleRate), alpha = sin(w) / (2 * q), a0 = 1 + alpha
+        (b0, b1, b2) = ((1 + cos(w)) / 2 / a0, -(1 + cos(w)) / a0, (1 + cos(w)) / 2 / a0)
+        (a1, a2) = (-2 * cos(w) / a0, (1 - alpha) / a0)
+    }
+
+    func filter(_ x: [Float]) -> [Float] {
+        var (x1, x2, y1, y2) = (0.0, 0.0, 0.0, 0.0)
+        return x.map { v in
+            let x0 = Double(v)
+            let y0 = b0 * x0 + b1 * x1 + b2 * x2 - a1 * y1 - a2 * y2
+            (x2, x1, y2, y1) = (x1, x0, y1, y0)
+            return Float(y0)
+        }
     }
 }

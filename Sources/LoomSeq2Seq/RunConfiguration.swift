@@ -119,6 +119,15 @@ public struct RunConfiguration: Codable, Equatable, Sendable {
         public var speed_perturbation: Bool = false
         public var noise_snr: [Double]?
         public var gain_db: Double?
+        /// Conditions a microphone brings (see `WaveformAugment`): colours of the generated
+        /// noise ("white", "pink", "brown"), seconds of silence [low, high] before and after,
+        /// the probability of the telephone channel (8 kHz, 300-3,400 Hz), the largest DC offset
+        /// (fraction of the peak), the probability of clipping.
+        public var noise_colors: [String]?
+        public var silence_padding: [Double]?
+        public var telephone: Double = 0
+        public var dc_offset: Double = 0
+        public var clipping: Double = 0
         public var seed: UInt64 = 1
         /// Threads of Loom's team (default: `LOOM_THREADS`, else the cores the process may use).
         public var threads: Int?
@@ -206,6 +215,7 @@ public struct RunConfiguration: Codable, Equatable, Sendable {
         (c.training.max_steps, c.training.time_budget_seconds, c.training.batch_tokens) = (0, 0, 0)
         (c.training.patience, c.training.checkpoint_every, c.training.threads) = (0, 0, 0)
         (c.training.noise_snr, c.training.gain_db) = ([], 0)
+        (c.training.noise_colors, c.training.silence_padding) = ([], [])
         return c
     }
 
@@ -280,8 +290,20 @@ public struct RunConfiguration: Codable, Equatable, Sendable {
             }
         }
         if let g = training.gain_db { try range("training.gain_db", g, 0...40) }
+        if let colors = training.noise_colors {
+            for c in colors { try choice("training.noise_colors", c, WaveformAugment.NoiseColor.allCases.map(\.rawValue)) }
+            guard !colors.isEmpty else { throw fail("training.noise_colors", "must name at least one colour") }
+        }
+        if let pad = training.silence_padding {
+            guard pad.count == 2, pad.allSatisfy(\.isFinite), 0 <= pad[0], pad[0] <= pad[1], pad[1] <= 10 else {
+                throw fail("training.silence_padding", "must be [low, high] seconds with 0 <= low <= high <= 10, got \(pad)")
+            }
+        }
+        try range("training.telephone", training.telephone, 0...1)
+        try range("training.dc_offset", training.dc_offset, 0...1)
+        try range("training.clipping", training.clipping, 0...1)
         if training.waveformAugment.isActive && data.kind != "audio" {
-            throw fail("training.speed_perturbation", "speed, noise and gain change audio; data.kind is \"\(data.kind)\"")
+            throw fail("training.speed_perturbation", "speed, noise, gain and the channel change audio; data.kind is \"\(data.kind)\"")
         }
         if let t = training.threads { try range("training.threads", t, 1...256) }
         try choice("training.metric", training.metric, ["exact_match", "character_error_rate", "loss"])
@@ -301,7 +323,12 @@ public struct RunConfiguration: Codable, Equatable, Sendable {
 extension RunConfiguration.Training {
     /// The waveform augmentation these settings ask for (inactive by default).
     public var waveformAugment: WaveformAugment {
-        WaveformAugment(speeds: speed_perturbation ? WaveformAugment.kaldiSpeeds : [1], gainDecibels: gain_db.map { -$0...$0 },
-                        noiseSNR: noise_snr.flatMap { $0.count == 2 && $0[0] <= $0[1] ? $0[0]...$0[1] : nil })
+        var augment = WaveformAugment(speeds: speed_perturbation ? WaveformAugment.kaldiSpeeds : [1], gainDecibels: gain_db.map { -$0...$0 },
+                                      noiseSNR: noise_snr.flatMap { $0.count == 2 && $0[0] <= $0[1] ? $0[0]...$0[1] : nil })
+        augment.noiseColors = noise_colors?.compactMap(WaveformAugment.NoiseColor.init(rawValue:)) ?? [.white]
+        if augment.noiseColors.isEmpty { augment.noiseColors = [.white] }
+        augment.padding = silence_padding.flatMap { $0.count == 2 && $0[0] <= $0[1] ? $0[0]...$0[1] : nil }
+        (augment.telephone, augment.dcOffset, augment.clipping) = (telephone, dc_offset, clipping)
+        return augment
     }
 }

@@ -93,7 +93,88 @@ final class WaveformAugmentTests: XCTestCase {
         XCTAssertEqual(try WaveformAugment().apply(to: sine, sampleRate: 16_000, using: &a), sine)
     }
 
+    func tone(_ frequency: Double) -> [Float] {
+        (0..<16_000).map { Float(0.5 * sin(2 * Double.pi * frequency * Double($0) / 16_000)) }
+    }
+
+    /// Mean square away from the ends (filter and resampler transients).
+    func middlePower(_ x: [Float]) -> Double { WaveformAugment.power(Array(x[2000..<(x.count - 2000)])) }
+
+    /// Second-order Butterworth sections: |H|^2 = 1 / (1 + (f / f_c)^4) (low-pass), and
+    /// (f / f_c)^4 / (1 + (f / f_c)^4) (high-pass); 100 Hz against 300 Hz: -19.1 dB; 1 kHz within
+    /// 0.1 dB of both corners; 6 kHz is above the 4 kHz of 8 kHz sampling: gone.
+    func testTelephoneChannelKeepsTheBandAndRemovesTheRest() throws {
+        var augment = WaveformAugment()
+        augment.telephone = 1
+        var g = SeededGenerator(seed: 3)
+        func change(_ f: Double) throws -> Double {
+            let t = tone(f)
+            return decibels(middlePower(try augment.apply(to: t, sampleRate: 16_000, using: &g)) / middlePower(t))
+        }
+        XCTAssertEqual(try change(1000), 0, accuracy: 0.5)
+        XCTAssertEqual(try change(100), decibels(pow(1.0 / 3, 4) / (1 + pow(1.0 / 3, 4))), accuracy: 1)
+        XCTAssertLessThan(try change(6000), -40)
+        XCTAssertLessThan(try change(3900), -10, "past the 3,400 Hz corner and the resampler's edge")
+    }
+
+    /// Power per octave, by an averaged periodogram: white noise gains 3 dB per octave (8 times
+    /// from 250-500 Hz to 2-4 kHz), pink stays level, brown loses 3 dB per octave (1/8).
+    func testNoiseColoursHaveTheirSlopes() {
+        var g = SeededGenerator(seed: 5)
+        let white = WaveformAugment.whiteNoise(count: 1 << 17, using: &g)
+        func octaveRatio(_ x: [Float]) -> Double {
+            let n = 512
+            var low = 0.0, high = 0.0
+            for start in stride(from: 0, to: x.count - n, by: n) {
+                for bin in 8..<128 where bin < 16 || bin >= 64 {
+                    var re = 0.0, im = 0.0
+                    for j in 0..<n {
+                        let angle = 2 * Double.pi * Double(bin * j) / Double(n)
+                        re += Double(x[start + j]) * cos(angle)
+                        im -= Double(x[start + j]) * sin(angle)
+                    }
+                    if bin < 16 { low += re * re + im * im } else { high += re * re + im * im }
+                }
+            }
+            return high / low
+        }
+        XCTAssertEqual(octaveRatio(white), 8, accuracy: 1.5)
+        XCTAssertEqual(octaveRatio(WaveformAugment.colored(white, .pink)), 1, accuracy: 0.35)
+        XCTAssertEqual(octaveRatio(WaveformAugment.colored(white, .brown)), 0.125, accuracy: 0.05)
+    }
+
+    func testSilenceClippingAndDCOffset() throws {
+        var g = SeededGenerator(seed: 9)
+        var padded = WaveformAugment()
+        padded.padding = 0.1...0.2
+        for _ in 0..<5 {
+            let out = try padded.apply(to: sine, sampleRate: 16_000, using: &g)
+            XCTAssertTrue((sine.count + 3200...sine.count + 6400).contains(out.count), "\(out.count)")
+            let start = out.firstIndex { $0 != 0 } ?? 0
+            XCTAssertTrue((1600...3200).contains(start), "\(start) samples of silence first")
+        }
+        var clipped = WaveformAugment()
+        clipped.clipping = 1
+        let c = try clipped.apply(to: sine, sampleRate: 16_000, using: &g)
+        let level = c.map { abs($0) }.max() ?? 0
+        XCTAssertTrue(level >= 0.3 * 0.5 - 1e-6 && level <= 0.9 * 0.5 + 1e-6, "\(level)")
+        XCTAssertGreaterThan(c.filter { abs($0) == level }.count, 1000, "the sine's crests flattened")
+        var offset = WaveformAugment()
+        offset.dcOffset = 0.1
+        let o = try offset.apply(to: sine, sampleRate: 16_000, using: &g)
+        let mean = o.reduce(0.0) { $0 + Double($1) } / Double(o.count)
+        XCTAssertLessThanOrEqual(abs(mean), 0.1 * 0.5 + 1e-3)
+        XCTAssertGreaterThan(abs(mean), 1e-4, "an offset was added")
+        XCTAssertEqual(Double(o[1234] - sine[1234]), mean, accuracy: 1e-3, "one constant for every sample")
+    }
+
     func testBadSettingsAreRefused() {
+        for (edit, named) in [({ (a: inout WaveformAugment) in a.telephone = 1.5 }, "telephone"), ({ $0.clipping = -1 }, "clipping"),
+                              ({ $0.padding = 5...20 }, "silence"), ({ $0.noiseColors = [] }, "colour"), ({ $0.dcOffset = .nan }, "DC offset")] {
+            var a = WaveformAugment()
+            edit(&a)
+            XCTAssertThrowsError(try a.validate()) { XCTAssertTrue("\($0)".contains(named), "\($0)") }
+        }
         XCTAssertThrowsError(try WaveformAugment(speeds: [3]).validate()) { XCTAssertTrue("\($0)".contains("speed"), "\($0)") }
         XCTAssertThrowsError(try WaveformAugment(speeds: []).validate())
         XCTAssertThrowsError(try WaveformAugment(noiseSNR: -Double.infinity...0).validate()) { XCTAssertTrue("\($0)".contains("SNR"), "\($0)") }

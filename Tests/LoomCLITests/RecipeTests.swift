@@ -58,10 +58,18 @@ final class RecipeTests: XCTestCase {
     func testSpokenDigitsQuick() throws {
         let corpus = FileManager.default.temporaryDirectory.appendingPathComponent("spoken-digits-\(UUID().uuidString)")
         addTeardownBlock { try? FileManager.default.removeItem(at: corpus) }
-        let (report, dir) = try runQuick("spoken-digits", ["--corpus", corpus.path])
+        let (report, dir) = try runQuick("spoken-digits", ["--corpus", corpus.path, "--engines", "espeak-ng,flite", "--unseen-engines", "festival"])
         // Chance: a 1-3 digit string guessed exactly about 1 time in 370; characters ~90% wrong.
         XCTAssertLessThan(percentage(report["test_character_error_rate"]), 40, "\(report)")
         XCTAssertGreaterThan(percentage(report["test_sequence_accuracy"]), 30, "\(report)")
+        // A synthesizer never heard: far harder, still far above chance.
+        XCTAssertEqual(report["unseen_engine_examples"] as? Int, 100, "\(report)")
+        XCTAssertGreaterThan(percentage(report["unseen_engine_sequence_accuracy"]), 5, "\(report)")
+        let voices = try String(contentsOf: corpus.appendingPathComponent("utterances.tsv"), encoding: .utf8).split(separator: "\n").dropFirst()
+            .map { $0.split(separator: "\t").map(String.init) }
+        for (split, engines) in [("train", ["espeak-ng", "flite"]), ("test", ["espeak-ng", "flite"]), ("unseen", ["festival"])] {
+            XCTAssertEqual(Set(voices.filter { $0[0].hasPrefix(split + "/") }.map { $0[3] }), Set(engines), split)
+        }
         XCTAssertTrue(FileManager.default.fileExists(atPath: dir.appendingPathComponent("alignment.svg").path))
         let test = try String(contentsOf: corpus.appendingPathComponent("test.tsv"), encoding: .utf8)
             .split(separator: "\n").prefix(20).map { $0.split(separator: "\t").map(String.init) }
@@ -77,7 +85,8 @@ final class RecipeTests: XCTestCase {
     func testSpokenDigitsRefusesBadRegularization() throws {
         for (arguments, named) in [(["--spec-augment", "heavy"], "--spec-augment"), (["--ctc-weight", "1"], "--ctc-weight"),
                                    (["--deltas", "3"], "--deltas"), (["--dropout", "-0.1"], "--dropout"), (["--normalization", "none"], "--normalization"),
-                                   (["--noise-snr", "20:10"], "--noise-snr"), (["--noise-snr", "loud"], "--noise-snr"), (["--gain-db", "-1"], "--gain-db")] {
+                                   (["--noise-snr", "20:10"], "--noise-snr"), (["--noise-snr", "loud"], "--noise-snr"), (["--gain-db", "-1"], "--gain-db"),
+                                   (["--engines", "espeak-ng,sam"], "--engines"), (["--engines", "flite", "--unseen-engines", "flite"], "--unseen-engines")] {
             let (status, output) = try runExecutable("spoken-digits", arguments + ["--output", "/nonexistent/never-written"])
             XCTAssertEqual(status, 64, output)
             XCTAssertTrue(output.contains(named), output)

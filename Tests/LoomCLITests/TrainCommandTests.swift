@@ -132,7 +132,13 @@ final class TrainCommandTests: TemporaryDirectoryTestCase {
         XCTAssertTrue(text.output.contains("training.spec_augment: masks audio features"), text.output)
         let textSpeed = try runLoom(["train", "--train", path("m.tsv"), "--set", "training.speed_perturbation=true", "--output", path("text")])
         XCTAssertEqual(textSpeed.status, 64, textSpeed.output)
-        XCTAssertTrue(textSpeed.output.contains("training.speed_perturbation: speed, noise and gain change audio"), textSpeed.output)
+        XCTAssertTrue(textSpeed.output.contains("training.speed_perturbation: speed, noise, gain and the channel change audio"), textSpeed.output)
+        for (setting, message) in [("training.telephone=1.5", "training.telephone"), ("training.noise_colors=[\"purple\"]", "training.noise_colors"),
+                                   ("training.silence_padding=[0.5, 0.1]", "training.silence_padding")] {
+            let bad = try runLoom(["train", "--train", path("m.tsv"), "--set", "data.kind=\"audio\"", "--set", setting, "--output", path("bad")])
+            XCTAssertEqual(bad.status, 64, bad.output)
+            XCTAssertTrue(bad.output.contains(message), bad.output)
+        }
         let backwards = try runLoom(["train", "--train", path("m.tsv"), "--set", "data.kind=\"audio\"", "--set", "training.noise_snr=[20, 10]",
                                      "--output", path("backwards")])
         XCTAssertEqual(backwards.status, 64, backwards.output)

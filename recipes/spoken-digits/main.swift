@@ -20,6 +20,11 @@ struct SpokenDigits: ParsableCommand {
     @Option(help: "Synthesized test utterances (voices never heard in training).") var testUtterances = 1_000
     @Option(help: "Longest digit sequence synthesized.") var maximumDigits = 7
     @Option(help: "Voice variants held out for the test split.") var heldOutVariants = 12
+    @Option(help: "Synthesizers of the training and test utterances, comma-separated: espeak-ng, flite, festival (one voice of each but espeak-ng held out for the test; espeak-ng holds out --held-out-variants).")
+    var engines = "espeak-ng"
+    @Option(help: "Synthesizers never heard in training, comma-separated, for a third split spoken by all their voices (none: no such split).")
+    var unseenEngines = "none"
+    @Option(help: "Utterances of the unseen-synthesizer split.") var unseenUtterances = 600
     @Option(help: "Consecutive 10 ms frames concatenated per encoder step (time reduction).") var frameStacking = 4
     @Option(name: [.customLong("mels"), .customLong("mel-bands")], help: "Mel bands of the front end (as `loom encode-audio --mels`).") var melBands = 40
     @Option(help: "SpecAugment masks during training: none, lb or ld (LibriSpeech policies, widths scaled to the mel bands; default none, ld with --small-corpus).")
@@ -40,10 +45,39 @@ struct SpokenDigits: ParsableCommand {
     @Option(help: "Additive white noise in training at an SNR drawn from this range in dB, \"LOW:HIGH\" or one value (default none).")
     var noiseSNR: String?
     @Option(help: "Gain in training drawn from -D...D dB (default none).") var gainDB: Double?
+    @Option(help: "Colours of the training noise, comma-separated: white, pink, brown (one drawn per utterance).") var noiseColors = "white"
+    @Option(help: "Seconds of silence before and after each training utterance, \"LOW:HIGH\" (default none).") var silencePadding: String?
+    @Option(help: "Probability that a training utterance passes through the telephone channel (8 kHz, 300-3,400 Hz).") var telephone = 0.0
+    @Option(help: "Largest DC offset added in training, a fraction of the peak.") var dcOffset = 0.0
+    @Option(help: "Probability that a training utterance is clipped (at 0.3-0.9 of its peak).") var clipping = 0.0
+    @Flag(help: "Conditions a microphone brings, in training: noise of every colour at 5-30 dB SNR, telephone channel half the time, gain ±10 dB, silence 0-0.3 s, DC offset up to 5%, clipping 10%, speed perturbation (options given explicitly win).")
+    var microphone = false
 
     /// The waveform augmentation the options ask for.
     func waveformAugment() throws -> WaveformAugment {
-        var augment = WaveformAugment(speeds: speedPerturbation ? WaveformAugment.kaldiSpeeds : [1])
+        var augment = WaveformAugment(speeds: speedPerturbation || microphone ? WaveformAugment.kaldiSpeeds : [1])
+        if microphone {
+            (augment.noiseSNR, augment.gainDecibels, augment.padding) = (5...30, -10...10, 0...0.3)
+            (augment.noiseColors, augment.telephone, augment.dcOffset, augment.clipping) = (WaveformAugment.NoiseColor.allCases, 0.5, 0.05, 0.1)
+        }
+        if noiseColors != "white" || !microphone {
+            augment.noiseColors = try noiseColors.split(separator: ",").map { name in
+                guard let c = WaveformAugment.NoiseColor(rawValue: name.trimmingCharacters(in: .whitespaces)) else {
+                    throw ValidationError("--noise-colors: unknown colour \"\(name)\"; known: white, pink, brown")
+                }
+                return c
+            }
+        }
+        if let silencePadding {
+            let parts = silencePadding.split(separator: ":", omittingEmptySubsequences: false).map { Double($0.trimmingCharacters(in: .whitespaces)) }
+            guard parts.count == 2, let low = parts[0], let high = parts[1], 0 <= low, low <= high else {
+                throw ValidationError("--silence-padding must be \"LOW:HIGH\" seconds with 0 <= LOW <= HIGH, got \"\(silencePadding)\"")
+            }
+            augment.padding = low...high
+        }
+        if telephone != 0 || !microphone { augment.telephone = telephone }
+        if dcOffset != 0 || !microphone { augment.dcOffset = dcOffset }
+        if clipping != 0 || !microphone { augment.clipping = clipping }
         if let noiseSNR {
             let parts = noiseSNR.split(separator: ":", omittingEmptySubsequences: false).map { Double($0.trimmingCharacters(in: .whitespaces)) }
             guard (1...2).contains(parts.count), let low = parts.first ?? nil, let high = parts.last ?? nil, low <= high, low.isFinite, high.isFinite else {
@@ -55,11 +89,26 @@ struct SpokenDigits: ParsableCommand {
             guard gainDB >= 0, gainDB <= 40 else { throw ValidationError("--gain-db must be in 0...40, got \(gainDB)") }
             augment.gainDecibels = -gainDB...gainDB
         }
-        try augment.validate()
+        do { try augment.validate() } catch { throw ValidationError("waveform augmentation: \(error)") }
         return augment
     }
 
+    /// The engines a comma-separated option names ("none": no engine).
+    static func engines(_ text: String, option: String) throws -> [SpokenDigitsCorpus.Engine] {
+        if text == "none" { return [] }
+        return try text.split(separator: ",").map { name in
+            guard let engine = SpokenDigitsCorpus.Engine(rawValue: name.trimmingCharacters(in: .whitespaces)) else {
+                throw ValidationError("\(option): unknown synthesizer \"\(name)\"; known: \(SpokenDigitsCorpus.Engine.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            return engine
+        }
+    }
+
     func validate() throws {
+        let trainEngines = try Self.engines(engines, option: "--engines"), unseen = try Self.engines(unseenEngines, option: "--unseen-engines")
+        guard !trainEngines.isEmpty else { throw ValidationError("--engines names at least one synthesizer") }
+        if let both = unseen.first(where: trainEngines.contains) { throw ValidationError("\(both.rawValue) is in --engines and --unseen-engines: an unseen synthesizer is one never heard in training") }
+        guard unseenUtterances >= 0 else { throw ValidationError("--unseen-utterances must be at least 0") }
         if let deltas, !(0...2).contains(deltas) { throw ValidationError("--deltas must be 0, 1 or 2, got \(deltas)") }
         guard ["utterance", "global"].contains(normalization) else { throw ValidationError("--normalization must be utterance or global, got \"\(normalization)\"") }
         guard dropout >= 0 && dropout < 1 else { throw ValidationError("--dropout must be in [0, 1), got \(dropout)") }
@@ -86,7 +135,7 @@ struct SpokenDigits: ParsableCommand {
         let start = Date()
 
         // The corpus: manifests given, or synthesized (reused when already complete).
-        var trainEntries: [AudioManifest.Entry], testEntries: [AudioManifest.Entry]
+        var trainEntries: [AudioManifest.Entry], testEntries: [AudioManifest.Entry], unseenEntries: [AudioManifest.Entry] = []
         if let trainManifest {
             let all = try AudioManifest.read(URL(fileURLWithPath: trainManifest)).entries
             if let testManifest {
@@ -100,13 +149,21 @@ struct SpokenDigits: ParsableCommand {
                                                   testUtterances: quick ? min(testUtterances, 100) : testUtterances,
                                                   maximumDigits: quick ? min(maximumDigits, 3) : maximumDigits, heldOutVariants: heldOutVariants)
             if quick { p.signalToNoise = 20...30 }
+            p.engines = try Self.engines(engines, option: "--engines")
+            p.unseenEngines = try Self.engines(unseenEngines, option: "--unseen-engines")
+            p.unseenUtterances = p.unseenEngines.isEmpty ? 0 : (quick ? min(unseenUtterances, 100) : unseenUtterances)
             let folder = URL(fileURLWithPath: corpus ?? "corpora/spoken-digits/seed-\(common.seed)" + (quick ? "-quick" : ""))
-            let (trainURL, testURL) = try SpokenDigitsCorpus.generate(p, in: folder, threads: common.threadCount)
+            let (trainURL, testURL, unseenURL) = try SpokenDigitsCorpus.generate(p, in: folder, threads: common.threadCount)
             trainEntries = try AudioManifest.read(trainURL).entries
             testEntries = try AudioManifest.read(testURL).entries
-            let (trainVariants, testVariants) = SpokenDigitsCorpus.variantSplit(p)
-            print("spoken-digits: \(trainEntries.count) training utterances (\(trainVariants.count) voice variants x \(SpokenDigitsCorpus.accents.count) accents), "
-                  + "\(testEntries.count) test utterances by held-out variants \(testVariants.joined(separator: ", ")); corpus in \(folder.path)")
+            unseenEntries = try unseenURL.map { try AudioManifest.read($0).entries } ?? []
+            let voices = p.engines.map { engine in
+                let (train, test) = SpokenDigitsCorpus.voiceSplit(p, engine)
+                return "\(engine.rawValue): \(train.count) voices\(engine == .espeak ? " x \(SpokenDigitsCorpus.accents.count) accents" : ""), held out \(test.joined(separator: ", "))"
+            }
+            print("spoken-digits: \(trainEntries.count) training and \(testEntries.count) test utterances (\(voices.joined(separator: "; "))); "
+                  + (unseenEntries.isEmpty ? "" : "\(unseenEntries.count) by unseen synthesizers \(p.unseenEngines.map(\.rawValue).joined(separator: ", ")); ")
+                  + "corpus in \(folder.path)")
         }
         guard !trainEntries.isEmpty, !testEntries.isEmpty else { throw ValidationError("the training and test sets must both be non-empty") }
 
@@ -119,18 +176,22 @@ struct SpokenDigits: ParsableCommand {
         // Augmented waveforms need the training samples kept, and their features made again.
         let train = try Utterance.load(trainEntries, configuration: front, threads: common.threadCount, keepSamples: waveform.isActive)
         let test = try Utterance.load(testEntries, configuration: front, threads: common.threadCount)
-        let frames = (train + test).reduce(0) { $0 + $1.frames }
-        print(String(format: "features: %d utterances, %.0f s of audio, in %.1f s", train.count + test.count,
+        let unseen = try Utterance.load(unseenEntries, configuration: front, threads: common.threadCount)
+        let frames = (train + test + unseen).reduce(0) { $0 + $1.frames }
+        print(String(format: "features: %d utterances, %.0f s of audio, in %.1f s", train.count + test.count + unseen.count,
                      Double(frames) / 100, Date().timeIntervalSince(featureStart)))
         let waveformDescription = waveform.isActive
-            ? "speeds \(waveform.speeds), noise \(waveform.noiseSNR.map { "\($0.lowerBound)-\($0.upperBound) dB SNR" } ?? "none"), gain \(gainDB.map { "±\($0) dB" } ?? "none")"
+            ? "speeds \(waveform.speeds), noise \(waveform.noiseSNR.map { "\($0.lowerBound)-\($0.upperBound) dB SNR" } ?? "none") "
+              + "(\(waveform.noiseColors.map(\.rawValue).joined(separator: "/"))), gain \(waveform.gainDecibels.map { "±\($0.upperBound) dB" } ?? "none"), "
+              + "silence \(waveform.padding.map { "\($0.lowerBound)-\($0.upperBound) s" } ?? "none"), telephone \(waveform.telephone), "
+              + "DC offset \(waveform.dcOffset), clipping \(waveform.clipping)"
             : "none"
         print("training: \(epochs) epochs, waveform augmentation \(waveformDescription), SpecAugment \(maskingName), CTC weight \(ctcWeight), deltas \(deltas), \(normalization) normalization, "
               + "dropout \(dropout), label smoothing \(labelSmoothing), weight decay \(weightDecay)")
 
         // The target alphabet: every character of the training transcripts.
         let alphabet = Array(Set(train.flatMap { Array($0.transcript) })).sorted()
-        if let unseen = test.first(where: { !Set($0.transcript).isSubset(of: Set(alphabet)) }) {
+        if let unseen = (test + unseen).first(where: { !Set($0.transcript).isSubset(of: Set(alphabet)) }) {
             throw ValidationError("the test transcript \"\(unseen.transcript)\" of \(unseen.path) has characters never seen in training")
         }
         let source = RandomSource(seed: common.seed)
@@ -166,9 +227,10 @@ struct SpokenDigits: ParsableCommand {
                 }
             }
         }
-        func transcribe(_ batch: [Utterance]) throws -> [String] {
-            try model.decode(sources(batch), options: DecodingOptions(maximumLength: longest * 2 + 2)).map { $0[0].text }
+        func decode(_ batch: [Utterance]) throws -> [(text: String, hypothesis: Hypothesis)] {
+            try model.decode(sources(batch), options: DecodingOptions(maximumLength: longest * 2 + 2)).map { $0[0] }
         }
+        func transcribe(_ batch: [Utterance]) throws -> [String] { try decode(batch).map(\.text) }
         var options = TrainerOptions()
         options.batchSize = batchSize
         options.order = .bucketed(buckets: 16)
@@ -214,6 +276,15 @@ struct SpokenDigits: ParsableCommand {
         let accuracy = Double(zip(hypotheses, references).filter { $0 == $1 }.count) / Double(test.count)
         let mistakes = zip(test, hypotheses).filter { $0.0.transcript != $0.1 }.prefix(5)
             .map { "\(URL(fileURLWithPath: $0.0.path).lastPathComponent): \"\($0.0.transcript)\" heard as \"\($0.1)\"" }
+        // The unseen synthesizers' split: accuracy, and how many outputs a guard ended (the
+        // length bound fitted below is not in force yet: the maximum length and the loop guard).
+        var unseenDecoded: [(text: String, hypothesis: Hypothesis)] = []
+        for offset in stride(from: 0, to: unseen.count, by: 64) {
+            unseenDecoded += try decode(Array(unseen[offset..<min(offset + 64, unseen.count)]))
+        }
+        let unseenAccuracy = unseen.isEmpty ? nil
+            : Double(zip(unseenDecoded, unseen).filter { $0.0.text == $0.1.transcript }.count) / Double(unseen.count)
+        let unseenStopped = unseenDecoded.filter { !$0.hypothesis.finished }.count
 
         // Where the decoder listened, for the longest test utterance.
         let shown = test.max { $0.transcript.count < $1.transcript.count } ?? test[0]
@@ -232,6 +303,13 @@ struct SpokenDigits: ParsableCommand {
         report.add("test_character_error_rate", "test character error rate", .fraction(cer))
         report.add("test_sequence_accuracy", "test sequence accuracy", .fraction(accuracy))
         report.add("test_examples", "test utterances", .integer(test.count))
+        if let unseenAccuracy {
+            report.add("unseen_engine_sequence_accuracy", "unseen-synthesizer sequence accuracy (\(unseenEngines))", .fraction(unseenAccuracy))
+            report.add("unseen_engine_character_error_rate", "unseen-synthesizer character error rate",
+                       .fraction(ErrorRate.characters(hypotheses: unseenDecoded.map(\.text), references: unseen.map(\.transcript))))
+            report.add("unseen_engine_examples", "unseen-synthesizer utterances", .integer(unseen.count))
+            report.add("unseen_engine_outputs_stopped", "unseen-synthesizer outputs ended by a guard, not by end-of-sequence", .integer(unseenStopped))
+        }
         report.add("first_mistakes", "first mistakes", .text(mistakes.isEmpty ? "none" : mistakes.joined(separator: "; ")))
         report.addCommon(task: "spoken-digits", history: trainer.history, epochs: trainer.epoch, seconds: Date().timeIntervalSince(start),
                          parameters: model.parameterCount, model: modelURL)
