@@ -184,15 +184,6 @@ __attribute__((target("avx2"))) static void qgemm_avx2(int m, int n0, int n1, in
                                                       const int16_t *packed, const float *wscales, float beta, float *c, int ldc) {
     const int depth = loom_qdepth(1, k), pairs = depth / 2;
     const size_t panel_size = (size_t)LOOM_QPANEL * depth;
-    /* Blocks of rows whose activations stay in cache while every panel passes over them. */
-    const int block = row_block(loom_qrow_bytes(1, k));
-    if (m > block) {
-        for (int r = 0; r < m; r += block) {
-            int rows = m - r < block ? m - r : block;
-            qgemm_avx2(rows, n0, n1, k, a + (size_t)r * depth, ascales + r, packed, wscales, beta, c + (size_t)r * ldc, ldc);
-        }
-        return;
-    }
     for (int col = n0; col < n1; col += LOOM_QPANEL) {
         const int16_t *p = packed + (size_t)(col / LOOM_QPANEL) * panel_size;
         int count = n1 - col < LOOM_QPANEL ? n1 - col : LOOM_QPANEL;
@@ -253,14 +244,6 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) static void qgem
     const float *wscales, float beta, float *c, int ldc) {
     const int depth = loom_qdepth(2, k), groups = depth / 4;
     const size_t panel_size = (size_t)LOOM_QPANEL * depth;
-    const int block = row_block(loom_qrow_bytes(2, k));
-    if (m > block) {
-        for (int r = 0; r < m; r += block) {
-            int rows = m - r < block ? m - r : block;
-            qgemm_vnni(rows, n0, n1, k, a + (size_t)r * depth, ascales + r, packed, sums, wscales, beta, c + (size_t)r * ldc, ldc);
-        }
-        return;
-    }
     for (int col = n0; col < n1; col += LOOM_QPANEL) {
         const int8_t *p = packed + (size_t)(col / LOOM_QPANEL) * panel_size;
         int count = n1 - col < LOOM_QPANEL ? n1 - col : LOOM_QPANEL;
@@ -290,7 +273,15 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) static void qgem
 void loom_qgemm(int kernel, int m, int n0, int n1, int k, const void *qa, const float *ascales, const void *packed,
                 const int32_t *sums, const float *wscales, float beta, float *c, int ldc) {
     if (m <= 0 || n1 <= n0) return;
-    if (kernel == 2) qgemm_vnni(m, n0, n1, k, qa, ascales, packed, sums, wscales, beta, c, ldc);
-    else if (kernel == 1) qgemm_avx2(m, n0, n1, k, qa, ascales, packed, wscales, beta, c, ldc);
-    else qgemm_reference(m, n0, n1, k, qa, ascales, packed, wscales, beta, c, ldc);
+    /* Blocks of rows whose activations stay in cache while every panel passes over them. */
+    const size_t row_bytes = loom_qrow_bytes(kernel, k);
+    const int block = kernel == 0 ? m : row_block(row_bytes);
+    for (int r = 0; r < m; r += block) {
+        int rows = m - r < block ? m - r : block;
+        const char *a = (const char *)qa + (size_t)r * row_bytes;
+        float *cr = c + (size_t)r * ldc;
+        if (kernel == 2) qgemm_vnni(rows, n0, n1, k, (const uint8_t *)a, ascales + r, packed, sums, wscales, beta, cr, ldc);
+        else if (kernel == 1) qgemm_avx2(rows, n0, n1, k, (const int16_t *)a, ascales + r, packed, wscales, beta, cr, ldc);
+        else qgemm_reference(rows, n0, n1, k, (const int8_t *)a, ascales + r, packed, wscales, beta, cr, ldc);
+    }
 }

@@ -22,14 +22,19 @@ final class DecodeCommandTests: XCTestCase {
         return (process.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
     }
 
+    /// A small untrained addition model (seeded).
+    func additionModel() throws -> SequenceTransformer {
+        try SequenceTransformer(SequenceTransformerConfiguration(
+            source: .text(.characters(CharacterEncoder(alphabet: Array("0123456789+"))), embeddingSize: 8), encoderLayers: [16],
+            target: .characters(CharacterEncoder(alphabet: Array("0123456789"))), targetEmbeddingSize: 8, decoderHidden: 16,
+            attention: .general), using: RandomSource(seed: 2))
+    }
+
     func testDecodeAndInfo() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("decode-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
-        let model = try SequenceTransformer(SequenceTransformerConfiguration(
-            source: .text(.characters(CharacterEncoder(alphabet: Array("0123456789+"))), embeddingSize: 8), encoderLayers: [16],
-            target: .characters(CharacterEncoder(alphabet: Array("0123456789"))), targetEmbeddingSize: 8, decoderHidden: 16,
-            attention: .general), using: RandomSource(seed: 2))
+        let model = try additionModel()
         let url = dir.appendingPathComponent("m.safetensors")
         try model.save(to: url, training: ["task": "test"])
         let inputs = ["12+3", "7+70", "999+1"]
@@ -60,18 +65,13 @@ final class DecodeCommandTests: XCTestCase {
         XCTAssertTrue(missing.error.contains("nope.safetensors"), missing.error)
     }
 
-    /// A model that never says end-of-sequence: `loom decode` stops each output at the model
-    /// file's bound, says so per output (json "stop") and once on standard error.
     /// `loom quantize` writes an int8 copy that `decode`, `info` and `evaluate` read as any model;
     /// its outputs are the library's int8 model's; a file that is not a model is an error.
     func testQuantizeThenDecode() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("quantize-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
-        let model = try SequenceTransformer(SequenceTransformerConfiguration(
-            source: .text(.characters(CharacterEncoder(alphabet: Array("0123456789+"))), embeddingSize: 8), encoderLayers: [16],
-            target: .characters(CharacterEncoder(alphabet: Array("0123456789"))), targetEmbeddingSize: 8, decoderHidden: 16,
-            attention: .general), using: RandomSource(seed: 2))
+        let model = try additionModel()
         let url = dir.appendingPathComponent("m.safetensors"), int8 = dir.appendingPathComponent("m-int8.safetensors")
         try model.save(to: url, training: ["task": "test"])
         let quantize = try run(["quantize", url.path, "-o", int8.path])
@@ -97,6 +97,8 @@ final class DecodeCommandTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("y.safetensors").path))
     }
 
+    /// A model that never says end-of-sequence: `loom decode` stops each output at the model
+    /// file's bound, says so per output (json "stop") and once on standard error.
     func testRunawayOutputsStopAtTheBoundAndAreReported() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("runaway-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
