@@ -139,6 +139,36 @@ public struct WaveformAugment: Equatable, Sendable {
         return y
     }
 
+    /// The noise recordings a list names (one audio path per line, relative to the list; blank
+    /// lines and `#` comments skipped), each read at `sampleRate` (any format libsndfile reads,
+    /// downmixed). Files that cannot be read, or hold only silence, are an error naming every
+    /// one of them (the first ten) with the reason.
+    public static func readNoises(list url: URL, sampleRate: Int) throws -> [[Float]] {
+        let data: Data
+        do { data = try UserFile.read(url.path, what: "noise list", limit: 1 << 24) } catch {
+            throw AudioError.invalidParameter("cannot read the noise list \(url.path): \(error)")
+        }
+        guard let text = String(data: data, encoding: .utf8) else { throw AudioError.invalidParameter("\(url.path) is not UTF-8 text") }
+        let directory = url.deletingLastPathComponent()
+        let paths = text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty && !$0.hasPrefix("#") }
+            .map { ($0.hasPrefix("/") ? URL(fileURLWithPath: $0) : directory.appendingPathComponent($0)).standardizedFileURL.path }
+        guard !paths.isEmpty else { throw AudioError.invalidParameter("the noise list \(url.path) names no file") }
+        var noises: [[Float]] = [], bad: [String] = []
+        for path in paths {
+            do {
+                let samples = try Audio.read(path: path, sampleRate: sampleRate).samples
+                if samples.isEmpty || power(samples) == 0 || !samples.allSatisfy(\.isFinite) { bad.append("\(path): empty or silent") } else { noises.append(samples) }
+            } catch {
+                bad.append("\(path): \(error)")
+            }
+        }
+        guard bad.isEmpty else {
+            throw AudioError.invalidParameter("noise list \(url.path): \(bad.count) of \(paths.count) files unusable: "
+                                              + bad.prefix(10).joined(separator: "; ") + (bad.count > 10 ? "; ..." : ""))
+        }
+        return noises
+    }
+
     /// `count` samples of noise: a stretch of a recording from a random start (looped), or
     /// Gaussian noise (Box-Muller) of a drawn colour.
     func noise<G: RandomNumberGenerator>(count: Int, using generator: inout G) -> [Float] {

@@ -124,6 +124,9 @@ public struct RunConfiguration: Codable, Equatable, Sendable {
         /// the probability of the telephone channel (8 kHz, 300-3,400 Hz), the largest DC offset
         /// (fraction of the peak), the probability of clipping.
         public var noise_colors: [String]?
+        /// A list of noise recordings (one audio path per line, relative to the list) mixed in at
+        /// `noise_snr` instead of generated noise; unreadable or silent files are named.
+        public var noise_files: String?
         public var silence_padding: [Double]?
         public var telephone: Double = 0
         public var dc_offset: Double = 0
@@ -215,7 +218,7 @@ public struct RunConfiguration: Codable, Equatable, Sendable {
         (c.training.max_steps, c.training.time_budget_seconds, c.training.batch_tokens) = (0, 0, 0)
         (c.training.patience, c.training.checkpoint_every, c.training.threads) = (0, 0, 0)
         (c.training.noise_snr, c.training.gain_db) = ([], 0)
-        (c.training.noise_colors, c.training.silence_padding) = ([], [])
+        (c.training.noise_colors, c.training.silence_padding, c.training.noise_files) = ([], [], "")
         return c
     }
 
@@ -298,6 +301,9 @@ public struct RunConfiguration: Codable, Equatable, Sendable {
             guard pad.count == 2, pad.allSatisfy(\.isFinite), 0 <= pad[0], pad[0] <= pad[1], pad[1] <= 10 else {
                 throw fail("training.silence_padding", "must be [low, high] seconds with 0 <= low <= high <= 10, got \(pad)")
             }
+        }
+        if training.noise_files != nil && training.noise_snr == nil {
+            throw fail("training.noise_files", "needs training.noise_snr, the range of SNRs to mix the recordings at")
         }
         try range("training.telephone", training.telephone, 0...1)
         try range("training.dc_offset", training.dc_offset, 0...1)

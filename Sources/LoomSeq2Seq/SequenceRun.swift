@@ -260,7 +260,10 @@ public enum SequenceRun {
         }
         let decoding = DecodingOptions(maximumLength: t.max_output_length)
         let augment = SpecAugment.named[t.spec_augment] ?? nil
-        let waveform = t.waveformAugment
+        var waveform = t.waveformAugment
+        if let list = t.noise_files, case let .audio(f, _) = model.configuration.source {
+            waveform.noises = try WaveformAugment.readNoises(list: URL(fileURLWithPath: list), sampleRate: f.sampleRate)
+        }
         let front: AudioEncoder? = try {
             guard case let .audio(f, _) = model.configuration.source, waveform.isActive else { return nil }
             return try AudioEncoder(configuration: f)

@@ -168,6 +168,29 @@ final class WaveformAugmentTests: XCTestCase {
         XCTAssertEqual(Double(o[1234] - sine[1234]), mean, accuracy: 1e-3, "one constant for every sample")
     }
 
+    /// A noise list: good files load (resampled to the rate asked); unreadable and silent ones
+    /// are named together.
+    func testNoiseListNamesEveryUnusableFile() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("noises-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try AudioWriter.write(Audio(samples: Array(sine.prefix(8000)), sampleRate: 8000), to: dir.appendingPathComponent("hum.wav"))
+        try AudioWriter.write(Audio(samples: [Float](repeating: 0, count: 800), sampleRate: 16_000), to: dir.appendingPathComponent("quiet.wav"))
+        try Data("not audio".utf8).write(to: dir.appendingPathComponent("text.wav"))
+        let good = dir.appendingPathComponent("good.txt"), bad = dir.appendingPathComponent("bad.txt")
+        try "# noises\nhum.wav\n\n".write(to: good, atomically: true, encoding: .utf8)
+        try "hum.wav\nquiet.wav\nmissing.wav\ntext.wav\n".write(to: bad, atomically: true, encoding: .utf8)
+        let noises = try WaveformAugment.readNoises(list: good, sampleRate: 16_000)
+        XCTAssertEqual(noises.count, 1)
+        XCTAssertEqual(Double(noises[0].count), 16_000, accuracy: 4, "8,000 samples at 8 kHz read at 16 kHz")
+        XCTAssertThrowsError(try WaveformAugment.readNoises(list: bad, sampleRate: 16_000)) { error in
+            let message = "\(error)"
+            XCTAssertTrue(message.contains("3 of 4 files") && message.contains("quiet.wav: empty or silent") && message.contains("missing.wav")
+                          && message.contains("text.wav"), message)
+            XCTAssertFalse(message.contains("hum.wav"), message)
+        }
+    }
+
     func testBadSettingsAreRefused() {
         for (edit, named) in [({ (a: inout WaveformAugment) in a.telephone = 1.5 }, "telephone"), ({ $0.clipping = -1 }, "clipping"),
                               ({ $0.padding = 5...20 }, "silence"), ({ $0.noiseColors = [] }, "colour"), ({ $0.dcOffset = .nan }, "DC offset")] {

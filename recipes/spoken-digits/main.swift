@@ -46,6 +46,7 @@ struct SpokenDigits: ParsableCommand {
     var noiseSNR: String?
     @Option(help: "Gain in training drawn from -D...D dB (default none).") var gainDB: Double?
     @Option(help: "Colours of the training noise, comma-separated: white, pink, brown (one drawn per utterance).") var noiseColors = "white"
+    @Option(help: "A list of noise recordings (one audio path per line) mixed in instead of generated noise, at --noise-snr (default 5:20).") var noiseFiles: String?
     @Option(help: "Seconds of silence before and after each training utterance, \"LOW:HIGH\" (default none).") var silencePadding: String?
     @Option(help: "Probability that a training utterance passes through the telephone channel (8 kHz, 300-3,400 Hz).") var telephone = 0.0
     @Option(help: "Largest DC offset added in training, a fraction of the peak.") var dcOffset = 0.0
@@ -78,6 +79,12 @@ struct SpokenDigits: ParsableCommand {
         if telephone != 0 || !microphone { augment.telephone = telephone }
         if dcOffset != 0 || !microphone { augment.dcOffset = dcOffset }
         if clipping != 0 || !microphone { augment.clipping = clipping }
+        if let noiseFiles {
+            do { augment.noises = try WaveformAugment.readNoises(list: URL(fileURLWithPath: noiseFiles), sampleRate: 16_000) } catch {
+                throw ValidationError("--noise-files: \(error)")
+            }
+            if augment.noiseSNR == nil { augment.noiseSNR = 5...20 }
+        }
         if let noiseSNR {
             let parts = noiseSNR.split(separator: ":", omittingEmptySubsequences: false).map { Double($0.trimmingCharacters(in: .whitespaces)) }
             guard (1...2).contains(parts.count), let low = parts.first ?? nil, let high = parts.last ?? nil, low <= high, low.isFinite, high.isFinite else {
