@@ -2,7 +2,8 @@
 """Loom against PyTorch CPU on the recurrent workloads, side by side in one run.
 
 For each workload, runs Loom's release Benchmarks and scripts/bench_torch.py alternately
-(`--rounds` times each, default 5, so that slow phases of a shared machine hit both) and
+(`--rounds` times each, default 5, so that slow phases of a shared machine hit both; the order
+turns every round) and
 prints one JSON line with both medians-of-medians, their ratio Loom / PyTorch, and the
 median of the per-round ratios (`paired_ratio`).
 
@@ -54,8 +55,12 @@ def main():
     for workload in args.workloads:
         # A workload may print several figures (seq2seq-decode: one per batch size and search).
         figures = {}
-        for _ in range(args.rounds):
-            for name, command in commands.items():
+        for round_index in range(args.rounds):
+            # The order turns every round: the first program of a round measured slower on these
+            # machines (5-8% on lstm-large-train), which a fixed order would charge to one side.
+            names = list(commands)
+            names = names[round_index % len(names):] + names[:round_index % len(names)]
+            for name, command in ((n, commands[n]) for n in names):
                 for line in lines(command(workload)):
                     # The int8 variant's figures pair with the Float ones of the same name.
                     part = line["workload"].replace("-int8", "") if name == "int8" else line["workload"]
