@@ -238,7 +238,7 @@ public enum Search {
             let active = lockstep.active
             if active.isEmpty { break }
             let (logp, next) = try decoder.step(tokens: tokens, state: state)
-            let v = logp.shape[1], scalars = logp.scalars
+            let v = logp.shape[1]
             for r in active {
                 var best = 0, bestValue = -Float.infinity
                 for k in 0..<v {
@@ -269,7 +269,7 @@ public enum Search {
             let active = lockstep.active
             if active.isEmpty { break }
             let (logp, next) = try decoder.step(tokens: tokens, state: state)
-            let v = logp.shape[1], scalars = logp.scalars
+            let v = logp.shape[1]
             for r in active {
                 var logs = (0..<v).map { Double(logp.scalars[r * v + $0]) }
                 if t < options.minimumLength { logs[decoder.endIndex] = -.infinity }
