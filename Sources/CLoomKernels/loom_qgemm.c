@@ -154,8 +154,8 @@ LOOM_AVX2_INT void store_avx2(__m256i s0, __m256i s1, float ascale, const float 
 }
 
 /* ---- AVX2: MR <= 4 rows by one panel, 2 MR int32 accumulators (with 6 rows, the products'
- * temporaries no longer fit the 16 registers and the accumulators spill to the stack); one vpmaddwd per 8 outputs and
- * pair of k: 16 multiply-adds, exact (|a|, |w| <= 127). */
+ * temporaries no longer fit the 16 registers and the accumulators spill to the stack); one
+ * vpmaddwd per 8 outputs and pair of k: 16 multiply-adds, exact (|a|, |w| <= 127). */
 LOOM_AVX2_INT void qtile_avx2(const int MR, int pairs, const int16_t *a, size_t lda, const int16_t *p, const float *ascales,
                           const float *wscales, int count, float beta, float *c, int ldc) {
     __m256i acc0[4], acc1[4];

@@ -9,8 +9,8 @@ import CLoomKernels
 ///     q.multiply(m: 64, a: x, lda: 256, beta: 0, c: y, ldc: 1024)        // y [64, 1024] ≈ x w^T
 ///
 /// Error: each weight and each activation is off by at most half its row's step (scale / 2), so
-/// an output is off by at most (|x| |q_w| scale_x + |w| |q_x| scale_w) / 2, summed over k; in
-/// practice about 1% of an output's typical size (see `QuantizedMatrixTests`).
+/// an output is off by at most the sum over k of |dx| |w| + |x| |dw| + |dx| |dw| (plus Float
+/// rounding), the bound `QuantizedMatrixTests` holds it to.
 ///
 /// Kernels (loom_qgemm.h): AVX-512 VNNI, AVX2, and the plain loop they are tested against bit for
 /// bit (the int32 sums are exact, and every kernel scales them in the same order).
@@ -135,6 +135,16 @@ public final class QuantizedMatrix: @unchecked Sendable {
                            c + part.lowerBound * ldc, Int32(ldc))
             }
         }
+    }
+}
+
+extension QuantizedMatrix {
+    /// `multiply` for callers generic over the scalar (recurrent passes, layers): S must be Float.
+    @inline(__always)
+    public func multiply<S: TensorScalar>(m: Int, a: UnsafePointer<S>, lda: Int, beta: S, c: UnsafeMutablePointer<S>, ldc: Int) {
+        precondition(S.self == Float.self, "int8 products are for Float")
+        multiply(m: m, a: UnsafeRawPointer(a).assumingMemoryBound(to: Float.self), lda: lda, beta: beta == 0 ? 0 : 1,
+                 c: UnsafeMutableRawPointer(c).assumingMemoryBound(to: Float.self), ldc: ldc)
     }
 }
 

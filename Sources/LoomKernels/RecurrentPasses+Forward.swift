@@ -104,7 +104,7 @@ extension RecurrentPasses {
         let n = k.layout.rows, gh = k.cell.gates * k.hiddenSize, i = k.inputSize
         if S.self == Float.self, let q = x.quantizedInputWeight {
             // One int8 product over all rows (cut over the team inside, or whole within a job).
-            return q.multiply(m: n, a: f(x.input), lda: i, beta: 0, c: f(k.gates), ldc: gh)
+            return q.multiply(m: n, a: x.input, lda: i, beta: 0, c: k.gates, ldc: gh)
         }
         func project(_ rows: Range<Int>) {
             S.gemm(transA: false, transB: true, m: rows.count, n: gh, k: i, alpha: 1, a: x.input + rows.lowerBound * i, lda: i,

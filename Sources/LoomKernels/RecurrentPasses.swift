@@ -52,7 +52,7 @@ enum RecurrentPasses<S: TensorScalar> {
                         weights: UnsafePointer<S>, transposeW: Bool, n: Int, k: Int, beta: S, c: UnsafeMutablePointer<S>, ldc: Int) {
         guard m > 0 else { return }
         if let quantized, S.self == Float.self, transposeW {
-            quantized.multiply(m: m, a: f(a), lda: lda, beta: Float(beta), c: f(c), ldc: ldc)
+            quantized.multiply(m: m, a: a, lda: lda, beta: beta, c: c, ldc: ldc)
         } else if let packed {
             packed.multiply(m: m, a: UnsafeRawPointer(a).assumingMemoryBound(to: Float.self), lda: lda, beta: Float(beta),
                             c: UnsafeMutableRawPointer(c).assumingMemoryBound(to: Float.self), ldc: ldc)

@@ -56,8 +56,7 @@ extension Tensor {
         scalars.withUnsafeBufferPointer { x in
             out.withUnsafeMutableBufferPointer { y in
                 guard let x = x.baseAddress, let y = y.baseAddress else { return }
-                q.multiply(m: m, a: UnsafeRawPointer(x).assumingMemoryBound(to: Float.self), lda: q.columns, beta: 0,
-                           c: UnsafeMutableRawPointer(y).assumingMemoryBound(to: Float.self), ldc: n)
+                q.multiply(m: m, a: x, lda: q.columns, beta: 0, c: y, ldc: n)
             }
         }
         return Tensor(unchecked: Array(shape.dropLast()) + [n], scalars: out)

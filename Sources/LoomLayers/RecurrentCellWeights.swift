@@ -57,8 +57,7 @@ public struct RecurrentCellWeights<Scalar: TensorScalar> {
             func product(_ weight: Parameter<Scalar>, a: UnsafePointer<Scalar>, w: UnsafePointer<Scalar>, k: Int, beta: Scalar,
                          c: UnsafeMutablePointer<Scalar>) {
                 if Scalar.self == Float.self, let q = weight.quantized {
-                    q.multiply(m: b, a: UnsafeRawPointer(a).assumingMemoryBound(to: Float.self), lda: k, beta: beta == 0 ? 0 : 1,
-                               c: UnsafeMutableRawPointer(c).assumingMemoryBound(to: Float.self), ldc: g)
+                    q.multiply(m: b, a: a, lda: k, beta: beta, c: c, ldc: g)
                 } else {
                     Scalar.gemm(transA: false, transB: true, m: b, n: g, k: k, alpha: 1, a: a, lda: k, b: w, ldb: k, beta: beta, c: c, ldc: g)
                 }
