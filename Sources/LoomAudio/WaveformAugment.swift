@@ -9,7 +9,8 @@ import LoomTensor
 ///   factor 1.1 is 10% shorter and 10% higher in pitch. One factor of `speeds`, uniformly.
 /// - **Noise**: a noise scaled so that 10 log10(P_signal / P_noise) is an SNR uniform in
 ///   `noiseSNR` dB (P: mean square over the utterance): a random stretch of one of `noises`
-///   (looped when shorter), or white Gaussian noise when there are none. Skipped for silence.
+///   (looped when shorter), or generated Gaussian noise (`noiseColors`) when there are none.
+///   Skipped for silence.
 /// - **Silence** (`padding`): seconds of silence, uniform in the range, before and after the
 ///   speech (drawn apart), as a microphone left open; the noise below covers it.
 /// - **Noise colours** (`noiseColors`, for generated noise): white, pink (-3 dB per octave) or
@@ -119,7 +120,8 @@ public struct WaveformAugment: Equatable, Sendable {
             let gain = Float(pow(10, Double.random(in: gainDecibels, using: &generator) / 20))
             for i in out.indices { out[i] *= gain }
         }
-        let peak = out.reduce(Float(0)) { Swift.max($0, abs($1)) }
+        // DC offset and clipping are relative to the peak before either.
+        let peak = dcOffset > 0 || clipping > 0 ? out.reduce(Float(0)) { Swift.max($0, abs($1)) } : 0
         if dcOffset > 0 {
             let offset = Float(Double.random(in: -dcOffset...dcOffset, using: &generator)) * peak
             for i in out.indices { out[i] += offset }
@@ -185,7 +187,7 @@ public struct WaveformAugment: Equatable, Sendable {
             return (0..<count).map { recording[(start + $0) % recording.count] }
         }
         let color = noiseColors.count == 1 ? noiseColors[0] : noiseColors[Int.random(in: 0..<noiseColors.count, using: &generator)]
-        return Self.colored(Self.whiteNoise(count: count, using: &generator), color)
+        return Self.colored(Self.gaussianNoise(count: count, using: &generator), color)
     }
 
     /// White noise shaped: pink by Paul Kellet's three-pole filter (an approximation of the
@@ -211,13 +213,15 @@ public struct WaveformAugment: Equatable, Sendable {
         }
     }
 
+    /// `count` samples of white Gaussian noise of standard deviation `deviation` (Box-Muller: two
+    /// normals from each pair of uniforms).
     @_specialize(where G == SeededGenerator)
-    static func whiteNoise<G: RandomNumberGenerator>(count: Int, using generator: inout G) -> [Float] {
+    public static func gaussianNoise<G: RandomNumberGenerator>(count: Int, deviation: Double = 1, using generator: inout G) -> [Float] {
         var out = [Float](repeating: 0, count: count)
         var i = 0
         while i < count {
             let u = Double.random(in: Double.leastNonzeroMagnitude..<1, using: &generator), v = Double.random(in: 0..<1, using: &generator)
-            let r = (-2 * log(u)).squareRoot()
+            let r = (-2 * log(u)).squareRoot() * deviation
             out[i] = Float(r * cos(2 * .pi * v))
             if i + 1 < count { out[i + 1] = Float(r * sin(2 * .pi * v)) }
             i += 2

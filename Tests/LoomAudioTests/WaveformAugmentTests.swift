@@ -121,7 +121,7 @@ final class WaveformAugmentTests: XCTestCase {
     /// from 250-500 Hz to 2-4 kHz), pink stays level, brown loses 3 dB per octave (1/8).
     func testNoiseColoursHaveTheirSlopes() {
         var g = SeededGenerator(seed: 5)
-        let white = WaveformAugment.whiteNoise(count: 1 << 17, using: &g)
+        let white = WaveformAugment.gaussianNoise(count: 1 << 17, using: &g)
         func octaveRatio(_ x: [Float]) -> Double {
             let n = 512
             var low = 0.0, high = 0.0

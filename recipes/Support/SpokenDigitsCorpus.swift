@@ -251,15 +251,8 @@ public enum SpokenDigitsCorpus {
         let power = audio.samples.reduce(0.0) { $0 + Double($1) * Double($1) } / Double(audio.samples.count)
         let deviation = (power / pow(10, u.signalToNoise / 10)).squareRoot()
         var g = SeededGenerator(seed: u.noiseSeed)
-        var i = 0
-        while i < audio.samples.count {
-            // Box-Muller: two independent standard normals per pair of uniforms.
-            let u1 = Double.random(in: Double.leastNonzeroMagnitude..<1, using: &g), u2 = Double.random(in: 0..<1, using: &g)
-            let r = (-2 * Foundation.log(u1)).squareRoot() * deviation
-            audio.samples[i] += Float(r * cos(2 * Double.pi * u2))
-            if i + 1 < audio.samples.count { audio.samples[i + 1] += Float(r * sin(2 * Double.pi * u2)) }
-            i += 2
-        }
+        let noise = WaveformAugment.gaussianNoise(count: audio.samples.count, deviation: deviation, using: &g)
+        for i in audio.samples.indices { audio.samples[i] += noise[i] }
         try AudioWriter.write(audio, to: destination)
     }
 }
