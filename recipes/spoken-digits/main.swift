@@ -46,70 +46,62 @@ struct SpokenDigits: ParsableCommand {
     @Option(help: "Additive white noise in training at an SNR drawn from this range in dB, \"LOW:HIGH\" or one value (default none).")
     var noiseSNR: String?
     @Option(help: "Gain in training drawn from -D...D dB (default none).") var gainDB: Double?
-    @Option(help: "Colours of the training noise, comma-separated: white, pink, brown (one drawn per utterance).") var noiseColors = "white"
+    @Option(help: "Colours of the training noise, comma-separated: white, pink, brown (one drawn per utterance; default white, all with --microphone).")
+    var noiseColors: String?
     @Option(help: "A list of noise recordings (one audio path per line) mixed in instead of generated noise, at --noise-snr (default 5:20).") var noiseFiles: String?
     @Option(help: "Seconds of silence before and after each training utterance, \"LOW:HIGH\" (default none).") var silencePadding: String?
-    @Option(help: "Probability that a training utterance passes through the telephone channel (8 kHz, 300-3,400 Hz).") var telephone = 0.0
-    @Option(help: "Largest DC offset added in training, a fraction of the peak.") var dcOffset = 0.0
-    @Option(help: "Probability that a training utterance is clipped (at 0.3-0.9 of its peak).") var clipping = 0.0
+    @Option(help: "Probability that a training utterance passes through the telephone channel (8 kHz, 300-3,400 Hz; default 0).") var telephone: Double?
+    @Option(help: "Largest DC offset added in training, a fraction of the peak (default 0).") var dcOffset: Double?
+    @Option(help: "Probability that a training utterance is clipped (at 0.3-0.9 of its peak; default 0).") var clipping: Double?
     @Flag(help: "Conditions a microphone brings, in training: noise of every colour at 5-30 dB SNR, telephone channel half the time, gain ±10 dB, silence 0-0.3 s, DC offset up to 5%, clipping 10%, speed perturbation (options given explicitly win).")
     var microphone = false
 
-    /// The waveform augmentation the options ask for.
-    func waveformAugment() throws -> WaveformAugment {
+    /// The waveform augmentation the options ask for (`--microphone`'s settings where an option is
+    /// not given); the noise recordings are read only with `readingNoises`.
+    func waveformAugment(readingNoises: Bool = true) throws -> WaveformAugment {
         var augment = WaveformAugment(speeds: speedPerturbation || microphone ? WaveformAugment.kaldiSpeeds : [1])
-        if microphone {
-            (augment.noiseSNR, augment.gainDecibels, augment.padding) = (5...30, -10...10, 0...0.3)
-            (augment.noiseColors, augment.telephone, augment.dcOffset, augment.clipping) = (WaveformAugment.NoiseColor.allCases, 0.5, 0.05, 0.1)
-        }
-        if noiseColors != "white" || !microphone {
-            augment.noiseColors = try noiseColors.split(separator: ",").map { name in
-                guard let c = WaveformAugment.NoiseColor(rawValue: name.trimmingCharacters(in: .whitespaces)) else {
-                    throw ValidationError("--noise-colors: unknown colour \"\(name)\"; known: white, pink, brown")
-                }
-                return c
-            }
-        }
-        if let silencePadding {
-            let parts = silencePadding.split(separator: ":", omittingEmptySubsequences: false).map { Double($0.trimmingCharacters(in: .whitespaces)) }
-            guard parts.count == 2, let low = parts[0], let high = parts[1], 0 <= low, low <= high else {
-                throw ValidationError("--silence-padding must be \"LOW:HIGH\" seconds with 0 <= LOW <= HIGH, got \"\(silencePadding)\"")
-            }
-            augment.padding = low...high
-        }
-        if telephone != 0 || !microphone { augment.telephone = telephone }
-        if dcOffset != 0 || !microphone { augment.dcOffset = dcOffset }
-        if clipping != 0 || !microphone { augment.clipping = clipping }
-        if let noiseFiles {
+        augment.noiseSNR = try noiseSNR.map { try Self.range($0, option: "--noise-snr", unit: "dB", single: true) }
+            ?? (microphone ? 5...30 : noiseFiles != nil ? 5...20 : nil)
+        if let gainDB { guard gainDB >= 0, gainDB <= 40 else { throw ValidationError("--gain-db must be in 0...40, got \(gainDB)") } }
+        augment.gainDecibels = gainDB.map { -$0...$0 } ?? (microphone ? -10...10 : nil)
+        augment.padding = try silencePadding.map { try Self.range($0, option: "--silence-padding", unit: "seconds", single: false) }
+            ?? (microphone ? 0...0.3 : nil)
+        augment.noiseColors = try noiseColors.map { try Self.names($0, option: "--noise-colors") } ?? (microphone ? WaveformAugment.NoiseColor.allCases : [.white])
+        augment.telephone = telephone ?? (microphone ? 0.5 : 0)
+        augment.dcOffset = dcOffset ?? (microphone ? 0.05 : 0)
+        augment.clipping = clipping ?? (microphone ? 0.1 : 0)
+        if let noiseFiles, readingNoises {
             do { augment.noises = try WaveformAugment.readNoises(list: URL(fileURLWithPath: noiseFiles), sampleRate: 16_000) } catch {
                 throw ValidationError("--noise-files: \(error)")
             }
-            if augment.noiseSNR == nil { augment.noiseSNR = 5...20 }
-        }
-        if let noiseSNR {
-            let parts = noiseSNR.split(separator: ":", omittingEmptySubsequences: false).map { Double($0.trimmingCharacters(in: .whitespaces)) }
-            guard (1...2).contains(parts.count), let low = parts.first ?? nil, let high = parts.last ?? nil, low <= high, low.isFinite, high.isFinite else {
-                throw ValidationError("--noise-snr must be \"LOW:HIGH\" or one number of dB, got \"\(noiseSNR)\"")
-            }
-            augment.noiseSNR = low...high
-        }
-        if let gainDB {
-            guard gainDB >= 0, gainDB <= 40 else { throw ValidationError("--gain-db must be in 0...40, got \(gainDB)") }
-            augment.gainDecibels = -gainDB...gainDB
         }
         do { try augment.validate() } catch { throw ValidationError("waveform augmentation: \(error)") }
         return augment
     }
 
+    /// "LOW:HIGH" (or, with `single`, one number) of an option, finite and in order.
+    static func range(_ text: String, option: String, unit: String, single: Bool) throws -> ClosedRange<Double> {
+        let parts = text.split(separator: ":", omittingEmptySubsequences: false).map { Double($0.trimmingCharacters(in: .whitespaces)) }
+        guard (single ? 1...2 : 2...2).contains(parts.count), let low = parts.first ?? nil, let high = parts.last ?? nil,
+              low.isFinite, high.isFinite, low <= high else {
+            throw ValidationError("\(option) must be \"LOW:HIGH\"\(single ? " or one number" : "") of \(unit), got \"\(text)\"")
+        }
+        return low...high
+    }
+
+    /// The values a comma-separated option names.
+    static func names<E: CaseIterable & RawRepresentable>(_ text: String, option: String) throws -> [E] where E.RawValue == String {
+        try text.split(separator: ",").map { name in
+            guard let value = E(rawValue: name.trimmingCharacters(in: .whitespaces)) else {
+                throw ValidationError("\(option): unknown value \"\(name)\"; known: \(E.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            return value
+        }
+    }
+
     /// The engines a comma-separated option names ("none": no engine).
     static func engines(_ text: String, option: String) throws -> [SpokenDigitsCorpus.Engine] {
-        if text == "none" { return [] }
-        return try text.split(separator: ",").map { name in
-            guard let engine = SpokenDigitsCorpus.Engine(rawValue: name.trimmingCharacters(in: .whitespaces)) else {
-                throw ValidationError("\(option): unknown synthesizer \"\(name)\"; known: \(SpokenDigitsCorpus.Engine.allCases.map(\.rawValue).joined(separator: ", "))")
-            }
-            return engine
-        }
+        text == "none" ? [] : try names(text, option: option)
     }
 
     func validate() throws {
@@ -123,7 +115,7 @@ struct SpokenDigits: ParsableCommand {
         guard labelSmoothing >= 0 && labelSmoothing <= 0.5 else { throw ValidationError("--label-smoothing must be in [0, 0.5], got \(labelSmoothing)") }
         guard weightDecay >= 0 && weightDecay <= 1 else { throw ValidationError("--weight-decay must be in [0, 1], got \(weightDecay)") }
         guard ctcWeight >= 0 && ctcWeight < 1 else { throw ValidationError("--ctc-weight must be in [0, 1), got \(ctcWeight)") }
-        _ = try waveformAugment()
+        _ = try waveformAugment(readingNoises: false)
         if let specAugment, !SpecAugment.named.keys.contains(specAugment) {
             throw ValidationError("--spec-augment must be one of \(SpecAugment.named.keys.sorted().joined(separator: ", ")), got \"\(specAugment)\"")
         }
