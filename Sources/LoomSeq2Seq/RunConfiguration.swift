@@ -109,6 +109,9 @@ public struct RunConfiguration: Codable, Equatable, Sendable {
         /// Decoupled weight decay (AdamW, Loshchilov & Hutter 2019): each step also shrinks every
         /// weight by learning rate x this. 0: plain Adam.
         public var weight_decay: Double = 0
+        /// Validate and keep an exponential moving average of the weights with this decay per
+        /// step (e.g. 0.999; see `TrainerOptions.averageDecay`); nil: the last step's weights.
+        public var weight_average_decay: Double?
         /// SpecAugment's masks on audio features during training: "none", "lb" or "ld" (the
         /// paper's LibriSpeech policies, frequency widths scaled to the feature count; see
         /// `SpecAugment`). Each step draws new masks from the run's seeded source.
@@ -283,6 +286,9 @@ public struct RunConfiguration: Codable, Equatable, Sendable {
         if let c = training.gradient_clip { try range("training.gradient_clip", c, 1e-6...1e6) }
         try range("training.label_smoothing", training.label_smoothing, 0...0.5)
         try range("training.weight_decay", training.weight_decay, 0...1)
+        if let decay = training.weight_average_decay, !(decay > 0 && decay < 1) {
+            throw fail("training.weight_average_decay", "must be in (0, 1) (e.g. 0.999), got \(decay)")
+        }
         try choice("training.spec_augment", training.spec_augment, ["none", "lb", "ld"])
         if training.spec_augment != "none" && data.kind != "audio" {
             throw fail("training.spec_augment", "masks audio features; data.kind is \"\(data.kind)\"")

@@ -239,6 +239,7 @@ public enum SequenceRun {
         // Keep-best and early stopping on the chosen metric (kept in checkpoints, so a resumed run chooses as an uninterrupted one).
         options.restoreBestWeights = true
         options.earlyStoppingPatience = t.patience
+        options.averageDecay = t.weight_average_decay
         let metric = t.metric
         options.selectionScore = { record in
             switch metric {

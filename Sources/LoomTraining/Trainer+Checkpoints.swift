@@ -17,6 +17,7 @@ extension Trainer {
             for (k, m) in (moments ?? []).enumerated() { tensors.append(("optimizer.\(i).\(k)", Tensor(unchecked: parameters[i].shape, scalars: m))) }
         }
         if let best = bestWeights { for (i, w) in best.enumerated() { tensors.append(("best.\(i)", w)) } }
+        if let average = averageWeights { for (i, w) in average.enumerated() { tensors.append(("average.\(i)", w)) } }
         func words(_ g: SeededGenerator) -> String { g.state.map(String.init).joined(separator: ",") }
         let history = (try? JSONEncoder().encode(self.history.map(HistoryEntry.init))).map { String(decoding: $0, as: UTF8.self) } ?? "[]"
         let metadata: [String: String] = [
@@ -26,7 +27,7 @@ extension Trainer {
             "learning_rate": "\(optimizer.learningRate)", "skipped_steps": "\(skippedSteps)",
             "best_score": "\(bestScore)", "epochs_without_improvement": "\(epochsWithoutImprovement)",
             "moments": state.moments.map { "\($0?.count ?? -1)" }.joined(separator: ","), "history": history,
-            "current_loss": "\(currentLoss)", "ranks": "\(options.communicator?.size ?? 1)", "identity": Self.encodeIdentity(runIdentity ?? [:]),
+            "current_loss": "\(currentLoss)", "average_updates": "\(averageUpdates)", "ranks": "\(options.communicator?.size ?? 1)", "identity": Self.encodeIdentity(runIdentity ?? [:]),
         ]
         let name = Self.checkpointPrefix + String(format: "%010d", globalStep) + (nextBatch == 0 ? "-epoch" : "") + ".safetensors"
         try SafeTensors.write(tensors, metadata: metadata, to: dir.appendingPathComponent(name))
@@ -110,6 +111,16 @@ extension Trainer {
             c < 0 ? nil : try (0..<c).map { k in try file.tensor("optimizer.\(i).\(k)", as: Scalar.self).scalars }
         }
         let best = file.entries["best.0"] == nil ? nil : try parameters.indices.map { try file.tensor("best.\($0)", as: Scalar.self) }
+        let average = file.entries["average.0"] == nil ? nil : try parameters.indices.map { i -> Tensor<Scalar> in
+            let t = try file.tensor("average.\(i)", as: Scalar.self)
+            guard t.shape == parameters[i].shape else {
+                throw SafeTensorsError.shapeMismatch(tensor: "average.\(i) (\(parameters[i].name))", expected: parameters[i].shape, actual: t.shape)
+            }
+            return t
+        }
+        if average == nil, options.averageDecay != nil, (try? int("average_updates")).map({ $0 > 0 }) == true {
+            throw TrainingError.checkpoint("\(url.lastPathComponent): the weight average is missing")
+        }
         let (epochGenerator, g, source) = (try gen("epoch_generator"), try gen("generator"), try gen("random_source"))
         let (step, ep, next, optStep) = (try int("global_step"), try int("epoch"), try int("next_batch"), try int("optimizer_step"))
         let restoredHistory = (m["history"].flatMap { try? JSONDecoder().decode([HistoryEntry].self, from: Data($0.utf8)) } ?? []).map(\.record)
@@ -127,6 +138,8 @@ extension Trainer {
         bestScore = m["best_score"].flatMap(Double.init) ?? m["best_validation"].flatMap(Double.init).map { -$0 } ?? -.infinity
         epochsWithoutImprovement = (try? int("epochs_without_improvement")) ?? 0
         bestWeights = best
+        averageWeights = options.averageDecay == nil ? nil : average
+        averageUpdates = (try? int("average_updates")) ?? 0
         history = restoredHistory
         currentLoss = m["current_loss"].flatMap(Double.init) ?? .nan
         restoredIdentity = m["identity"].map(Self.decodeIdentity) ?? [:]
@@ -152,6 +165,7 @@ extension Trainer {
         identity["seed"] = "\(options.seed)"
         identity["examples"] = "\(lengths.count)"
         identity["example_lengths_hash"] = String(hash.value, radix: 16)
+        if let decay = options.averageDecay { identity["average_decay"] = "\(decay)" }
         return identity
     }
 

@@ -92,13 +92,13 @@ extension Trainer {
                                      validationMetrics: [:], paddedFraction: padded, examplesPerSecond: Double(examples) / Swift.max(seconds, 1e-9),
                                      skippedSteps: skippedSteps)
             if let validation, !validation.isEmpty {
-                let (loss, metrics) = try evaluate(validation)
+                let (loss, metrics) = try withAverageWeights { try evaluate(validation) }
                 record.validationLoss = loss
                 record.validationMetrics = metrics
                 if let score = options.selectionScore.map({ $0(record) }) ?? -loss {
                     if score > bestScore {
                         bestScore = score
-                        bestWeights = parameters.map(\.data)
+                        bestWeights = averageWeights ?? parameters.map(\.data)
                         epochsWithoutImprovement = 0
                     } else {
                         epochsWithoutImprovement += 1
@@ -134,6 +134,8 @@ extension Trainer {
         }
         if options.restoreBestWeights, let best = bestWeights {
             for (p, w) in zip(parameters, best) { p.data = w }
+        } else if let average = averageWeights {
+            for (p, w) in zip(parameters, average) { p.data = w }
         }
         return history
     }

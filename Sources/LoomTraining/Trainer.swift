@@ -37,6 +37,12 @@ public struct TrainerOptions {
     /// Also write a checkpoint every this many steps (always at the end of each epoch).
     public var checkpointEverySteps: Int?
     public var keepCheckpoints = 3
+    /// Keep an exponential moving average of the weights (Polyak averaging, as Marian's
+    /// exponential smoothing and Keras's `use_ema`) with this decay per step, e.g. 0.999 (about
+    /// the last 1,000 steps); validation, the best weights and the weights `fit` leaves are the
+    /// average's. The decay is min(decay, (1 + t) / (10 + t)) at update t, so early weights
+    /// fade fast. Nil: the weights as the last step left them.
+    public var averageDecay: Double?
     /// A JSON-lines log of steps and epochs, and SVG plots of the curves at each epoch's end.
     public var runDirectory: URL?
     public var logEverySteps = 1
@@ -77,6 +83,7 @@ public struct TrainerOptions {
         if let budget = tokenBudget, budget < 1 { throw fail("token budget must be at least 1, got \(budget)") }
         if let clip = gradientClipNorm, !(clip > 0 && clip.isFinite) { throw fail("gradient clip norm must be a positive number, got \(clip)") }
         if let patience = earlyStoppingPatience, patience < 1 { throw fail("early-stopping patience must be at least 1 epoch, got \(patience)") }
+        if let decay = averageDecay, !(decay > 0 && decay < 1) { throw fail("weight average decay must be in (0, 1), got \(decay)") }
         guard keepCheckpoints >= 1, logEverySteps >= 1, progressEvery >= 1, maximumNonFiniteSteps >= 1 else {
             throw fail("keep checkpoints, log every, progress every and maximum non-finite steps must be at least 1")
         }
@@ -140,6 +147,9 @@ public final class Trainer<Scalar: TensorScalar, Example, Batch> {
     var bestScore = -Double.infinity
     var bestWeights: [Tensor<Scalar>]?
     var epochsWithoutImprovement = 0
+    /// The moving average of the weights (`TrainerOptions.averageDecay`) and its update count.
+    var averageWeights: [Tensor<Scalar>]?
+    var averageUpdates = 0
 
     /// How much an example counts in a batch's mean loss (e.g. its target tokens, when the loss
     /// is a mean over tokens); default 1. Distributed training weights each rank's gradient by
@@ -203,6 +213,7 @@ public final class Trainer<Scalar: TensorScalar, Example, Batch> {
                 ?? GradientClipping.globalNorm(gradients)
             if norm.isFinite {
                 try optimizer.update(parameters, gradients: gradients)
+                updateAverage()
                 nonFiniteInARow = 0
             } else {
                 problem = "gradient norm is \(norm)"
@@ -220,6 +231,34 @@ public final class Trainer<Scalar: TensorScalar, Example, Batch> {
         }
         onStep?(globalStep, loss)
         return loss
+    }
+
+    /// average = d average + (1 - d) weights, with d = min(decay, (1 + t) / (10 + t)).
+    func updateAverage() {
+        guard let decay = options.averageDecay else { return }
+        averageUpdates += 1
+        guard averageWeights != nil else {
+            averageWeights = parameters.map(\.data)
+            return
+        }
+        let t = Double(averageUpdates)
+        let d = Scalar(Swift.min(decay, (1 + t) / (10 + t))), e = 1 - d
+        for i in parameters.indices {
+            parameters[i].data.scalars.withUnsafeBufferPointer { w in
+                averageWeights![i].withUnsafeMutableScalars { a in
+                    for j in 0..<a.count { a[j] = d * a[j] + e * w[j] }
+                }
+            }
+        }
+    }
+
+    /// Runs `body` with the averaged weights in the parameters (the plain ones without an average).
+    func withAverageWeights<R>(_ body: () throws -> R) rethrows -> R {
+        guard let average = averageWeights else { return try body() }
+        let own = parameters.map(\.data)
+        for (p, w) in zip(parameters, average) { p.data = w }
+        defer { for (p, w) in zip(parameters, own) { p.data = w } }
+        return try body()
     }
 
     func warn(_ text: String) {

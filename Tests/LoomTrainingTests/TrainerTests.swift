@@ -293,3 +293,69 @@ final class PlotReadabilityTests: XCTestCase {
         XCTAssertEqual(xticks, ["1", "2", "3", "4"])
     }
 }
+
+/// The moving average of the weights (`TrainerOptions.averageDecay`).
+extension TrainerTests {
+    /// The average follows avg = d avg + (1 - d) w with d = min(decay, (1 + t) / (10 + t)),
+    /// validation sees it, fit leaves it, and the steps themselves are those of a run without it.
+    func testWeightAverageFollowsItsRecurrenceAndLeavesTrainingAlone() throws {
+        func run(decay: Double?) throws -> (losses: [Double], weights: [[Float]], final: [Float], validation: Double?, model: Linear<Float>) {
+            let (model, trainer, _) = try regression()
+            trainer.options.averageDecay = decay
+            trainer.options.restoreBestWeights = false
+            var losses: [Double] = [], weights: [[Float]] = []
+            trainer.onStep = { _, loss in
+                losses.append(loss)
+                weights.append(model.weight.data.scalars + model.bias!.data.scalars)
+            }
+            let history = try trainer.fit(train: Array(0..<256), validation: Array(0..<64), epochs: 2)
+            return (losses, weights, model.weight.data.scalars + model.bias!.data.scalars, history.last?.validationLoss, model)
+        }
+        let plain = try run(decay: nil), averaged = try run(decay: 0.9)
+        XCTAssertEqual(plain.losses, averaged.losses, "the average must not change the steps")
+        XCTAssertEqual(plain.weights, averaged.weights)
+        // The recurrence in Double; Float rounds each of the 32 updates once (relative 6e-8
+        // each, on weights of size ~3): 1e-5 is well above that and far below the steps' moves.
+        var expected = averaged.weights[0].map(Double.init)
+        for (t, w) in averaged.weights.enumerated().dropFirst() {
+            let d = min(0.9, Double(2 + t) / Double(11 + t))
+            for j in expected.indices { expected[j] = d * expected[j] + (1 - d) * Double(w[j]) }
+        }
+        for (a, e) in zip(averaged.final, expected) { XCTAssertEqual(Double(a), e, accuracy: 1e-5) }
+        let last = averaged.weights.last!
+        XCTAssertGreaterThan(zip(last, expected).map { abs(Double($0) - $1) }.max()!, 1e-3, "the average lags the last weights")
+        // Validation was computed with the average: recompute its loss with the final (average) weights.
+        let x = try Tensor<Float>.randomUniform([256, 2], lower: -1, upper: 1, using: RandomSource(seed: 3))
+        let rows = try x.gathering(rows: Array(0..<64))
+        let y = try Tensor<Float>(shape: [64, 1], scalars: (0..<64).map { 3 * rows.scalars[2 * $0] - 2 * rows.scalars[2 * $0 + 1] + 1 })
+        let loss = try withoutGradients { Double(try Loss.meanSquaredError(averaged.model(rows), y).scalarValue) }
+        XCTAssertEqual(averaged.validation!, loss, accuracy: 1e-6 * max(loss, 1))
+        XCTAssertNotEqual(averaged.validation!, plain.validation!)
+    }
+
+    /// A run stopped and resumed ends with the average of an uninterrupted run, bit for bit.
+    func testWeightAverageResumesExactly() throws {
+        func run(stopAfter: Int?, directory: URL, resume: Bool) throws -> [Float] {
+            let (model, trainer, _) = try regression()
+            trainer.options.averageDecay = 0.95
+            trainer.options.restoreBestWeights = false
+            trainer.options.checkpointDirectory = directory
+            trainer.options.checkpointEverySteps = 5
+            if let stopAfter { trainer.shouldStop = { trainer.globalStep >= stopAfter } }
+            if resume { XCTAssertNotNil(try trainer.resume()) }
+            try trainer.fit(train: Array(0..<256), epochs: 3)
+            return model.weight.data.scalars + model.bias!.data.scalars
+        }
+        let whole = try run(stopAfter: nil, directory: temporaryDirectory(), resume: false)
+        let dir = try temporaryDirectory()
+        _ = try run(stopAfter: 23, directory: dir, resume: false)
+        XCTAssertEqual(try run(stopAfter: nil, directory: dir, resume: true), whole)
+        // A checkpoint with an average is another run for a trainer without one.
+        let (_, plain, _) = try regression()
+        plain.options.checkpointDirectory = dir
+        XCTAssertNotNil(try plain.resume())
+        XCTAssertThrowsError(try plain.fit(train: Array(0..<256), epochs: 4)) { error in
+            XCTAssertTrue("\(error)".contains("average_decay"), "\(error)")
+        }
+    }
+}
