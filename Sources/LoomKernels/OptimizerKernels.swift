@@ -26,6 +26,13 @@ public enum OptimizerKernels {
         }
     }
 
+    /// An exponential moving average of the weights: a = d a + (1 - d) p.
+    @inline(__always)
+    public static func movingAverage<S: TensorScalar>(_ a: UnsafeMutablePointer<S>, toward p: UnsafePointer<S>, count n: Int, decay: Double) {
+        let d = S(decay), e = S(1 - decay)
+        for i in 0..<n { a[i] = d * a[i] + e * p[i] }
+    }
+
     /// Adam (Kingma and Ba) with bias correction, as PyTorch computes it:
     /// m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2;
     /// p -= lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps).

@@ -59,6 +59,9 @@ public enum OptimizerUpdate<S: TensorScalar> {
     case adam(learningRate: Double, beta1: Double, beta2: Double, epsilon: Double, step: Int, weightDecay: Double, decoupled: Bool)
     /// state: [mean square, velocity]
     case rmsprop(learningRate: Double, alpha: Double, epsilon: Double, momentum: Double, weightDecay: Double)
+    /// state: []. The weights' moving average: `parameter` is the average, `gradient` the
+    /// current weights; average = decay average + (1 - decay) weights.
+    case average(decay: Double)
 }
 
 @inline(__always)
@@ -76,6 +79,8 @@ private func optimizerTemplate<S: TensorScalar>(
     case let .rmsprop(lr, alpha, eps, momentum, decay):
         OptimizerKernels.rmsprop(parameter: p, gradient: g, meanSquare: state[0], velocity: state[1], count: n,
                                  learningRate: lr, alpha: alpha, epsilon: eps, momentum: momentum, weightDecay: decay)
+    case let .average(decay):
+        OptimizerKernels.movingAverage(p, toward: g, count: n, decay: decay)
     }
 }
 

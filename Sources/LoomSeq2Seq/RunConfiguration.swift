@@ -116,6 +116,8 @@ public struct RunConfiguration: Codable, Equatable, Sendable {
         /// paper's LibriSpeech policies, frequency widths scaled to the feature count; see
         /// `SpecAugment`). Each step draws new masks from the run's seeded source.
         public var spec_augment: String = "none"
+        /// SpecAugment's time warping W in frames (the paper's 80 is for long utterances; 0: none).
+        public var time_warp: Int = 0
         /// Waveform augmentation of audio in training (`WaveformAugment`), drawn afresh for each
         /// utterance every time from the run's seeded source: speed perturbation at 0.9, 1.0 and
         /// 1.1; white noise at an SNR in [low, high] dB; a gain in [-gain_db, gain_db] dB.
@@ -220,7 +222,7 @@ public struct RunConfiguration: Codable, Equatable, Sendable {
         c.model.bidirectional = []
         (c.training.max_steps, c.training.time_budget_seconds, c.training.batch_tokens) = (0, 0, 0)
         (c.training.patience, c.training.checkpoint_every, c.training.threads) = (0, 0, 0)
-        (c.training.noise_snr, c.training.gain_db) = ([], 0)
+        (c.training.noise_snr, c.training.gain_db, c.training.weight_average_decay) = ([], 0, 0)
         (c.training.noise_colors, c.training.silence_padding, c.training.noise_files) = ([], [], "")
         return c
     }
@@ -290,6 +292,10 @@ public struct RunConfiguration: Codable, Equatable, Sendable {
             throw fail("training.weight_average_decay", "must be in (0, 1) (e.g. 0.999), got \(decay)")
         }
         try choice("training.spec_augment", training.spec_augment, ["none", "lb", "ld"])
+        try range("training.time_warp", training.time_warp, 0...10_000)
+        if training.time_warp > 0 && training.spec_augment == "none" {
+            throw fail("training.time_warp", "is part of SpecAugment: set training.spec_augment too")
+        }
         if training.spec_augment != "none" && data.kind != "audio" {
             throw fail("training.spec_augment", "masks audio features; data.kind is \"\(data.kind)\"")
         }

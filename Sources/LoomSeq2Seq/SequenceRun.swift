@@ -260,7 +260,7 @@ public enum SequenceRun {
             return peak / 30 + (peak - peak / 30) * 0.5 * (1 + Foundation.cos(Double.pi * progress))
         }
         let decoding = DecodingOptions(maximumLength: t.max_output_length)
-        let augment = SpecAugment.named[t.spec_augment] ?? nil
+        let augment = (SpecAugment.named[t.spec_augment] ?? nil)?.withTimeWarp(t.time_warp)
         var waveform = t.waveformAugment
         if let list = t.noise_files, case let .audio(f, _) = model.configuration.source {
             waveform.noises = try WaveformAugment.readNoises(list: URL(fileURLWithPath: list), sampleRate: f.sampleRate)

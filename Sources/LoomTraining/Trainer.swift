@@ -18,6 +18,17 @@ public enum TrainingError: Error, CustomStringConvertible, Equatable {
     }
 }
 
+/// average = decay average + (1 - decay) weights, in place, through the element type's own
+/// loop (`TensorScalar.optimizerStep`: a generic loop would make a protocol call per element).
+func blend<S: TensorScalar>(_ average: inout Tensor<S>, toward weights: Tensor<S>, decay: Double) {
+    weights.withBase { p in
+        average.withUnsafeMutableScalars { a in
+            guard let base = a.baseAddress else { return }
+            S.optimizerStep(.average(decay: decay), parameter: base, gradient: p, state: [], count: a.count)
+        }
+    }
+}
+
 /// How a `Trainer` runs.
 public struct TrainerOptions {
     public var batchSize = 32
@@ -242,14 +253,8 @@ public final class Trainer<Scalar: TensorScalar, Example, Batch> {
             return
         }
         let t = Double(averageUpdates)
-        let d = Scalar(Swift.min(decay, (1 + t) / (10 + t))), e = 1 - d
-        for i in parameters.indices {
-            parameters[i].data.scalars.withUnsafeBufferPointer { w in
-                averageWeights![i].withUnsafeMutableScalars { a in
-                    for j in 0..<a.count { a[j] = d * a[j] + e * w[j] }
-                }
-            }
-        }
+        let d = Swift.min(decay, (1 + t) / (10 + t))
+        for i in parameters.indices { blend(&averageWeights![i], toward: parameters[i].data, decay: d) }
     }
 
     /// Runs `body` with the averaged weights in the parameters (the plain ones without an average).

@@ -63,10 +63,44 @@ final class SpecAugmentTests: XCTestCase {
         XCTAssertEqual(SpecAugment.librispeechDouble.scaled(toFeatures: 80), SpecAugment.librispeechDouble)
         XCTAssertEqual(SpecAugment.librispeechDouble.scaled(toFeatures: 40).frequencyWidth, 14)
         XCTAssertEqual(SpecAugment.librispeechBasic.timeRatio, 1)
+        XCTAssertEqual(SpecAugment.librispeechBasic.timeWarp, 0)
+        XCTAssertEqual(SpecAugment.librispeechBasic.withTimeWarp(80).timeWarp, 80)
+        XCTAssertThrowsError(try SpecAugment(frequencyMasks: 1, frequencyWidth: 2, timeMasks: 1, timeWidth: 2, timeWarp: -1).validate())
         XCTAssertEqual(Set(SpecAugment.named.keys), ["none", "lb", "ld"])
         XCTAssertThrowsError(try SpecAugment(frequencyMasks: -1, frequencyWidth: 2, timeMasks: 1, timeWidth: 2).validate())
         XCTAssertThrowsError(try SpecAugment(frequencyMasks: 1, frequencyWidth: 2, timeMasks: 1, timeWidth: 2, timeRatio: 1.5).validate())
         XCTAssertNoThrow(try SpecAugment.librispeechBasic.validate())
+    }
+
+    /// Time warping on a ramp (frame t holds t + 100 k in feature k): every feature moves with
+    /// the same warp, time stays in order, no frame moves by more than W, and an utterance of at most 2 W frames is left
+    /// as it is without a draw.
+    func testTimeWarpStretchesTimeMonotonicallyWithinW() {
+        let (frames, features, w) = (50, 3, 5)
+        let original = (0..<(frames * features)).map { Float($0 / features) + 100 * Float($0 % features) }
+        let policy = SpecAugment(frequencyMasks: 0, frequencyWidth: 0, timeMasks: 0, timeWidth: 0, timeWarp: w)
+        var generator = SeededGenerator(seed: 5)
+        var largest = 0.0, changed = 0
+        for _ in 0..<300 {
+            var values = original
+            policy.apply(to: &values, frames: frames, features: features, using: &generator)
+            XCTAssertEqual(values.count, original.count)
+            let time = (0..<frames).map { Double(values[$0 * features]) }
+            for t in 0..<frames {
+                for k in 1..<features { XCTAssertEqual(Double(values[t * features + k]) - 100 * Double(k), time[t], accuracy: 1e-3) }
+                if t > 0 { XCTAssertGreaterThanOrEqual(time[t], time[t - 1] - 1e-4) }
+                XCTAssertLessThanOrEqual(abs(time[t] - Double(t)), Double(w) + 1e-4, "frame \(t)")
+                largest = max(largest, abs(time[t] - Double(t)))
+            }
+            if values != original { changed += 1 }
+        }
+        XCTAssertGreaterThan(changed, 200, "most draws move the centre")
+        XCTAssertGreaterThan(largest, Double(w) - 1.5, "warps reach about W")
+        var short = (0..<(10 * features)).map(Float.init)
+        let before = generator.state
+        policy.apply(to: &short, frames: 10, features: features, using: &generator)
+        XCTAssertEqual(short, (0..<(10 * features)).map(Float.init))
+        XCTAssertEqual(generator.state, before)
     }
 
     struct Example { var features: [Float]; var frames: Int }

@@ -30,6 +30,7 @@ struct SpokenDigits: ParsableCommand {
     @Option(name: [.customLong("mels"), .customLong("mel-bands")], help: "Mel bands of the front end (as `loom encode-audio --mels`).") var melBands = 40
     @Option(help: "SpecAugment masks during training: none, lb or ld (LibriSpeech policies, widths scaled to the mel bands; default none, ld with --small-corpus).")
     var specAugment: String?
+    @Option(help: "SpecAugment's time warping: W in 10 ms frames (0: none; the paper's 80 suits utterances of several seconds).") var timeWarp = 0
     @Flag(help: "The settings measured best for a few thousand recordings (Benchmarks/RESULTS.md, small-data protocol): SpecAugment LD, deltas and delta-deltas, 24 epochs; options given explicitly win.")
     var smallCorpus = false
     @Option(help: "Time derivatives appended to each frame: 0 none, 1 deltas, 2 deltas and delta-deltas (default 0; 2 with --small-corpus).")
@@ -116,6 +117,10 @@ struct SpokenDigits: ParsableCommand {
         guard weightDecay >= 0 && weightDecay <= 1 else { throw ValidationError("--weight-decay must be in [0, 1], got \(weightDecay)") }
         guard ctcWeight >= 0 && ctcWeight < 1 else { throw ValidationError("--ctc-weight must be in [0, 1), got \(ctcWeight)") }
         _ = try waveformAugment(readingNoises: false)
+        guard (0...10_000).contains(timeWarp) else { throw ValidationError("--time-warp must be in 0...10000 frames, got \(timeWarp)") }
+        if timeWarp > 0 && (specAugment ?? (smallCorpus ? "ld" : "none")) == "none" {
+            throw ValidationError("--time-warp is part of SpecAugment: give --spec-augment lb or ld too")
+        }
         if let specAugment, !SpecAugment.named.keys.contains(specAugment) {
             throw ValidationError("--spec-augment must be one of \(SpecAugment.named.keys.sorted().joined(separator: ", ")), got \"\(specAugment)\"")
         }
@@ -126,7 +131,7 @@ struct SpokenDigits: ParsableCommand {
         let quick = common.quick
         let epochs = common.epochs ?? (smallCorpus ? 24 : RecipeDefaults.current.epochs)
         let maskingName = specAugment ?? (smallCorpus ? "ld" : "none")
-        let masking = SpecAugment.named[maskingName] ?? nil
+        let masking = (SpecAugment.named[maskingName] ?? nil)?.withTimeWarp(timeWarp)
         let deltas = self.deltas ?? (smallCorpus ? 2 : 0)
         let hidden = common.hidden ?? (quick ? 64 : RecipeDefaults.current.hidden)
         let batchSize = common.batchSize ?? RecipeDefaults.current.batchSize
