@@ -5,9 +5,11 @@ Same data and model as recipes/g2p with recipes/g2p/run.json: the split the reci
 (runs/g2p/data/{train,validation,test}.tsv, word<TAB>phones, one line per variant); character
 embeddings 64, bidirectional LSTM encoder (256 per direction), bridge Linear(512 -> 256) (tanh for
 h) and Linear(512 -> 256) for c, decoder embedding 64, LSTM 256, Luong "general" attention,
-tanh(W_c [context; h]), Linear(256 -> phones); dropout 0.25 on the embeddings and the attentional
+tanh(W_c [context; h]), Linear(256 -> phones); dropout 0.1 on the embeddings and the attentional
 vector; label smoothing 0.1; Adam 3e-3 with cosine decay to 1e-4 (3e-3 / 30), batch 64 in
-length buckets, gradient clipping 5. After every epoch the validation words are decoded greedily
+length buckets, gradient clipping 5; a moving average of the weights (decay
+min(0.999, (1 + t) / (10 + t)) at update t, as Loom's training.weight_average_decay), which
+validation and test use. After every epoch the validation words are decoded greedily
 and scored as the recipe scores them (a word is right when it equals any of its variants);
 prints one JSON line per epoch with the wall time, then the test figures.
 
@@ -27,6 +29,7 @@ import torch.nn as nn
 parser = argparse.ArgumentParser()
 parser.add_argument("--data", default="runs/g2p/data")
 parser.add_argument("--epochs", type=int, default=15)
+parser.add_argument("--average-decay", type=float, default=0.999, help="decay of the weights' moving average (0: none)")
 parser.add_argument("--time-budget", type=float, default=None, help="stop after the epoch that crosses this many seconds")
 parser.add_argument("--threads", type=int, default=2)
 parser.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (the schedule spans them), then score")
@@ -72,7 +75,7 @@ class Model(nn.Module):
         self.wa = nn.Linear(H, 2 * H, bias=False)
         self.wc = nn.Linear(3 * H, H, bias=False)
         self.out = nn.Linear(H, len(TGT) + 3)
-        self.drop = nn.Dropout(0.25)
+        self.drop = nn.Dropout(0.1)
 
     def encode(self, src, lengths):
         packed = nn.utils.rnn.pack_padded_sequence(self.drop(self.src(src)), lengths, enforce_sorted=False)
@@ -158,7 +161,37 @@ def score(model, words):
     return wrong / len(items), errors / length
 
 
+def update_average(model, state):
+    """average = d average + (1 - d) weights, d = min(decay, (1 + t) / (10 + t))."""
+    state["updates"] += 1
+    weights = [p.detach() for p in model.parameters()]
+    if state["average"] is None:
+        state["average"] = [w.clone() for w in weights]
+        return
+    t = state["updates"]
+    d = min(args.average_decay, (1 + t) / (10 + t))
+    torch._foreach_mul_(state["average"], d)
+    torch._foreach_add_(state["average"], weights, alpha=1 - d)
+
+
+def averaged(model, state, fn):
+    """fn() with the averaged weights in the model (the model's own without an average)."""
+    if state["average"] is None:
+        return fn()
+    own = [p.detach().clone() for p in model.parameters()]
+    with torch.no_grad():
+        for p, a in zip(model.parameters(), state["average"]):
+            p.copy_(a)
+    try:
+        return fn()
+    finally:
+        with torch.no_grad():
+            for p, w in zip(model.parameters(), own):
+                p.copy_(w)
+
+
 model = Model()
+average = {"average": None, "updates": 0}
 optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
 total = args.max_steps or args.epochs * math.ceil(len(pairs) / 64)
 schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: (1 / 30 + (1 - 1 / 30) * 0.5 * (1 + math.cos(math.pi * min(s, total) / total))))
@@ -177,16 +210,18 @@ for epoch in range(1, args.epochs + 1):
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), 5)
         optimizer.step()
+        if args.average_decay > 0:
+            update_average(model, average)
         schedule.step()
         step += 1
     train_seconds += time.perf_counter() - epoch_start
     model.eval()
-    wer, per = score(model, validation_words)
+    wer, per = averaged(model, average, lambda: score(model, validation_words))
     print(json.dumps({"impl": "torch", "epoch": epoch, "validation_word_error_rate": wer, "validation_phone_error_rate": per,
                       "steps": step, "seconds": train_seconds}), flush=True)
     if (args.time_budget and train_seconds >= args.time_budget) or (args.max_steps and step >= args.max_steps):
         break
 if not args.max_steps:
-    wer, per = score(model, test_words)
+    wer, per = averaged(model, average, lambda: score(model, test_words))
     print(json.dumps({"impl": "torch", "test_word_error_rate_greedy": wer, "test_phone_error_rate_greedy": per,
                       "training_seconds": train_seconds}))

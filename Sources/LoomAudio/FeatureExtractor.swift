@@ -3,7 +3,7 @@ import Foundation
 import LoomTensor
 
 /// FFTW's planner is not thread-safe; every plan is made and destroyed under this lock.
-private let planLock = NSLock()
+let fftwPlanLock = NSLock()
 
 /// Audio samples to frames of spectrogram, mel or MFCC features, streaming: `push` blocks of
 /// samples as they are read, then `finish`; each returns the frames completed so far,
@@ -67,8 +67,8 @@ public final class FeatureExtractor {
             dctT = []
         }
         let n = configuration.fftLength
-        planLock.lock()
-        defer { planLock.unlock() }
+        fftwPlanLock.lock()
+        defer { fftwPlanLock.unlock() }
         let block = Self.blockSize
         var inputs: [UnsafeMutablePointer<Float>] = [], outputs: [UnsafeMutablePointer<fftwf_complex>] = []
         for _ in 0..<2 {
@@ -92,9 +92,9 @@ public final class FeatureExtractor {
     }
 
     deinit {
-        planLock.lock()
+        fftwPlanLock.lock()
         fftwf_destroy_plan(plan)
-        planLock.unlock()
+        fftwPlanLock.unlock()
         for p in fftInputs { fftwf_free(p) }
         for p in fftOutputs { fftwf_free(p) }
     }

@@ -11,6 +11,9 @@ import LoomTensor
 ///   `noiseSNR` dB (P: mean square over the utterance): a random stretch of one of `noises`
 ///   (looped when shorter), or generated Gaussian noise (`noiseColors`) when there are none.
 ///   Skipped for silence.
+/// - **Room** (`reverberation`, a probability): the waveform convolved with one of `rooms`, the
+///   impulse responses of shoebox rooms by the image method (`RoomReverberation.bank`), drawn
+///   uniformly; aligned on the direct path and kept at the utterance's length and power.
 /// - **Silence** (`padding`): seconds of silence, uniform in the range, before and after the
 ///   speech (drawn apart), as a microphone left open; the noise below covers it.
 /// - **Noise colours** (`noiseColors`, for generated noise): white, pink (-3 dB per octave) or
@@ -44,6 +47,10 @@ public struct WaveformAugment: Equatable, Sendable {
     public var dcOffset = 0.0
     /// Probability that an utterance is clipped.
     public var clipping = 0.0
+    /// Probability that an utterance is heard in one of `rooms`.
+    public var reverberation = 0.0
+    /// Room impulse responses at the utterances' sample rate (`RoomReverberation.bank`).
+    public var rooms: [[Float]] = []
 
     /// The spectrum of generated noise: flat, -3 dB per octave, -6 dB per octave.
     public enum NoiseColor: String, CaseIterable, Codable, Sendable { case white, pink, brown }
@@ -64,6 +71,7 @@ public struct WaveformAugment: Equatable, Sendable {
     /// Whether anything changes a waveform.
     public var isActive: Bool {
         speeds.contains { $0 != 1 } || gainDecibels != nil || noiseSNR != nil || padding != nil || telephone > 0 || dcOffset > 0 || clipping > 0
+            || reverberation > 0
     }
 
     public func validate() throws {
@@ -76,11 +84,15 @@ public struct WaveformAugment: Equatable, Sendable {
         if let noiseSNR, !(noiseSNR.lowerBound.isFinite && noiseSNR.upperBound.isFinite) {
             throw AudioError.invalidParameter("the SNR range must be finite, got \(noiseSNR)")
         }
-        for (name, p) in [("telephone probability", telephone), ("clipping probability", clipping), ("DC offset", dcOffset)] {
+        for (name, p) in [("telephone probability", telephone), ("clipping probability", clipping), ("DC offset", dcOffset),
+                          ("reverberation probability", reverberation)] {
             guard p.isFinite, (0...1).contains(p) else { throw AudioError.invalidParameter("the \(name) must be in 0...1, got \(p)") }
         }
         if let padding, !(padding.lowerBound >= 0 && padding.upperBound <= 10) {
             throw AudioError.invalidParameter("silence padding must be in 0...10 seconds, got \(padding)")
+        }
+        if reverberation > 0 && (rooms.isEmpty || rooms.contains { $0.isEmpty || !$0.allSatisfy(\.isFinite) }) {
+            throw AudioError.invalidParameter("reverberation needs room impulse responses (RoomReverberation.bank), none empty or not finite")
         }
         guard !noiseColors.isEmpty else { throw AudioError.invalidParameter("noise colours: name at least one") }
         if let bad = noises.firstIndex(where: { $0.isEmpty || !$0.allSatisfy(\.isFinite) || Self.power($0) == 0 }) {
@@ -97,6 +109,11 @@ public struct WaveformAugment: Equatable, Sendable {
         if speed != 1, !out.isEmpty {
             let rate = Int((Double(sampleRate) / speed).rounded())
             out = try Resampler(from: sampleRate, to: rate, quality: Self.resampling).process(out, isLast: true)
+        }
+        if reverberation > 0 {
+            let heard = Double.random(in: 0..<1, using: &generator) < reverberation
+            let room = Int.random(in: 0..<Swift.max(rooms.count, 1), using: &generator)
+            if heard, room < rooms.count { out = try RoomReverberation.reverberate(out, response: rooms[room]) }
         }
         if let padding {
             let before = Int(Double.random(in: padding, using: &generator) * Double(sampleRate))

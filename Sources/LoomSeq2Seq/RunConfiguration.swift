@@ -134,6 +134,9 @@ public struct RunConfiguration: Codable, Equatable, Sendable {
         public var noise_files: String?
         public var silence_padding: [Double]?
         public var telephone: Double = 0
+        /// The probability that a training utterance is heard in a room: one of 64 impulse
+        /// responses of shoebox rooms drawn from the run's seed (`RoomReverberation.bank`).
+        public var reverberation: Double = 0
         public var dc_offset: Double = 0
         public var clipping: Double = 0
         public var seed: UInt64 = 1
@@ -318,6 +321,7 @@ public struct RunConfiguration: Codable, Equatable, Sendable {
             throw fail("training.noise_files", "needs training.noise_snr, the range of SNRs to mix the recordings at")
         }
         try range("training.telephone", training.telephone, 0...1)
+        try range("training.reverberation", training.reverberation, 0...1)
         try range("training.dc_offset", training.dc_offset, 0...1)
         try range("training.clipping", training.clipping, 0...1)
         if training.waveformAugment.isActive && data.kind != "audio" {
@@ -347,6 +351,7 @@ extension RunConfiguration.Training {
         if augment.noiseColors.isEmpty { augment.noiseColors = [.white] }
         augment.padding = silence_padding.flatMap { $0.count == 2 && $0[0] <= $0[1] ? $0[0]...$0[1] : nil }
         (augment.telephone, augment.dcOffset, augment.clipping) = (telephone, dc_offset, clipping)
+        augment.reverberation = reverberation
         return augment
     }
 }

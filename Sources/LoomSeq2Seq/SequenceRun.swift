@@ -265,6 +265,9 @@ public enum SequenceRun {
         if let list = t.noise_files, case let .audio(f, _) = model.configuration.source {
             waveform.noises = try WaveformAugment.readNoises(list: URL(fileURLWithPath: list), sampleRate: f.sampleRate)
         }
+        if waveform.reverberation > 0, case let .audio(f, _) = model.configuration.source {
+            waveform.rooms = RoomReverberation.bank(count: 64, sampleRate: f.sampleRate, seed: t.seed)
+        }
         let front: AudioEncoder? = try {
             guard case let .audio(f, _) = model.configuration.source, waveform.isActive else { return nil }
             return try AudioEncoder(configuration: f)

@@ -194,6 +194,27 @@ final class TrainCommandTests: TemporaryDirectoryTestCase {
         XCTAssertTrue(refused.output.contains("training.weight_decay"), refused.output)
     }
 
+    /// training.weight_average_decay: the kept weights are the average's (they differ from a run
+    /// without it, whose steps are the same); out-of-range settings name their key.
+    func testWeightAverageReachesTheModelAndSettingsAreChecked() throws {
+        let config = root.appendingPathComponent("corpora/numbers/run.json").path
+        let common = ["train", "--config", config, "--epochs", "1", "--threads", "1", "--set", "model.encoder_layers=[16]", "--set", "model.decoder_hidden=16"]
+        for (name, extra) in [("plain", [String]()), ("average", ["--set", "training.weight_average_decay=0.99"])] {
+            let run = try runLoom(common + extra + ["--output", path(name)])
+            XCTAssertEqual(run.status, 0, run.output)
+        }
+        let weights = try ["plain", "average"].map { try SafeTensors.read(URL(fileURLWithPath: path("\($0)/model.safetensors"))) }
+        let names = weights[0].entries.keys.sorted()
+        func values(_ file: SafeTensors) throws -> [[Float]] { try names.map { try file.tensor($0, as: Float.self).scalars } }
+        XCTAssertNotEqual(try values(weights[0]), try values(weights[1]))
+        for (setting, key) in [("training.weight_average_decay=1", "training.weight_average_decay"),
+                               ("training.time_warp=5", "training.time_warp"), ("training.reverberation=2", "training.reverberation")] {
+            let refused = try runLoom(common + ["--set", setting, "--output", path("bad")])
+            XCTAssertEqual(refused.status, 64, refused.output)
+            XCTAssertTrue(refused.output.contains(key), refused.output)
+        }
+    }
+
     /// Subword vocabularies: SentencePiece trained by `loom train` on the training side, stored
     /// in the model file, so the model decodes from another folder with nothing else.
     func testSentencePieceVocabularyTravelsInTheModelFile() throws {

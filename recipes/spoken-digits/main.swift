@@ -53,6 +53,7 @@ struct SpokenDigits: ParsableCommand {
     @Option(help: "Seconds of silence before and after each training utterance, \"LOW:HIGH\" (default none).") var silencePadding: String?
     @Option(help: "Probability that a training utterance passes through the telephone channel (8 kHz, 300-3,400 Hz; default 0).") var telephone: Double?
     @Option(help: "Largest DC offset added in training, a fraction of the peak (default 0).") var dcOffset: Double?
+    @Option(help: "Probability that a training utterance is heard in a room (64 rooms by the image method, drawn from the seed; default 0).") var reverberation = 0.0
     @Option(help: "Probability that a training utterance is clipped (at 0.3-0.9 of its peak; default 0).") var clipping: Double?
     @Flag(help: "Conditions a microphone brings, in training: noise of every colour at 5-30 dB SNR, telephone channel half the time, gain ±10 dB, silence 0-0.3 s, DC offset up to 5%, clipping 10%, speed perturbation (options given explicitly win).")
     var microphone = false
@@ -71,6 +72,8 @@ struct SpokenDigits: ParsableCommand {
         augment.telephone = telephone ?? (microphone ? 0.5 : 0)
         augment.dcOffset = dcOffset ?? (microphone ? 0.05 : 0)
         augment.clipping = clipping ?? (microphone ? 0.1 : 0)
+        augment.reverberation = reverberation
+        if reverberation > 0 { augment.rooms = RoomReverberation.bank(count: readingNoises ? 64 : 1, sampleRate: 16_000, seed: common.seed) }
         if let noiseFiles, readingNoises {
             do { augment.noises = try WaveformAugment.readNoises(list: URL(fileURLWithPath: noiseFiles), sampleRate: 16_000) } catch {
                 throw ValidationError("--noise-files: \(error)")
