@@ -192,9 +192,9 @@ struct SpokenDigits: ParsableCommand {
             ? "speeds \(waveform.speeds), noise \(waveform.noiseSNR.map { "\($0.lowerBound)-\($0.upperBound) dB SNR" } ?? "none") "
               + "(\(waveform.noiseColors.map(\.rawValue).joined(separator: "/"))), gain \(waveform.gainDecibels.map { "±\($0.upperBound) dB" } ?? "none"), "
               + "silence \(waveform.padding.map { "\($0.lowerBound)-\($0.upperBound) s" } ?? "none"), telephone \(waveform.telephone), "
-              + "DC offset \(waveform.dcOffset), clipping \(waveform.clipping)"
+              + "DC offset \(waveform.dcOffset), clipping \(waveform.clipping), reverberation \(waveform.reverberation)"
             : "none"
-        print("training: \(epochs) epochs, waveform augmentation \(waveformDescription), SpecAugment \(maskingName), CTC weight \(ctcWeight), deltas \(deltas), \(normalization) normalization, "
+        print("training: \(epochs) epochs, waveform augmentation \(waveformDescription), SpecAugment \(maskingName)\(masking.map { $0.timeWarp > 0 ? " with time warp \($0.timeWarp)" : "" } ?? ""), CTC weight \(ctcWeight), deltas \(deltas), \(normalization) normalization, "
               + "dropout \(dropout), label smoothing \(labelSmoothing), weight decay \(weightDecay)")
 
         // The target alphabet: every character of the training transcripts.
