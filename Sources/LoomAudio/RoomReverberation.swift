@@ -130,6 +130,9 @@ public struct RoomReverberation: Equatable, Sendable {
         return RoomReverberation(size: size, source: source, receiver: receiver, absorption: Double.random(in: absorption, using: &generator))
     }
 
+    /// The rooms of a training run's bank (`WaveformAugment.rooms`).
+    public static let bankSize = 64
+
     /// Responses of `count` rooms drawn from `seed`, each as long as its Sabine time (at most
     /// `longest` seconds): a bank to draw from per utterance, since a response takes
     /// milliseconds to tens of milliseconds to build.

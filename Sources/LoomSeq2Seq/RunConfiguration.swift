@@ -134,8 +134,8 @@ public struct RunConfiguration: Codable, Equatable, Sendable {
         public var noise_files: String?
         public var silence_padding: [Double]?
         public var telephone: Double = 0
-        /// The probability that a training utterance is heard in a room: one of 64 impulse
-        /// responses of shoebox rooms drawn from the run's seed (`RoomReverberation.bank`).
+        /// The probability that a training utterance is heard in a room: one of the impulse
+        /// responses of `RoomReverberation.bankSize` (64) shoebox rooms drawn from the run's seed.
         public var reverberation: Double = 0
         public var dc_offset: Double = 0
         public var clipping: Double = 0

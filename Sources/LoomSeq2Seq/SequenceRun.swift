@@ -266,7 +266,7 @@ public enum SequenceRun {
             waveform.noises = try WaveformAugment.readNoises(list: URL(fileURLWithPath: list), sampleRate: f.sampleRate)
         }
         if waveform.reverberation > 0, case let .audio(f, _) = model.configuration.source {
-            waveform.rooms = RoomReverberation.bank(count: 64, sampleRate: f.sampleRate, seed: t.seed)
+            waveform.rooms = RoomReverberation.bank(count: RoomReverberation.bankSize, sampleRate: f.sampleRate, seed: t.seed)
         }
         let front: AudioEncoder? = try {
             guard case let .audio(f, _) = model.configuration.source, waveform.isActive else { return nil }

@@ -98,26 +98,24 @@ extension Trainer {
             g.state = words
             return g
         }
-        let weights = try parameters.indices.map { i -> Tensor<Scalar> in
-            let t = try file.tensor("parameter.\(i)", as: Scalar.self)
-            guard t.shape == parameters[i].shape else {
-                throw SafeTensorsError.shapeMismatch(tensor: "parameter.\(i) (\(parameters[i].name))", expected: parameters[i].shape, actual: t.shape)
+        /// One tensor per parameter, "PREFIX.i", each of its parameter's shape.
+        func tensors(_ prefix: String) throws -> [Tensor<Scalar>] {
+            try parameters.indices.map { i in
+                let t = try file.tensor("\(prefix).\(i)", as: Scalar.self)
+                guard t.shape == parameters[i].shape else {
+                    throw SafeTensorsError.shapeMismatch(tensor: "\(prefix).\(i) (\(parameters[i].name))", expected: parameters[i].shape, actual: t.shape)
+                }
+                return t
             }
-            return t
         }
+        let weights = try tensors("parameter")
         let counts = (m["moments"] ?? "").split(separator: ",").compactMap { Int($0) }
         guard counts.count == parameters.count else { throw TrainingError.checkpoint("\(url.lastPathComponent): bad moments") }
         let moments = try counts.enumerated().map { i, c -> [[Scalar]]? in
             c < 0 ? nil : try (0..<c).map { k in try file.tensor("optimizer.\(i).\(k)", as: Scalar.self).scalars }
         }
         let best = file.entries["best.0"] == nil ? nil : try parameters.indices.map { try file.tensor("best.\($0)", as: Scalar.self) }
-        let average = file.entries["average.0"] == nil ? nil : try parameters.indices.map { i -> Tensor<Scalar> in
-            let t = try file.tensor("average.\(i)", as: Scalar.self)
-            guard t.shape == parameters[i].shape else {
-                throw SafeTensorsError.shapeMismatch(tensor: "average.\(i) (\(parameters[i].name))", expected: parameters[i].shape, actual: t.shape)
-            }
-            return t
-        }
+        let average = file.entries["average.0"] == nil ? nil : try tensors("average")
         if average == nil, options.averageDecay != nil, (try? int("average_updates")).map({ $0 > 0 }) == true {
             throw TrainingError.checkpoint("\(url.lastPathComponent): the weight average is missing")
         }

@@ -58,9 +58,13 @@ struct SpokenDigits: ParsableCommand {
     @Flag(help: "Conditions a microphone brings, in training: noise of every colour at 5-30 dB SNR, telephone channel half the time, gain ±10 dB, silence 0-0.3 s, DC offset up to 5%, clipping 10%, speed perturbation (options given explicitly win).")
     var microphone = false
 
+    /// The SpecAugment policy's name: --spec-augment, else LD with --small-corpus, else none.
+    var maskingName: String { specAugment ?? (smallCorpus ? "ld" : "none") }
+
     /// The waveform augmentation the options ask for (`--microphone`'s settings where an option is
-    /// not given); the noise recordings are read only with `readingNoises`.
-    func waveformAugment(readingNoises: Bool = true) throws -> WaveformAugment {
+    /// not given). Only with `loading` are the noise recordings read and the bank of rooms built;
+    /// without, the settings are checked with one room.
+    func waveformAugment(loading: Bool = true) throws -> WaveformAugment {
         var augment = WaveformAugment(speeds: speedPerturbation || microphone ? WaveformAugment.kaldiSpeeds : [1])
         augment.noiseSNR = try noiseSNR.map { try Self.range($0, option: "--noise-snr", unit: "dB", single: true) }
             ?? (microphone ? 5...30 : noiseFiles != nil ? 5...20 : nil)
@@ -73,8 +77,8 @@ struct SpokenDigits: ParsableCommand {
         augment.dcOffset = dcOffset ?? (microphone ? 0.05 : 0)
         augment.clipping = clipping ?? (microphone ? 0.1 : 0)
         augment.reverberation = reverberation
-        if reverberation > 0 { augment.rooms = RoomReverberation.bank(count: readingNoises ? 64 : 1, sampleRate: 16_000, seed: common.seed) }
-        if let noiseFiles, readingNoises {
+        if reverberation > 0 { augment.rooms = RoomReverberation.bank(count: loading ? RoomReverberation.bankSize : 1, sampleRate: 16_000, seed: common.seed) }
+        if let noiseFiles, loading {
             do { augment.noises = try WaveformAugment.readNoises(list: URL(fileURLWithPath: noiseFiles), sampleRate: 16_000) } catch {
                 throw ValidationError("--noise-files: \(error)")
             }
@@ -119,9 +123,9 @@ struct SpokenDigits: ParsableCommand {
         guard labelSmoothing >= 0 && labelSmoothing <= 0.5 else { throw ValidationError("--label-smoothing must be in [0, 0.5], got \(labelSmoothing)") }
         guard weightDecay >= 0 && weightDecay <= 1 else { throw ValidationError("--weight-decay must be in [0, 1], got \(weightDecay)") }
         guard ctcWeight >= 0 && ctcWeight < 1 else { throw ValidationError("--ctc-weight must be in [0, 1), got \(ctcWeight)") }
-        _ = try waveformAugment(readingNoises: false)
+        _ = try waveformAugment(loading: false)
         guard (0...10_000).contains(timeWarp) else { throw ValidationError("--time-warp must be in 0...10000 frames, got \(timeWarp)") }
-        if timeWarp > 0 && (specAugment ?? (smallCorpus ? "ld" : "none")) == "none" {
+        if timeWarp > 0 && maskingName == "none" {
             throw ValidationError("--time-warp is part of SpecAugment: give --spec-augment lb or ld too")
         }
         if let specAugment, !SpecAugment.named.keys.contains(specAugment) {
@@ -133,7 +137,6 @@ struct SpokenDigits: ParsableCommand {
         try common.configureThreads()
         let quick = common.quick
         let epochs = common.epochs ?? (smallCorpus ? 24 : RecipeDefaults.current.epochs)
-        let maskingName = specAugment ?? (smallCorpus ? "ld" : "none")
         let masking = (SpecAugment.named[maskingName] ?? nil)?.withTimeWarp(timeWarp)
         let deltas = self.deltas ?? (smallCorpus ? 2 : 0)
         let hidden = common.hidden ?? (quick ? 64 : RecipeDefaults.current.hidden)
